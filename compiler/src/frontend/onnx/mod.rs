@@ -1,0 +1,256 @@
+//! The ONNX frontend: protobuf decode, opset handling, attribute parsing, external data,
+//! and import into the typed IR. Shape arithmetic is folded as nodes are imported, so
+//! every value is typed with a static shape the moment it exists.
+mod node;
+mod ops;
+pub mod tensor;
+
+pub use ops::supported_ops;
+
+use super::ImportOptions;
+use crate::error::{Error, NodeRef, Result, Unsupported};
+use crate::ir::{Graph, TensorType, ValueId};
+use node::NodeCtx;
+use onnx_protobuf::{Message, ModelProto, NodeProto, ValueInfoProto};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+/// Largest model file accepted (protobuf itself cannot exceed 2 GiB).
+pub const MAX_MODEL_FILE_BYTES: u64 = 2 << 30;
+
+/// Decode an ONNX file.
+pub fn read_model(path: &Path) -> Result<ModelProto> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() > MAX_MODEL_FILE_BYTES {
+        return Err(Error::Limit(format!(
+            "`{}` is {} bytes, above the {} byte limit of an ONNX protobuf",
+            path.display(),
+            meta.len(),
+            MAX_MODEL_FILE_BYTES
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| Error::InvalidModel(format!("`{}` is not a valid ONNX protobuf: {e}", path.display())))
+}
+
+/// The default-domain opset a model imports.
+pub fn default_opset(model: &ModelProto) -> Result<i64> {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| Error::InvalidModel("the model imports no default-domain (ai.onnx) opset".into()))
+}
+
+fn node_name(proto: &NodeProto, index: usize) -> String {
+    if proto.name.is_empty() { format!("{}_{index}", proto.op_type) } else { proto.name.clone() }
+}
+
+/// Every op occurrence the frontend has no constructor for, all at once.
+pub fn unsupported_ops(model: &ModelProto) -> Vec<Unsupported> {
+    let opset = default_opset(model).unwrap_or(0);
+    let graph = model.graph.as_ref();
+    let mut out = Vec::new();
+    for (i, node) in graph.map(|g| g.node.as_slice()).unwrap_or(&[]).iter().enumerate() {
+        let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+        if !default_domain || ops::constructor(&node.op_type).is_none() {
+            out.push(Unsupported {
+                node: NodeRef { name: node_name(node, i), op_type: node.op_type.clone(), opset },
+                domain: node.domain.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Import a decoded model. `model_dir` anchors external data.
+pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> Result<Graph> {
+    let opset = default_opset(model)?;
+    let g = model.graph.as_ref().ok_or_else(|| Error::InvalidModel("the model has no graph".into()))?;
+    let unsupported = unsupported_ops(model);
+    if !unsupported.is_empty() {
+        return Err(Error::UnsupportedOps(unsupported));
+    }
+    let mut graph = Graph::new(opset);
+    let mut names: HashMap<String, ValueId> = HashMap::new();
+
+    for init in &g.initializer {
+        if names.contains_key(&init.name) {
+            return Err(Error::InvalidModel(format!("initializer `{}` is defined twice", init.name)));
+        }
+        let t = tensor::tensor_from_proto(init, Some(model_dir))
+            .map_err(|e| Error::InvalidModel(format!("initializer `{}`: {e}", init.name)))?;
+        let id = graph.add_constant(init.name.clone(), t);
+        names.insert(init.name.clone(), id);
+    }
+    for input in &g.input {
+        if names.contains_key(&input.name) {
+            continue; // an initializer listed as input (IR < 4): a constant
+        }
+        let ty = input_type(input, options)?;
+        let id = graph.add_value(input.name.clone(), ty);
+        graph.inputs.push(id);
+        names.insert(input.name.clone(), id);
+    }
+
+    for index in schedule(&g.node, &names)? {
+        let proto = &g.node[index];
+        let node = NodeRef { name: node_name(proto, index), op_type: proto.op_type.clone(), opset };
+        let mut inputs = Vec::with_capacity(proto.input.len());
+        for name in &proto.input {
+            if name.is_empty() {
+                inputs.push(None);
+                continue;
+            }
+            match names.get(name) {
+                Some(&v) => inputs.push(Some(v)),
+                None => {
+                    return Err(Error::InvalidNode {
+                        node,
+                        reason: format!("input `{name}` is not computed (an unsupported optional output of an earlier node?)"),
+                    });
+                }
+            }
+        }
+        let ctor = ops::constructor(&proto.op_type).ok_or_else(|| Error::UnsupportedOps(vec![]))?;
+        let first_new = graph.value_count();
+        let mut ctx = NodeCtx::new(proto, node.clone(), opset, &mut graph, inputs);
+        let outputs = ctor(&mut ctx).map_err(|e| e.at(node.clone()))?;
+        for (name, &v) in proto.output.iter().zip(outputs.iter()) {
+            if name.is_empty() {
+                continue;
+            }
+            if names.contains_key(name) {
+                return Err(Error::InvalidNode { node, reason: format!("output `{name}` is already defined") });
+            }
+            if v.0 as usize >= first_new {
+                graph.value_mut(v).name = name.clone();
+            }
+            names.insert(name.clone(), v);
+        }
+    }
+
+    for output in &g.output {
+        let v = *names
+            .get(&output.name)
+            .ok_or_else(|| Error::InvalidModel(format!("graph output `{}` is never computed", output.name)))?;
+        if let Some(declared) = declared_dtype(output) {
+            let ours = graph.ty(v).dtype;
+            if declared != ours {
+                return Err(Error::InvalidModel(format!(
+                    "graph output `{}` is declared {declared} but computes {ours}",
+                    output.name
+                )));
+            }
+        }
+        graph.outputs.push(v);
+    }
+    if graph.outputs.is_empty() {
+        return Err(Error::InvalidModel("the graph has no outputs".into()));
+    }
+    Ok(graph)
+}
+
+fn declared_dtype(info: &ValueInfoProto) -> Option<crate::ir::DType> {
+    use onnx_protobuf::type_proto::Value;
+    match info.type_.as_ref()?.value.as_ref()? {
+        Value::TensorType(t) => tensor::dtype_from_onnx(t.elem_type).ok(),
+        _ => None,
+    }
+}
+
+/// The static type of a graph input, binding symbolic dims from the options.
+fn input_type(info: &ValueInfoProto, options: &ImportOptions) -> Result<TensorType> {
+    use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
+    use onnx_protobuf::type_proto::Value;
+    let bad = |reason: String| Error::InvalidModel(format!("graph input `{}`: {reason}", info.name));
+    let t = match info.type_.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(Value::TensorType(t)) => t,
+        Some(_) => return Err(bad("only tensor inputs are supported".into())),
+        None => return Err(bad("no type given".into())),
+    };
+    let dtype = tensor::dtype_from_onnx(t.elem_type).map_err(bad)?;
+    let shape_proto = t.shape.as_ref().ok_or_else(|| bad("no shape given (rank unknown)".into()))?;
+    let mut shape = Vec::with_capacity(shape_proto.dim.len());
+    for (axis, dim) in shape_proto.dim.iter().enumerate() {
+        let by_position = format!("{}.{axis}", info.name);
+        let size = match &dim.value {
+            Some(Dim::DimValue(v)) => {
+                usize::try_from(*v).map_err(|_| bad(format!("axis {axis} has negative size {v}")))?
+            }
+            Some(Dim::DimParam(p)) if !p.is_empty() => match options.dims.get(p).or(options.dims.get(&by_position)) {
+                Some(&v) => v,
+                None => {
+                    return Err(Error::Usage(format!(
+                        "graph input `{}` axis {axis} is the symbolic dimension `{p}`: bind it with `--dim {p}=N`",
+                        info.name
+                    )));
+                }
+            },
+            _ => match options.dims.get(&by_position) {
+                Some(&v) => v,
+                None => {
+                    return Err(Error::Usage(format!(
+                        "graph input `{}` axis {axis} has no size and no name: bind it with `--dim {by_position}=N`",
+                        info.name
+                    )));
+                }
+            },
+        };
+        shape.push(size);
+    }
+    crate::ir::checked_numel(&shape).map_err(|e| bad(e.to_string()))?;
+    Ok(TensorType::new(dtype, shape))
+}
+
+/// A topological order of the ONNX nodes (files should already be sorted, hostile ones
+/// may not be): fails on cycles, dangling inputs and outputs defined twice.
+fn schedule(nodes: &[NodeProto], known: &HashMap<String, ValueId>) -> Result<Vec<usize>> {
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for out in n.output.iter().filter(|o| !o.is_empty()) {
+            if known.contains_key(out) || producer.insert(out.as_str(), i).is_some() {
+                return Err(Error::InvalidModel(format!(
+                    "value `{out}` is defined more than once (again by node `{}`)",
+                    node_name(n, i)
+                )));
+            }
+        }
+    }
+    let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        for input in n.input.iter().filter(|s| !s.is_empty()) {
+            if let Some(&p) = producer.get(input.as_str()) {
+                if deps[i].insert(p) {
+                    users[p].push(i);
+                }
+            } else if !known.contains_key(input) {
+                return Err(Error::InvalidNode {
+                    node: NodeRef { name: node_name(n, i), op_type: n.op_type.clone(), opset: 0 },
+                    reason: format!("input `{input}` is not a graph input, an initializer or any node's output"),
+                });
+            }
+        }
+    }
+    let mut pending: Vec<usize> = deps.iter().map(|d| d.len()).collect();
+    let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|&i| pending[i] == 0).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &u in &users[i] {
+            pending[u] -= 1;
+            if pending[u] == 0 {
+                ready.insert(u);
+            }
+        }
+    }
+    if order.len() != nodes.len() {
+        let stuck: Vec<String> =
+            (0..nodes.len()).filter(|&i| pending[i] > 0).take(8).map(|i| node_name(&nodes[i], i)).collect();
+        return Err(Error::InvalidModel(format!("the graph has a cycle through nodes {stuck:?}")));
+    }
+    Ok(order)
+}

@@ -1,0 +1,11 @@
+//! The typed IR: values with static dtypes and shapes, nodes applying [`crate::ops::Op`]s,
+//! a stable textual printer and the verifier.
+pub mod dtype;
+pub mod graph;
+pub mod printer;
+pub mod tensor;
+pub mod verify;
+
+pub use dtype::DType;
+pub use graph::{Graph, Node, NodeId, Value, ValueId};
+pub use tensor::{checked_numel, Data, Tensor, TensorType};

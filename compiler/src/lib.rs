@@ -1,0 +1,17 @@
+//! slm-aot: an ahead-of-time compiler from small language models to allocation-free,
+//! `no_std` Rust crates. See `ARCHITECTURE.md` for the map; [`pipeline`] is the whole flow.
+pub mod codegen;
+pub mod error;
+pub mod eval;
+pub mod frontend;
+pub mod ir;
+pub mod npy;
+pub mod ops;
+pub mod passes;
+pub mod pipeline;
+pub mod plan;
+pub mod report;
+pub mod target;
+pub mod verify;
+
+pub use error::{Error, Result};

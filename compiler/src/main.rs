@@ -1,0 +1,205 @@
+//! The `slm-aot` command line: build, inspect, verify.
+use clap::{Args, Parser, Subcommand};
+use slm_aot::error::{Error, Result};
+use slm_aot::frontend::{onnx, ImportOptions};
+use slm_aot::pipeline::{self, BuildOptions};
+use slm_aot::target::TargetProfile;
+use slm_aot::{report, verify};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Compile a small language model (ONNX) into a standalone, allocation-free `no_std` Rust
+/// crate for an edge target.
+#[derive(Parser)]
+#[command(name = "slm-aot", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a model into a Rust crate.
+    Build {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Output folder of the generated crate.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Crate name (default: from the model file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Path to `runtime-core` written into the generated Cargo.toml (default: this
+        /// compiler's own, relative to the output folder).
+        #[arg(long)]
+        runtime_path: Option<String>,
+        /// Write nothing; exit non-zero if OUT differs from what would be generated.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Describe a model: inputs, outputs, op histogram, parameters, unsupported ops.
+    Inspect {
+        /// The model file (.onnx).
+        model: PathBuf,
+        /// Also import it (needs every symbolic dim bound) and print the optimised IR.
+        #[arg(long)]
+        ir: bool,
+        /// Bind a symbolic dimension, e.g. `--dim sequence=128` (repeatable).
+        #[arg(long = "dim", value_parser = parse_dim)]
+        dims: Vec<(String, usize)>,
+        /// Target profile used with --ir.
+        #[arg(long, default_value = "x86")]
+        target: String,
+    },
+    /// Build, run on the host and compare outputs with references.
+    Verify {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Folder of `<input name>.npy` files.
+        #[arg(long)]
+        inputs: PathBuf,
+        /// Folder of `<output name>.npy` references (default: the compiler's reference
+        /// evaluator on the unoptimised graph).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Write the generated crate's outputs here as `.npy`.
+        #[arg(long)]
+        save_outputs: Option<PathBuf>,
+        /// Absolute tolerance per element.
+        #[arg(long, default_value_t = 1e-4)]
+        atol: f64,
+        /// Relative tolerance per element (added to atol times |reference|).
+        #[arg(long, default_value_t = 1e-4)]
+        rtol: f64,
+        /// Working folder for the generated crate and runner (default: a temporary folder).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// List the supported ONNX ops and target profiles.
+    Ops,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// The model file (.onnx).
+    model: PathBuf,
+    /// Target profile: a shipped name (x86, x86-avx512, rpi4, jetson, cortex-m55) or a
+    /// path to a profile .toml.
+    #[arg(long, default_value = "x86")]
+    target: String,
+    /// Bind a symbolic dimension, e.g. `--dim batch=1 --dim sequence=128`; an unnamed
+    /// dynamic axis is `INPUT.AXIS=N`.
+    #[arg(long = "dim", value_parser = parse_dim)]
+    dims: Vec<(String, usize)>,
+}
+
+fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    let v = v.trim().parse::<usize>().map_err(|_| format!("`{v}` is not a non-negative integer"))?;
+    Ok((k.trim().to_string(), v))
+}
+
+fn import_options(dims: &[(String, usize)]) -> ImportOptions {
+    ImportOptions { dims: dims.iter().cloned().collect() }
+}
+
+impl ModelArgs {
+    fn build_options(&self) -> Result<BuildOptions> {
+        Ok(BuildOptions {
+            model: self.model.clone(),
+            target: TargetProfile::load(&self.target)?,
+            import: import_options(&self.dims),
+            crate_name: None,
+            runtime_path: None,
+            verify_each_pass: false,
+        })
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Build { model, out, name, runtime_path, check } => {
+            let mut options = model.build_options()?;
+            options.crate_name = name;
+            options.runtime_path = runtime_path;
+            let build = pipeline::build(&options, &out)?;
+            if check {
+                let diff = build.generated.differences(&out);
+                if !diff.is_empty() {
+                    let list: Vec<String> = diff.iter().map(|p| p.display().to_string()).collect();
+                    return Err(Error::Mismatch(format!(
+                        "`{}` is not what this compiler generates now; differing files: {}",
+                        out.display(),
+                        list.join(", ")
+                    )));
+                }
+                println!("{} is up to date", out.display());
+                return Ok(());
+            }
+            build.generated.write(&out)?;
+            print!("{}", report::build_report(&build.source, &build.graph, &build.plan));
+            println!("wrote crate `{}` to {}", build.generated.name, out.display());
+            Ok(())
+        }
+        Command::Inspect { model, ir, dims, target } => {
+            let proto = onnx::read_model(&model)?;
+            print!("{}", report::inspect(&proto));
+            if ir {
+                let graph = pipeline::import(&model, &import_options(&dims))?;
+                let target = TargetProfile::load(&target)?;
+                let graph = pipeline::optimise(&graph, &target, false)?;
+                let text = slm_aot::ir::printer::print(&graph).map_err(|e| Error::Internal(e.to_string()))?;
+                print!("{text}");
+            }
+            Ok(())
+        }
+        Command::Verify { model, inputs, reference, save_outputs, atol, rtol, work_dir } => {
+            let work_dir = work_dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("slm-aot-verify-{}", std::process::id()))
+            });
+            let opts = verify::VerifyOptions {
+                build: model.build_options()?,
+                inputs,
+                reference: reference.clone(),
+                work_dir,
+                cargo_target_dir: None,
+                save_outputs,
+                atol,
+                rtol,
+            };
+            let checks = verify::verify(&opts)?;
+            let against = if reference.is_some() { "references" } else { "the reference evaluator" };
+            println!("compared {} output(s) with {against} (atol {atol}, rtol {rtol}):", checks.len());
+            let mut failed = 0;
+            for c in &checks {
+                println!(
+                    "  {:<32} max abs error {:.3e}  cosine {:.9}  {}",
+                    c.name,
+                    c.max_abs_error,
+                    c.cosine,
+                    if c.ok { "ok" } else { "FAIL" }
+                );
+                failed += usize::from(!c.ok);
+            }
+            if failed > 0 {
+                return Err(Error::Mismatch(format!("{failed} output(s) beyond tolerance")));
+            }
+            Ok(())
+        }
+        Command::Ops => {
+            println!("ONNX ops (default domain): {}", onnx::supported_ops().join(" "));
+            println!("targets: {}", TargetProfile::shipped_names().join(" "));
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Graph-to-graph passes. Each pass is one file, a struct with `run`, and a doc comment
+//! stating the pattern it rewrites; pipelines are plain lists.
+use crate::error::Result;
+use crate::ir::{verify::verify, Graph};
+use crate::target::TargetProfile;
+
+pub mod eliminate_dead_nodes;
+pub mod fold_constants;
+pub mod simplify_reshapes;
+
+/// A graph rewrite. Returns whether it changed anything.
+pub trait Pass {
+    fn name(&self) -> &'static str;
+    fn run(&self, graph: &mut Graph) -> Result<bool>;
+}
+
+/// The passes run for a target, in order.
+pub fn pipeline(_target: &TargetProfile) -> Vec<Box<dyn Pass>> {
+    vec![
+        Box::new(fold_constants::FoldConstants),
+        Box::new(simplify_reshapes::SimplifyReshapes),
+        Box::new(eliminate_dead_nodes::EliminateDeadNodes),
+    ]
+}
+
+/// Run `passes` in order; with `verify_each`, verify the graph after every pass.
+pub fn run(graph: &mut Graph, passes: &[Box<dyn Pass>], verify_each: bool) -> Result<()> {
+    for pass in passes {
+        pass.run(graph)?;
+        if verify_each {
+            verify(graph).map_err(|e| crate::Error::Internal(format!("after pass {}: {e}", pass.name())))?;
+        }
+    }
+    Ok(())
+}

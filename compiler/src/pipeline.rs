@@ -1,0 +1,119 @@
+//! The whole flow in one straight line: load → import → verify → optimise for the target →
+//! plan → emit. Each stage's output is the next stage's only input.
+use crate::codegen::{self, CrateMeta, GeneratedCrate};
+use crate::error::{Error, Result};
+use crate::frontend::{onnx, ImportOptions};
+use crate::ir::{verify::verify, Graph};
+use crate::passes;
+use crate::plan::{self, Plan};
+use crate::target::TargetProfile;
+use std::path::{Path, PathBuf};
+
+/// Everything `build` needs.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub model: PathBuf,
+    pub target: TargetProfile,
+    pub import: ImportOptions,
+    /// Crate name; defaults to the model file's stem.
+    pub crate_name: Option<String>,
+    /// `runtime-core` path written into the generated `Cargo.toml`; defaults to this
+    /// compiler's own `runtime-core`, relative to the output folder.
+    pub runtime_path: Option<String>,
+    /// Verify the graph after every pass (tests turn this on).
+    pub verify_each_pass: bool,
+}
+
+/// What a build made, for the report.
+pub struct Build {
+    pub source: Graph,
+    pub graph: Graph,
+    pub plan: Plan,
+    pub generated: GeneratedCrate,
+}
+
+/// Load and import a model file into a verified graph.
+pub fn import(model: &Path, options: &ImportOptions) -> Result<Graph> {
+    let proto = onnx::read_model(model)?;
+    let dir = model.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let graph = onnx::import(&proto, &dir, options)?;
+    verify(&graph)?;
+    Ok(graph)
+}
+
+/// Optimise a verified graph for a target.
+pub fn optimise(graph: &Graph, target: &TargetProfile, verify_each_pass: bool) -> Result<Graph> {
+    let mut g = graph.clone();
+    passes::run(&mut g, &passes::pipeline(target), verify_each_pass)?;
+    verify(&g)?;
+    Ok(g)
+}
+
+/// The default `runtime-core` path for a crate written to `out_dir`.
+pub fn default_runtime_path(out_dir: &Path) -> String {
+    let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("runtime-core");
+    let runtime = runtime.canonicalize().unwrap_or(runtime);
+    let out = std::fs::create_dir_all(out_dir).ok().and_then(|_| out_dir.canonicalize().ok());
+    match out {
+        Some(out) => relative_path(&out, &runtime).display().to_string(),
+        None => runtime.display().to_string(),
+    }
+}
+
+/// `to` relative to `from` (both absolute).
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let (a, b): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..a.len() {
+        out.push("..");
+    }
+    for c in &b[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
+
+/// The straight line: import, optimise, plan, emit (in memory).
+pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
+    let source = import(&options.model, &options.import)?;
+    let graph = optimise(&source, &options.target, options.verify_each_pass)?;
+    let plan = plan::plan(&graph)?;
+    check_budget(&plan, &options.target)?;
+    let stem = options.model.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    let meta = CrateMeta {
+        crate_name: options.crate_name.clone().unwrap_or_else(|| codegen::naming::crate_name(stem)),
+        model_file: options.model.file_name().and_then(|s| s.to_str()).unwrap_or("model.onnx").to_string(),
+        target: options.target.clone(),
+        runtime_path: options.runtime_path.clone().unwrap_or_else(|| default_runtime_path(out_dir)),
+    };
+    let generated = codegen::emit(&graph, &plan, &meta)?;
+    Ok(Build { source, graph, plan, generated })
+}
+
+/// Refuse a plan that cannot fit the target, saying by how much.
+pub fn check_budget(plan: &Plan, target: &TargetProfile) -> Result<()> {
+    let m = &target.memory;
+    let ram_need = if m.weights_in == "ram" { plan.arena_bytes + plan.weight_bytes } else { plan.arena_bytes };
+    if ram_need > m.ram_bytes {
+        return Err(Error::Limit(format!(
+            "the model needs {ram_need} bytes of RAM (arena {} + {}), {} more than target `{}` has ({} bytes)",
+            plan.arena_bytes,
+            if m.weights_in == "ram" { format!("weights {}", plan.weight_bytes) } else { "weights in flash".into() },
+            ram_need - m.ram_bytes,
+            target.name,
+            m.ram_bytes
+        )));
+    }
+    if m.weights_in != "ram" && plan.weight_bytes > m.flash_bytes {
+        return Err(Error::Limit(format!(
+            "the weights need {} bytes of flash, {} more than target `{}` has ({} bytes)",
+            plan.weight_bytes,
+            plan.weight_bytes - m.flash_bytes,
+            target.name,
+            m.flash_bytes
+        )));
+    }
+    Ok(())
+}

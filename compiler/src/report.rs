@@ -1,0 +1,109 @@
+//! Human-readable reports: the build summary and `inspect`.
+use crate::frontend::onnx;
+use crate::ir::Graph;
+use crate::plan::Plan;
+use onnx_protobuf::ModelProto;
+use std::collections::BTreeMap;
+
+fn kib(bytes: usize) -> String {
+    format!("{bytes} B ({:.1} KiB)", bytes as f64 / 1024.0)
+}
+
+/// The build report: graph size, memory plan, weights.
+pub fn build_report(source: &Graph, graph: &Graph, plan: &Plan) -> String {
+    let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in graph.node_ids() {
+        *ops.entry(graph.node(id).op.name()).or_default() += 1;
+    }
+    let hist: Vec<String> = ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let mut s = String::new();
+    s.push_str(&format!(
+        "nodes: {} after import, {} after optimisation ({})\n",
+        source.node_count(),
+        graph.node_count(),
+        hist.join(", ")
+    ));
+    s.push_str(&format!("weights: {} in {} tensors\n", kib(plan.weight_bytes), plan.weights.len()));
+    s.push_str(&format!("arena: {}\n", kib(plan.arena_bytes)));
+    s.push_str(&format!("  lower bound (most bytes live at once): {}\n", kib(plan.lower_bound_bytes)));
+    s.push_str(&format!("  naive (sum of all intermediates): {}\n", kib(plan.naive_bytes)));
+    s.push_str(&format!("  views aliased without a copy: {}\n", plan.aliased.len()));
+    s
+}
+
+/// `inspect`: what the file holds, without needing dims or support for every op.
+pub fn inspect(model: &ModelProto) -> String {
+    use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
+    use onnx_protobuf::type_proto::Value;
+    let mut s = String::new();
+    s.push_str(&format!(
+        "producer: {} {}; IR version {}; opsets: {}\n",
+        model.producer_name,
+        model.producer_version,
+        model.ir_version,
+        model
+            .opset_import
+            .iter()
+            .map(|o| format!("{}={}", if o.domain.is_empty() { "ai.onnx" } else { &o.domain }, o.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let Some(g) = model.graph.as_ref() else {
+        s.push_str("no graph\n");
+        return s;
+    };
+    let params: u128 = g.initializer.iter().map(|t| t.dims.iter().map(|&d| d.max(0) as u128).product::<u128>()).sum();
+    s.push_str(&format!("parameters: {params} in {} initializers\n", g.initializer.len()));
+    let describe = |v: &onnx_protobuf::ValueInfoProto| {
+        let (dtype, dims) = match v.type_.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(Value::TensorType(t)) => {
+                let dtype = onnx::tensor::dtype_from_onnx(t.elem_type).map(|d| d.to_string()).unwrap_or_else(|e| e);
+                let dims: Vec<String> = t
+                    .shape
+                    .as_ref()
+                    .map(|sh| {
+                        sh.dim
+                            .iter()
+                            .map(|d| match &d.value {
+                                Some(Dim::DimValue(v)) => v.to_string(),
+                                Some(Dim::DimParam(p)) => p.clone(),
+                                _ => "?".into(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (dtype, dims.join(", "))
+            }
+            _ => ("non-tensor".into(), String::new()),
+        };
+        format!("  {}: {dtype}[{dims}]\n", v.name)
+    };
+    let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    s.push_str("inputs:\n");
+    for i in g.input.iter().filter(|i| !inits.contains(i.name.as_str())) {
+        s.push_str(&describe(i));
+    }
+    s.push_str("outputs:\n");
+    for o in &g.output {
+        s.push_str(&describe(o));
+    }
+    let mut hist: BTreeMap<String, usize> = BTreeMap::new();
+    for n in &g.node {
+        let key = if n.domain.is_empty() { n.op_type.clone() } else { format!("{}:{}", n.domain, n.op_type) };
+        *hist.entry(key).or_default() += 1;
+    }
+    s.push_str(&format!("ops ({} nodes):\n", g.node.len()));
+    for (k, v) in &hist {
+        s.push_str(&format!("  {k:<28} {v}\n"));
+    }
+    let unsupported = onnx::unsupported_ops(model);
+    if unsupported.is_empty() {
+        s.push_str("unsupported ops: none\n");
+    } else {
+        s.push_str(&format!("unsupported ops: {}\n", unsupported.len()));
+        for u in &unsupported {
+            s.push_str(&format!("  - {}\n", u.node));
+        }
+    }
+    s
+}

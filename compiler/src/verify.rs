@@ -1,0 +1,201 @@
+//! `slm-aot verify`: build the generated crate with a host runner, feed it `.npy` inputs,
+//! and compare every output with `.npy` references (or with the reference evaluator on
+//! the unoptimised graph when none are given).
+use crate::codegen::runner;
+use crate::error::{Error, Result};
+use crate::eval::evaluate;
+use crate::ir::{Data, Graph, Tensor, TensorType};
+use crate::npy;
+use crate::pipeline::{self, BuildOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub build: BuildOptions,
+    pub inputs: PathBuf,
+    /// `.npy` references; `None` compares against the reference evaluator.
+    pub reference: Option<PathBuf>,
+    /// Where the generated crate, runner and raw I/O go.
+    pub work_dir: PathBuf,
+    /// Cargo target directory for the runner (shared across runs to reuse builds).
+    pub cargo_target_dir: Option<PathBuf>,
+    pub save_outputs: Option<PathBuf>,
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+/// The comparison of one output.
+#[derive(Debug, Clone)]
+pub struct OutputCheck {
+    pub name: String,
+    pub max_abs_error: f64,
+    pub cosine: f64,
+    pub ok: bool,
+}
+
+/// Candidate file names for a tensor named `name` in a folder.
+pub fn find_npy(dir: &Path, name: &str, prefix: &str) -> Option<PathBuf> {
+    let sanitized = name.replace(['/', '\\'], "_");
+    [format!("{sanitized}.npy"), format!("{prefix}.{sanitized}.npy")]
+        .into_iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
+/// Load one `.npy` per graph input, checked against the input's type.
+pub fn load_inputs(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
+    graph
+        .inputs
+        .iter()
+        .map(|&v| {
+            let name = &graph.value(v).name;
+            let path = find_npy(dir, name, "in").ok_or_else(|| {
+                Error::Usage(format!("no input file for `{name}` in `{}` (expected `{name}.npy`)", dir.display()))
+            })?;
+            let t = npy::read(&path)?;
+            let want = graph.ty(v);
+            if &t.ty != want {
+                return Err(Error::Usage(format!("`{}` holds {}, but input `{name}` is {want}", path.display(), t.ty)));
+            }
+            Ok(t)
+        })
+        .collect()
+}
+
+/// Max abs error, cosine similarity and tolerance check of `got` against `want`.
+pub fn compare(name: &str, got: &Tensor, want: &Tensor, atol: f64, rtol: f64) -> Result<OutputCheck> {
+    if got.ty.shape != want.ty.shape {
+        return Err(Error::Mismatch(format!("output `{name}` has shape {:?}, reference {:?}", got.ty.shape, want.ty.shape)));
+    }
+    let (a, b) = (got.data.to_f64_vec(), want.data.to_f64_vec());
+    let mut max_abs: f64 = 0.0;
+    let mut ok = true;
+    let (mut dot, mut na, mut nb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(&b) {
+        let d = (x - y).abs();
+        let nan_mismatch = x.is_nan() != y.is_nan();
+        if nan_mismatch || d > atol + rtol * y.abs() {
+            ok = false;
+        }
+        if !d.is_nan() {
+            max_abs = max_abs.max(d);
+        }
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    let cosine = if na == 0.0 && nb == 0.0 { 1.0 } else { dot / (na.sqrt() * nb.sqrt()) };
+    Ok(OutputCheck { name: name.to_string(), max_abs_error: max_abs, cosine, ok })
+}
+
+/// Build the runner for a generated crate written at `gen_dir`, returning its binary.
+pub fn build_runner(graph: &Graph, crate_name: &str, gen_dir: &Path, work_dir: &Path, target_dir: &Path) -> Result<PathBuf> {
+    let runner_dir = work_dir.join("runner");
+    std::fs::create_dir_all(&runner_dir).map_err(|e| Error::io(&runner_dir, e))?;
+    let abs = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
+    let (runner_abs, gen_abs) = (abs(&runner_dir)?, abs(gen_dir)?);
+    let model_path = pipeline::relative_path(&runner_abs, &gen_abs).display().to_string();
+    let runtime_path = pipeline::default_runtime_path(&runner_dir);
+    let crate_ = runner::emit(graph, crate_name, &model_path, &runtime_path)?;
+    crate_.write(&runner_dir)?;
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(runner_dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output()
+        .map_err(|e| Error::Usage(format!("cannot run cargo (needed to build the generated crate): {e}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(Error::Internal(format!(
+            "the generated crate in `{}` does not build:\n{}",
+            gen_dir.display(),
+            tail.join("\n")
+        )));
+    }
+    Ok(target_dir.join("release").join(&crate_.name))
+}
+
+/// Run a built runner on tensors; returns one tensor per graph output.
+pub fn run_runner(binary: &Path, graph: &Graph, inputs: &[Tensor], io_dir: &Path, iterations: usize) -> Result<(Vec<Tensor>, Vec<f64>)> {
+    let (in_dir, out_dir) = (io_dir.join("in"), io_dir.join("out"));
+    for d in [&in_dir, &out_dir] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    for (k, t) in inputs.iter().enumerate() {
+        let p = in_dir.join(format!("{k}.bin"));
+        std::fs::write(&p, t.data.to_le_bytes()).map_err(|e| Error::io(&p, e))?;
+    }
+    let output = Command::new(binary)
+        .arg(&in_dir)
+        .arg(&out_dir)
+        .arg(iterations.to_string())
+        .output()
+        .map_err(|e| Error::io(binary, e))?;
+    if !output.status.success() {
+        return Err(Error::Mismatch(format!(
+            "the generated model failed at run time: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let times: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("run_us ").and_then(|v| v.trim().parse().ok()))
+        .collect();
+    let outs = graph
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            let p = out_dir.join(format!("{k}.bin"));
+            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            let ty: TensorType = graph.ty(v).clone();
+            if bytes.len() != ty.size_bytes() {
+                return Err(Error::Internal(format!("runner wrote {} bytes for output {k}", bytes.len())));
+            }
+            Tensor::new(ty.clone(), Data::from_le_bytes(ty.dtype, &bytes)).map_err(|e| Error::Internal(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((outs, times))
+}
+
+/// The whole `verify` command.
+pub fn verify(opts: &VerifyOptions) -> Result<Vec<OutputCheck>> {
+    let gen_dir = opts.work_dir.join("gen");
+    let build = pipeline::build(&opts.build, &gen_dir)?;
+    build.generated.write(&gen_dir)?;
+    let inputs = load_inputs(&build.graph, &opts.inputs)?;
+    let target_dir = opts.cargo_target_dir.clone().unwrap_or_else(|| opts.work_dir.join("target"));
+    let binary = build_runner(&build.graph, &build.generated.name, &gen_dir, &opts.work_dir, &target_dir)?;
+    let (outputs, _) = run_runner(&binary, &build.graph, &inputs, &opts.work_dir.join("io"), 1)?;
+    let references: Vec<Tensor> = match &opts.reference {
+        Some(dir) => build
+            .graph
+            .outputs
+            .iter()
+            .map(|&v| {
+                let name = &build.graph.value(v).name;
+                let p = find_npy(dir, name, "out").ok_or_else(|| {
+                    Error::Usage(format!("no reference for output `{name}` in `{}`", dir.display()))
+                })?;
+                npy::read(&p)
+            })
+            .collect::<Result<_>>()?,
+        None => evaluate(&build.source, &inputs)?,
+    };
+    if let Some(dir) = &opts.save_outputs {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for (&v, t) in build.graph.outputs.iter().zip(&outputs) {
+            let name = build.graph.value(v).name.replace(['/', '\\'], "_");
+            npy::write(&dir.join(format!("{name}.npy")), t)?;
+        }
+    }
+    build
+        .graph
+        .outputs
+        .iter()
+        .zip(outputs.iter().zip(&references))
+        .map(|(&v, (got, want))| compare(&build.graph.value(v).name, got, want, opts.atol, opts.rtol))
+        .collect()
+}
