@@ -12,7 +12,11 @@ pub struct NodeRef {
 
 impl fmt::Display for NodeRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node `{}` ({}, opset {})", self.name, self.op_type, self.opset)
+        write!(
+            f,
+            "node `{}` ({}, opset {})",
+            self.name, self.op_type, self.opset
+        )
     }
 }
 
@@ -26,7 +30,11 @@ pub struct Unsupported {
 fn list_unsupported(items: &[Unsupported]) -> String {
     let mut out = String::new();
     for u in items {
-        let domain = if u.domain.is_empty() { String::new() } else { format!(" [domain {}]", u.domain) };
+        let domain = if u.domain.is_empty() {
+            String::new()
+        } else {
+            format!(" [domain {}]", u.domain)
+        };
         out.push_str(&format!("\n  - {}{}", u.node, domain));
     }
     out
@@ -46,7 +54,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error("I/O error on `{path}`: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("limit exceeded: {0}")]
     Limit(String),
     #[error("internal compiler error (a bug in slm-aot, please report it): {0}")]
@@ -57,7 +68,10 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `slm-aot` command line: build, inspect, verify.
 use clap::{Args, Parser, Subcommand};
 use slm_aot::error::{Error, Result};
-use slm_aot::frontend::{onnx, ImportOptions};
+use slm_aot::frontend::{ImportOptions, onnx};
 use slm_aot::pipeline::{self, BuildOptions};
 use slm_aot::target::TargetProfile;
 use slm_aot::{report, verify};
@@ -58,8 +58,8 @@ enum Command {
         /// Folder of `<input name>.npy` files.
         #[arg(long)]
         inputs: PathBuf,
-        /// Folder of `<output name>.npy` references (default: the compiler's reference
-        /// evaluator on the unoptimised graph).
+        /// Folder of `<output name>.npy` references; outputs without one are compared with
+        /// the compiler's reference evaluator on the unoptimised graph.
         #[arg(long)]
         reference: Option<PathBuf>,
         /// Write the generated crate's outputs here as `.npy`.
@@ -94,13 +94,20 @@ struct ModelArgs {
 }
 
 fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
-    let v = v.trim().parse::<usize>().map_err(|_| format!("`{v}` is not a non-negative integer"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    let v = v
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("`{v}` is not a non-negative integer"))?;
     Ok((k.trim().to_string(), v))
 }
 
 fn import_options(dims: &[(String, usize)]) -> ImportOptions {
-    ImportOptions { dims: dims.iter().cloned().collect() }
+    ImportOptions {
+        dims: dims.iter().cloned().collect(),
+    }
 }
 
 impl ModelArgs {
@@ -118,7 +125,13 @@ impl ModelArgs {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Build { model, out, name, runtime_path, check } => {
+        Command::Build {
+            model,
+            out,
+            name,
+            runtime_path,
+            check,
+        } => {
             let mut options = model.build_options()?;
             options.crate_name = name;
             options.runtime_path = runtime_path;
@@ -137,23 +150,44 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             build.generated.write(&out)?;
-            print!("{}", report::build_report(&build.source, &build.graph, &build.plan));
-            println!("wrote crate `{}` to {}", build.generated.name, out.display());
+            print!(
+                "{}",
+                report::build_report(&build.source, &build.graph, &build.plan)
+            );
+            println!(
+                "wrote crate `{}` to {}",
+                build.generated.name,
+                out.display()
+            );
             Ok(())
         }
-        Command::Inspect { model, ir, dims, target } => {
+        Command::Inspect {
+            model,
+            ir,
+            dims,
+            target,
+        } => {
             let proto = onnx::read_model(&model)?;
             print!("{}", report::inspect(&proto));
             if ir {
                 let graph = pipeline::import(&model, &import_options(&dims))?;
                 let target = TargetProfile::load(&target)?;
                 let graph = pipeline::optimise(&graph, &target, false)?;
-                let text = slm_aot::ir::printer::print(&graph).map_err(|e| Error::Internal(e.to_string()))?;
+                let text = slm_aot::ir::printer::print(&graph)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
                 print!("{text}");
             }
             Ok(())
         }
-        Command::Verify { model, inputs, reference, save_outputs, atol, rtol, work_dir } => {
+        Command::Verify {
+            model,
+            inputs,
+            reference,
+            save_outputs,
+            atol,
+            rtol,
+            work_dir,
+        } => {
             let work_dir = work_dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("slm-aot-verify-{}", std::process::id()))
             });
@@ -168,26 +202,38 @@ fn run(cli: Cli) -> Result<()> {
                 rtol,
             };
             let checks = verify::verify(&opts)?;
-            let against = if reference.is_some() { "references" } else { "the reference evaluator" };
-            println!("compared {} output(s) with {against} (atol {atol}, rtol {rtol}):", checks.len());
+            println!(
+                "compared {} output(s) (atol {atol}, rtol {rtol}):",
+                checks.len()
+            );
             let mut failed = 0;
             for c in &checks {
+                let against = match c.against {
+                    verify::Reference::File => "vs reference file",
+                    verify::Reference::Evaluator => "vs reference evaluator",
+                };
                 println!(
-                    "  {:<32} max abs error {:.3e}  cosine {:.9}  {}",
+                    "  {:<32} max abs error {:.3e}  cosine {:.9}  {:<22} {}",
                     c.name,
                     c.max_abs_error,
                     c.cosine,
+                    against,
                     if c.ok { "ok" } else { "FAIL" }
                 );
                 failed += usize::from(!c.ok);
             }
             if failed > 0 {
-                return Err(Error::Mismatch(format!("{failed} output(s) beyond tolerance")));
+                return Err(Error::Mismatch(format!(
+                    "{failed} output(s) beyond tolerance"
+                )));
             }
             Ok(())
         }
         Command::Ops => {
-            println!("ONNX ops (default domain): {}", onnx::supported_ops().join(" "));
+            println!(
+                "ONNX ops (default domain): {}",
+                onnx::supported_ops().join(" ")
+            );
             println!("targets: {}", TargetProfile::shipped_names().join(" "));
             Ok(())
         }

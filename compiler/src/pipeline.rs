@@ -2,8 +2,8 @@
 //! plan → emit. Each stage's output is the next stage's only input.
 use crate::codegen::{self, CrateMeta, GeneratedCrate};
 use crate::error::{Error, Result};
-use crate::frontend::{onnx, ImportOptions};
-use crate::ir::{verify::verify, Graph};
+use crate::frontend::{ImportOptions, onnx};
+use crate::ir::{Graph, verify::verify};
 use crate::passes;
 use crate::plan::{self, Plan};
 use crate::target::TargetProfile;
@@ -35,8 +35,15 @@ pub struct Build {
 /// Load and import a model file into a verified graph.
 pub fn import(model: &Path, options: &ImportOptions) -> Result<Graph> {
     let proto = onnx::read_model(model)?;
-    let dir = model.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let dir = model
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
     let graph = onnx::import(&proto, &dir, options)?;
     verify(&graph)?;
     Ok(graph)
@@ -52,9 +59,13 @@ pub fn optimise(graph: &Graph, target: &TargetProfile, verify_each_pass: bool) -
 
 /// The default `runtime-core` path for a crate written to `out_dir`.
 pub fn default_runtime_path(out_dir: &Path) -> String {
-    let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("runtime-core");
+    let runtime = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("runtime-core");
     let runtime = runtime.canonicalize().unwrap_or(runtime);
-    let out = std::fs::create_dir_all(out_dir).ok().and_then(|_| out_dir.canonicalize().ok());
+    let out = std::fs::create_dir_all(out_dir)
+        .ok()
+        .and_then(|_| out_dir.canonicalize().ok());
     match out {
         Some(out) => relative_path(&out, &runtime).display().to_string(),
         None => runtime.display().to_string(),
@@ -81,26 +92,54 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
     let graph = optimise(&source, &options.target, options.verify_each_pass)?;
     let plan = plan::plan(&graph)?;
     check_budget(&plan, &options.target)?;
-    let stem = options.model.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    let stem = options
+        .model
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model");
     let meta = CrateMeta {
-        crate_name: options.crate_name.clone().unwrap_or_else(|| codegen::naming::crate_name(stem)),
-        model_file: options.model.file_name().and_then(|s| s.to_str()).unwrap_or("model.onnx").to_string(),
+        crate_name: options
+            .crate_name
+            .clone()
+            .unwrap_or_else(|| codegen::naming::crate_name(stem)),
+        model_file: options
+            .model
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model.onnx")
+            .to_string(),
         target: options.target.clone(),
-        runtime_path: options.runtime_path.clone().unwrap_or_else(|| default_runtime_path(out_dir)),
+        runtime_path: options
+            .runtime_path
+            .clone()
+            .unwrap_or_else(|| default_runtime_path(out_dir)),
     };
     let generated = codegen::emit(&graph, &plan, &meta)?;
-    Ok(Build { source, graph, plan, generated })
+    Ok(Build {
+        source,
+        graph,
+        plan,
+        generated,
+    })
 }
 
 /// Refuse a plan that cannot fit the target, saying by how much.
 pub fn check_budget(plan: &Plan, target: &TargetProfile) -> Result<()> {
     let m = &target.memory;
-    let ram_need = if m.weights_in == "ram" { plan.arena_bytes + plan.weight_bytes } else { plan.arena_bytes };
+    let ram_need = if m.weights_in == "ram" {
+        plan.arena_bytes + plan.weight_bytes
+    } else {
+        plan.arena_bytes
+    };
     if ram_need > m.ram_bytes {
         return Err(Error::Limit(format!(
             "the model needs {ram_need} bytes of RAM (arena {} + {}), {} more than target `{}` has ({} bytes)",
             plan.arena_bytes,
-            if m.weights_in == "ram" { format!("weights {}", plan.weight_bytes) } else { "weights in flash".into() },
+            if m.weights_in == "ram" {
+                format!("weights {}", plan.weight_bytes)
+            } else {
+                "weights in flash".into()
+            },
             ram_need - m.ram_bytes,
             target.name,
             m.ram_bytes

@@ -23,11 +23,24 @@ pub fn build_report(source: &Graph, graph: &Graph, plan: &Plan) -> String {
         graph.node_count(),
         hist.join(", ")
     ));
-    s.push_str(&format!("weights: {} in {} tensors\n", kib(plan.weight_bytes), plan.weights.len()));
+    s.push_str(&format!(
+        "weights: {} in {} tensors\n",
+        kib(plan.weight_bytes),
+        plan.weights.len()
+    ));
     s.push_str(&format!("arena: {}\n", kib(plan.arena_bytes)));
-    s.push_str(&format!("  lower bound (most bytes live at once): {}\n", kib(plan.lower_bound_bytes)));
-    s.push_str(&format!("  naive (sum of all intermediates): {}\n", kib(plan.naive_bytes)));
-    s.push_str(&format!("  views aliased without a copy: {}\n", plan.aliased.len()));
+    s.push_str(&format!(
+        "  lower bound (most bytes live at once): {}\n",
+        kib(plan.lower_bound_bytes)
+    ));
+    s.push_str(&format!(
+        "  naive (sum of all intermediates): {}\n",
+        kib(plan.naive_bytes)
+    ));
+    s.push_str(&format!(
+        "  views aliased without a copy: {}\n",
+        plan.aliased.len()
+    ));
     s
 }
 
@@ -44,7 +57,15 @@ pub fn inspect(model: &ModelProto) -> String {
         model
             .opset_import
             .iter()
-            .map(|o| format!("{}={}", if o.domain.is_empty() { "ai.onnx" } else { &o.domain }, o.version))
+            .map(|o| format!(
+                "{}={}",
+                if o.domain.is_empty() {
+                    "ai.onnx"
+                } else {
+                    &o.domain
+                },
+                o.version
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     ));
@@ -52,12 +73,21 @@ pub fn inspect(model: &ModelProto) -> String {
         s.push_str("no graph\n");
         return s;
     };
-    let params: u128 = g.initializer.iter().map(|t| t.dims.iter().map(|&d| d.max(0) as u128).product::<u128>()).sum();
-    s.push_str(&format!("parameters: {params} in {} initializers\n", g.initializer.len()));
+    let params: u128 = g
+        .initializer
+        .iter()
+        .map(|t| t.dims.iter().map(|&d| d.max(0) as u128).product::<u128>())
+        .sum();
+    s.push_str(&format!(
+        "parameters: {params} in {} initializers\n",
+        g.initializer.len()
+    ));
     let describe = |v: &onnx_protobuf::ValueInfoProto| {
         let (dtype, dims) = match v.type_.as_ref().and_then(|t| t.value.as_ref()) {
             Some(Value::TensorType(t)) => {
-                let dtype = onnx::tensor::dtype_from_onnx(t.elem_type).map(|d| d.to_string()).unwrap_or_else(|e| e);
+                let dtype = onnx::tensor::dtype_from_onnx(t.elem_type)
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|e| e);
                 let dims: Vec<String> = t
                     .shape
                     .as_ref()
@@ -78,7 +108,8 @@ pub fn inspect(model: &ModelProto) -> String {
         };
         format!("  {}: {dtype}[{dims}]\n", v.name)
     };
-    let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inits: std::collections::HashSet<&str> =
+        g.initializer.iter().map(|t| t.name.as_str()).collect();
     s.push_str("inputs:\n");
     for i in g.input.iter().filter(|i| !inits.contains(i.name.as_str())) {
         s.push_str(&describe(i));
@@ -89,7 +120,11 @@ pub fn inspect(model: &ModelProto) -> String {
     }
     let mut hist: BTreeMap<String, usize> = BTreeMap::new();
     for n in &g.node {
-        let key = if n.domain.is_empty() { n.op_type.clone() } else { format!("{}:{}", n.domain, n.op_type) };
+        let key = if n.domain.is_empty() {
+            n.op_type.clone()
+        } else {
+            format!("{}:{}", n.domain, n.op_type)
+        };
         *hist.entry(key).or_default() += 1;
     }
     s.push_str(&format!("ops ({} nodes):\n", g.node.len()));

@@ -69,11 +69,14 @@ impl TargetProfile {
             return Self::parse(&text, spec);
         }
         let names: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
-        Err(Error::Usage(format!("unknown target `{spec}`: use one of {names:?} or a path to a profile .toml")))
+        Err(Error::Usage(format!(
+            "unknown target `{spec}`: use one of {names:?} or a path to a profile .toml"
+        )))
     }
 
     fn parse(text: &str, origin: &str) -> Result<TargetProfile> {
-        toml::from_str(text).map_err(|e| Error::Usage(format!("target profile `{origin}` is invalid: {e}")))
+        toml::from_str(text)
+            .map_err(|e| Error::Usage(format!("target profile `{origin}` is invalid: {e}")))
     }
 
     pub fn shipped_names() -> Vec<&'static str> {

@@ -14,7 +14,7 @@ use std::process::Command;
 pub struct VerifyOptions {
     pub build: BuildOptions,
     pub inputs: PathBuf,
-    /// `.npy` references; `None` compares against the reference evaluator.
+    /// `.npy` references; outputs without one are compared with the reference evaluator.
     pub reference: Option<PathBuf>,
     /// Where the generated crate, runner and raw I/O go.
     pub work_dir: PathBuf,
@@ -25,10 +25,20 @@ pub struct VerifyOptions {
     pub rtol: f64,
 }
 
+/// What an output was compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// A `.npy` reference file.
+    File,
+    /// The compiler's reference evaluator on the unoptimised graph.
+    Evaluator,
+}
+
 /// The comparison of one output.
 #[derive(Debug, Clone)]
 pub struct OutputCheck {
     pub name: String,
+    pub against: Reference,
     pub max_abs_error: f64,
     pub cosine: f64,
     pub ok: bool,
@@ -37,10 +47,13 @@ pub struct OutputCheck {
 /// Candidate file names for a tensor named `name` in a folder.
 pub fn find_npy(dir: &Path, name: &str, prefix: &str) -> Option<PathBuf> {
     let sanitized = name.replace(['/', '\\'], "_");
-    [format!("{sanitized}.npy"), format!("{prefix}.{sanitized}.npy")]
-        .into_iter()
-        .map(|f| dir.join(f))
-        .find(|p| p.is_file())
+    [
+        format!("{sanitized}.npy"),
+        format!("{prefix}.{sanitized}.npy"),
+    ]
+    .into_iter()
+    .map(|f| dir.join(f))
+    .find(|p| p.is_file())
 }
 
 /// Load one `.npy` per graph input, checked against the input's type.
@@ -51,12 +64,19 @@ pub fn load_inputs(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
         .map(|&v| {
             let name = &graph.value(v).name;
             let path = find_npy(dir, name, "in").ok_or_else(|| {
-                Error::Usage(format!("no input file for `{name}` in `{}` (expected `{name}.npy`)", dir.display()))
+                Error::Usage(format!(
+                    "no input file for `{name}` in `{}` (expected `{name}.npy`)",
+                    dir.display()
+                ))
             })?;
             let t = npy::read(&path)?;
             let want = graph.ty(v);
             if &t.ty != want {
-                return Err(Error::Usage(format!("`{}` holds {}, but input `{name}` is {want}", path.display(), t.ty)));
+                return Err(Error::Usage(format!(
+                    "`{}` holds {}, but input `{name}` is {want}",
+                    path.display(),
+                    t.ty
+                )));
             }
             Ok(t)
         })
@@ -64,9 +84,18 @@ pub fn load_inputs(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
 }
 
 /// Max abs error, cosine similarity and tolerance check of `got` against `want`.
-pub fn compare(name: &str, got: &Tensor, want: &Tensor, atol: f64, rtol: f64) -> Result<OutputCheck> {
+pub fn compare(
+    name: &str,
+    got: &Tensor,
+    want: &Tensor,
+    atol: f64,
+    rtol: f64,
+) -> Result<OutputCheck> {
     if got.ty.shape != want.ty.shape {
-        return Err(Error::Mismatch(format!("output `{name}` has shape {:?}, reference {:?}", got.ty.shape, want.ty.shape)));
+        return Err(Error::Mismatch(format!(
+            "output `{name}` has shape {:?}, reference {:?}",
+            got.ty.shape, want.ty.shape
+        )));
     }
     let (a, b) = (got.data.to_f64_vec(), want.data.to_f64_vec());
     let mut max_abs: f64 = 0.0;
@@ -85,17 +114,35 @@ pub fn compare(name: &str, got: &Tensor, want: &Tensor, atol: f64, rtol: f64) ->
         na += x * x;
         nb += y * y;
     }
-    let cosine = if na == 0.0 && nb == 0.0 { 1.0 } else { dot / (na.sqrt() * nb.sqrt()) };
-    Ok(OutputCheck { name: name.to_string(), max_abs_error: max_abs, cosine, ok })
+    let cosine = if na == 0.0 && nb == 0.0 {
+        1.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    };
+    Ok(OutputCheck {
+        name: name.to_string(),
+        against: Reference::File,
+        max_abs_error: max_abs,
+        cosine,
+        ok,
+    })
 }
 
 /// Build the runner for a generated crate written at `gen_dir`, returning its binary.
-pub fn build_runner(graph: &Graph, crate_name: &str, gen_dir: &Path, work_dir: &Path, target_dir: &Path) -> Result<PathBuf> {
+pub fn build_runner(
+    graph: &Graph,
+    crate_name: &str,
+    gen_dir: &Path,
+    work_dir: &Path,
+    target_dir: &Path,
+) -> Result<PathBuf> {
     let runner_dir = work_dir.join("runner");
     std::fs::create_dir_all(&runner_dir).map_err(|e| Error::io(&runner_dir, e))?;
     let abs = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
     let (runner_abs, gen_abs) = (abs(&runner_dir)?, abs(gen_dir)?);
-    let model_path = pipeline::relative_path(&runner_abs, &gen_abs).display().to_string();
+    let model_path = pipeline::relative_path(&runner_abs, &gen_abs)
+        .display()
+        .to_string();
     let runtime_path = pipeline::default_runtime_path(&runner_dir);
     let crate_ = runner::emit(graph, crate_name, &model_path, &runtime_path)?;
     crate_.write(&runner_dir)?;
@@ -104,10 +151,21 @@ pub fn build_runner(graph: &Graph, crate_name: &str, gen_dir: &Path, work_dir: &
         .arg(runner_dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target_dir)
         .output()
-        .map_err(|e| Error::Usage(format!("cannot run cargo (needed to build the generated crate): {e}")))?;
+        .map_err(|e| {
+            Error::Usage(format!(
+                "cannot run cargo (needed to build the generated crate): {e}"
+            ))
+        })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = stderr
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         return Err(Error::Internal(format!(
             "the generated crate in `{}` does not build:\n{}",
             gen_dir.display(),
@@ -118,7 +176,13 @@ pub fn build_runner(graph: &Graph, crate_name: &str, gen_dir: &Path, work_dir: &
 }
 
 /// Run a built runner on tensors; returns one tensor per graph output.
-pub fn run_runner(binary: &Path, graph: &Graph, inputs: &[Tensor], io_dir: &Path, iterations: usize) -> Result<(Vec<Tensor>, Vec<f64>)> {
+pub fn run_runner(
+    binary: &Path,
+    graph: &Graph,
+    inputs: &[Tensor],
+    io_dir: &Path,
+    iterations: usize,
+) -> Result<(Vec<Tensor>, Vec<f64>)> {
     let (in_dir, out_dir) = (io_dir.join("in"), io_dir.join("out"));
     for d in [&in_dir, &out_dir] {
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
@@ -141,7 +205,10 @@ pub fn run_runner(binary: &Path, graph: &Graph, inputs: &[Tensor], io_dir: &Path
     }
     let times: Vec<f64> = String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter_map(|l| l.strip_prefix("run_us ").and_then(|v| v.trim().parse().ok()))
+        .filter_map(|l| {
+            l.strip_prefix("run_us ")
+                .and_then(|v| v.trim().parse().ok())
+        })
         .collect();
     let outs = graph
         .outputs
@@ -152,9 +219,13 @@ pub fn run_runner(binary: &Path, graph: &Graph, inputs: &[Tensor], io_dir: &Path
             let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
             let ty: TensorType = graph.ty(v).clone();
             if bytes.len() != ty.size_bytes() {
-                return Err(Error::Internal(format!("runner wrote {} bytes for output {k}", bytes.len())));
+                return Err(Error::Internal(format!(
+                    "runner wrote {} bytes for output {k}",
+                    bytes.len()
+                )));
             }
-            Tensor::new(ty.clone(), Data::from_le_bytes(ty.dtype, &bytes)).map_err(|e| Error::Internal(e.to_string()))
+            Tensor::new(ty.clone(), Data::from_le_bytes(ty.dtype, &bytes))
+                .map_err(|e| Error::Internal(e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((outs, times))
@@ -166,36 +237,71 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<OutputCheck>> {
     let build = pipeline::build(&opts.build, &gen_dir)?;
     build.generated.write(&gen_dir)?;
     let inputs = load_inputs(&build.graph, &opts.inputs)?;
-    let target_dir = opts.cargo_target_dir.clone().unwrap_or_else(|| opts.work_dir.join("target"));
-    let binary = build_runner(&build.graph, &build.generated.name, &gen_dir, &opts.work_dir, &target_dir)?;
+    let target_dir = opts
+        .cargo_target_dir
+        .clone()
+        .unwrap_or_else(|| opts.work_dir.join("target"));
+    let binary = build_runner(
+        &build.graph,
+        &build.generated.name,
+        &gen_dir,
+        &opts.work_dir,
+        &target_dir,
+    )?;
     let (outputs, _) = run_runner(&binary, &build.graph, &inputs, &opts.work_dir.join("io"), 1)?;
-    let references: Vec<Tensor> = match &opts.reference {
-        Some(dir) => build
-            .graph
-            .outputs
-            .iter()
-            .map(|&v| {
-                let name = &build.graph.value(v).name;
-                let p = find_npy(dir, name, "out").ok_or_else(|| {
-                    Error::Usage(format!("no reference for output `{name}` in `{}`", dir.display()))
-                })?;
-                npy::read(&p)
-            })
-            .collect::<Result<_>>()?,
-        None => evaluate(&build.source, &inputs)?,
-    };
-    if let Some(dir) = &opts.save_outputs {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        for (&v, t) in build.graph.outputs.iter().zip(&outputs) {
-            let name = build.graph.value(v).name.replace(['/', '\\'], "_");
-            npy::write(&dir.join(format!("{name}.npy")), t)?;
-        }
-    }
-    build
+    // One reference per output: the `.npy` file when there is one, else the reference
+    // evaluator on the unoptimised graph.
+    let files: Vec<Option<PathBuf>> = build
         .graph
         .outputs
         .iter()
-        .zip(outputs.iter().zip(&references))
-        .map(|(&v, (got, want))| compare(&build.graph.value(v).name, got, want, opts.atol, opts.rtol))
+        .enumerate()
+        .map(|(i, _)| {
+            opts.reference
+                .as_ref()
+                .and_then(|dir| find_npy(dir, build.graph.output_name(i), "out"))
+        })
+        .collect();
+    let evaluated = if files.iter().any(Option::is_none) {
+        Some(evaluate(&build.source, &inputs)?)
+    } else {
+        None
+    };
+    let mut references = Vec::with_capacity(files.len());
+    let mut sources = Vec::with_capacity(files.len());
+    for (k, file) in files.iter().enumerate() {
+        match (file, &evaluated) {
+            (Some(p), _) => {
+                references.push(npy::read(p)?);
+                sources.push(Reference::File);
+            }
+            (None, Some(all)) => {
+                let t = all
+                    .get(k)
+                    .cloned()
+                    .ok_or_else(|| Error::Internal("evaluator lost an output".into()))?;
+                references.push(t);
+                sources.push(Reference::Evaluator);
+            }
+            (None, None) => return Err(Error::Internal("missing reference".into())),
+        }
+    }
+    if let Some(dir) = &opts.save_outputs {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for (i, t) in outputs.iter().enumerate() {
+            let name = build.graph.output_name(i).replace(['/', '\\'], "_");
+            npy::write(&dir.join(format!("{name}.npy")), t)?;
+        }
+    }
+    outputs
+        .iter()
+        .zip(&references)
+        .zip(sources)
+        .enumerate()
+        .map(|(i, ((got, want), source))| {
+            let mut check = compare(build.graph.output_name(i), got, want, opts.atol, opts.rtol)?;
+            check.against = source;
+            Ok(check)
+        })
         .collect()
 }

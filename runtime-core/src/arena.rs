@@ -15,7 +15,10 @@ pub struct Aligned64<T: ?Sized>(pub T);
 /// Check that `arena` can hold a plan of `needed` bytes and starts 64-byte aligned.
 pub fn check(arena: &[u8], needed: usize) -> Result<(), Error> {
     if arena.len() < needed {
-        return Err(Error::ArenaTooSmall { needed, got: arena.len() });
+        return Err(Error::ArenaTooSmall {
+            needed,
+            got: arena.len(),
+        });
     }
     if (arena.as_ptr() as usize) % ALIGN != 0 {
         return Err(Error::ArenaMisaligned);
@@ -49,7 +52,10 @@ pub fn split<const R: usize, const W: usize>(
 ) -> ([&[u8]; R], [&mut [u8]; W]) {
     let total = arena.len();
     for &(off, len) in reads.iter().chain(writes.iter()) {
-        assert!(off.checked_add(len).is_some_and(|end| end <= total), "arena span out of bounds");
+        assert!(
+            off.checked_add(len).is_some_and(|end| end <= total),
+            "arena span out of bounds"
+        );
     }
     for (i, &w) in writes.iter().enumerate() {
         for &r in reads.iter() {
@@ -63,7 +69,8 @@ pub fn split<const R: usize, const W: usize>(
     // SAFETY: every span lies inside `arena` (checked above); exclusive spans overlap no
     // other span (checked above), so no byte is reachable through a `&mut` and any other
     // reference at once; all views borrow from `arena` for its lifetime.
-    let read_views = reads.map(|(off, len)| unsafe { core::slice::from_raw_parts(base.add(off), len) });
+    let read_views =
+        reads.map(|(off, len)| unsafe { core::slice::from_raw_parts(base.add(off), len) });
     // SAFETY: as above.
     let write_views =
         writes.map(|(off, len)| unsafe { core::slice::from_raw_parts_mut(base.add(off), len) });
@@ -86,8 +93,14 @@ impl Pod for u16 {}
 /// of the element size (the planner aligns every offset, so either is a compiler bug).
 pub fn cast<T: Pod>(bytes: &[u8]) -> &[T] {
     let size = core::mem::size_of::<T>();
-    assert!(bytes.len() % size == 0, "byte length not a multiple of the element size");
-    assert!((bytes.as_ptr() as usize) % core::mem::align_of::<T>() == 0, "misaligned tensor");
+    assert!(
+        bytes.len() % size == 0,
+        "byte length not a multiple of the element size"
+    );
+    assert!(
+        (bytes.as_ptr() as usize) % core::mem::align_of::<T>() == 0,
+        "misaligned tensor"
+    );
     // SAFETY: alignment and length checked above; `T: Pod` accepts every bit pattern; the
     // result borrows `bytes`.
     unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) }
@@ -96,8 +109,14 @@ pub fn cast<T: Pod>(bytes: &[u8]) -> &[T] {
 /// Mutable counterpart of [`cast`].
 pub fn cast_mut<T: Pod>(bytes: &mut [u8]) -> &mut [T] {
     let size = core::mem::size_of::<T>();
-    assert!(bytes.len() % size == 0, "byte length not a multiple of the element size");
-    assert!((bytes.as_ptr() as usize) % core::mem::align_of::<T>() == 0, "misaligned tensor");
+    assert!(
+        bytes.len() % size == 0,
+        "byte length not a multiple of the element size"
+    );
+    assert!(
+        (bytes.as_ptr() as usize) % core::mem::align_of::<T>() == 0,
+        "misaligned tensor"
+    );
     // SAFETY: as in `cast`; every bit pattern written through the view is a valid `u8`.
     unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<T>(), bytes.len() / size) }
 }
@@ -133,7 +152,13 @@ mod tests {
     fn check_rejects_short_arena() {
         let mut blocks = [Aligned64([0u8; ALIGN]); 1];
         let arena = from_blocks(&mut blocks);
-        assert_eq!(check(arena, 128), Err(Error::ArenaTooSmall { needed: 128, got: 64 }));
+        assert_eq!(
+            check(arena, 128),
+            Err(Error::ArenaTooSmall {
+                needed: 128,
+                got: 64
+            })
+        );
         assert_eq!(check(arena, 64), Ok(()));
     }
 }

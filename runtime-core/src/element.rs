@@ -37,20 +37,58 @@ macro_rules! float_numeric {
             const ONE: Self = 1.0;
             const LOWEST: Self = <$t>::NEG_INFINITY;
             const HIGHEST: Self = <$t>::INFINITY;
-            fn add(self, o: Self) -> Self { self + o }
-            fn sub(self, o: Self) -> Self { self - o }
-            fn mul(self, o: Self) -> Self { self * o }
-            fn div(self, o: Self) -> Self { self / o }
-            fn rem(self, o: Self) -> Self { $fmod(self, o) }
-            fn pow(self, o: Self) -> Self { $pow(self, o) }
-            fn neg(self) -> Self { -self }
-            fn abs(self) -> Self { if self < 0.0 { -self } else { self } }
+            fn add(self, o: Self) -> Self {
+                self + o
+            }
+            fn sub(self, o: Self) -> Self {
+                self - o
+            }
+            fn mul(self, o: Self) -> Self {
+                self * o
+            }
+            fn div(self, o: Self) -> Self {
+                self / o
+            }
+            fn rem(self, o: Self) -> Self {
+                $fmod(self, o)
+            }
+            fn pow(self, o: Self) -> Self {
+                $pow(self, o)
+            }
+            fn neg(self) -> Self {
+                -self
+            }
+            fn abs(self) -> Self {
+                if self < 0.0 { -self } else { self }
+            }
             // NaN propagates, as in ONNX Max/Min.
-            fn max(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else if o > self { o } else { self } }
-            fn min(self, o: Self) -> Self { if self.is_nan() || o.is_nan() { <$t>::NAN } else if o < self { o } else { self } }
-            fn from_usize(v: usize) -> Self { v as $t }
-            fn to_f64(self) -> f64 { self as f64 }
-            fn from_f64(v: f64) -> Self { v as $t }
+            fn max(self, o: Self) -> Self {
+                if self.is_nan() || o.is_nan() {
+                    <$t>::NAN
+                } else if o > self {
+                    o
+                } else {
+                    self
+                }
+            }
+            fn min(self, o: Self) -> Self {
+                if self.is_nan() || o.is_nan() {
+                    <$t>::NAN
+                } else if o < self {
+                    o
+                } else {
+                    self
+                }
+            }
+            fn from_usize(v: usize) -> Self {
+                v as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
         }
     };
 }

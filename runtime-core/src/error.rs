@@ -10,18 +10,28 @@ pub enum Error {
     /// The arena handed to `run` does not start on a 64-byte boundary.
     ArenaMisaligned,
     /// An index tensor (e.g. token ids fed to a Gather) holds a value outside its axis.
-    IndexOutOfRange { node: &'static str, index: i64, bound: usize },
+    IndexOutOfRange {
+        node: &'static str,
+        index: i64,
+        bound: usize,
+    },
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::ArenaTooSmall { needed, got } => {
-                write!(f, "arena too small: the plan needs {needed} bytes, got {got}")
+                write!(
+                    f,
+                    "arena too small: the plan needs {needed} bytes, got {got}"
+                )
             }
             Error::ArenaMisaligned => write!(f, "arena must start on a 64-byte boundary"),
             Error::IndexOutOfRange { node, index, bound } => {
-                write!(f, "node `{node}`: index {index} out of range for axis of size {bound}")
+                write!(
+                    f,
+                    "node `{node}`: index {index} out of range for axis of size {bound}"
+                )
             }
         }
     }
@@ -37,6 +47,10 @@ pub struct IndexError {
 impl IndexError {
     /// Attach the node name the generated code knows.
     pub fn at(self, node: &'static str) -> Error {
-        Error::IndexOutOfRange { node, index: self.index, bound: self.bound }
+        Error::IndexOutOfRange {
+            node,
+            index: self.index,
+            bound: self.bound,
+        }
     }
 }

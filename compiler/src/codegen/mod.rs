@@ -6,7 +6,7 @@ pub mod runner;
 
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, ValueId};
-use crate::ops::util::{lit_usize, storage_ty, EmitCtx};
+use crate::ops::util::{EmitCtx, lit_usize, storage_ty};
 use crate::plan::{Location, Plan};
 use crate::target::TargetProfile;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
@@ -70,11 +70,18 @@ pub struct Io {
 
 impl Io {
     pub fn new(graph: &Graph) -> Io {
-        let names: Vec<String> =
-            graph.inputs.iter().chain(graph.outputs.iter()).map(|&v| graph.value(v).name.clone()).collect();
+        let names: Vec<String> = graph
+            .inputs
+            .iter()
+            .map(|&v| graph.value(v).name.clone())
+            .chain((0..graph.outputs.len()).map(|i| graph.output_name(i).to_string()))
+            .collect();
         let mut fields = naming::unique_snake(&names);
         let output_fields = fields.split_off(graph.inputs.len());
-        Io { input_fields: fields, output_fields }
+        Io {
+            input_fields: fields,
+            output_fields,
+        }
     }
 
     fn field(name: &str) -> Ident {
@@ -97,7 +104,16 @@ fn api_ty(dtype: DType) -> TokenStream {
 
 /// Comment text that survives as a `//` line: printable ASCII only.
 fn comment_text(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect::<String>().replace(['"', '\\'], "?")
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect::<String>()
+        .replace(['"', '\\'], "?")
 }
 
 /// Emit the crate.
@@ -107,21 +123,40 @@ pub fn emit(graph: &Graph, plan: &Plan, meta: &CrateMeta) -> Result<GeneratedCra
     let lib = lib_rs(graph, plan, meta, &io)?;
     let ir = crate::ir::printer::print(graph).map_err(|e| Error::Internal(e.to_string()))?;
     let mut files = BTreeMap::new();
-    files.insert(PathBuf::from("Cargo.toml"), fill(CARGO_TEMPLATE, meta, graph, plan, &io).into_bytes());
-    files.insert(PathBuf::from("README.md"), fill(README_TEMPLATE, meta, graph, plan, &io).into_bytes());
+    files.insert(
+        PathBuf::from("Cargo.toml"),
+        fill(CARGO_TEMPLATE, meta, graph, plan, &io).into_bytes(),
+    );
+    files.insert(
+        PathBuf::from("README.md"),
+        fill(README_TEMPLATE, meta, graph, plan, &io).into_bytes(),
+    );
     files.insert(PathBuf::from("src/lib.rs"), lib.into_bytes());
     files.insert(PathBuf::from("weights.bin"), weights);
     files.insert(PathBuf::from("model.ir"), ir.into_bytes());
-    Ok(GeneratedCrate { name: meta.crate_name.clone(), files })
+    Ok(GeneratedCrate {
+        name: meta.crate_name.clone(),
+        files,
+    })
 }
 
 fn io_table(graph: &Graph, io: &Io) -> String {
     let mut s = String::from("| | model name | field | type |\n|---|---|---|---|\n");
     for (k, &v) in graph.inputs.iter().enumerate() {
-        s.push_str(&format!("| input | `{}` | `{}` | `{}` |\n", graph.value(v).name, io.input_fields[k], graph.ty(v)));
+        s.push_str(&format!(
+            "| input | `{}` | `{}` | `{}` |\n",
+            graph.value(v).name,
+            io.input_fields[k],
+            graph.ty(v)
+        ));
     }
     for (k, &v) in graph.outputs.iter().enumerate() {
-        s.push_str(&format!("| output | `{}` | `{}` | `{}` |\n", graph.value(v).name, io.output_fields[k], graph.ty(v)));
+        s.push_str(&format!(
+            "| output | `{}` | `{}` | `{}` |\n",
+            graph.output_name(k),
+            io.output_fields[k],
+            graph.ty(v)
+        ));
     }
     s
 }
@@ -141,7 +176,9 @@ fn fill(template: &str, meta: &CrateMeta, graph: &Graph, plan: &Plan, io: &Io) -
 fn weight_blob(graph: &Graph, plan: &Plan) -> Result<Vec<u8>> {
     let mut blob = Vec::with_capacity(plan.weight_bytes);
     for &(v, offset) in &plan.weights {
-        let t = graph.constant(v).ok_or_else(|| Error::Internal("weight without data".into()))?;
+        let t = graph
+            .constant(v)
+            .ok_or_else(|| Error::Internal("weight without data".into()))?;
         blob.resize(offset, 0);
         blob.extend_from_slice(&t.data.to_le_bytes());
     }
@@ -151,7 +188,13 @@ fn weight_blob(graph: &Graph, plan: &Plan) -> Result<Vec<u8>> {
 
 /// How node code reads a value: the expression of a typed shared slice, and the arena span
 /// it needs (if any).
-fn read_expr(graph: &Graph, plan: &Plan, io: &Io, v: ValueId, arena_ident: &Ident) -> Result<TokenStream> {
+fn read_expr(
+    graph: &Graph,
+    plan: &Plan,
+    io: &Io,
+    v: ValueId,
+    arena_ident: &Ident,
+) -> Result<TokenStream> {
     let ty = graph.ty(v);
     let t = storage_ty(ty.dtype);
     let bytes = ty.size_bytes();
@@ -182,7 +225,13 @@ fn marker(comments: &mut Vec<String>, text: String) -> Literal {
     Literal::usize_unsuffixed(comments.len() - 1)
 }
 
-fn node_code(graph: &Graph, plan: &Plan, io: &Io, id: crate::ir::NodeId, comments: &mut Vec<String>) -> Result<TokenStream> {
+fn node_code(
+    graph: &Graph,
+    plan: &Plan,
+    io: &Io,
+    id: crate::ir::NodeId,
+    comments: &mut Vec<String>,
+) -> Result<TokenStream> {
     let node = graph.node(id);
     let mut reads = Vec::new();
     let mut writes = Vec::new();
@@ -221,8 +270,15 @@ fn node_code(graph: &Graph, plan: &Plan, io: &Io, id: crate::ir::NodeId, comment
     }
     let in_types: Vec<_> = node.inputs.iter().map(|&v| graph.ty(v).clone()).collect();
     let out_types: Vec<_> = node.outputs.iter().map(|&v| graph.ty(v).clone()).collect();
-    let ctx = EmitCtx { node_name: &node.name, inputs: &in_types, outputs: &out_types };
-    let body = node.op.emit(&ctx).map_err(|e| Error::Internal(format!("emitting node `{}`: {e}", node.name)))?;
+    let ctx = EmitCtx {
+        node_name: &node.name,
+        inputs: &in_types,
+        outputs: &out_types,
+    };
+    let body = node
+        .op
+        .emit(&ctx)
+        .map_err(|e| Error::Internal(format!("emitting node `{}`: {e}", node.name)))?;
     let marker = marker(comments, format!("{} ({})", node.name, node.op.name()));
     let split = split_tokens(&reads, &writes);
     Ok(quote! {
@@ -273,7 +329,7 @@ fn output_copy_code(
     } else {
         quote!(rt::kernels::layout::copy(src, &mut outputs.#f[..]);)
     };
-    let marker = marker(comments, format!("output `{}`", graph.value(graph.outputs[output]).name));
+    let marker = marker(comments, format!("output `{}`", graph.output_name(output)));
     Ok(quote! {
         __node!(#marker);
         {
@@ -317,7 +373,7 @@ fn lib_rs(graph: &Graph, plan: &Plan, meta: &CrateMeta, io: &Io) -> Result<Strin
         let ty = graph.ty(v);
         let (n, rank) = (lit_usize(ty.numel()), lit_usize(ty.rank()));
         let dims = ty.shape.iter().map(|&d| lit_usize(d));
-        let doc = format!(" Output{}.", describe(v));
+        let doc = format!(" Output `{}`: `{}`.", graph.output_name(k), graph.ty(v));
         consts.push(quote! {
             #[doc = #doc]
             pub const #shape_c: [usize; #rank] = [#(#dims),*];
@@ -326,9 +382,15 @@ fn lib_rs(graph: &Graph, plan: &Plan, meta: &CrateMeta, io: &Io) -> Result<Strin
         let t = api_ty(ty.dtype);
         out_fields.push(quote! { #[doc = #doc] pub #field: &'a mut [#t; #len_c], });
     }
-    let input_names = graph.inputs.iter().map(|&v| Literal::string(&graph.value(v).name));
-    let output_names = graph.outputs.iter().map(|&v| Literal::string(&graph.value(v).name));
-    let (n_in, n_out) = (lit_usize(graph.inputs.len()), lit_usize(graph.outputs.len()));
+    let input_names = graph
+        .inputs
+        .iter()
+        .map(|&v| Literal::string(&graph.value(v).name));
+    let output_names = (0..graph.outputs.len()).map(|i| Literal::string(graph.output_name(i)));
+    let (n_in, n_out) = (
+        lit_usize(graph.inputs.len()),
+        lit_usize(graph.outputs.len()),
+    );
 
     let mut body = Vec::new();
     let mut comments = Vec::new();
@@ -339,7 +401,13 @@ fn lib_rs(graph: &Graph, plan: &Plan, meta: &CrateMeta, io: &Io) -> Result<Strin
         body.push(node_code(graph, plan, io, id, &mut comments)?);
     }
     for copy in &plan.output_copies {
-        body.push(output_copy_code(graph, plan, io, (copy.output, copy.source), &mut comments)?);
+        body.push(output_copy_code(
+            graph,
+            plan,
+            io,
+            (copy.output, copy.source),
+            &mut comments,
+        )?);
     }
     let budget_check = if weights_in_ram {
         quote! {
@@ -351,7 +419,10 @@ fn lib_rs(graph: &Graph, plan: &Plan, meta: &CrateMeta, io: &Io) -> Result<Strin
             const _: () = assert!((WEIGHT_BYTES as u64) <= FLASH_BUDGET_BYTES, "the weights exceed the target's flash budget");
         }
     };
-    let (model_file, target_name) = (Literal::string(&meta.model_file), Literal::string(&meta.target.name));
+    let (model_file, target_name) = (
+        Literal::string(&meta.model_file),
+        Literal::string(&meta.target.name),
+    );
     let header = format!(
         " Generated by slm-aot {} from `{}` for target `{}`. Do not edit: regenerate.",
         env!("CARGO_PKG_VERSION"),
@@ -434,8 +505,8 @@ fn lib_rs(graph: &Graph, plan: &Plan, meta: &CrateMeta, io: &Io) -> Result<Strin
 
 /// Pretty-print tokens and turn `__node!(N);` markers into `// comments[N]` lines.
 pub fn format_file(tokens: TokenStream, comments: &[String]) -> Result<String> {
-    let file: syn::File =
-        syn::parse2(tokens).map_err(|e| Error::Internal(format!("generated code does not parse: {e}")))?;
+    let file: syn::File = syn::parse2(tokens)
+        .map_err(|e| Error::Internal(format!("generated code does not parse: {e}")))?;
     let text = prettyplease::unparse(&file);
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {

@@ -2,11 +2,12 @@
 use std::collections::BTreeSet;
 
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
-    "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self",
-    "Self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract",
-    "become", "box", "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try",
-    "union", "run", "model", "inputs", "outputs", "arena", "rt",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "union", "run", "model",
+    "inputs", "outputs", "arena", "rt",
 ];
 
 /// `snake_case` identifier for a model name: non-alphanumerics become `_`, a leading
@@ -24,7 +25,11 @@ pub fn snake(name: &str) -> String {
         }
     }
     let trimmed = out.trim_matches('_').to_string();
-    let mut id = if trimmed.is_empty() { "v".to_string() } else { trimmed };
+    let mut id = if trimmed.is_empty() {
+        "v".to_string()
+    } else {
+        trimmed
+    };
     if id.starts_with(|c: char| c.is_ascii_digit()) {
         id = format!("v_{id}");
     }
@@ -67,7 +72,10 @@ mod tests {
         assert_eq!(snake("onnx::Shape_422"), "onnx_shape_422");
         assert_eq!(snake("461"), "v_461");
         assert_eq!(snake("type"), "type_");
-        assert_eq!(unique_snake(&["a.b".into(), "a/b".into()]), vec!["a_b", "a_b_2"]);
+        assert_eq!(
+            unique_snake(&["a.b".into(), "a/b".into()]),
+            vec!["a_b", "a_b_2"]
+        );
         assert_eq!(crate_name("tiny_bert-ts"), "tiny-bert-ts");
     }
 }

@@ -1,6 +1,6 @@
 //! The host runner crate `verify` and `bench` build next to a generated crate: a fixed
 //! `main.rs` from `templates/runner/` plus generated typed glue.
-use super::{Io, GeneratedCrate};
+use super::{GeneratedCrate, Io};
 use crate::error::Result;
 use crate::ir::Graph;
 use proc_macro2::{Ident, Span};
@@ -12,7 +12,12 @@ const MAIN: &str = include_str!("../../../templates/runner/main.rs");
 const CARGO: &str = include_str!("../../../templates/runner/Cargo.toml.in");
 
 /// Emit the runner for the model crate `crate_name` found at `model_path`.
-pub fn emit(graph: &Graph, crate_name: &str, model_path: &str, runtime_path: &str) -> Result<GeneratedCrate> {
+pub fn emit(
+    graph: &Graph,
+    crate_name: &str,
+    model_path: &str,
+    runtime_path: &str,
+) -> Result<GeneratedCrate> {
     let io = Io::new(graph);
     let mut reads = Vec::new();
     let mut in_fields = Vec::new();
@@ -63,5 +68,8 @@ pub fn emit(graph: &Graph, crate_name: &str, model_path: &str, runtime_path: &st
     files.insert(PathBuf::from("Cargo.toml"), cargo.into_bytes());
     files.insert(PathBuf::from("src/main.rs"), MAIN.as_bytes().to_vec());
     files.insert(PathBuf::from("src/glue.rs"), glue.into_bytes());
-    Ok(GeneratedCrate { name: runner_name, files })
+    Ok(GeneratedCrate {
+        name: runner_name,
+        files,
+    })
 }

@@ -75,8 +75,17 @@ impl DType {
 
     pub fn from_npy_descr(descr: &str) -> Option<DType> {
         let all = [
-            DType::F32, DType::F64, DType::I64, DType::I32, DType::I16, DType::I8, DType::U8,
-            DType::U16, DType::U32, DType::U64, DType::Bool,
+            DType::F32,
+            DType::F64,
+            DType::I64,
+            DType::I32,
+            DType::I16,
+            DType::I8,
+            DType::U8,
+            DType::U16,
+            DType::U32,
+            DType::U64,
+            DType::Bool,
         ];
         let normalised = descr.replace('=', "<");
         all.into_iter().find(|d| d.npy_descr() == normalised)

@@ -51,13 +51,19 @@ pub struct Graph {
     values: Vec<Value>,
     pub inputs: Vec<ValueId>,
     pub outputs: Vec<ValueId>,
+    /// The model's name for each graph output (an output may be the same value as an
+    /// input or another output, so values do not carry it).
+    pub output_names: Vec<String>,
     /// The default-domain opset the model was imported with.
     pub opset: i64,
 }
 
 impl Graph {
     pub fn new(opset: i64) -> Self {
-        Graph { opset, ..Default::default() }
+        Graph {
+            opset,
+            ..Default::default()
+        }
     }
 
     pub fn value(&self, id: ValueId) -> &Value {
@@ -78,6 +84,14 @@ impl Graph {
 
     pub fn value_count(&self) -> usize {
         self.values.len()
+    }
+
+    /// The model's name of graph output `i`.
+    pub fn output_name(&self, i: usize) -> &str {
+        self.output_names
+            .get(i)
+            .map(String::as_str)
+            .unwrap_or_else(|| &self.value(self.outputs[i]).name)
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -102,7 +116,12 @@ impl Graph {
     /// A value with no producer (a graph input, or a placeholder the caller fills).
     pub fn add_value(&mut self, name: impl Into<String>, ty: TensorType) -> ValueId {
         let id = ValueId(self.values.len() as u32);
-        self.values.push(Value { name: name.into(), ty, producer: None, constant: None });
+        self.values.push(Value {
+            name: name.into(),
+            ty,
+            producer: None,
+            constant: None,
+        });
         id
     }
 
@@ -128,11 +147,20 @@ impl Graph {
             .into_iter()
             .enumerate()
             .map(|(i, ty)| {
-                let vname = output_names.get(i).cloned().unwrap_or_else(|| format!("{name}:{i}"));
+                let vname = output_names
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{name}:{i}"));
                 self.add_value(vname, ty)
             })
             .collect();
-        let node = Node { name, source_op: source_op.into(), op, inputs: inputs.clone(), outputs: outputs.clone() };
+        let node = Node {
+            name,
+            source_op: source_op.into(),
+            op,
+            inputs: inputs.clone(),
+            outputs: outputs.clone(),
+        };
         let id = NodeId(self.dag.add_node(node));
         for &out in &outputs {
             self.values[out.0 as usize].producer = Some(id);
@@ -187,16 +215,22 @@ impl Graph {
 
     /// Nodes that read `value`, in index order.
     pub fn consumers(&self, value: ValueId) -> Vec<NodeId> {
-        let mut out: Vec<NodeId> =
-            self.node_ids().into_iter().filter(|&n| self.node(n).inputs.contains(&value)).collect();
+        let mut out: Vec<NodeId> = self
+            .node_ids()
+            .into_iter()
+            .filter(|&n| self.node(n).inputs.contains(&value))
+            .collect();
         out.dedup();
         out
     }
 
     /// Number of reads of `value` by nodes plus graph outputs.
     pub fn use_count(&self, value: ValueId) -> usize {
-        let by_nodes: usize =
-            self.node_ids().iter().map(|&n| self.node(n).inputs.iter().filter(|&&v| v == value).count()).sum();
+        let by_nodes: usize = self
+            .node_ids()
+            .iter()
+            .map(|&n| self.node(n).inputs.iter().filter(|&&v| v == value).count())
+            .sum();
         by_nodes + self.outputs.iter().filter(|&&v| v == value).count()
     }
 
@@ -205,17 +239,26 @@ impl Graph {
     pub fn topo_order(&self) -> Result<Vec<NodeId>, OpError> {
         let mut indegree: HashMap<NodeIndex<u32>, usize> = HashMap::new();
         for n in self.dag.node_indices() {
-            let preds: BTreeSet<NodeIndex<u32>> =
-                self.dag.edges_directed(n, petgraph::Direction::Incoming).map(|e| e.source()).collect();
+            let preds: BTreeSet<NodeIndex<u32>> = self
+                .dag
+                .edges_directed(n, petgraph::Direction::Incoming)
+                .map(|e| e.source())
+                .collect();
             indegree.insert(n, preds.len());
         }
-        let mut ready: BTreeSet<NodeIndex<u32>> =
-            indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| *n).collect();
+        let mut ready: BTreeSet<NodeIndex<u32>> = indegree
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(n, _)| *n)
+            .collect();
         let mut order = Vec::with_capacity(self.dag.node_count());
         while let Some(n) = ready.pop_first() {
             order.push(NodeId(n));
-            let succs: BTreeSet<NodeIndex<u32>> =
-                self.dag.edges_directed(n, petgraph::Direction::Outgoing).map(|e| e.target()).collect();
+            let succs: BTreeSet<NodeIndex<u32>> = self
+                .dag
+                .edges_directed(n, petgraph::Direction::Outgoing)
+                .map(|e| e.target())
+                .collect();
             for s in succs {
                 if let Some(d) = indegree.get_mut(&s) {
                     *d -= 1;
@@ -234,7 +277,9 @@ impl Graph {
                 .take(8)
                 .map(|n| self.node(n).name.clone())
                 .collect();
-            return Err(OpError::Invalid(format!("the graph has a cycle through nodes {stuck:?}")));
+            return Err(OpError::Invalid(format!(
+                "the graph has a cycle through nodes {stuck:?}"
+            )));
         }
         Ok(order)
     }
@@ -243,7 +288,10 @@ impl Graph {
     pub fn used_constants(&self, order: &[NodeId]) -> Vec<ValueId> {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
-        let reads = order.iter().flat_map(|&n| self.node(n).inputs.iter().copied()).chain(self.outputs.iter().copied());
+        let reads = order
+            .iter()
+            .flat_map(|&n| self.node(n).inputs.iter().copied())
+            .chain(self.outputs.iter().copied());
         for v in reads {
             if self.constant(v).is_some() && seen.insert(v) {
                 out.push(v);

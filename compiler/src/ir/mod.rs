@@ -8,4 +8,4 @@ pub mod verify;
 
 pub use dtype::DType;
 pub use graph::{Graph, Node, NodeId, Value, ValueId};
-pub use tensor::{checked_numel, Data, Tensor, TensorType};
+pub use tensor::{Data, Tensor, TensorType, checked_numel};

@@ -16,21 +16,48 @@ fn value_ref(graph: &Graph, v: ValueId) -> String {
 pub fn print(graph: &Graph) -> Result<String, OpError> {
     let order = graph.topo_order()?;
     let mut out = String::new();
-    let inputs: Vec<String> =
-        graph.inputs.iter().map(|&v| format!("{}: {}", value_ref(graph, v), graph.ty(v))).collect();
-    let outputs: Vec<String> = graph.outputs.iter().map(|&v| value_ref(graph, v)).collect();
-    out.push_str(&format!("graph({}) -> ({})\n", inputs.join(", "), outputs.join(", ")));
+    let inputs: Vec<String> = graph
+        .inputs
+        .iter()
+        .map(|&v| format!("{}: {}", value_ref(graph, v), graph.ty(v)))
+        .collect();
+    let outputs: Vec<String> = graph
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let value = value_ref(graph, v);
+            if graph.output_name(i) == graph.value(v).name {
+                value
+            } else {
+                format!("{}={value}", graph.output_name(i))
+            }
+        })
+        .collect();
+    out.push_str(&format!(
+        "graph({}) -> ({})\n",
+        inputs.join(", "),
+        outputs.join(", ")
+    ));
     for v in graph.used_constants(&order) {
         let shown = match graph.constant(v) {
             Some(t) if t.ty.numel() <= 8 => format!(" = {:?}", t.data.to_f64_vec()),
             _ => String::new(),
         };
-        out.push_str(&format!("  const {}: {}{}\n", value_ref(graph, v), graph.ty(v), shown));
+        out.push_str(&format!(
+            "  const {}: {}{}\n",
+            value_ref(graph, v),
+            graph.ty(v),
+            shown
+        ));
     }
     for id in order {
         let node = graph.node(id);
-        let outs: Vec<String> =
-            node.outputs.iter().map(|&v| format!("{}: {}", value_ref(graph, v), graph.ty(v))).collect();
+        let outs: Vec<String> = node
+            .outputs
+            .iter()
+            .map(|&v| format!("{}: {}", value_ref(graph, v), graph.ty(v)))
+            .collect();
         let ins: Vec<String> = node.inputs.iter().map(|&v| value_ref(graph, v)).collect();
         let attrs = node.op.attrs();
         let attrs = if attrs.is_empty() {

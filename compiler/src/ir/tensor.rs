@@ -12,7 +12,9 @@ pub const MAX_TENSOR_ELEMENTS: usize = 1 << 34;
 pub fn checked_numel(shape: &[usize]) -> Result<usize, OpError> {
     let mut n: usize = 1;
     for &d in shape {
-        n = n.checked_mul(d).ok_or_else(|| OpError::Invalid(format!("shape {shape:?} overflows usize")))?;
+        n = n
+            .checked_mul(d)
+            .ok_or_else(|| OpError::Invalid(format!("shape {shape:?} overflows usize")))?;
     }
     if n > MAX_TENSOR_ELEMENTS {
         return Err(OpError::Invalid(format!(
@@ -188,11 +190,17 @@ impl Tensor {
 
     pub fn zeros(ty: TensorType) -> Result<Tensor, OpError> {
         let n = checked_numel(&ty.shape)?;
-        Ok(Tensor { data: Data::zeros(ty.dtype, n), ty })
+        Ok(Tensor {
+            data: Data::zeros(ty.dtype, n),
+            ty,
+        })
     }
 
     pub fn scalar_i64(v: i64) -> Tensor {
-        Tensor { ty: TensorType::new(DType::I64, vec![]), data: Data::I64(vec![v]) }
+        Tensor {
+            ty: TensorType::new(DType::I64, vec![]),
+            data: Data::I64(vec![v]),
+        }
     }
 
     pub fn from_i64s(shape: Vec<usize>, v: Vec<i64>) -> Result<Tensor, OpError> {
@@ -214,7 +222,10 @@ impl Tensor {
             Data::U16(v) => Ok(v.iter().map(|&x| x as i64).collect()),
             Data::U32(v) => Ok(v.iter().map(|&x| x as i64).collect()),
             Data::U64(v) => Ok(v.iter().map(|&x| x as i64).collect()),
-            _ => Err(OpError::Invalid(format!("expected an integer tensor, got {}", self.ty))),
+            _ => Err(OpError::Invalid(format!(
+                "expected an integer tensor, got {}",
+                self.ty
+            ))),
         }
     }
 
@@ -222,7 +233,10 @@ impl Tensor {
     pub fn scalar_f64(&self) -> Result<f64, OpError> {
         let v = self.data.to_f64_vec();
         if v.len() != 1 {
-            return Err(OpError::Invalid(format!("expected a single value, got {}", self.ty)));
+            return Err(OpError::Invalid(format!(
+                "expected a single value, got {}",
+                self.ty
+            )));
         }
         Ok(v[0])
     }

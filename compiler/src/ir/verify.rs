@@ -8,13 +8,18 @@ use std::collections::HashSet;
 /// recorded output types equal to re-inferred ones, outputs produced by their node, graph
 /// outputs defined.
 pub fn verify(graph: &Graph) -> Result<()> {
-    let order = graph.topo_order().map_err(|e| Error::Internal(format!("verify: {e}")))?;
+    let order = graph
+        .topo_order()
+        .map_err(|e| Error::Internal(format!("verify: {e}")))?;
     let mut defined: HashSet<_> = graph.inputs.iter().copied().collect();
     for &id in &order {
         let node = graph.node(id);
         for &input in &node.inputs {
             if input.0 as usize >= graph.value_count() {
-                return Err(Error::Internal(format!("verify: node `{}` reads an unknown value", node.name)));
+                return Err(Error::Internal(format!(
+                    "verify: node `{}` reads an unknown value",
+                    node.name
+                )));
             }
             if graph.constant(input).is_none() && !defined.contains(&input) {
                 return Err(Error::Internal(format!(
@@ -25,10 +30,12 @@ pub fn verify(graph: &Graph) -> Result<()> {
             }
         }
         let in_types: Vec<_> = node.inputs.iter().map(|&v| graph.ty(v)).collect();
-        let inferred = node
-            .op
-            .infer(&in_types)
-            .map_err(|e| Error::Internal(format!("verify: node `{}` no longer type-checks: {e}", node.name)))?;
+        let inferred = node.op.infer(&in_types).map_err(|e| {
+            Error::Internal(format!(
+                "verify: node `{}` no longer type-checks: {e}",
+                node.name
+            ))
+        })?;
         let recorded: Vec<_> = node.outputs.iter().map(|&v| graph.ty(v).clone()).collect();
         if inferred != recorded {
             return Err(Error::Internal(format!(
@@ -49,7 +56,10 @@ pub fn verify(graph: &Graph) -> Result<()> {
     }
     for &out in &graph.outputs {
         if graph.constant(out).is_none() && !defined.contains(&out) {
-            return Err(Error::Internal(format!("verify: graph output `{}` is never defined", graph.value(out).name)));
+            return Err(Error::Internal(format!(
+                "verify: graph output `{}` is never defined",
+                graph.value(out).name
+            )));
         }
     }
     Ok(())

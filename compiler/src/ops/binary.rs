@@ -1,7 +1,10 @@
 //! `Binary`: elementwise arithmetic, comparison and logic of two broadcast operands
 //! (ONNX Add, Sub, Mul, Div, Pow, Max, Min, Mod, Equal, Less, Greater, And, Or, ...).
-use super::util::{self, broadcast_shapes, broadcast_strides, coalesce, expect_inputs, isize_slice, storage_ty, usize_slice, EmitCtx};
 use super::OpDef;
+use super::util::{
+    self, EmitCtx, broadcast_shapes, broadcast_strides, coalesce, expect_inputs, isize_slice,
+    storage_ty, usize_slice,
+};
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType};
 use crate::{for_dtype, invalid, unsupported};
@@ -35,7 +38,10 @@ pub enum BinaryKind {
 
 impl BinaryKind {
     fn is_comparison(self) -> bool {
-        matches!(self, Self::Equal | Self::Less | Self::LessOrEqual | Self::Greater | Self::GreaterOrEqual)
+        matches!(
+            self,
+            Self::Equal | Self::Less | Self::LessOrEqual | Self::Greater | Self::GreaterOrEqual
+        )
     }
     fn is_logic(self) -> bool {
         matches!(self, Self::And | Self::Or | Self::Xor)
@@ -85,7 +91,11 @@ impl OpDef for Binary {
         }
         let shape = broadcast_shapes(&[&a.shape, &b.shape])?;
         crate::ir::checked_numel(&shape)?;
-        let dtype = if self.kind.is_comparison() || self.kind.is_logic() { DType::Bool } else { a.dtype };
+        let dtype = if self.kind.is_comparison() || self.kind.is_logic() {
+            DType::Bool
+        } else {
+            a.dtype
+        };
         Ok(vec![TensorType::new(dtype, shape)])
     }
 
@@ -102,7 +112,15 @@ impl OpDef for Binary {
                 BinaryKind::Or => math::or,
                 _ => math::xor,
             };
-            elementwise::binary(util::data::<u8>(a)?, &sa, util::data::<u8>(b)?, &sb, util::data_mut::<u8>(&mut out)?, shape, f);
+            elementwise::binary(
+                util::data::<u8>(a)?,
+                &sa,
+                util::data::<u8>(b)?,
+                &sb,
+                util::data_mut::<u8>(&mut out)?,
+                shape,
+                f,
+            );
             return Ok(vec![out]);
         }
         for_dtype!(a.ty.dtype, T => {
@@ -147,7 +165,11 @@ impl OpDef for Binary {
             quote!(rt::math::#f::<#t>)
         };
         let (a, b, o) = (ctx.input(0), ctx.input(1), ctx.output(0));
-        let (sa, sb, shape) = (isize_slice(&strides[0]), isize_slice(&strides[1]), usize_slice(&shape));
+        let (sa, sb, shape) = (
+            isize_slice(&strides[0]),
+            isize_slice(&strides[1]),
+            usize_slice(&shape),
+        );
         Ok(quote! { rt::kernels::elementwise::binary(#a, #sa, #b, #sb, #o, #shape, #func); })
     }
 
@@ -164,11 +186,15 @@ mod tests {
     fn add_broadcasts_and_compare_gives_bool() {
         let a = Tensor::from_f32s(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
         let b = Tensor::from_f32s(vec![2], vec![10.0, 20.0]).unwrap();
-        let op = Binary { kind: BinaryKind::Add };
+        let op = Binary {
+            kind: BinaryKind::Add,
+        };
         let ty = op.infer(&[&a.ty, &b.ty]).unwrap();
         let out = op.eval(&[&a, &b], &ty).unwrap();
         assert_eq!(out[0].data.to_f64_vec(), vec![11.0, 22.0, 13.0, 24.0]);
-        let less = Binary { kind: BinaryKind::Less };
+        let less = Binary {
+            kind: BinaryKind::Less,
+        };
         let ty = less.infer(&[&a.ty, &b.ty]).unwrap();
         assert_eq!(ty[0].dtype, DType::Bool);
         let out = less.eval(&[&a, &b], &ty).unwrap();
@@ -179,6 +205,12 @@ mod tests {
     fn mismatched_shapes_are_rejected() {
         let a = TensorType::new(DType::F32, vec![2, 3]);
         let b = TensorType::new(DType::F32, vec![4]);
-        assert!(Binary { kind: BinaryKind::Mul }.infer(&[&a, &b]).is_err());
+        assert!(
+            Binary {
+                kind: BinaryKind::Mul
+            }
+            .infer(&[&a, &b])
+            .is_err()
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! `Cast`: element type conversion with ONNX semantics.
-use super::util::{self, expect_inputs, storage_ty, EmitCtx};
 use super::OpDef;
+use super::util::{self, EmitCtx, expect_inputs, storage_ty};
 use crate::error::OpError;
 use crate::for_dtype;
 use crate::ir::{DType, Tensor, TensorType};

@@ -1,6 +1,6 @@
 //! `Gather`: pick slices along one axis by an index tensor (embedding lookups).
-use super::util::{self, expect_inputs, lit_usize, product, EmitCtx};
 use super::OpDef;
+use super::util::{self, EmitCtx, expect_inputs, lit_usize, product};
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType};
 use crate::{for_dtype, invalid};
@@ -18,7 +18,11 @@ pub struct Gather {
 
 impl Gather {
     fn dims(&self, data: &[usize]) -> (usize, usize, usize) {
-        (product(&data[..self.axis]), data[self.axis], product(&data[self.axis + 1..]))
+        (
+            product(&data[..self.axis]),
+            data[self.axis],
+            product(&data[self.axis + 1..]),
+        )
     }
 }
 
@@ -27,7 +31,11 @@ impl OpDef for Gather {
         expect_inputs(inputs, 2, 2)?;
         let (data, idx) = (inputs[0], inputs[1]);
         if self.axis >= data.rank() {
-            return invalid!("axis {} out of range for data of rank {}", self.axis, data.rank());
+            return invalid!(
+                "axis {} out of range for data of rank {}",
+                self.axis,
+                data.rank()
+            );
         }
         if !matches!(idx.dtype, DType::I64 | DType::I32) {
             return invalid!("indices must be int64 or int32, got {}", idx.dtype);
@@ -50,7 +58,12 @@ impl OpDef for Gather {
                 _ => gather::gather(d, util::data::<i64>(idx)?, o, outer, axis_len, inner),
             }
         });
-        result.map_err(|e| OpError::Invalid(format!("index {} out of range for axis of size {}", e.index, e.bound)))?;
+        result.map_err(|e| {
+            OpError::Invalid(format!(
+                "index {} out of range for axis of size {}",
+                e.index, e.bound
+            ))
+        })?;
         Ok(vec![out])
     }
 
@@ -79,7 +92,10 @@ mod tests {
         let op = Gather { axis: 0 };
         let ty = op.infer(&[&table.ty, &ids.ty]).unwrap();
         assert_eq!(ty[0].shape, vec![1, 2, 2]);
-        assert_eq!(op.eval(&[&table, &ids], &ty).unwrap()[0].data.to_f64_vec(), vec![20.0, 21.0, 0.0, 1.0]);
+        assert_eq!(
+            op.eval(&[&table, &ids], &ty).unwrap()[0].data.to_f64_vec(),
+            vec![20.0, 21.0, 0.0, 1.0]
+        );
         let bad = Tensor::from_i64s(vec![1], vec![7]).unwrap();
         let ty = op.infer(&[&table.ty, &bad.ty]).unwrap();
         assert!(op.eval(&[&table, &bad], &ty).is_err());

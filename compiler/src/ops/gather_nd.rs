@@ -78,6 +78,9 @@ impl OpDef for GatherNd {
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
         let (data, idx) = (inputs[0], inputs[1]);
         let mut out = util::zeros(&outputs[0])?;
+        if out.data.is_empty() {
+            return Ok(vec![out]);
+        }
         let p = self.plan(&data.ty.shape, &idx.ty.shape);
         let result = for_dtype!(data.ty.dtype, T => {
             let (d, o) = (util::data::<T>(data)?, util::data_mut::<T>(&mut out)?);

@@ -1,6 +1,9 @@
 //! `MatMul`: NumPy-style batched matrix product (ONNX MatMul; Gemm lowers to it).
-use super::util::{self, broadcast_shapes, broadcast_strides, coalesce, expect_inputs, isize_slice, lit_isize, lit_usize, usize_slice, EmitCtx};
 use super::OpDef;
+use super::util::{
+    self, EmitCtx, broadcast_shapes, broadcast_strides, coalesce, expect_inputs, isize_slice,
+    lit_isize, lit_usize, usize_slice,
+};
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType};
 use crate::{for_dtype, invalid, unsupported};
@@ -29,8 +32,16 @@ fn geometry(a: &[usize], b: &[usize]) -> Result<Geometry, OpError> {
     if a.is_empty() || b.is_empty() {
         return invalid!("operands must have rank >= 1, got {a:?} and {b:?}");
     }
-    let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
-    let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let a2: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<usize> = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
     let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
     let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
     if k != k2 {
@@ -38,7 +49,8 @@ fn geometry(a: &[usize], b: &[usize]) -> Result<Geometry, OpError> {
     }
     let (a_batch, b_batch) = (&a2[..a2.len() - 2], &b2[..b2.len() - 2]);
     let batch = broadcast_shapes(&[a_batch, b_batch])?;
-    let scale = |s: Vec<isize>, by: usize| s.into_iter().map(|x| x * by as isize).collect::<Vec<_>>();
+    let scale =
+        |s: Vec<isize>, by: usize| s.into_iter().map(|x| x * by as isize).collect::<Vec<_>>();
     let a_batch_strides = scale(broadcast_strides(a_batch, &batch), m * k);
     let b_batch_strides = scale(broadcast_strides(b_batch, &batch), k * n);
     let mut out_shape = batch.clone();
@@ -48,7 +60,15 @@ fn geometry(a: &[usize], b: &[usize]) -> Result<Geometry, OpError> {
     if b.len() > 1 {
         out_shape.push(n);
     }
-    Ok(Geometry { m, k, n, batch, a_batch_strides, b_batch_strides, out_shape })
+    Ok(Geometry {
+        m,
+        k,
+        n,
+        batch,
+        a_batch_strides,
+        b_batch_strides,
+        out_shape,
+    })
 }
 
 impl OpDef for MatMul {
@@ -92,7 +112,11 @@ impl OpDef for MatMul {
         let (batch, strides) = coalesce(&g.batch, &[g.a_batch_strides, g.b_batch_strides]);
         let (m, k, n) = (lit_usize(g.m), lit_usize(g.k), lit_usize(g.n));
         let (ka, nb) = (lit_isize(g.k as isize), lit_isize(g.n as isize));
-        let (batch, sa, sb) = (usize_slice(&batch), isize_slice(&strides[0]), isize_slice(&strides[1]));
+        let (batch, sa, sb) = (
+            usize_slice(&batch),
+            isize_slice(&strides[0]),
+            isize_slice(&strides[1]),
+        );
         let (a, b, o) = (ctx.input(0), ctx.input(1), ctx.output(0));
         Ok(quote! {
             rt::kernels::matmul::matmul(#a, #b, #o, &rt::kernels::matmul::MatMulSpec {

@@ -1,7 +1,7 @@
 //! `Reshape`: the same elements under a new shape (ONNX Reshape, Flatten, Squeeze,
 //! Unsqueeze and Identity all lower to it). A view: the planner aliases the input buffer.
-use super::util::{expect_inputs, EmitCtx};
 use super::OpDef;
+use super::util::{EmitCtx, expect_inputs};
 use crate::error::OpError;
 use crate::invalid;
 use crate::ir::{Tensor, TensorType};
@@ -19,13 +19,21 @@ impl OpDef for Reshape {
         expect_inputs(inputs, 1, 1)?;
         let n = crate::ir::checked_numel(&self.shape)?;
         if n != inputs[0].numel() {
-            return invalid!("cannot reshape {} ({} elements) to {:?}", inputs[0], inputs[0].numel(), self.shape);
+            return invalid!(
+                "cannot reshape {} ({} elements) to {:?}",
+                inputs[0],
+                inputs[0].numel(),
+                self.shape
+            );
         }
         Ok(vec![TensorType::new(inputs[0].dtype, self.shape.clone())])
     }
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
-        Ok(vec![Tensor::new(outputs[0].clone(), inputs[0].data.clone())?])
+        Ok(vec![Tensor::new(
+            outputs[0].clone(),
+            inputs[0].data.clone(),
+        )?])
     }
 
     /// Used only where the planner cannot alias (e.g. the output is a graph output).

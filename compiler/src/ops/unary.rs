@@ -1,7 +1,7 @@
 //! `Unary`: elementwise functions of one operand (ONNX Neg, Abs, Sqrt, Exp, Log, Erf, Tanh,
 //! Sigmoid, Sin, Cos, Relu, Not, Gelu, IsNaN, ...).
-use super::util::{self, expect_inputs, storage_ty, EmitCtx};
 use super::OpDef;
+use super::util::{self, EmitCtx, expect_inputs, storage_ty};
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType};
 use crate::{for_dtype, invalid, unsupported};
@@ -154,7 +154,11 @@ impl OpDef for Unary {
             }
             return invalid!("{:?} does not take {} tensors", self.kind, x.dtype);
         }
-        let dtype = if self.kind.to_bool() { DType::Bool } else { x.dtype };
+        let dtype = if self.kind.to_bool() {
+            DType::Bool
+        } else {
+            x.dtype
+        };
         Ok(vec![TensorType::new(dtype, x.shape.clone())])
     }
 
@@ -162,9 +166,21 @@ impl OpDef for Unary {
         let x = inputs[0];
         let mut out = util::zeros(&outputs[0])?;
         match self.kind {
-            UnaryKind::Not => elementwise::unary(util::data::<u8>(x)?, util::data_mut::<u8>(&mut out)?, math::not),
-            UnaryKind::IsNaN => elementwise::unary(util::data::<f32>(x)?, util::data_mut::<u8>(&mut out)?, math::is_nan),
-            UnaryKind::IsInf => elementwise::unary(util::data::<f32>(x)?, util::data_mut::<u8>(&mut out)?, math::is_inf),
+            UnaryKind::Not => elementwise::unary(
+                util::data::<u8>(x)?,
+                util::data_mut::<u8>(&mut out)?,
+                math::not,
+            ),
+            UnaryKind::IsNaN => elementwise::unary(
+                util::data::<f32>(x)?,
+                util::data_mut::<u8>(&mut out)?,
+                math::is_nan,
+            ),
+            UnaryKind::IsInf => elementwise::unary(
+                util::data::<f32>(x)?,
+                util::data_mut::<u8>(&mut out)?,
+                math::is_inf,
+            ),
             k if k.is_numeric_generic() => for_dtype!(x.ty.dtype, T => {
                 let f: fn(T) -> T = match k {
                     UnaryKind::Neg => math::neg::<T>,
@@ -173,7 +189,11 @@ impl OpDef for Unary {
                 };
                 elementwise::unary(util::data::<T>(x)?, util::data_mut::<T>(&mut out)?, f)
             }),
-            k => elementwise::unary(util::data::<f32>(x)?, util::data_mut::<f32>(&mut out)?, k.f32_fn()),
+            k => elementwise::unary(
+                util::data::<f32>(x)?,
+                util::data_mut::<f32>(&mut out)?,
+                k.f32_fn(),
+            ),
         }
         Ok(vec![out])
     }
@@ -202,13 +222,29 @@ mod tests {
     #[test]
     fn relu_and_neg_on_ints() {
         let x = Tensor::from_f32s(vec![3], vec![-1.0, 0.0, 2.0]).unwrap();
-        let op = Unary { kind: UnaryKind::Relu };
+        let op = Unary {
+            kind: UnaryKind::Relu,
+        };
         let ty = op.infer(&[&x.ty]).unwrap();
-        assert_eq!(op.eval(&[&x], &ty).unwrap()[0].data.to_f64_vec(), vec![0.0, 0.0, 2.0]);
+        assert_eq!(
+            op.eval(&[&x], &ty).unwrap()[0].data.to_f64_vec(),
+            vec![0.0, 0.0, 2.0]
+        );
         let i = Tensor::from_i64s(vec![2], vec![3, -4]).unwrap();
-        let neg = Unary { kind: UnaryKind::Neg };
+        let neg = Unary {
+            kind: UnaryKind::Neg,
+        };
         let ty = neg.infer(&[&i.ty]).unwrap();
-        assert_eq!(neg.eval(&[&i], &ty).unwrap()[0].data.to_f64_vec(), vec![-3.0, 4.0]);
-        assert!(Unary { kind: UnaryKind::Exp }.infer(&[&i.ty]).is_err());
+        assert_eq!(
+            neg.eval(&[&i], &ty).unwrap()[0].data.to_f64_vec(),
+            vec![-3.0, 4.0]
+        );
+        assert!(
+            Unary {
+                kind: UnaryKind::Exp
+            }
+            .infer(&[&i.ty])
+            .is_err()
+        );
     }
 }

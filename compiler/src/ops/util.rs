@@ -1,7 +1,7 @@
 //! Helpers shared by op files: broadcasting, axes, typed eval dispatch, token literals.
 use crate::error::OpError;
 use crate::invalid;
-use crate::ir::{Data, DType, Tensor, TensorType};
+use crate::ir::{DType, Data, Tensor, TensorType};
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
@@ -48,7 +48,11 @@ pub fn broadcast_shapes(shapes: &[&[usize]]) -> Result<Vec<usize>, OpError> {
             if *o == 1 {
                 *o = d;
             } else if d != 1 && d != *o {
-                return invalid!("shapes {shapes:?} do not broadcast (axis {} has {} and {d})", pad + i, *o);
+                return invalid!(
+                    "shapes {shapes:?} do not broadcast (axis {} has {} and {d})",
+                    pad + i,
+                    *o
+                );
             }
         }
     }
@@ -72,7 +76,13 @@ pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<isize> {
     let own = contiguous_strides(shape);
     let pad = out.len() - shape.len().min(out.len());
     (0..out.len())
-        .map(|i| if i < pad || shape[i - pad] == 1 { 0 } else { own[i - pad] })
+        .map(|i| {
+            if i < pad || shape[i - pad] == 1 {
+                0
+            } else {
+                own[i - pad]
+            }
+        })
         .collect()
 }
 
@@ -153,13 +163,15 @@ storage!(f32 => F32, f64 => F64, i64 => I64, i32 => I32, i16 => I16, i8 => I8, u
 
 /// Typed view of a tensor's data; errors name the expected type.
 pub fn data<T: Storage>(t: &Tensor) -> Result<&[T], OpError> {
-    T::slice(&t.data).ok_or_else(|| OpError::Invalid(format!("unexpected element type {}", t.ty.dtype)))
+    T::slice(&t.data)
+        .ok_or_else(|| OpError::Invalid(format!("unexpected element type {}", t.ty.dtype)))
 }
 
 /// Typed mutable view of a tensor's data.
 pub fn data_mut<T: Storage>(t: &mut Tensor) -> Result<&mut [T], OpError> {
     let dtype = t.ty.dtype;
-    T::slice_mut(&mut t.data).ok_or_else(|| OpError::Invalid(format!("unexpected element type {dtype}")))
+    T::slice_mut(&mut t.data)
+        .ok_or_else(|| OpError::Invalid(format!("unexpected element type {dtype}")))
 }
 
 /// Run a generic block with `$T` bound to the storage type of a dtype, for every numeric
@@ -168,16 +180,46 @@ pub fn data_mut<T: Storage>(t: &mut Tensor) -> Result<&mut [T], OpError> {
 macro_rules! for_dtype {
     ($dtype:expr, $T:ident => $body:expr) => {
         match $dtype {
-            $crate::ir::DType::F32 => { type $T = f32; $body }
-            $crate::ir::DType::F64 => { type $T = f64; $body }
-            $crate::ir::DType::I64 => { type $T = i64; $body }
-            $crate::ir::DType::I32 => { type $T = i32; $body }
-            $crate::ir::DType::I16 => { type $T = i16; $body }
-            $crate::ir::DType::I8 => { type $T = i8; $body }
-            $crate::ir::DType::U8 | $crate::ir::DType::Bool => { type $T = u8; $body }
-            $crate::ir::DType::U16 => { type $T = u16; $body }
-            $crate::ir::DType::U32 => { type $T = u32; $body }
-            $crate::ir::DType::U64 => { type $T = u64; $body }
+            $crate::ir::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::ir::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::ir::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::ir::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::ir::DType::I16 => {
+                type $T = i16;
+                $body
+            }
+            $crate::ir::DType::I8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::ir::DType::U8 | $crate::ir::DType::Bool => {
+                type $T = u8;
+                $body
+            }
+            $crate::ir::DType::U16 => {
+                type $T = u16;
+                $body
+            }
+            $crate::ir::DType::U32 => {
+                type $T = u32;
+                $body
+            }
+            $crate::ir::DType::U64 => {
+                type $T = u64;
+                $body
+            }
         }
     };
 }
@@ -225,7 +267,11 @@ pub fn lit_float(v: f64, dtype: DType) -> TokenStream {
     if v.is_nan() {
         quote!(#ty::NAN)
     } else if v.is_infinite() {
-        if v > 0.0 { quote!(#ty::INFINITY) } else { quote!(#ty::NEG_INFINITY) }
+        if v > 0.0 {
+            quote!(#ty::INFINITY)
+        } else {
+            quote!(#ty::NEG_INFINITY)
+        }
     } else if dtype == DType::F32 {
         let l = Literal::f32_suffixed(v as f32);
         quote!(#l)

@@ -1,6 +1,9 @@
 //! `Where`: elementwise select between two broadcast operands by a boolean condition.
-use super::util::{self, broadcast_shapes, broadcast_strides, coalesce, expect_inputs, isize_slice, usize_slice, EmitCtx};
 use super::OpDef;
+use super::util::{
+    self, EmitCtx, broadcast_shapes, broadcast_strides, coalesce, expect_inputs, isize_slice,
+    usize_slice,
+};
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType};
 use crate::{for_dtype, invalid};
@@ -30,7 +33,10 @@ impl OpDef for Where {
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
         let shape = &outputs[0].shape;
-        let s: Vec<Vec<isize>> = inputs.iter().map(|t| broadcast_strides(&t.ty.shape, shape)).collect();
+        let s: Vec<Vec<isize>> = inputs
+            .iter()
+            .map(|t| broadcast_strides(&t.ty.shape, shape))
+            .collect();
         let mut out = util::zeros(&outputs[0])?;
         let cond = util::data::<u8>(inputs[0])?;
         for_dtype!(outputs[0].dtype, T => {
@@ -42,10 +48,19 @@ impl OpDef for Where {
 
     fn emit(&self, ctx: &EmitCtx<'_>) -> Result<TokenStream, OpError> {
         let shape = &ctx.outputs[0].shape;
-        let s: Vec<Vec<isize>> = ctx.inputs.iter().map(|t| broadcast_strides(&t.shape, shape)).collect();
+        let s: Vec<Vec<isize>> = ctx
+            .inputs
+            .iter()
+            .map(|t| broadcast_strides(&t.shape, shape))
+            .collect();
         let (shape, s) = coalesce(shape, &s);
         let (c, x, y, o) = (ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0));
-        let (sc, sx, sy, shape) = (isize_slice(&s[0]), isize_slice(&s[1]), isize_slice(&s[2]), usize_slice(&shape));
+        let (sc, sx, sy, shape) = (
+            isize_slice(&s[0]),
+            isize_slice(&s[1]),
+            isize_slice(&s[2]),
+            usize_slice(&shape),
+        );
         Ok(quote! { rt::kernels::elementwise::select(#c, #sc, #x, #sx, #y, #sy, #o, #shape); })
     }
 

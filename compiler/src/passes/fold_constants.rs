@@ -18,10 +18,17 @@ impl Pass for FoldConstants {
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
         let mut changed = false;
-        let order = graph.topo_order().map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let order = graph
+            .topo_order()
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
         for id in order {
             let node = graph.node(id);
-            let Some(consts) = node.inputs.iter().map(|&v| graph.constant(v).cloned()).collect::<Option<Vec<_>>>() else {
+            let Some(consts) = node
+                .inputs
+                .iter()
+                .map(|&v| graph.constant(v).cloned())
+                .collect::<Option<Vec<_>>>()
+            else {
                 continue;
             };
             let in_bytes: usize = consts.iter().map(|t| t.ty.size_bytes()).sum();
@@ -32,7 +39,11 @@ impl Pass for FoldConstants {
             }
             let refs: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
             let outs = node.op.eval(&refs, &out_types).map_err(|e| {
-                e.at(NodeRef { name: node.name.clone(), op_type: node.source_op.clone(), opset: graph.opset })
+                e.at(NodeRef {
+                    name: node.name.clone(),
+                    op_type: node.source_op.clone(),
+                    opset: graph.opset,
+                })
             })?;
             let outputs = node.outputs.clone();
             graph.remove_node(id);

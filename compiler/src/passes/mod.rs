@@ -1,7 +1,7 @@
 //! Graph-to-graph passes. Each pass is one file, a struct with `run`, and a doc comment
 //! stating the pattern it rewrites; pipelines are plain lists.
 use crate::error::Result;
-use crate::ir::{verify::verify, Graph};
+use crate::ir::{Graph, verify::verify};
 use crate::target::TargetProfile;
 
 pub mod eliminate_dead_nodes;
@@ -28,7 +28,8 @@ pub fn run(graph: &mut Graph, passes: &[Box<dyn Pass>], verify_each: bool) -> Re
     for pass in passes {
         pass.run(graph)?;
         if verify_each {
-            verify(graph).map_err(|e| crate::Error::Internal(format!("after pass {}: {e}", pass.name())))?;
+            verify(graph)
+                .map_err(|e| crate::Error::Internal(format!("after pass {}: {e}", pass.name())))?;
         }
     }
     Ok(())

@@ -18,7 +18,9 @@ impl Pass for SimplifyReshapes {
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
         let mut changed = false;
-        let order = graph.topo_order().map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let order = graph
+            .topo_order()
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
         for id in order {
             let node = graph.node(id);
             let Op::Reshape(_) = node.op else { continue };

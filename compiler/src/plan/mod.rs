@@ -63,13 +63,18 @@ pub struct Plan {
 
 impl Plan {
     pub fn location(&self, v: ValueId) -> Result<Location> {
-        self.locations.get(&v).copied().ok_or_else(|| Error::Internal(format!("value {v:?} has no location")))
+        self.locations
+            .get(&v)
+            .copied()
+            .ok_or_else(|| Error::Internal(format!("value {v:?} has no location")))
     }
 }
 
 /// Plan a verified graph.
 pub fn plan(graph: &Graph) -> Result<Plan> {
-    let order = graph.topo_order().map_err(|e| Error::Internal(e.to_string()))?;
+    let order = graph
+        .topo_order()
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let mut locations: BTreeMap<ValueId, Location> = BTreeMap::new();
 
     // Weights: constants in first-use order.
@@ -96,18 +101,41 @@ pub fn plan(graph: &Graph) -> Result<Plan> {
             direct.insert(v, i);
             locations.insert(v, Location::Output(i));
         } else {
-            output_copies.push(OutputCopy { output: i, source: v });
+            output_copies.push(OutputCopy {
+                output: i,
+                source: v,
+            });
         }
     }
 
-    // Views alias their input unless their output is written to a caller's array.
+    // A view whose output goes to a caller's array makes its producer write there too.
     let mut aliased = BTreeSet::new();
+    for &id in &order {
+        let node = graph.node(id);
+        if !(node.op.is_view() && node.inputs.len() == 1 && node.outputs.len() == 1) {
+            continue;
+        }
+        let (x, y) = (node.inputs[0], node.outputs[0]);
+        let (Some(&i), Some(p)) = (direct.get(&y), graph.value(x).producer) else {
+            continue;
+        };
+        let producer_is_view = graph.node(p).op.is_view();
+        if !producer_is_view
+            && !locations.contains_key(&x)
+            && graph.ty(x).dtype == graph.ty(y).dtype
+        {
+            locations.insert(x, Location::Output(i));
+            aliased.insert(id);
+        }
+    }
+
+    // Other views alias their input unless their output is written to a caller's array.
     let mut alias_root: BTreeMap<ValueId, ValueId> = BTreeMap::new();
     for &id in &order {
         let node = graph.node(id);
         if node.op.is_view() && node.inputs.len() == 1 && node.outputs.len() == 1 {
             let (x, y) = (node.inputs[0], node.outputs[0]);
-            if !direct.contains_key(&y) {
+            if !direct.contains_key(&y) && !aliased.contains(&id) {
                 aliased.insert(id);
                 let root = alias_root.get(&x).copied().unwrap_or(x);
                 alias_root.insert(y, root);
@@ -156,7 +184,13 @@ pub fn plan(graph: &Graph) -> Result<Plan> {
         .collect();
     let naive_bytes = buffers.iter().map(|b| b.bytes).sum();
     let lower_bound_bytes = (0..=end)
-        .map(|t| buffers.iter().filter(|b| b.first <= t && t <= b.last).map(|b| b.bytes).sum::<usize>())
+        .map(|t| {
+            buffers
+                .iter()
+                .filter(|b| b.first <= t && t <= b.last)
+                .map(|b| b.bytes)
+                .sum::<usize>()
+        })
         .max()
         .unwrap_or(0);
     let arena_bytes = assign_offsets(&mut buffers);
@@ -192,7 +226,10 @@ fn assign_offsets(buffers: &mut [Buffer]) -> usize {
     let mut by_size: Vec<usize> = (0..buffers.len()).collect();
     by_size.sort_by(|&a, &b| {
         let (x, y) = (&buffers[a], &buffers[b]);
-        y.bytes.cmp(&x.bytes).then(x.first.cmp(&y.first)).then(x.value.cmp(&y.value))
+        y.bytes
+            .cmp(&x.bytes)
+            .then(x.first.cmp(&y.first))
+            .then(x.value.cmp(&y.value))
     });
     let mut placed: Vec<usize> = Vec::new();
     let mut arena = 0usize;
@@ -224,9 +261,14 @@ fn check_disjoint(buffers: &[Buffer]) -> Result<()> {
     for (i, a) in buffers.iter().enumerate() {
         for b in &buffers[i + 1..] {
             let time = a.first <= b.last && b.first <= a.last;
-            let space = a.bytes > 0 && b.bytes > 0 && a.offset < b.offset + b.bytes && b.offset < a.offset + a.bytes;
+            let space = a.bytes > 0
+                && b.bytes > 0
+                && a.offset < b.offset + b.bytes
+                && b.offset < a.offset + a.bytes;
             if time && space {
-                return Err(Error::Internal(format!("plan overlaps buffers {a:?} and {b:?}")));
+                return Err(Error::Internal(format!(
+                    "plan overlaps buffers {a:?} and {b:?}"
+                )));
             }
         }
     }
@@ -239,7 +281,13 @@ mod tests {
 
     #[test]
     fn greedy_reuses_dead_space() {
-        let mk = |v: u32, bytes, first, last| Buffer { value: ValueId(v), bytes, first, last, offset: 0 };
+        let mk = |v: u32, bytes, first, last| Buffer {
+            value: ValueId(v),
+            bytes,
+            first,
+            last,
+            offset: 0,
+        };
         // a and c never overlap in time, so c reuses a's bytes.
         let mut buffers = vec![mk(0, 128, 0, 1), mk(1, 64, 1, 2), mk(2, 128, 2, 3)];
         let arena = assign_offsets(&mut buffers);

@@ -1,5 +1,5 @@
 //! Element type conversion with ONNX `Cast` semantics.
-use crate::element::{to_bool, CastFrom, Numeric};
+use crate::element::{CastFrom, Numeric, to_bool};
 
 /// `out[i] = x[i] as U`.
 pub fn cast<T: Copy, U: CastFrom<T>>(x: &[T], out: &mut [U]) {

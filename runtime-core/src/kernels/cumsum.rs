@@ -2,7 +2,15 @@
 use crate::element::Numeric;
 
 /// Running sum; `exclusive` leaves out the current element, `reverse` runs from the end.
-pub fn cumsum<T: Numeric>(x: &[T], out: &mut [T], outer: usize, len: usize, inner: usize, exclusive: bool, reverse: bool) {
+pub fn cumsum<T: Numeric>(
+    x: &[T],
+    out: &mut [T],
+    outer: usize,
+    len: usize,
+    inner: usize,
+    exclusive: bool,
+    reverse: bool,
+) {
     for o in 0..outer {
         for j in 0..inner {
             let mut acc = T::ZERO;

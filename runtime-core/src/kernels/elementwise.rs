@@ -44,14 +44,19 @@ pub fn binary<A: Copy, B: Copy, U>(
     let (sa, sb) = (inner_stride(a_strides), inner_stride(b_strides));
     let rank = outer.len();
     let mut start = 0usize;
-    for_each_row(outer, [&a_strides[..rank], &b_strides[..rank]], [0, 0], |[oa, ob]| {
-        let row = &mut out[start..start + len];
-        start += len;
-        for (j, o) in row.iter_mut().enumerate() {
-            let j = j as isize;
-            *o = f(a[(oa + j * sa) as usize], b[(ob + j * sb) as usize]);
-        }
-    });
+    for_each_row(
+        outer,
+        [&a_strides[..rank], &b_strides[..rank]],
+        [0, 0],
+        |[oa, ob]| {
+            let row = &mut out[start..start + len];
+            start += len;
+            for (j, o) in row.iter_mut().enumerate() {
+                let j = j as isize;
+                *o = f(a[(oa + j * sa) as usize], b[(ob + j * sb) as usize]);
+            }
+        },
+    );
 }
 
 /// `out = cond ? x : y` with broadcasting; `cond` holds byte booleans.
@@ -67,12 +72,20 @@ pub fn select<T: Copy>(
     shape: &[usize],
 ) {
     let (outer, len) = split_inner(shape);
-    let (sc, sx, sy) = (inner_stride(cond_strides), inner_stride(x_strides), inner_stride(y_strides));
+    let (sc, sx, sy) = (
+        inner_stride(cond_strides),
+        inner_stride(x_strides),
+        inner_stride(y_strides),
+    );
     let rank = outer.len();
     let mut start = 0usize;
     for_each_row(
         outer,
-        [&cond_strides[..rank], &x_strides[..rank], &y_strides[..rank]],
+        [
+            &cond_strides[..rank],
+            &x_strides[..rank],
+            &y_strides[..rank],
+        ],
         [0, 0, 0],
         |[oc, ox, oy]| {
             let row = &mut out[start..start + len];
@@ -100,7 +113,15 @@ mod tests {
         let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
         let b = [10.0f32, 20.0, 30.0];
         let mut out = [0.0f32; 6];
-        binary(&a, &[3, 1], &b, &[0, 1], &mut out, &[2, 3], math::add::<f32>);
+        binary(
+            &a,
+            &[3, 1],
+            &b,
+            &[0, 1],
+            &mut out,
+            &[2, 3],
+            math::add::<f32>,
+        );
         assert_eq!(out, [11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
     }
 
@@ -110,7 +131,15 @@ mod tests {
         let a = [1i64, 2];
         let b = [1i64, 10, 100];
         let mut out = [0i64; 6];
-        binary(&a, &[1, 0], &b, &[0, 1], &mut out, &[2, 3], math::mul::<i64>);
+        binary(
+            &a,
+            &[1, 0],
+            &b,
+            &[0, 1],
+            &mut out,
+            &[2, 3],
+            math::mul::<i64>,
+        );
         assert_eq!(out, [1, 10, 100, 2, 20, 200]);
     }
 

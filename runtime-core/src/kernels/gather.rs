@@ -6,15 +6,23 @@ pub trait Index: Copy {
     fn to_i64(self) -> i64;
 }
 impl Index for i64 {
-    fn to_i64(self) -> i64 { self }
+    fn to_i64(self) -> i64 {
+        self
+    }
 }
 impl Index for i32 {
-    fn to_i64(self) -> i64 { self as i64 }
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
 }
 
 #[inline]
 fn resolve(index: i64, bound: usize) -> Result<usize, IndexError> {
-    let wrapped = if index < 0 { index + bound as i64 } else { index };
+    let wrapped = if index < 0 {
+        index + bound as i64
+    } else {
+        index
+    };
     if wrapped < 0 || wrapped >= bound as i64 {
         return Err(IndexError { index, bound });
     }
@@ -105,7 +113,10 @@ mod tests {
         let mut out = [0.0f32; 4];
         gather(&table, &[2i64, -3], &mut out, 1, 3, 2).unwrap();
         assert_eq!(out, [20.0, 21.0, 0.0, 1.0]);
-        assert_eq!(gather(&table, &[3i64], &mut out[..2], 1, 3, 2), Err(IndexError { index: 3, bound: 3 }));
+        assert_eq!(
+            gather(&table, &[3i64], &mut out[..2], 1, 3, 2),
+            Err(IndexError { index: 3, bound: 3 })
+        );
     }
 
     #[test]

@@ -2,7 +2,14 @@
 
 /// LayerNormalization: `out = (x - mean) / sqrt(var + eps) * scale + bias` per row.
 /// `scale` and `bias` have `cols` elements (or one, broadcast).
-pub fn layer_norm(x: &[f32], scale: &[f32], bias: Option<&[f32]>, out: &mut [f32], cols: usize, eps: f32) {
+pub fn layer_norm(
+    x: &[f32],
+    scale: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    cols: usize,
+    eps: f32,
+) {
     if cols == 0 {
         return;
     }

@@ -4,7 +4,13 @@ use crate::MAX_RANK;
 
 /// `out[idx] = src[offset + Σ idx[d] * strides[d]]` for every index of `shape`; `out` is
 /// contiguous. Negative strides read backwards (reversed slices).
-pub fn copy_strided<T: Copy>(src: &[T], offset: isize, strides: &[isize], out: &mut [T], shape: &[usize]) {
+pub fn copy_strided<T: Copy>(
+    src: &[T],
+    offset: isize,
+    strides: &[isize],
+    out: &mut [T],
+    shape: &[usize],
+) {
     let (outer, len) = split_inner(shape);
     let step = inner_stride(strides);
     let mut start = 0usize;

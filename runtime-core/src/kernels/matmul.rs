@@ -37,16 +37,35 @@ pub fn matmul<T: Numeric>(a: &[T], b: &[T], out: &mut [T], spec: &MatMulSpec<'_>
     let rank = outer.len();
     let sa = spec.a_batch_strides[rank];
     let sb = spec.b_batch_strides[rank];
-    for_each_row(outer, [&spec.a_batch_strides[..rank], &spec.b_batch_strides[..rank]], [0, 0], |[oa, ob]| {
-        for j in 0..last as isize {
-            gemm_one(a, oa + j * sa, b, ob + j * sb, &mut out[start..start + m * n], spec);
-            start += m * n;
-        }
-    });
+    for_each_row(
+        outer,
+        [&spec.a_batch_strides[..rank], &spec.b_batch_strides[..rank]],
+        [0, 0],
+        |[oa, ob]| {
+            for j in 0..last as isize {
+                gemm_one(
+                    a,
+                    oa + j * sa,
+                    b,
+                    ob + j * sb,
+                    &mut out[start..start + m * n],
+                    spec,
+                );
+                start += m * n;
+            }
+        },
+    );
 }
 
 #[inline]
-fn gemm_one<T: Numeric>(a: &[T], a_off: isize, b: &[T], b_off: isize, out: &mut [T], spec: &MatMulSpec<'_>) {
+fn gemm_one<T: Numeric>(
+    a: &[T],
+    a_off: isize,
+    b: &[T],
+    b_off: isize,
+    out: &mut [T],
+    spec: &MatMulSpec<'_>,
+) {
     let (m, k, n) = (spec.m, spec.k, spec.n);
     let [ar, ac] = spec.a_strides;
     let [br, bc] = spec.b_strides;
@@ -89,7 +108,14 @@ mod tests {
         let b = [1.0f32, 0.0, 0.0, 1.0, 1.0, 1.0]; // 3x2
         let bt = [1.0f32, 0.0, 1.0, 0.0, 1.0, 1.0]; // its transpose, 2x3
         let spec = |b_strides| MatMulSpec {
-            m: 2, k: 3, n: 2, a_strides: [3, 1], b_strides, batch: &[], a_batch_strides: &[], b_batch_strides: &[],
+            m: 2,
+            k: 3,
+            n: 2,
+            a_strides: [3, 1],
+            b_strides,
+            batch: &[],
+            a_batch_strides: &[],
+            b_batch_strides: &[],
         };
         let (mut x, mut y) = ([0.0f32; 4], [0.0f32; 4]);
         matmul(&a, &b, &mut x, &spec([2, 1]));
@@ -105,7 +131,14 @@ mod tests {
         let b = [10i64, 1];
         let mut out = [0i64; 2];
         let spec = MatMulSpec {
-            m: 1, k: 2, n: 1, a_strides: [2, 1], b_strides: [1, 1], batch: &[2], a_batch_strides: &[2], b_batch_strides: &[0],
+            m: 1,
+            k: 2,
+            n: 1,
+            a_strides: [2, 1],
+            b_strides: [1, 1],
+            batch: &[2],
+            a_batch_strides: &[2],
+            b_batch_strides: &[0],
         };
         matmul(&a, &b, &mut out, &spec);
         assert_eq!(out, [12, 34]);

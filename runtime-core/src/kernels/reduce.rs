@@ -20,7 +20,14 @@ pub enum ReduceKind {
 /// Reduce `x` (contiguous, `shape`) into `out`. `out_strides` are the output's strides read
 /// in `x`'s index space: 0 on reduced axes. `count` is the number of elements folded into
 /// each output (for `Mean`).
-pub fn reduce<T: Numeric>(x: &[T], shape: &[usize], out: &mut [T], out_strides: &[isize], count: usize, kind: ReduceKind) {
+pub fn reduce<T: Numeric>(
+    x: &[T],
+    shape: &[usize],
+    out: &mut [T],
+    out_strides: &[isize],
+    count: usize,
+    kind: ReduceKind,
+) {
     let init = match kind {
         ReduceKind::Max => T::LOWEST,
         ReduceKind::Min => T::HIGHEST,
@@ -53,10 +60,12 @@ pub fn reduce<T: Numeric>(x: &[T], shape: &[usize], out: &mut [T], out_strides: 
             let n = T::from_usize(count);
             out.iter_mut().for_each(|v| *v = v.div(n));
         }
-        ReduceKind::L2 => out.iter_mut().for_each(|v| *v = T::from_f64(libm::sqrt(v.to_f64()))),
-        ReduceKind::LogSum | ReduceKind::LogSumExp => {
-            out.iter_mut().for_each(|v| *v = T::from_f64(libm::log(v.to_f64())))
-        }
+        ReduceKind::L2 => out
+            .iter_mut()
+            .for_each(|v| *v = T::from_f64(libm::sqrt(v.to_f64()))),
+        ReduceKind::LogSum | ReduceKind::LogSumExp => out
+            .iter_mut()
+            .for_each(|v| *v = T::from_f64(libm::log(v.to_f64()))),
         _ => {}
     }
 }
@@ -76,7 +85,10 @@ pub fn arg_extreme<T: Numeric>(
         for j in 0..inner {
             let mut best = 0usize;
             for i in 1..axis_len {
-                let (v, b) = (x[(o * axis_len + i) * inner + j], x[(o * axis_len + best) * inner + j]);
+                let (v, b) = (
+                    x[(o * axis_len + i) * inner + j],
+                    x[(o * axis_len + best) * inner + j],
+                );
                 let better = if max { v > b } else { v < b };
                 if better || (select_last && v == b) {
                     best = i;

@@ -30,8 +30,12 @@ pub fn read_model(path: &Path) -> Result<ModelProto> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| Error::InvalidModel(format!("`{}` is not a valid ONNX protobuf: {e}", path.display())))
+    ModelProto::parse_from_bytes(&bytes).map_err(|e| {
+        Error::InvalidModel(format!(
+            "`{}` is not a valid ONNX protobuf: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// The default-domain opset a model imports.
@@ -41,11 +45,17 @@ pub fn default_opset(model: &ModelProto) -> Result<i64> {
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
-        .ok_or_else(|| Error::InvalidModel("the model imports no default-domain (ai.onnx) opset".into()))
+        .ok_or_else(|| {
+            Error::InvalidModel("the model imports no default-domain (ai.onnx) opset".into())
+        })
 }
 
 fn node_name(proto: &NodeProto, index: usize) -> String {
-    if proto.name.is_empty() { format!("{}_{index}", proto.op_type) } else { proto.name.clone() }
+    if proto.name.is_empty() {
+        format!("{}_{index}", proto.op_type)
+    } else {
+        proto.name.clone()
+    }
 }
 
 /// Every op occurrence the frontend has no constructor for, all at once.
@@ -53,11 +63,20 @@ pub fn unsupported_ops(model: &ModelProto) -> Vec<Unsupported> {
     let opset = default_opset(model).unwrap_or(0);
     let graph = model.graph.as_ref();
     let mut out = Vec::new();
-    for (i, node) in graph.map(|g| g.node.as_slice()).unwrap_or(&[]).iter().enumerate() {
+    for (i, node) in graph
+        .map(|g| g.node.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
         let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
         if !default_domain || ops::constructor(&node.op_type).is_none() {
             out.push(Unsupported {
-                node: NodeRef { name: node_name(node, i), op_type: node.op_type.clone(), opset },
+                node: NodeRef {
+                    name: node_name(node, i),
+                    op_type: node.op_type.clone(),
+                    opset,
+                },
                 domain: node.domain.clone(),
             });
         }
@@ -68,7 +87,10 @@ pub fn unsupported_ops(model: &ModelProto) -> Vec<Unsupported> {
 /// Import a decoded model. `model_dir` anchors external data.
 pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> Result<Graph> {
     let opset = default_opset(model)?;
-    let g = model.graph.as_ref().ok_or_else(|| Error::InvalidModel("the model has no graph".into()))?;
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::InvalidModel("the model has no graph".into()))?;
     let unsupported = unsupported_ops(model);
     if !unsupported.is_empty() {
         return Err(Error::UnsupportedOps(unsupported));
@@ -78,7 +100,10 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
 
     for init in &g.initializer {
         if names.contains_key(&init.name) {
-            return Err(Error::InvalidModel(format!("initializer `{}` is defined twice", init.name)));
+            return Err(Error::InvalidModel(format!(
+                "initializer `{}` is defined twice",
+                init.name
+            )));
         }
         let t = tensor::tensor_from_proto(init, Some(model_dir))
             .map_err(|e| Error::InvalidModel(format!("initializer `{}`: {e}", init.name)))?;
@@ -97,7 +122,11 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
 
     for index in schedule(&g.node, &names)? {
         let proto = &g.node[index];
-        let node = NodeRef { name: node_name(proto, index), op_type: proto.op_type.clone(), opset };
+        let node = NodeRef {
+            name: node_name(proto, index),
+            op_type: proto.op_type.clone(),
+            opset,
+        };
         let mut inputs = Vec::with_capacity(proto.input.len());
         for name in &proto.input {
             if name.is_empty() {
@@ -109,7 +138,9 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
                 None => {
                     return Err(Error::InvalidNode {
                         node,
-                        reason: format!("input `{name}` is not computed (an unsupported optional output of an earlier node?)"),
+                        reason: format!(
+                            "input `{name}` is not computed (an unsupported optional output of an earlier node?)"
+                        ),
                     });
                 }
             }
@@ -123,7 +154,10 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
                 continue;
             }
             if names.contains_key(name) {
-                return Err(Error::InvalidNode { node, reason: format!("output `{name}` is already defined") });
+                return Err(Error::InvalidNode {
+                    node,
+                    reason: format!("output `{name}` is already defined"),
+                });
             }
             if v.0 as usize >= first_new {
                 graph.value_mut(v).name = name.clone();
@@ -133,9 +167,9 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
     }
 
     for output in &g.output {
-        let v = *names
-            .get(&output.name)
-            .ok_or_else(|| Error::InvalidModel(format!("graph output `{}` is never computed", output.name)))?;
+        let v = *names.get(&output.name).ok_or_else(|| {
+            Error::InvalidModel(format!("graph output `{}` is never computed", output.name))
+        })?;
         if let Some(declared) = declared_dtype(output) {
             let ours = graph.ty(v).dtype;
             if declared != ours {
@@ -146,6 +180,7 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
             }
         }
         graph.outputs.push(v);
+        graph.output_names.push(output.name.clone());
     }
     if graph.outputs.is_empty() {
         return Err(Error::InvalidModel("the graph has no outputs".into()));
@@ -165,30 +200,35 @@ fn declared_dtype(info: &ValueInfoProto) -> Option<crate::ir::DType> {
 fn input_type(info: &ValueInfoProto, options: &ImportOptions) -> Result<TensorType> {
     use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
     use onnx_protobuf::type_proto::Value;
-    let bad = |reason: String| Error::InvalidModel(format!("graph input `{}`: {reason}", info.name));
+    let bad =
+        |reason: String| Error::InvalidModel(format!("graph input `{}`: {reason}", info.name));
     let t = match info.type_.as_ref().and_then(|t| t.value.as_ref()) {
         Some(Value::TensorType(t)) => t,
         Some(_) => return Err(bad("only tensor inputs are supported".into())),
         None => return Err(bad("no type given".into())),
     };
     let dtype = tensor::dtype_from_onnx(t.elem_type).map_err(bad)?;
-    let shape_proto = t.shape.as_ref().ok_or_else(|| bad("no shape given (rank unknown)".into()))?;
+    let shape_proto = t
+        .shape
+        .as_ref()
+        .ok_or_else(|| bad("no shape given (rank unknown)".into()))?;
     let mut shape = Vec::with_capacity(shape_proto.dim.len());
     for (axis, dim) in shape_proto.dim.iter().enumerate() {
         let by_position = format!("{}.{axis}", info.name);
         let size = match &dim.value {
-            Some(Dim::DimValue(v)) => {
-                usize::try_from(*v).map_err(|_| bad(format!("axis {axis} has negative size {v}")))?
-            }
-            Some(Dim::DimParam(p)) if !p.is_empty() => match options.dims.get(p).or(options.dims.get(&by_position)) {
-                Some(&v) => v,
-                None => {
-                    return Err(Error::Usage(format!(
-                        "graph input `{}` axis {axis} is the symbolic dimension `{p}`: bind it with `--dim {p}=N`",
-                        info.name
-                    )));
+            Some(Dim::DimValue(v)) => usize::try_from(*v)
+                .map_err(|_| bad(format!("axis {axis} has negative size {v}")))?,
+            Some(Dim::DimParam(p)) if !p.is_empty() => {
+                match options.dims.get(p).or(options.dims.get(&by_position)) {
+                    Some(&v) => v,
+                    None => {
+                        return Err(Error::Usage(format!(
+                            "graph input `{}` axis {axis} is the symbolic dimension `{p}`: bind it with `--dim {p}=N`",
+                            info.name
+                        )));
+                    }
                 }
-            },
+            }
             _ => match options.dims.get(&by_position) {
                 Some(&v) => v,
                 None => {
@@ -229,8 +269,14 @@ fn schedule(nodes: &[NodeProto], known: &HashMap<String, ValueId>) -> Result<Vec
                 }
             } else if !known.contains_key(input) {
                 return Err(Error::InvalidNode {
-                    node: NodeRef { name: node_name(n, i), op_type: n.op_type.clone(), opset: 0 },
-                    reason: format!("input `{input}` is not a graph input, an initializer or any node's output"),
+                    node: NodeRef {
+                        name: node_name(n, i),
+                        op_type: n.op_type.clone(),
+                        opset: 0,
+                    },
+                    reason: format!(
+                        "input `{input}` is not a graph input, an initializer or any node's output"
+                    ),
                 });
             }
         }
@@ -248,9 +294,14 @@ fn schedule(nodes: &[NodeProto], known: &HashMap<String, ValueId>) -> Result<Vec
         }
     }
     if order.len() != nodes.len() {
-        let stuck: Vec<String> =
-            (0..nodes.len()).filter(|&i| pending[i] > 0).take(8).map(|i| node_name(&nodes[i], i)).collect();
-        return Err(Error::InvalidModel(format!("the graph has a cycle through nodes {stuck:?}")));
+        let stuck: Vec<String> = (0..nodes.len())
+            .filter(|&i| pending[i] > 0)
+            .take(8)
+            .map(|i| node_name(&nodes[i], i))
+            .collect();
+        return Err(Error::InvalidModel(format!(
+            "the graph has a cycle through nodes {stuck:?}"
+        )));
     }
     Ok(order)
 }

@@ -19,11 +19,26 @@ pub struct NodeCtx<'a> {
     pub graph: &'a mut Graph,
     pub inputs: Vec<Option<ValueId>>,
     added: usize,
+    nodes_added: usize,
 }
 
 impl<'a> NodeCtx<'a> {
-    pub fn new(proto: &'a NodeProto, node: NodeRef, opset: i64, graph: &'a mut Graph, inputs: Vec<Option<ValueId>>) -> Self {
-        NodeCtx { proto, node, opset, graph, inputs, added: 0 }
+    pub fn new(
+        proto: &'a NodeProto,
+        node: NodeRef,
+        opset: i64,
+        graph: &'a mut Graph,
+        inputs: Vec<Option<ValueId>>,
+    ) -> Self {
+        NodeCtx {
+            proto,
+            node,
+            opset,
+            graph,
+            inputs,
+            added: 0,
+            nodes_added: 0,
+        }
     }
 
     /// A required input.
@@ -76,7 +91,9 @@ impl<'a> NodeCtx<'a> {
     pub fn const_tensor(&self, i: usize, what: &str) -> Result<Arc<Tensor>, OpError> {
         let v = self.input(i)?;
         self.constant(v).ok_or_else(|| {
-            OpError::Unsupported(format!("input #{i} (the {what}) must be constant at build time"))
+            OpError::Unsupported(format!(
+                "input #{i} (the {what}) must be constant at build time"
+            ))
         })
     }
 
@@ -84,11 +101,18 @@ impl<'a> NodeCtx<'a> {
         self.proto.attribute.iter().find(|a| a.name == name)
     }
 
-    fn attr_of_type(&self, name: &str, code: i32, type_name: &str) -> Result<Option<&AttributeProto>, OpError> {
+    fn attr_of_type(
+        &self,
+        name: &str,
+        code: i32,
+        type_name: &str,
+    ) -> Result<Option<&AttributeProto>, OpError> {
         match self.attr(name) {
             None => Ok(None),
             Some(a) if a.type_.value() == code => Ok(Some(a)),
-            Some(a) if !a.ref_attr_name.is_empty() => invalid!("attribute `{name}` refers to a function attribute"),
+            Some(a) if !a.ref_attr_name.is_empty() => {
+                invalid!("attribute `{name}` refers to a function attribute")
+            }
             Some(_) => invalid!("attribute `{name}` must be of type {type_name}"),
         }
     }
@@ -102,7 +126,9 @@ impl<'a> NodeCtx<'a> {
     }
 
     pub fn attr_float(&self, name: &str, default: f32) -> Result<f32, OpError> {
-        Ok(self.attr_of_type(name, 1, "FLOAT")?.map_or(default, |a| a.f))
+        Ok(self
+            .attr_of_type(name, 1, "FLOAT")?
+            .map_or(default, |a| a.f))
     }
 
     pub fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, OpError> {
@@ -110,12 +136,15 @@ impl<'a> NodeCtx<'a> {
     }
 
     pub fn attr_floats(&self, name: &str) -> Result<Option<Vec<f32>>, OpError> {
-        Ok(self.attr_of_type(name, 6, "FLOATS")?.map(|a| a.floats.clone()))
+        Ok(self
+            .attr_of_type(name, 6, "FLOATS")?
+            .map(|a| a.floats.clone()))
     }
 
     pub fn attr_string(&self, name: &str, default: &str) -> Result<String, OpError> {
         match self.attr_of_type(name, 3, "STRING")? {
-            Some(a) => String::from_utf8(a.s.clone()).map_err(|_| OpError::Invalid(format!("attribute `{name}` is not UTF-8"))),
+            Some(a) => String::from_utf8(a.s.clone())
+                .map_err(|_| OpError::Invalid(format!("attribute `{name}` is not UTF-8"))),
             None => Ok(default.to_string()),
         }
     }
@@ -123,7 +152,9 @@ impl<'a> NodeCtx<'a> {
     pub fn attr_tensor(&self, name: &str) -> Result<Option<Tensor>, OpError> {
         match self.attr_of_type(name, 4, "TENSOR")? {
             Some(a) => match a.t.as_ref() {
-                Some(t) => tensor_from_proto(t, None).map(Some).map_err(OpError::Invalid),
+                Some(t) => tensor_from_proto(t, None)
+                    .map(Some)
+                    .map_err(OpError::Invalid),
                 None => invalid!("attribute `{name}` holds no tensor"),
             },
             None => Ok(None),
@@ -142,30 +173,41 @@ impl<'a> NodeCtx<'a> {
     pub fn add(&mut self, op: Op, inputs: &[ValueId]) -> Result<Vec<ValueId>, OpError> {
         let in_types: Vec<&TensorType> = inputs.iter().map(|&v| self.graph.ty(v)).collect();
         let out_types = op.infer(&in_types)?;
-        let consts: Option<Vec<Arc<Tensor>>> = inputs.iter().map(|&v| self.graph.constant(v).cloned()).collect();
-        let name = if self.added == 0 { self.node.name.clone() } else { format!("{}/{}", self.node.name, self.added) };
-        self.added += 1;
+        let consts: Option<Vec<Arc<Tensor>>> = inputs
+            .iter()
+            .map(|&v| self.graph.constant(v).cloned())
+            .collect();
         if let Some(consts) = consts {
             let in_bytes: usize = consts.iter().map(|t| t.ty.size_bytes()).sum();
             let out_bytes: usize = out_types.iter().map(|t| t.size_bytes()).sum();
             if out_bytes <= FOLD_BYTES.max(in_bytes.saturating_mul(2)) {
                 let refs: Vec<&Tensor> = consts.iter().map(|t| t.as_ref()).collect();
                 let outs = op.eval(&refs, &out_types)?;
-                return Ok(outs
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, t)| self.graph.add_constant(format!("{name}:{i}"), t))
-                    .collect());
+                return Ok(outs.into_iter().map(|t| self.constant_value(t)).collect());
             }
         }
-        let names: Vec<String> = (0..out_types.len()).map(|i| format!("{name}:{i}")).collect();
-        let (_, outs) = self.graph.add_node(name, self.node.op_type.clone(), op, inputs.to_vec(), &names)?;
+        // The first node a constructor adds carries the model's node name; later ones derive
+        // from it, so generated code traces back to the model.
+        let name = if self.nodes_added == 0 {
+            self.node.name.clone()
+        } else {
+            format!("{}/{}", self.node.name, self.nodes_added)
+        };
+        self.nodes_added += 1;
+        let names: Vec<String> = (0..out_types.len())
+            .map(|i| format!("{name}:{i}"))
+            .collect();
+        let (_, outs) =
+            self.graph
+                .add_node(name, self.node.op_type.clone(), op, inputs.to_vec(), &names)?;
         Ok(outs)
     }
 
     /// [`Self::add`] for a single-output op.
     pub fn add1(&mut self, op: Op, inputs: &[ValueId]) -> Result<ValueId, OpError> {
         let outs = self.add(op, inputs)?;
-        outs.first().copied().ok_or_else(|| OpError::Invalid("op produced no output".into()))
+        outs.first()
+            .copied()
+            .ok_or_else(|| OpError::Invalid("op produced no output".into()))
     }
 }

@@ -71,6 +71,7 @@ table! {
     "IsNaN" => |c| unary(c, UnaryKind::IsNaN),
     "IsInf" => is_inf,
     "Gelu" => gelu,
+    "Clip" => clip,
     "Where" => where_,
     "Cast" => cast,
     "CastLike" => cast_like,
@@ -117,7 +118,10 @@ table! {
 
 /// The constructor for an ONNX op type, if supported.
 pub fn constructor(op_type: &str) -> Option<Constructor> {
-    CONSTRUCTORS.iter().find(|(name, _)| *name == op_type).map(|(_, c)| *c)
+    CONSTRUCTORS
+        .iter()
+        .find(|(name, _)| *name == op_type)
+        .map(|(_, c)| *c)
 }
 
 /// Supported ONNX op types, sorted.
@@ -153,7 +157,12 @@ fn pow(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let (a, b) = (c.input(0)?, c.input(1)?);
     let dtype = c.ty(a).dtype;
     let b = cast_to(c, b, dtype)?;
-    let v = c.add1(Op::Binary(Binary { kind: BinaryKind::Pow }), &[a, b])?;
+    let v = c.add1(
+        Op::Binary(Binary {
+            kind: BinaryKind::Pow,
+        }),
+        &[a, b],
+    )?;
     one(v)
 }
 
@@ -163,7 +172,14 @@ fn modulo(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     if !fmod && c.ty(a).dtype.is_float() {
         return invalid!("Mod with fmod=0 is not defined for floating-point inputs");
     }
-    binary(c, if fmod { BinaryKind::FMod } else { BinaryKind::Mod })
+    binary(
+        c,
+        if fmod {
+            BinaryKind::FMod
+        } else {
+            BinaryKind::Mod
+        },
+    )
 }
 
 fn variadic(c: &mut NodeCtx<'_>, kind: BinaryKind) -> Result<Vec<ValueId>, OpError> {
@@ -176,7 +192,12 @@ fn variadic(c: &mut NodeCtx<'_>, kind: BinaryKind) -> Result<Vec<ValueId>, OpErr
         acc = c.add1(Op::Binary(Binary { kind }), &[acc, next])?;
     }
     if rest.is_empty() {
-        acc = c.add1(Op::Reshape(ops::reshape::Reshape { shape: c.ty(first).shape.clone() }), &[first])?;
+        acc = c.add1(
+            Op::Reshape(ops::reshape::Reshape {
+                shape: c.ty(first).shape.clone(),
+            }),
+            &[first],
+        )?;
     }
     one(acc)
 }
@@ -187,16 +208,25 @@ fn mean(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let dtype = c.ty(sum).dtype;
     let count = scalar_of(dtype, n as f64)?;
     let count = c.constant_value(count);
-    one(c.add1(Op::Binary(Binary { kind: BinaryKind::Div }), &[sum, count])?)
+    one(c.add1(
+        Op::Binary(Binary {
+            kind: BinaryKind::Div,
+        }),
+        &[sum, count],
+    )?)
 }
 
 /// A rank-0 tensor of `dtype` holding `value`.
 fn scalar_of(dtype: DType, value: f64) -> Result<Tensor, OpError> {
-    let t = Tensor::new(TensorType::new(DType::F64, vec![]), crate::ir::Data::F64(vec![value]))?;
+    let t = Tensor::new(
+        TensorType::new(DType::F64, vec![]),
+        crate::ir::Data::F64(vec![value]),
+    )?;
     let op = Cast { to: dtype };
     let ty = crate::ops::OpDef::infer(&op, &[&t.ty])?;
     let mut out = crate::ops::OpDef::eval(&op, &[&t], &ty)?;
-    out.pop().ok_or_else(|| OpError::Invalid("cast produced nothing".into()))
+    out.pop()
+        .ok_or_else(|| OpError::Invalid("cast produced nothing".into()))
 }
 
 fn unary(c: &mut NodeCtx<'_>, kind: UnaryKind) -> Result<Vec<ValueId>, OpError> {
@@ -217,6 +247,52 @@ fn gelu(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         "tanh" => unary(c, UnaryKind::GeluTanh),
         other => invalid!("unknown approximate=`{other}`"),
     }
+}
+
+/// `Clip` lowers to `Min(Max(x, min), max)` (bounds as attributes before opset 11, as
+/// optional inputs after).
+fn clip(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let mut y = c.input(0)?;
+    let dtype = c.ty(y).dtype;
+    let (lo, hi) = if c.opset < 11 {
+        let lo = c
+            .has_attr("min")
+            .then(|| c.attr_float("min", f32::MIN))
+            .transpose()?;
+        let hi = c
+            .has_attr("max")
+            .then(|| c.attr_float("max", f32::MAX))
+            .transpose()?;
+        let lo = lo
+            .map(|v| scalar_of(dtype, v as f64).map(|t| c.constant_value(t)))
+            .transpose()?;
+        let hi = hi
+            .map(|v| scalar_of(dtype, v as f64).map(|t| c.constant_value(t)))
+            .transpose()?;
+        (lo, hi)
+    } else {
+        (c.opt_input(1), c.opt_input(2))
+    };
+    if let Some(lo) = lo {
+        y = c.add1(
+            Op::Binary(Binary {
+                kind: BinaryKind::Max,
+            }),
+            &[y, lo],
+        )?;
+    }
+    if let Some(hi) = hi {
+        y = c.add1(
+            Op::Binary(Binary {
+                kind: BinaryKind::Min,
+            }),
+            &[y, hi],
+        )?;
+    }
+    if lo.is_none() && hi.is_none() {
+        return identity(c);
+    }
+    one(y)
 }
 
 fn where_(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
@@ -244,7 +320,10 @@ fn matmul(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
 }
 
 fn transpose_2d(c: &mut NodeCtx<'_>, v: ValueId) -> Result<ValueId, OpError> {
-    c.add1(Op::Transpose(ops::transpose::Transpose { perm: vec![1, 0] }), &[v])
+    c.add1(
+        Op::Transpose(ops::transpose::Transpose { perm: vec![1, 0] }),
+        &[v],
+    )
 }
 
 /// `Gemm` lowers to `MatMul` (+ `Mul` by alpha, + `Add` of beta·C); transposes of constant
@@ -265,14 +344,29 @@ fn gemm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let dtype = c.ty(y).dtype;
     if alpha != 1.0 {
         let s = c.constant_value(scalar_of(dtype, alpha as f64)?);
-        y = c.add1(Op::Binary(Binary { kind: BinaryKind::Mul }), &[y, s])?;
+        y = c.add1(
+            Op::Binary(Binary {
+                kind: BinaryKind::Mul,
+            }),
+            &[y, s],
+        )?;
     }
     if let Some(mut bias) = c.opt_input(2) {
         if beta != 1.0 {
             let s = c.constant_value(scalar_of(dtype, beta as f64)?);
-            bias = c.add1(Op::Binary(Binary { kind: BinaryKind::Mul }), &[bias, s])?;
+            bias = c.add1(
+                Op::Binary(Binary {
+                    kind: BinaryKind::Mul,
+                }),
+                &[bias, s],
+            )?;
         }
-        y = c.add1(Op::Binary(Binary { kind: BinaryKind::Add }), &[y, bias])?;
+        y = c.add1(
+            Op::Binary(Binary {
+                kind: BinaryKind::Add,
+            }),
+            &[y, bias],
+        )?;
     }
     one(y)
 }
@@ -282,7 +376,14 @@ fn softmax(c: &mut NodeCtx<'_>, log: bool) -> Result<Vec<ValueId>, OpError> {
     let legacy = c.opset < 13;
     let axis = c.attr_int("axis", if legacy { 1 } else { -1 })?;
     let axis = normalize_axis(axis, rank_of(c, x))?;
-    one(c.add1(Op::Softmax(ops::softmax::Softmax { axis, log, coerce_2d: legacy }), &[x])?)
+    one(c.add1(
+        Op::Softmax(ops::softmax::Softmax {
+            axis,
+            log,
+            coerce_2d: legacy,
+        }),
+        &[x],
+    )?)
 }
 
 fn layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
@@ -296,12 +397,18 @@ fn layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     if let Some(bias) = c.opt_input(2) {
         inputs.push(bias);
     }
-    one(c.add1(Op::LayerNorm(ops::layer_norm::LayerNorm { axis, epsilon }), &inputs)?)
+    one(c.add1(
+        Op::LayerNorm(ops::layer_norm::LayerNorm { axis, epsilon }),
+        &inputs,
+    )?)
 }
 
 /// Normalise, sort and dedupe axes against a rank.
 fn axes_list(axes: &[i64], rank: usize) -> Result<Vec<usize>, OpError> {
-    let mut out: Vec<usize> = axes.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?;
+    let mut out: Vec<usize> = axes
+        .iter()
+        .map(|&a| normalize_axis(a, rank))
+        .collect::<Result<_, _>>()?;
     out.sort_unstable();
     out.dedup();
     Ok(out)
@@ -312,15 +419,30 @@ fn reduce(c: &mut NodeCtx<'_>, kind: ReduceKind) -> Result<Vec<ValueId>, OpError
     let rank = rank_of(c, x);
     let keepdims = c.attr_int("keepdims", 1)? != 0;
     // Axes moved from attribute to input: ReduceSum at opset 13, the others at 18.
-    let axes_as_input = if kind == ReduceKind::Sum { c.opset >= 13 } else { c.opset >= 18 };
-    let axes = if axes_as_input { c.opt_const_ints(1, "reduction axes")? } else { c.attr_ints("axes")? };
+    let axes_as_input = if kind == ReduceKind::Sum {
+        c.opset >= 13
+    } else {
+        c.opset >= 18
+    };
+    let axes = if axes_as_input {
+        c.opt_const_ints(1, "reduction axes")?
+    } else {
+        c.attr_ints("axes")?
+    };
     let noop_with_empty = c.attr_int("noop_with_empty_axes", 0)? != 0;
     let axes = match axes {
         Some(a) if !a.is_empty() => axes_list(&a, rank)?,
         _ if noop_with_empty => vec![],
         _ => (0..rank).collect(),
     };
-    one(c.add1(Op::Reduce(ops::reduce::Reduce { kind, axes, keepdims }), &[x])?)
+    one(c.add1(
+        Op::Reduce(ops::reduce::Reduce {
+            kind,
+            axes,
+            keepdims,
+        }),
+        &[x],
+    )?)
 }
 
 fn arg_extreme(c: &mut NodeCtx<'_>, max: bool) -> Result<Vec<ValueId>, OpError> {
@@ -328,7 +450,15 @@ fn arg_extreme(c: &mut NodeCtx<'_>, max: bool) -> Result<Vec<ValueId>, OpError> 
     let axis = normalize_axis(c.attr_int("axis", 0)?, rank_of(c, x))?;
     let keepdims = c.attr_int("keepdims", 1)? != 0;
     let select_last = c.attr_int("select_last_index", 0)? != 0;
-    one(c.add1(Op::ArgExtreme(ops::arg_extreme::ArgExtreme { axis, keepdims, select_last, max }), &[x])?)
+    one(c.add1(
+        Op::ArgExtreme(ops::arg_extreme::ArgExtreme {
+            axis,
+            keepdims,
+            select_last,
+            max,
+        }),
+        &[x],
+    )?)
 }
 
 fn gather(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
@@ -340,14 +470,20 @@ fn gather(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
 fn gather_elements(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let (data, idx) = (c.input(0)?, c.input(1)?);
     let axis = normalize_axis(c.attr_int("axis", 0)?, rank_of(c, data))?;
-    one(c.add1(Op::GatherElements(ops::gather_elements::GatherElements { axis }), &[data, idx])?)
+    one(c.add1(
+        Op::GatherElements(ops::gather_elements::GatherElements { axis }),
+        &[data, idx],
+    )?)
 }
 
 fn gather_nd(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let (data, idx) = (c.input(0)?, c.input(1)?);
     let batch_dims = usize::try_from(c.attr_int("batch_dims", 0)?)
         .map_err(|_| OpError::Invalid("negative batch_dims".into()))?;
-    one(c.add1(Op::GatherNd(ops::gather_nd::GatherNd { batch_dims }), &[data, idx])?)
+    one(c.add1(
+        Op::GatherNd(ops::gather_nd::GatherNd { batch_dims }),
+        &[data, idx],
+    )?)
 }
 
 fn reshape_to(c: &mut NodeCtx<'_>, x: ValueId, shape: Vec<usize>) -> Result<Vec<ValueId>, OpError> {
@@ -357,7 +493,8 @@ fn reshape_to(c: &mut NodeCtx<'_>, x: ValueId, shape: Vec<usize>) -> Result<Vec<
 fn reshape(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let x = c.input(0)?;
     let spec = if c.opset < 5 {
-        c.attr_ints("shape")?.ok_or_else(|| OpError::Invalid("missing `shape` attribute".into()))?
+        c.attr_ints("shape")?
+            .ok_or_else(|| OpError::Invalid("missing `shape` attribute".into()))?
     } else {
         c.const_ints(1, "target shape")?
     };
@@ -374,7 +511,11 @@ fn reshape(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
             -1 => return invalid!("target shape {spec:?} has more than one -1"),
             0 if !allow_zero => match input_shape.get(i) {
                 Some(&v) => shape.push(v),
-                None => return invalid!("target shape {spec:?} copies axis {i}, which the input {input_shape:?} lacks"),
+                None => {
+                    return invalid!(
+                        "target shape {spec:?} copies axis {i}, which the input {input_shape:?} lacks"
+                    );
+                }
             },
             d if d >= 0 => shape.push(d as usize),
             d => return invalid!("target shape {spec:?} has negative size {d}"),
@@ -407,7 +548,11 @@ fn flatten(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
 fn squeeze(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let x = c.input(0)?;
     let shape = c.ty(x).shape.clone();
-    let axes = if c.opset >= 13 { c.opt_const_ints(1, "axes")? } else { c.attr_ints("axes")? };
+    let axes = if c.opset >= 13 {
+        c.opt_const_ints(1, "axes")?
+    } else {
+        c.attr_ints("axes")?
+    };
     let new_shape: Vec<usize> = match axes {
         Some(axes) => {
             let axes = axes_list(&axes, shape.len())?;
@@ -416,7 +561,12 @@ fn squeeze(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
                     return invalid!("cannot squeeze axis {a} of size {}", shape[a]);
                 }
             }
-            shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+            shape
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, &d)| d)
+                .collect()
         }
         None => shape.iter().copied().filter(|&d| d != 1).collect(),
     };
@@ -429,7 +579,8 @@ fn unsqueeze(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let axes = if c.opset >= 13 {
         c.const_ints(1, "axes")?
     } else {
-        c.attr_ints("axes")?.ok_or_else(|| OpError::Invalid("missing `axes`".into()))?
+        c.attr_ints("axes")?
+            .ok_or_else(|| OpError::Invalid("missing `axes`".into()))?
     };
     let out_rank = shape.len() + axes.len();
     let axes = axes_list(&axes, out_rank)?;
@@ -437,8 +588,15 @@ fn unsqueeze(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         return invalid!("repeated axes in {axes:?}");
     }
     let mut dims = shape.into_iter();
-    let new_shape: Vec<usize> =
-        (0..out_rank).map(|i| if axes.contains(&i) { 1 } else { dims.next().unwrap_or(1) }).collect();
+    let new_shape: Vec<usize> = (0..out_rank)
+        .map(|i| {
+            if axes.contains(&i) {
+                1
+            } else {
+                dims.next().unwrap_or(1)
+            }
+        })
+        .collect();
     reshape_to(c, x, new_shape)
 }
 
@@ -485,17 +643,33 @@ fn split(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let shape = c.ty(x).shape.clone();
     let axis = normalize_axis(c.attr_int("axis", 0)?, shape.len())?;
     let dim = shape[axis];
-    let explicit = if c.opset >= 13 { c.opt_const_ints(1, "split sizes")? } else { c.attr_ints("split")? };
+    let explicit = if c.opset >= 13 {
+        c.opt_const_ints(1, "split sizes")?
+    } else {
+        c.attr_ints("split")?
+    };
     let sizes: Vec<usize> = match explicit {
         Some(s) => s
             .iter()
-            .map(|&v| usize::try_from(v).map_err(|_| OpError::Invalid(format!("negative split size in {s:?}"))))
+            .map(|&v| {
+                usize::try_from(v)
+                    .map_err(|_| OpError::Invalid(format!("negative split size in {s:?}")))
+            })
             .collect::<Result<_, _>>()?,
         None => {
-            let n = if c.has_attr("num_outputs") { c.attr_int("num_outputs", 1)? } else { c.proto.output.len() as i64 };
-            let n = usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| OpError::Invalid(format!("bad output count {n}")))?;
+            let n = if c.has_attr("num_outputs") {
+                c.attr_int("num_outputs", 1)?
+            } else {
+                c.proto.output.len() as i64
+            };
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| OpError::Invalid(format!("bad output count {n}")))?;
             let chunk = dim.div_ceil(n);
-            (0..n).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect()
+            (0..n)
+                .map(|i| chunk.min(dim.saturating_sub(i * chunk)))
+                .collect()
         }
     };
     c.add(Op::Split(ops::split::Split { axis, sizes }), &[x])
@@ -505,8 +679,12 @@ fn slice(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let x = c.input(0)?;
     let rank = rank_of(c, x);
     let (starts, ends, axes, steps) = if c.opset < 10 {
-        let starts = c.attr_ints("starts")?.ok_or_else(|| OpError::Invalid("missing `starts`".into()))?;
-        let ends = c.attr_ints("ends")?.ok_or_else(|| OpError::Invalid("missing `ends`".into()))?;
+        let starts = c
+            .attr_ints("starts")?
+            .ok_or_else(|| OpError::Invalid("missing `starts`".into()))?;
+        let ends = c
+            .attr_ints("ends")?
+            .ok_or_else(|| OpError::Invalid("missing `ends`".into()))?;
         (starts, ends, c.attr_ints("axes")?, None)
     } else {
         (
@@ -524,18 +702,33 @@ fn slice(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     if steps.contains(&0) {
         return invalid!("a step of 0");
     }
-    let axes: Vec<usize> = axes.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?;
+    let axes: Vec<usize> = axes
+        .iter()
+        .map(|&a| normalize_axis(a, rank))
+        .collect::<Result<_, _>>()?;
     let mut seen = axes.clone();
     seen.sort_unstable();
     seen.dedup();
     if seen.len() != axes.len() {
         return invalid!("repeated axes {axes:?}");
     }
-    one(c.add1(Op::Slice(ops::slice::Slice { starts, ends, axes, steps }), &[x])?)
+    one(c.add1(
+        Op::Slice(ops::slice::Slice {
+            starts,
+            ends,
+            axes,
+            steps,
+        }),
+        &[x],
+    )?)
 }
 
 fn to_sizes(v: &[i64], what: &str) -> Result<Vec<usize>, OpError> {
-    v.iter().map(|&d| usize::try_from(d).map_err(|_| OpError::Invalid(format!("negative {what} in {v:?}")))).collect()
+    v.iter()
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| OpError::Invalid(format!("negative {what} in {v:?}")))
+        })
+        .collect()
 }
 
 fn expand(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
@@ -558,7 +751,11 @@ fn shape(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
     let start = clamp(c.attr_int("start", 0)?);
     let end = clamp(c.attr_int("end", r)?);
-    let picked: Vec<i64> = if start < end { dims[start..end].to_vec() } else { vec![] };
+    let picked: Vec<i64> = if start < end {
+        dims[start..end].to_vec()
+    } else {
+        vec![]
+    };
     let t = Tensor::from_i64s(vec![picked.len()], picked)?;
     one(c.constant_value(t))
 }
@@ -573,7 +770,10 @@ fn constant(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let t = if let Some(t) = c.attr_tensor("value")? {
         t
     } else if c.has_attr("value_float") {
-        Tensor::new(TensorType::new(DType::F32, vec![]), crate::ir::Data::F32(vec![c.attr_float("value_float", 0.0)?]))?
+        Tensor::new(
+            TensorType::new(DType::F32, vec![]),
+            crate::ir::Data::F32(vec![c.attr_float("value_float", 0.0)?]),
+        )?
     } else if let Some(v) = c.attr_floats("value_floats")? {
         Tensor::from_f32s(vec![v.len()], v)?
     } else if c.has_attr("value_int") {
@@ -594,7 +794,14 @@ fn constant_of_shape(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         Some(t) => (t.ty.dtype, t.scalar_f64()?),
         None => (DType::F32, 0.0),
     };
-    one(c.add1(Op::Fill(ops::fill::Fill { dtype, value, shape }), &[])?)
+    one(c.add1(
+        Op::Fill(ops::fill::Fill {
+            dtype,
+            value,
+            shape,
+        }),
+        &[],
+    )?)
 }
 
 fn range(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
@@ -612,7 +819,15 @@ fn range(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     }
     let len = len.max(0.0) as usize;
     crate::ir::checked_numel(&[len])?;
-    one(c.add1(Op::Range(ops::range::Range { dtype, start, delta, len }), &[])?)
+    one(c.add1(
+        Op::Range(ops::range::Range {
+            dtype,
+            start,
+            delta,
+            len,
+        }),
+        &[],
+    )?)
 }
 
 fn trilu(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
@@ -634,5 +849,12 @@ fn cumsum(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     };
     let exclusive = c.attr_int("exclusive", 0)? != 0;
     let reverse = c.attr_int("reverse", 0)? != 0;
-    one(c.add1(Op::CumSum(ops::cumsum::CumSum { axis, exclusive, reverse }), &[x])?)
+    one(c.add1(
+        Op::CumSum(ops::cumsum::CumSum {
+            axis,
+            exclusive,
+            reverse,
+        }),
+        &[x],
+    )?)
 }

@@ -1,6 +1,6 @@
 //! ONNX `TensorProto` → IR [`Tensor`], including external data files, with every size and
 //! path checked before anything is read.
-use crate::ir::{checked_numel, DType, Data, Tensor, TensorType};
+use crate::ir::{DType, Data, Tensor, TensorType, checked_numel};
 use onnx_protobuf::TensorProto;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
@@ -34,7 +34,9 @@ pub fn dims(proto: &TensorProto) -> Result<Vec<usize>, String> {
     proto
         .dims
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d} in {:?}", proto.dims)))
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| format!("negative dimension {d} in {:?}", proto.dims))
+        })
         .collect()
 }
 
@@ -45,7 +47,9 @@ pub fn tensor_from_proto(proto: &TensorProto, model_dir: Option<&Path>) -> Resul
     let shape = dims(proto)?;
     let n = checked_numel(&shape).map_err(|e| e.to_string())?;
     let ty = TensorType::new(dtype, shape);
-    let byte_len = n.checked_mul(dtype.size_bytes()).ok_or("tensor byte size overflows")?;
+    let byte_len = n
+        .checked_mul(dtype.size_bytes())
+        .ok_or("tensor byte size overflows")?;
     if proto.segment.is_some() {
         return Err("segmented tensors are not supported".into());
     }
@@ -71,7 +75,9 @@ pub fn tensor_from_proto(proto: &TensorProto, model_dir: Option<&Path>) -> Resul
 fn typed_fields(p: &TensorProto, dtype: DType, n: usize) -> Result<Data, String> {
     let check = |len: usize, field: &str| {
         if len != n {
-            Err(format!("{field} holds {len} values but the shape needs {n}"))
+            Err(format!(
+                "{field} holds {len} values but the shape needs {n}"
+            ))
         } else {
             Ok(())
         }
@@ -133,37 +139,69 @@ fn read_external(proto: &TensorProto, dir: &Path, byte_len: usize) -> Result<Vec
     for entry in &proto.external_data {
         match entry.key.as_str() {
             "location" => location = Some(entry.value.clone()),
-            "offset" => offset = entry.value.parse().map_err(|_| format!("bad external data offset `{}`", entry.value))?,
+            "offset" => {
+                offset = entry
+                    .value
+                    .parse()
+                    .map_err(|_| format!("bad external data offset `{}`", entry.value))?
+            }
             "length" => {
-                length = Some(entry.value.parse().map_err(|_| format!("bad external data length `{}`", entry.value))?)
+                length = Some(
+                    entry
+                        .value
+                        .parse()
+                        .map_err(|_| format!("bad external data length `{}`", entry.value))?,
+                )
             }
             _ => {}
         }
     }
     let location = location.ok_or("external data without a location")?;
     let rel = Path::new(&location);
-    if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(format!("external data location `{location}` must be a relative path inside the model's folder"));
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "external data location `{location}` must be a relative path inside the model's folder"
+        ));
     }
-    let root = dir.canonicalize().map_err(|e| format!("cannot resolve model folder: {e}"))?;
+    let root = dir
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve model folder: {e}"))?;
     let path = root.join(rel);
-    let real = path.canonicalize().map_err(|e| format!("cannot open external data `{location}`: {e}"))?;
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("cannot open external data `{location}`: {e}"))?;
     if !real.starts_with(&root) {
-        return Err(format!("external data location `{location}` resolves outside the model's folder"));
+        return Err(format!(
+            "external data location `{location}` resolves outside the model's folder"
+        ));
     }
-    let mut file = std::fs::File::open(&real).map_err(|e| format!("cannot open external data `{location}`: {e}"))?;
-    let size = file.metadata().map_err(|e| format!("cannot stat `{location}`: {e}"))?.len();
+    let mut file = std::fs::File::open(&real)
+        .map_err(|e| format!("cannot open external data `{location}`: {e}"))?;
+    let size = file
+        .metadata()
+        .map_err(|e| format!("cannot stat `{location}`: {e}"))?
+        .len();
     let want = byte_len as u64;
     if let Some(len) = length {
         if len != want {
-            return Err(format!("external data length {len} disagrees with the tensor's {want} bytes"));
+            return Err(format!(
+                "external data length {len} disagrees with the tensor's {want} bytes"
+            ));
         }
     }
     if offset.checked_add(want).is_none_or(|end| end > size) {
-        return Err(format!("external data range {offset}+{want} lies beyond the end of `{location}` ({size} bytes)"));
+        return Err(format!(
+            "external data range {offset}+{want} lies beyond the end of `{location}` ({size} bytes)"
+        ));
     }
-    file.seek(SeekFrom::Start(offset)).map_err(|e| format!("cannot seek in `{location}`: {e}"))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| format!("cannot seek in `{location}`: {e}"))?;
     let mut bytes = vec![0u8; byte_len];
-    file.read_exact(&mut bytes).map_err(|e| format!("cannot read `{location}`: {e}"))?;
+    file.read_exact(&mut bytes)
+        .map_err(|e| format!("cannot read `{location}`: {e}"))?;
     Ok(bytes)
 }

@@ -1,0 +1,90 @@
+//! Shared helpers of the integration tests: fixture discovery and case files.
+#![allow(dead_code)]
+use serde::Deserialize;
+use slm_aot::frontend::ImportOptions;
+use slm_aot::pipeline::BuildOptions;
+use slm_aot::target::TargetProfile;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// A scratch folder under the workspace target dir, shared by test runs so cargo reuses
+/// builds of runtime-core and runners.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = repo().join("target").join("slm-aot-tests").join(name);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// `tests/models/<name>/case.toml`.
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    pub description: String,
+    pub exporter: String,
+    pub atol: f64,
+    #[serde(default)]
+    pub dims: BTreeMap<String, usize>,
+}
+
+/// One fixture folder.
+#[derive(Debug)]
+pub struct Fixture {
+    pub name: String,
+    pub dir: PathBuf,
+    pub case: Case,
+}
+
+impl Fixture {
+    pub fn model(&self) -> PathBuf {
+        self.dir.join("model.onnx")
+    }
+
+    pub fn build_options(&self) -> BuildOptions {
+        BuildOptions {
+            model: self.model(),
+            target: TargetProfile::load("x86").expect("x86 profile"),
+            import: ImportOptions {
+                dims: self.case.dims.clone(),
+            },
+            crate_name: Some(self.name.replace('_', "-")),
+            runtime_path: None,
+            verify_each_pass: true,
+        }
+    }
+}
+
+/// Every folder under `tests/models` with a `case.toml`, sorted by name.
+pub fn fixtures() -> Vec<Fixture> {
+    let root = repo().join("tests").join("models");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&root).expect("tests/models") {
+        let dir = entry.expect("entry").path();
+        let case_path = dir.join("case.toml");
+        if !case_path.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&case_path).expect("case.toml");
+        let case: Case =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", case_path.display()));
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_string();
+        out.push(Fixture { name, dir, case });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(
+        !out.is_empty(),
+        "no fixtures found under {}",
+        root.display()
+    );
+    out
+}

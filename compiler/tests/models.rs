@@ -1,0 +1,112 @@
+//! Model tests, discovered from `tests/models/<name>/`: every fixture is compiled, its
+//! generated crate built and run, and its outputs compared with ONNX Runtime's; the
+//! reference evaluator on the unoptimised and the optimised graph must agree too.
+mod common;
+
+use slm_aot::eval::evaluate;
+use slm_aot::pipeline;
+use slm_aot::verify::{self, VerifyOptions, compare};
+
+#[test]
+fn every_fixture_matches_onnx_runtime_through_generated_code() {
+    let mut failures = Vec::new();
+    for fx in common::fixtures() {
+        let opts = VerifyOptions {
+            build: fx.build_options(),
+            inputs: fx.dir.join("inputs"),
+            reference: Some(fx.dir.join("reference")),
+            work_dir: common::scratch(&format!("models/{}", fx.name)),
+            cargo_target_dir: Some(common::scratch("cargo-target")),
+            save_outputs: None,
+            atol: fx.case.atol,
+            rtol: 0.0,
+        };
+        match verify::verify(&opts) {
+            Ok(checks) => {
+                for c in checks {
+                    println!(
+                        "{:<20} {:<28} max abs {:.2e} cosine {:.8}",
+                        fx.name, c.name, c.max_abs_error, c.cosine
+                    );
+                    if !c.ok {
+                        failures.push(format!(
+                            "{}: output `{}` max abs error {:.3e} > {}",
+                            fx.name, c.name, c.max_abs_error, fx.case.atol
+                        ));
+                    }
+                }
+            }
+            Err(e) => failures.push(format!("{}: {e}", fx.name)),
+        }
+    }
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn reference_evaluator_agrees_before_and_after_optimisation() {
+    let mut failures = Vec::new();
+    for fx in common::fixtures() {
+        let opts = fx.build_options();
+        let result = (|| -> slm_aot::Result<()> {
+            let source = pipeline::import(&opts.model, &opts.import)?;
+            let optimised = pipeline::optimise(&source, &opts.target, true)?;
+            let inputs = verify::load_inputs(&source, &fx.dir.join("inputs"))?;
+            let a = evaluate(&source, &inputs)?;
+            let b = evaluate(&optimised, &inputs)?;
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                let name = source.output_name(i);
+                let reference = slm_aot::npy::read(
+                    &verify::find_npy(&fx.dir.join("reference"), name, "out").expect("reference"),
+                )?;
+                for (what, got) in [("unoptimised", x), ("optimised", y)] {
+                    let c = compare(name, got, &reference, fx.case.atol, 0.0)?;
+                    if !c.ok {
+                        failures.push(format!(
+                            "{}: {what} reference eval of `{name}`: max abs {:.3e}",
+                            fx.name, c.max_abs_error
+                        ));
+                    }
+                }
+                let same = compare(name, x, y, 1e-6, 0.0)?;
+                if !same.ok {
+                    failures.push(format!(
+                        "{}: optimisation changed `{name}` by {:.3e}",
+                        fx.name, same.max_abs_error
+                    ));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            failures.push(format!("{}: {e}", fx.name));
+        }
+    }
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn builds_are_byte_identical() {
+    for fx in common::fixtures() {
+        let opts = fx.build_options();
+        let (a_dir, b_dir) = (
+            common::scratch(&format!("determinism/a/{}", fx.name)),
+            common::scratch(&format!("determinism/b/{}", fx.name)),
+        );
+        let a = pipeline::build(&opts, &a_dir)
+            .expect("first build")
+            .generated;
+        let b = pipeline::build(&opts, &b_dir)
+            .expect("second build")
+            .generated;
+        a.write(&a_dir).expect("write a");
+        b.write(&b_dir).expect("write b");
+        assert_eq!(a, b, "{}: two builds differ", fx.name);
+        for rel in a.files.keys() {
+            let (x, y) = (
+                std::fs::read(a_dir.join(rel)).expect("a"),
+                std::fs::read(b_dir.join(rel)).expect("b"),
+            );
+            assert!(x == y, "{}: {} differs on disk", fx.name, rel.display());
+        }
+    }
+}
