@@ -8,6 +8,14 @@ use slm_aot::{report, verify};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `println!` that ends quietly on a closed pipe (`slm-aot ops | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Compile a small language model (ONNX) into a standalone, allocation-free `no_std` Rust
 /// crate for an edge target.
 #[derive(Parser)]
@@ -146,15 +154,15 @@ fn run(cli: Cli) -> Result<()> {
                         list.join(", ")
                     )));
                 }
-                println!("{} is up to date", out.display());
+                say!("{} is up to date", out.display());
                 return Ok(());
             }
             build.generated.write(&out)?;
-            print!(
+            say!(
                 "{}",
-                report::build_report(&build.source, &build.graph, &build.plan)
+                report::build_report(&build.source, &build.graph, &build.plan).trim_end()
             );
-            println!(
+            say!(
                 "wrote crate `{}` to {}",
                 build.generated.name,
                 out.display()
@@ -168,14 +176,14 @@ fn run(cli: Cli) -> Result<()> {
             target,
         } => {
             let proto = onnx::read_model(&model)?;
-            print!("{}", report::inspect(&proto));
+            say!("{}", report::inspect(&proto).trim_end());
             if ir {
                 let graph = pipeline::import(&model, &import_options(&dims))?;
                 let target = TargetProfile::load(&target)?;
                 let graph = pipeline::optimise(&graph, &target, false)?;
                 let text = slm_aot::ir::printer::print(&graph)
                     .map_err(|e| Error::Internal(e.to_string()))?;
-                print!("{text}");
+                say!("{}", text.trim_end());
             }
             Ok(())
         }
@@ -202,7 +210,7 @@ fn run(cli: Cli) -> Result<()> {
                 rtol,
             };
             let checks = verify::verify(&opts)?;
-            println!(
+            say!(
                 "compared {} output(s) (atol {atol}, rtol {rtol}):",
                 checks.len()
             );
@@ -212,7 +220,7 @@ fn run(cli: Cli) -> Result<()> {
                     verify::Reference::File => "vs reference file",
                     verify::Reference::Evaluator => "vs reference evaluator",
                 };
-                println!(
+                say!(
                     "  {:<32} max abs error {:.3e}  cosine {:.9}  {:<22} {}",
                     c.name,
                     c.max_abs_error,
@@ -230,11 +238,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Ops => {
-            println!(
+            say!(
                 "ONNX ops (default domain): {}",
                 onnx::supported_ops().join(" ")
             );
-            println!("targets: {}", TargetProfile::shipped_names().join(" "));
+            say!("targets: {}", TargetProfile::shipped_names().join(" "));
             Ok(())
         }
     }

@@ -20,7 +20,7 @@ pub fn check(arena: &[u8], needed: usize) -> Result<(), Error> {
             got: arena.len(),
         });
     }
-    if (arena.as_ptr() as usize) % ALIGN != 0 {
+    if !(arena.as_ptr() as usize).is_multiple_of(ALIGN) {
         return Err(Error::ArenaMisaligned);
     }
     Ok(())
@@ -94,11 +94,11 @@ impl Pod for u16 {}
 pub fn cast<T: Pod>(bytes: &[u8]) -> &[T] {
     let size = core::mem::size_of::<T>();
     assert!(
-        bytes.len() % size == 0,
+        bytes.len().is_multiple_of(size),
         "byte length not a multiple of the element size"
     );
     assert!(
-        (bytes.as_ptr() as usize) % core::mem::align_of::<T>() == 0,
+        (bytes.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>()),
         "misaligned tensor"
     );
     // SAFETY: alignment and length checked above; `T: Pod` accepts every bit pattern; the
@@ -110,11 +110,11 @@ pub fn cast<T: Pod>(bytes: &[u8]) -> &[T] {
 pub fn cast_mut<T: Pod>(bytes: &mut [u8]) -> &mut [T] {
     let size = core::mem::size_of::<T>();
     assert!(
-        bytes.len() % size == 0,
+        bytes.len().is_multiple_of(size),
         "byte length not a multiple of the element size"
     );
     assert!(
-        (bytes.as_ptr() as usize) % core::mem::align_of::<T>() == 0,
+        (bytes.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>()),
         "misaligned tensor"
     );
     // SAFETY: as in `cast`; every bit pattern written through the view is a valid `u8`.

@@ -134,6 +134,12 @@ pub fn emit(graph: &Graph, plan: &Plan, meta: &CrateMeta) -> Result<GeneratedCra
     files.insert(PathBuf::from("src/lib.rs"), lib.into_bytes());
     files.insert(PathBuf::from("weights.bin"), weights);
     files.insert(PathBuf::from("model.ir"), ir.into_bytes());
+    // Generated code is already formatted (prettyplease); keep `cargo fmt` in a user's
+    // workspace from rewriting it, so vendored copies stay byte-identical to a regeneration.
+    files.insert(
+        PathBuf::from("rustfmt.toml"),
+        b"disable_all_formatting = true\n".to_vec(),
+    );
     Ok(GeneratedCrate {
         name: meta.crate_name.clone(),
         files,

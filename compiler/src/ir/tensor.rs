@@ -164,7 +164,9 @@ impl Data {
 
     /// Every element widened to f64 (for comparisons and reports).
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        with_data!(self, v => v.iter().map(|&x| x as f64).collect())
+        #[allow(clippy::unnecessary_cast)]
+        let widened = with_data!(self, v => v.iter().map(|&x| x as f64).collect());
+        widened
     }
 }
 

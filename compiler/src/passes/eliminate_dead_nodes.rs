@@ -40,3 +40,36 @@ impl Pass for EliminateDeadNodes {
         Ok(changed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{DType, TensorType, printer::print};
+    use crate::ops::Op;
+    use crate::ops::unary::{Unary, UnaryKind};
+
+    #[test]
+    fn removes_chains_nobody_reads() {
+        let mut g = Graph::new(17);
+        let x = g.add_value("x", TensorType::new(DType::F32, vec![3]));
+        g.inputs.push(x);
+        let relu = Op::Unary(Unary {
+            kind: UnaryKind::Relu,
+        });
+        let (_, d1) = g
+            .add_node("dead1", "Relu", relu.clone(), vec![x], &["d1".into()])
+            .unwrap();
+        g.add_node("dead2", "Relu", relu.clone(), vec![d1[0]], &["d2".into()])
+            .unwrap();
+        let (_, y) = g
+            .add_node("live", "Relu", relu, vec![x], &["y".into()])
+            .unwrap();
+        g.outputs.push(y[0]);
+        assert!(EliminateDeadNodes.run(&mut g).unwrap());
+        crate::ir::verify::verify(&g).unwrap();
+        assert_eq!(
+            print(&g).unwrap(),
+            "graph(%x: f32[3]) -> (%y)\n  live: %y: f32[3] = Unary{kind=Relu}(%x)\n"
+        );
+    }
+}

@@ -58,3 +58,36 @@ impl Pass for FoldConstants {
         Ok(changed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{DType, TensorType, printer::print};
+    use crate::ops::Op;
+    use crate::ops::binary::{Binary, BinaryKind};
+
+    #[test]
+    fn folds_a_constant_subexpression() {
+        let mut g = Graph::new(17);
+        let x = g.add_value("x", TensorType::new(DType::F32, vec![2]));
+        g.inputs.push(x);
+        let a = g.add_constant("a", Tensor::from_f32s(vec![2], vec![1.0, 2.0]).unwrap());
+        let b = g.add_constant("b", Tensor::from_f32s(vec![2], vec![10.0, 20.0]).unwrap());
+        let add = Op::Binary(Binary {
+            kind: BinaryKind::Add,
+        });
+        let (_, c) = g
+            .add_node("c", "Add", add.clone(), vec![a, b], &["c".into()])
+            .unwrap();
+        let (_, y) = g
+            .add_node("y", "Add", add, vec![x, c[0]], &["y".into()])
+            .unwrap();
+        g.outputs.push(y[0]);
+        assert!(FoldConstants.run(&mut g).unwrap());
+        crate::ir::verify::verify(&g).unwrap();
+        assert_eq!(
+            print(&g).unwrap(),
+            "graph(%x: f32[2]) -> (%y)\n  const %c: f32[2] = [11.0, 22.0]\n  y: %y: f32[2] = Binary{kind=Add}(%x, %c)\n"
+        );
+    }
+}

@@ -26,13 +26,13 @@ impl Pass for SimplifyReshapes {
             let Op::Reshape(_) = node.op else { continue };
             let (x, y) = (node.inputs[0], node.outputs[0]);
             // Collapse a chain: read the first reshape's input directly.
-            if let Some(p) = graph.value(x).producer {
-                if let Op::Reshape(_) = graph.node(p).op {
-                    let source = graph.node(p).inputs[0];
-                    graph.node_mut(id).inputs[0] = source;
-                    graph.rebuild_edges();
-                    changed = true;
-                }
+            if let Some(p) = graph.value(x).producer
+                && let Op::Reshape(_) = graph.node(p).op
+            {
+                let source = graph.node(p).inputs[0];
+                graph.node_mut(id).inputs[0] = source;
+                graph.rebuild_edges();
+                changed = true;
             }
             let x = graph.node(id).inputs[0];
             if graph.ty(x).shape == graph.ty(y).shape && !graph.outputs.contains(&y) {
@@ -41,5 +41,76 @@ impl Pass for SimplifyReshapes {
             }
         }
         Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{DType, TensorType, printer::print};
+    use crate::ops::reshape::Reshape;
+    use crate::ops::unary::{Unary, UnaryKind};
+
+    #[test]
+    fn collapses_chains_and_drops_identity_reshapes() {
+        let mut g = Graph::new(17);
+        let x = g.add_value("x", TensorType::new(DType::F32, vec![2, 3]));
+        g.inputs.push(x);
+        let r = |shape: Vec<usize>| Op::Reshape(Reshape { shape });
+        let (_, a) = g
+            .add_node("a", "Reshape", r(vec![6]), vec![x], &["a".into()])
+            .unwrap();
+        let (_, b) = g
+            .add_node("b", "Reshape", r(vec![3, 2]), vec![a[0]], &["b".into()])
+            .unwrap();
+        let (_, c) = g
+            .add_node("c", "Reshape", r(vec![3, 2]), vec![b[0]], &["c".into()])
+            .unwrap();
+        let neg = Op::Unary(Unary {
+            kind: UnaryKind::Neg,
+        });
+        let (_, y) = g
+            .add_node("y", "Neg", neg, vec![c[0]], &["y".into()])
+            .unwrap();
+        g.outputs.push(y[0]);
+        assert!(SimplifyReshapes.run(&mut g).unwrap());
+        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
+            .run(&mut g)
+            .unwrap();
+        crate::ir::verify::verify(&g).unwrap();
+        assert_eq!(
+            print(&g).unwrap(),
+            "graph(%x: f32[2,3]) -> (%y)\n  c: %c: f32[3,2] = Reshape{shape=[3, 2]}(%x)\n  y: %y: f32[3,2] = Unary{kind=Neg}(%c)\n"
+        );
+    }
+
+    #[test]
+    fn a_round_trip_reshape_disappears() {
+        let mut g = Graph::new(17);
+        let x = g.add_value("x", TensorType::new(DType::F32, vec![2, 3]));
+        g.inputs.push(x);
+        let r = |shape: Vec<usize>| Op::Reshape(Reshape { shape });
+        let (_, a) = g
+            .add_node("a", "Reshape", r(vec![6]), vec![x], &["a".into()])
+            .unwrap();
+        let (_, b) = g
+            .add_node("b", "Reshape", r(vec![2, 3]), vec![a[0]], &["b".into()])
+            .unwrap();
+        let neg = Op::Unary(Unary {
+            kind: UnaryKind::Neg,
+        });
+        let (_, y) = g
+            .add_node("y", "Neg", neg, vec![b[0]], &["y".into()])
+            .unwrap();
+        g.outputs.push(y[0]);
+        assert!(SimplifyReshapes.run(&mut g).unwrap());
+        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
+            .run(&mut g)
+            .unwrap();
+        crate::ir::verify::verify(&g).unwrap();
+        assert_eq!(
+            print(&g).unwrap(),
+            "graph(%x: f32[2,3]) -> (%y)\n  y: %y: f32[2,3] = Unary{kind=Neg}(%x)\n"
+        );
     }
 }

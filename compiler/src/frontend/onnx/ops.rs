@@ -524,7 +524,7 @@ fn reshape(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     if let Some(i) = infer_at {
         let known = product(&shape);
         let total = product(&input_shape);
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return invalid!("cannot infer -1 in {spec:?} for input shape {input_shape:?}");
         }
         shape[i] = total / known;
@@ -608,10 +608,10 @@ fn dropout(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     if c.proto.output.get(1).is_some_and(|o| !o.is_empty()) {
         return unsupported!("the mask output of Dropout");
     }
-    if let Some(mode) = c.opt_const_ints(2, "training mode")? {
-        if mode.iter().any(|&m| m != 0) {
-            return unsupported!("Dropout in training mode");
-        }
+    if let Some(mode) = c.opt_const_ints(2, "training mode")?
+        && mode.iter().any(|&m| m != 0)
+    {
+        return unsupported!("Dropout in training mode");
     }
     identity(c)
 }

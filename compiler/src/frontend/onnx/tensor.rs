@@ -186,12 +186,12 @@ fn read_external(proto: &TensorProto, dir: &Path, byte_len: usize) -> Result<Vec
         .map_err(|e| format!("cannot stat `{location}`: {e}"))?
         .len();
     let want = byte_len as u64;
-    if let Some(len) = length {
-        if len != want {
-            return Err(format!(
-                "external data length {len} disagrees with the tensor's {want} bytes"
-            ));
-        }
+    if let Some(len) = length
+        && len != want
+    {
+        return Err(format!(
+            "external data length {len} disagrees with the tensor's {want} bytes"
+        ));
     }
     if offset.checked_add(want).is_none_or(|end| end > size) {
         return Err(format!(

@@ -1,0 +1,143 @@
+//! House rules, checked on every run: a `//!` line opens every Rust file; no panicking
+//! shortcuts in the compiler's non-test code; no ignored or should-panic tests; `unsafe`
+//! only in runtime-core, each block under a `// SAFETY:` comment.
+mod common;
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if path.is_dir() {
+            if !matches!(name.as_str(), "target" | "gen" | ".git") {
+                rust_files(&path, out);
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn all_rust_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    rust_files(&common::repo(), &mut files);
+    files.sort();
+    assert!(
+        files.len() > 20,
+        "found too few Rust files: {}",
+        files.len()
+    );
+    files
+}
+
+/// The part of a file before its `#[cfg(test)]` module.
+fn non_test_part(text: &str) -> &str {
+    match text.find("#[cfg(test)]") {
+        Some(at) => &text[..at],
+        None => text,
+    }
+}
+
+#[test]
+fn every_rust_file_opens_with_a_doc_line() {
+    let missing: Vec<String> = all_rust_files()
+        .into_iter()
+        .filter(|p| {
+            !std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .starts_with("//!")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn compiler_source_has_no_panicking_shortcuts() {
+    let forbidden = [
+        concat!(".unwrap", "()"),
+        concat!(".expect", "("),
+        concat!("panic", "!("),
+        concat!("unreachable", "!("),
+        concat!("todo", "!("),
+        concat!("unimplemented", "!("),
+    ];
+    let mut hits = Vec::new();
+    let mut files = Vec::new();
+    rust_files(&common::repo().join("compiler/src"), &mut files);
+    for p in files {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        for (n, line) in non_test_part(&text).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if forbidden.iter().any(|f| code.contains(f)) {
+                hits.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "panicking shortcuts in compiler/src:\n{}",
+        hits.join("\n")
+    );
+}
+
+#[test]
+fn no_ignored_or_should_panic_tests() {
+    let forbidden = [concat!("#[", "ignore"), concat!("#[", "should_panic")];
+    let hits: Vec<String> = all_rust_files()
+        .into_iter()
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            forbidden.iter().any(|f| text.contains(f))
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        hits.is_empty(),
+        "ignored or should-panic tests in:\n{}",
+        hits.join("\n")
+    );
+}
+
+#[test]
+fn unsafe_lives_only_in_runtime_core_with_safety_comments() {
+    let runtime = common::repo().join("runtime-core");
+    let mut problems = Vec::new();
+    for p in all_rust_files() {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let is_unsafe =
+                code.contains(concat!("unsafe", " {")) || code.contains(concat!("unsafe", " fn"));
+            if !is_unsafe || code.contains('"') {
+                continue;
+            }
+            if !p.starts_with(&runtime) {
+                problems.push(format!(
+                    "{}:{}: unsafe outside runtime-core",
+                    p.display(),
+                    n + 1
+                ));
+            } else if !lines[n.saturating_sub(4)..n]
+                .iter()
+                .any(|l| l.contains("// SAFETY:"))
+            {
+                problems.push(format!(
+                    "{}:{}: unsafe without a `// SAFETY:` comment above",
+                    p.display(),
+                    n + 1
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond a stock Rust toolchain: the no_std target the
+# generated crates are link-checked for, and the lint components. Idempotent.
+set -euo pipefail
+rustup target add thumbv8m.main-none-eabihf >/dev/null
+rustup component add clippy rustfmt >/dev/null 2>&1 || true
