@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests (every model fixture
 # compiled, built, run and compared with ONNX Runtime; the no_std link proof; the demo).
+# Ends with one "N passed, N failed" line totalling every cargo test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
