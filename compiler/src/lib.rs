@@ -5,12 +5,14 @@ pub mod error;
 pub mod eval;
 pub mod frontend;
 pub mod ir;
+pub mod manifest;
 pub mod npy;
 pub mod ops;
 pub mod passes;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod signature;
 pub mod target;
 pub mod verify;
 

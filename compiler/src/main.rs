@@ -1,7 +1,7 @@
 //! The `slm-aot` command line: build, inspect, verify.
 use clap::{Args, Parser, Subcommand};
 use slm_aot::error::{Error, Result};
-use slm_aot::frontend::{ImportOptions, onnx};
+use slm_aot::frontend::{ImportOptions, Limits, onnx};
 use slm_aot::pipeline::{self, BuildOptions};
 use slm_aot::target::TargetProfile;
 use slm_aot::{report, verify};
@@ -44,6 +44,13 @@ enum Command {
         /// Write nothing; exit non-zero if OUT differs from what would be generated.
         #[arg(long)]
         check: bool,
+        /// Embed golden vectors from DIR/inputs and DIR/reference (`.npy`, named as for
+        /// `verify`) and emit a `cargo test` in the generated crate that checks them.
+        #[arg(long, value_name = "DIR")]
+        golden: Option<PathBuf>,
+        /// Absolute tolerance of the golden test (plus the same relative tolerance).
+        #[arg(long, default_value_t = 1e-4)]
+        golden_tolerance: f64,
     },
     /// Describe a model: inputs, outputs, op histogram, parameters, unsupported ops.
     Inspect {
@@ -99,6 +106,22 @@ struct ModelArgs {
     /// dynamic axis is `INPUT.AXIS=N`.
     #[arg(long = "dim", value_parser = parse_dim)]
     dims: Vec<(String, usize)>,
+    /// Refuse models whose weights exceed this many bytes.
+    #[arg(long, default_value_t = Limits::default().max_weight_bytes)]
+    max_weight_bytes: u64,
+    /// Refuse plans whose arena exceeds this many bytes.
+    #[arg(long, default_value_t = Limits::default().max_arena_bytes)]
+    max_arena_bytes: u64,
+    /// Refuse models with more nodes than this.
+    #[arg(long, default_value_t = Limits::default().max_nodes)]
+    max_nodes: usize,
+    /// Verify the model file's detached Ed25519 signature with this public key (32 raw
+    /// bytes or 64 hex digits) before reading it.
+    #[arg(long, value_name = "KEY")]
+    verify_signature: Option<PathBuf>,
+    /// The signature file (default: `<model>.sig`; 64 raw bytes or 128 hex digits).
+    #[arg(long, requires = "verify_signature")]
+    signature: Option<PathBuf>,
 }
 
 fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
@@ -115,18 +138,29 @@ fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
 fn import_options(dims: &[(String, usize)]) -> ImportOptions {
     ImportOptions {
         dims: dims.iter().cloned().collect(),
+        limits: Limits::default(),
     }
 }
 
 impl ModelArgs {
     fn build_options(&self) -> Result<BuildOptions> {
+        if let Some(key) = &self.verify_signature {
+            slm_aot::signature::verify_model(&self.model, key, self.signature.as_deref())?;
+        }
+        let mut import = import_options(&self.dims);
+        import.limits = Limits {
+            max_weight_bytes: self.max_weight_bytes,
+            max_arena_bytes: self.max_arena_bytes,
+            max_nodes: self.max_nodes,
+        };
         Ok(BuildOptions {
             model: self.model.clone(),
             target: TargetProfile::load(&self.target)?,
-            import: import_options(&self.dims),
+            import,
             crate_name: None,
             runtime_path: None,
             verify_each_pass: false,
+            golden: None,
         })
     }
 }
@@ -139,10 +173,13 @@ fn run(cli: Cli) -> Result<()> {
             name,
             runtime_path,
             check,
+            golden,
+            golden_tolerance,
         } => {
             let mut options = model.build_options()?;
             options.crate_name = name;
             options.runtime_path = runtime_path;
+            options.golden = golden.map(|dir| (dir, golden_tolerance));
             let build = pipeline::build(&options, &out)?;
             if check {
                 let diff = build.generated.differences(&out);

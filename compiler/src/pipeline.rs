@@ -4,6 +4,7 @@ use crate::codegen::{self, CrateMeta, GeneratedCrate};
 use crate::error::{Error, Result};
 use crate::frontend::{ImportOptions, onnx};
 use crate::ir::{Graph, verify::verify};
+use crate::manifest::{self, Manifest};
 use crate::passes;
 use crate::plan::{self, Plan};
 use crate::target::TargetProfile;
@@ -22,6 +23,50 @@ pub struct BuildOptions {
     pub runtime_path: Option<String>,
     /// Verify the graph after every pass (tests turn this on).
     pub verify_each_pass: bool,
+    /// Golden vectors (a folder with `inputs/` and `reference/`) and their tolerance, to
+    /// embed with a `cargo test` in the generated crate.
+    pub golden: Option<(PathBuf, f64)>,
+}
+
+impl BuildOptions {
+    /// The flags that change the generated crate, canonical and free of machine paths.
+    pub fn flags(&self) -> String {
+        let mut parts = vec![format!("--target {}", self.target.name)];
+        for (k, v) in &self.import.dims {
+            parts.push(format!("--dim {k}={v}"));
+        }
+        if let Some(name) = &self.crate_name {
+            parts.push(format!("--name {name}"));
+        }
+        if let Some((_, tolerance)) = &self.golden {
+            parts.push(format!("--golden DIR --golden-tolerance {tolerance}"));
+        }
+        parts.join(" ")
+    }
+
+    /// The manifest of a build: digests of the model file and its external data files.
+    pub fn manifest(&self, proto: &onnx_protobuf::ModelProto) -> Result<Manifest> {
+        let mut model_files = Vec::new();
+        let name = self
+            .model
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_string();
+        model_files.push((name, manifest::file_digest(&self.model)?));
+        let dir = self.model.parent().unwrap_or(Path::new("."));
+        for location in onnx::external_locations(proto) {
+            let digest = manifest::file_digest(&dir.join(&location))?;
+            model_files.push((location, digest));
+        }
+        Ok(Manifest {
+            model_files,
+            compiler: format!("slm-aot {}", env!("CARGO_PKG_VERSION")),
+            flags: self.flags(),
+            target: self.target.name.clone(),
+            target_sha256: self.target.source_sha256.clone(),
+        })
+    }
 }
 
 /// What a build made, for the report.
@@ -34,7 +79,15 @@ pub struct Build {
 
 /// Load and import a model file into a verified graph.
 pub fn import(model: &Path, options: &ImportOptions) -> Result<Graph> {
-    let proto = onnx::read_model(model)?;
+    import_proto(&onnx::read_model(model)?, model, options)
+}
+
+/// Import an already decoded model file into a verified graph.
+fn import_proto(
+    proto: &onnx_protobuf::ModelProto,
+    model: &Path,
+    options: &ImportOptions,
+) -> Result<Graph> {
     let dir = model
         .parent()
         .map(Path::to_path_buf)
@@ -44,7 +97,7 @@ pub fn import(model: &Path, options: &ImportOptions) -> Result<Graph> {
     } else {
         dir
     };
-    let graph = onnx::import(&proto, &dir, options)?;
+    let graph = onnx::import(proto, &dir, options)?;
     verify(&graph)?;
     Ok(graph)
 }
@@ -88,9 +141,17 @@ pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
 
 /// The straight line: import, optimise, plan, emit (in memory).
 pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
-    let source = import(&options.model, &options.import)?;
+    let proto = onnx::read_model(&options.model)?;
+    let source = import_proto(&proto, &options.model, &options.import)?;
     let graph = optimise(&source, &options.target, options.verify_each_pass)?;
     let plan = plan::plan(&graph)?;
+    let max_arena = options.import.limits.max_arena_bytes;
+    if plan.arena_bytes as u64 > max_arena {
+        return Err(Error::Limit(format!(
+            "the plan needs a {} byte arena, above the limit of {max_arena} (raise it with --max-arena-bytes)",
+            plan.arena_bytes
+        )));
+    }
     check_budget(&plan, &options.target)?;
     let stem = options
         .model
@@ -113,8 +174,14 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
             .runtime_path
             .clone()
             .unwrap_or_else(|| default_runtime_path(out_dir)),
+        manifest: options.manifest(&proto)?,
     };
-    let generated = codegen::emit(&graph, &plan, &meta)?;
+    let mut generated = codegen::emit(&graph, &plan, &meta)?;
+    if let Some((dir, tolerance)) = &options.golden {
+        let inputs = crate::verify::load_inputs(&graph, &dir.join("inputs"))?;
+        let references = crate::verify::load_references(&graph, &dir.join("reference"))?;
+        codegen::golden::add(&mut generated, &graph, &inputs, &references, *tolerance)?;
+    }
     Ok(Build {
         source,
         graph,

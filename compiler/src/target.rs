@@ -31,6 +31,9 @@ pub struct TargetProfile {
     pub vector_registers: u32,
     pub cache: Cache,
     pub memory: Memory,
+    /// SHA-256 of the profile's TOML text (for the integrity manifest).
+    #[serde(skip)]
+    pub source_sha256: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -75,8 +78,10 @@ impl TargetProfile {
     }
 
     fn parse(text: &str, origin: &str) -> Result<TargetProfile> {
-        toml::from_str(text)
-            .map_err(|e| Error::Usage(format!("target profile `{origin}` is invalid: {e}")))
+        let mut profile: TargetProfile = toml::from_str(text)
+            .map_err(|e| Error::Usage(format!("target profile `{origin}` is invalid: {e}")))?;
+        profile.source_sha256 = crate::manifest::hex_digest(text.as_bytes());
+        Ok(profile)
     }
 
     pub fn shipped_names() -> Vec<&'static str> {

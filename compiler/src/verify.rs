@@ -83,6 +83,31 @@ pub fn load_inputs(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
         .collect()
 }
 
+/// Load one `.npy` reference per graph output, checked against the output's type.
+pub fn load_references(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
+    (0..graph.outputs.len())
+        .map(|i| {
+            let name = graph.output_name(i);
+            let path = find_npy(dir, name, "out").ok_or_else(|| {
+                Error::Usage(format!(
+                    "no reference file for output `{name}` in `{}`",
+                    dir.display()
+                ))
+            })?;
+            let t = npy::read(&path)?;
+            let want = graph.ty(graph.outputs[i]);
+            if &t.ty != want {
+                return Err(Error::Usage(format!(
+                    "`{}` holds {}, but output `{name}` is {want}",
+                    path.display(),
+                    t.ty
+                )));
+            }
+            Ok(t)
+        })
+        .collect()
+}
+
 /// Max abs error, cosine similarity and tolerance check of `got` against `want`.
 pub fn compare(
     name: &str,

@@ -51,11 +51,13 @@ impl Fixture {
             model: self.model(),
             target: TargetProfile::load("x86").expect("x86 profile"),
             import: ImportOptions {
+                limits: Default::default(),
                 dims: self.case.dims.clone(),
             },
             crate_name: Some(self.name.replace('_', "-")),
             runtime_path: None,
             verify_each_pass: true,
+            golden: None,
         }
     }
 }

@@ -206,7 +206,20 @@ fn hostile_sizes_are_refused_before_allocation() {
     let p = write(&d, "overflow.onnx", &matmul_model(&[1 << 40, 1 << 40], 0));
     expect_error(&p, &[], &["initializer `w`", "overflows"]);
     let p = write(&d, "huge.onnx", &matmul_model(&[3, 1 << 33], 0));
-    expect_error(&p, &[], &["initializer `w`", "above the limit"]);
+    expect_error(
+        &p,
+        &[],
+        &[
+            "declare 103079215104 bytes of weights",
+            "--max-weight-bytes",
+        ],
+    );
+    let p = write(&d, "elements.onnx", &matmul_model(&[3, 1 << 33], 0));
+    expect_error(
+        &p,
+        &["--max-weight-bytes", "1000000000000"],
+        &["initializer `w`", "above the limit"],
+    );
     let p = write(&d, "negative.onnx", &matmul_model(&[3, -5], 0));
     expect_error(&p, &[], &["initializer `w`", "negative dimension"]);
     let p = write(&d, "short_raw.onnx", &matmul_model(&[3, 4], 7));

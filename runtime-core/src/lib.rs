@@ -12,6 +12,7 @@ pub mod element;
 pub mod error;
 pub mod kernels;
 pub mod math;
+pub mod sha256;
 
 pub use arena::Aligned64;
 pub use error::Error;

@@ -1,6 +1,7 @@
 //! Crate emission: turns a verified graph and its plan into the files of a generated crate
 //! (`Cargo.toml`, `src/lib.rs`, `weights.bin`, `model.ir`, `README.md`), in memory first so
 //! a build can be written or compared byte for byte.
+pub mod golden;
 pub mod naming;
 pub mod runner;
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 /// The generated crate's fixed pieces.
 const CARGO_TEMPLATE: &str = include_str!("../../../templates/Cargo.toml.in");
 const README_TEMPLATE: &str = include_str!("../../../templates/README.md.in");
+const BUILD_RS_TEMPLATE: &str = include_str!("../../../templates/build.rs.in");
 
 /// What the emitted crate records about how it was made.
 #[derive(Debug, Clone)]
@@ -27,6 +29,7 @@ pub struct CrateMeta {
     pub target: TargetProfile,
     /// `runtime-core` path as written into `Cargo.toml`.
     pub runtime_path: String,
+    pub manifest: crate::manifest::Manifest,
 }
 
 /// A generated crate held in memory: relative path → bytes, in a fixed order.
@@ -120,7 +123,8 @@ fn comment_text(s: &str) -> String {
 pub fn emit(graph: &Graph, plan: &Plan, meta: &CrateMeta) -> Result<GeneratedCrate> {
     let io = Io::new(graph);
     let weights = weight_blob(graph, plan)?;
-    let lib = lib_rs(graph, plan, meta, &io)?;
+    let weights_sha256 = crate::manifest::hex_digest(&weights);
+    let lib = lib_rs(graph, plan, meta, &io, &weights_sha256)?;
     let ir = crate::ir::printer::print(graph).map_err(|e| Error::Internal(e.to_string()))?;
     let mut files = BTreeMap::new();
     files.insert(
@@ -132,6 +136,8 @@ pub fn emit(graph: &Graph, plan: &Plan, meta: &CrateMeta) -> Result<GeneratedCra
         fill(README_TEMPLATE, meta, graph, plan, &io).into_bytes(),
     );
     files.insert(PathBuf::from("src/lib.rs"), lib.into_bytes());
+    let build_rs = BUILD_RS_TEMPLATE.replace("{{weights_sha256}}", &weights_sha256);
+    files.insert(PathBuf::from("build.rs"), build_rs.into_bytes());
     files.insert(PathBuf::from("weights.bin"), weights);
     files.insert(PathBuf::from("model.ir"), ir.into_bytes());
     // Generated code is already formatted (prettyplease); keep `cargo fmt` in a user's
@@ -346,7 +352,14 @@ fn output_copy_code(
     })
 }
 
-fn lib_rs(graph: &Graph, plan: &Plan, meta: &CrateMeta, io: &Io) -> Result<String> {
+fn lib_rs(
+    graph: &Graph,
+    plan: &Plan,
+    meta: &CrateMeta,
+    io: &Io,
+    weights_sha256: &str,
+) -> Result<String> {
+    let manifest = manifest_tokens(&meta.manifest, weights_sha256);
     let arena_bytes = lit_usize(plan.arena_bytes);
     let weight_bytes = lit_usize(plan.weight_bytes);
     let lower = lit_usize(plan.lower_bound_bytes);
@@ -463,6 +476,8 @@ fn lib_rs(graph: &Graph, plan: &Plan, meta: &CrateMeta, io: &Io) -> Result<Strin
         pub const OUTPUT_NAMES: [&str; #n_out] = [#(#output_names),*];
         #(#consts)*
 
+                #manifest
+
         static WEIGHTS: rt::Aligned64<[u8; WEIGHT_BYTES]> = rt::Aligned64(*include_bytes!("../weights.bin"));
 
         /// The model's inputs for one run, borrowed from the caller.
@@ -507,6 +522,39 @@ fn lib_rs(graph: &Graph, plan: &Plan, meta: &CrateMeta, io: &Io) -> Result<Strin
         }
     };
     format_file(file, &comments)
+}
+
+fn manifest_tokens(m: &crate::manifest::Manifest, weights_sha256: &str) -> TokenStream {
+    let files = m.model_files.iter().map(|(name, digest)| {
+        let (name, digest) = (Literal::string(name), Literal::string(digest));
+        quote!((#name, #digest))
+    });
+    let n = lit_usize(m.model_files.len());
+    let (compiler, flags, target, target_sha) = (
+        Literal::string(&m.compiler),
+        Literal::string(&m.flags),
+        Literal::string(&m.target),
+        Literal::string(&m.target_sha256),
+    );
+    let weights = Literal::string(weights_sha256);
+    quote! {
+        /// Provenance: what this crate was generated from, by what, and how. `build.rs`
+        /// refuses to compile if `weights.bin` no longer has `WEIGHTS_SHA256`.
+        pub mod manifest {
+            /// The compiler and its version.
+            pub const COMPILER: &str = #compiler;
+            /// Every source file (relative to the model's folder) with its SHA-256.
+            pub const MODEL_FILES: [(&str, &str); #n] = [#(#files),*];
+            /// The flags that shaped this crate.
+            pub const FLAGS: &str = #flags;
+            /// The target profile's name.
+            pub const TARGET: &str = #target;
+            /// SHA-256 of the target profile's TOML text.
+            pub const TARGET_PROFILE_SHA256: &str = #target_sha;
+            /// SHA-256 of `weights.bin`.
+            pub const WEIGHTS_SHA256: &str = #weights;
+        }
+    }
 }
 
 /// Pretty-print tokens and turn `__node!(N);` markers into `// comments[N]` lines.

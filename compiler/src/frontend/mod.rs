@@ -10,4 +10,28 @@ pub struct ImportOptions {
     /// Symbolic dimension bindings from `--dim NAME=VALUE` (also `INPUT.AXIS=VALUE` for an
     /// unnamed dynamic axis).
     pub dims: BTreeMap<String, usize>,
+    pub limits: Limits,
+}
+
+/// Resource limits, checked before the work they bound (defaults sized for 1B-parameter
+/// models; each is overridable on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Total bytes of weights (initializers), checked from their declared shapes before
+    /// any is read.
+    pub max_weight_bytes: u64,
+    /// Bytes of the planned arena.
+    pub max_arena_bytes: u64,
+    /// Nodes in the model file.
+    pub max_nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_weight_bytes: 8 << 30,
+            max_arena_bytes: 4 << 30,
+            max_nodes: 200_000,
+        }
+    }
 }

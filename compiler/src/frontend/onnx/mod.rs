@@ -38,6 +38,28 @@ pub fn read_model(path: &Path) -> Result<ModelProto> {
     })
 }
 
+/// External-data file locations the model's initializers use, sorted and unique (they are
+/// validated when the tensors are read).
+pub fn external_locations(model: &ModelProto) -> Vec<String> {
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    for t in model
+        .graph
+        .as_ref()
+        .map(|g| g.initializer.as_slice())
+        .unwrap_or(&[])
+    {
+        if t.data_location.value() == 1 {
+            out.extend(
+                t.external_data
+                    .iter()
+                    .filter(|e| e.key == "location")
+                    .map(|e| e.value.clone()),
+            );
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// The default-domain opset a model imports.
 pub fn default_opset(model: &ModelProto) -> Result<i64> {
     model
@@ -91,6 +113,7 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
         .graph
         .as_ref()
         .ok_or_else(|| Error::InvalidModel("the model has no graph".into()))?;
+    check_limits(g, options)?;
     let unsupported = unsupported_ops(model);
     if !unsupported.is_empty() {
         return Err(Error::UnsupportedOps(unsupported));
@@ -186,6 +209,48 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
         return Err(Error::InvalidModel("the graph has no outputs".into()));
     }
     Ok(graph)
+}
+
+/// Refuse a model above the node or weight-byte limits before decoding any tensor.
+fn check_limits(g: &onnx_protobuf::GraphProto, options: &ImportOptions) -> Result<()> {
+    let limits = &options.limits;
+    if g.node.len() > limits.max_nodes {
+        return Err(Error::Limit(format!(
+            "the graph has {} nodes, above the limit of {} (raise it with --max-nodes)",
+            g.node.len(),
+            limits.max_nodes
+        )));
+    }
+    let mut total: u64 = 0;
+    for t in g
+        .initializer
+        .iter()
+        .filter(|t| t.dims.iter().all(|&d| d >= 0))
+    {
+        let elems = t.dims.iter().try_fold(1u64, |n, &d| {
+            u64::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        });
+        let size = tensor::dtype_from_onnx(t.data_type)
+            .map(|d| d.size_bytes() as u64)
+            .unwrap_or(1);
+        let bytes = elems.and_then(|n| n.checked_mul(size));
+        total = match bytes.and_then(|b| total.checked_add(b)) {
+            Some(v) => v,
+            None => {
+                return Err(Error::InvalidModel(format!(
+                    "initializer `{}`: shape {:?} overflows or is negative",
+                    t.name, t.dims
+                )));
+            }
+        };
+    }
+    if total > limits.max_weight_bytes {
+        return Err(Error::Limit(format!(
+            "the initializers declare {total} bytes of weights, above the limit of {} (raise it with --max-weight-bytes)",
+            limits.max_weight_bytes
+        )));
+    }
+    Ok(())
 }
 
 fn declared_dtype(info: &ValueInfoProto) -> Option<crate::ir::DType> {

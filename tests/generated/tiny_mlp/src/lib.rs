@@ -30,6 +30,27 @@ pub const X_LEN: usize = 8;
 /// Output `y`: `f32[2,3]`.
 pub const Y_SHAPE: [usize; 2] = [2, 3];
 pub const Y_LEN: usize = 6;
+/// Provenance: what this crate was generated from, by what, and how. `build.rs`
+/// refuses to compile if `weights.bin` no longer has `WEIGHTS_SHA256`.
+pub mod manifest {
+    /// The compiler and its version.
+    pub const COMPILER: &str = "slm-aot 0.1.0";
+    /// Every source file (relative to the model's folder) with its SHA-256.
+    pub const MODEL_FILES: [(&str, &str); 1] = [
+        (
+            "model.onnx",
+            "696ef857839624c5668f965260c912d9b05ea9561f085d1c95dc2d55bcd34272",
+        ),
+    ];
+    /// The flags that shaped this crate.
+    pub const FLAGS: &str = "--target x86 --dim batch=2 --name tiny-mlp";
+    /// The target profile's name.
+    pub const TARGET: &str = "x86";
+    /// SHA-256 of the target profile's TOML text.
+    pub const TARGET_PROFILE_SHA256: &str = "043e1629582e6930e97587c404b5688a748f1aea26577de684aef3f52ffe70fc";
+    /// SHA-256 of `weights.bin`.
+    pub const WEIGHTS_SHA256: &str = "cb6b50b8a5dab492745a05637296a8a84c4279a42da859126c0a10fe1271a365";
+}
 static WEIGHTS: rt::Aligned64<[u8; WEIGHT_BYTES]> = rt::Aligned64(
     *include_bytes!("../weights.bin"),
 );
