@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+scripts/fuzz.sh 2000
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -102,6 +102,36 @@ fn import_proto(
     Ok(graph)
 }
 
+/// The whole front half on raw bytes, in memory: decode, import, verify, optimise, plan and
+/// emit for the x86 profile. No file is read or written (external data is refused), which
+/// makes it the fuzzing entry point.
+pub fn compile_bytes(bytes: &[u8], options: &ImportOptions) -> Result<GeneratedCrate> {
+    let proto = onnx::parse_model(bytes)?;
+    let nowhere = Path::new("/nonexistent/slm-aot-in-memory");
+    let graph = onnx::import(&proto, nowhere, options)?;
+    verify(&graph)?;
+    let target = TargetProfile::load("x86")?;
+    let graph = optimise(&graph, &target, true)?;
+    let plan = plan::plan(&graph)?;
+    if plan.arena_bytes as u64 > options.limits.max_arena_bytes {
+        return Err(Error::Limit(format!("arena of {} bytes", plan.arena_bytes)));
+    }
+    let meta = CrateMeta {
+        crate_name: "fuzzed".into(),
+        model_file: "model.onnx".into(),
+        target,
+        runtime_path: "runtime-core".into(),
+        manifest: Manifest {
+            model_files: vec![],
+            compiler: String::new(),
+            flags: String::new(),
+            target: String::new(),
+            target_sha256: String::new(),
+        },
+    };
+    codegen::emit(&graph, &plan, &meta)
+}
+
 /// Optimise a verified graph for a target.
 pub fn optimise(graph: &Graph, target: &TargetProfile, verify_each_pass: bool) -> Result<Graph> {
     let mut g = graph.clone();

@@ -318,3 +318,107 @@ fn external_data_cannot_escape_the_model_folder() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn deeply_nested_subgraphs_hit_the_decoder_depth_limit() {
+    // If -> then_branch graph -> If -> ... 300 levels deep.
+    let mut inner = model(
+        vec![node("leaf", "Relu", &["x"], &["y"])],
+        vec![],
+        vec![value_info("x", &[Ok(1)])],
+        &["y"],
+    )
+    .graph
+    .take()
+    .expect("graph");
+    for level in 0..300 {
+        let mut n = node(&format!("if{level}"), "If", &["c"], &["y"]);
+        let mut attr = onnx_protobuf::AttributeProto::new();
+        attr.name = "then_branch".into();
+        attr.type_ = onnx_protobuf::attribute_proto::AttributeType::GRAPH.into();
+        attr.g = Some(inner).into();
+        n.attribute.push(attr);
+        let mut g = onnx_protobuf::GraphProto::new();
+        g.node.push(n);
+        inner = g;
+    }
+    let mut m = model(vec![], vec![], vec![value_info("x", &[Ok(1)])], &["y"]);
+    m.graph = Some(inner).into();
+    let p = write(&dir(), "nested.onnx", &m);
+    expect_error(&p, &[], &["is not a valid ONNX protobuf", "recursion"]);
+}
+
+#[test]
+fn unsupported_and_mismatched_dtypes() {
+    let d = dir();
+    let mut w = tensor("w", &[2], vec![]);
+    w.data_type = 8;
+    w.string_data = vec![b"a".to_vec(), b"b".to_vec()];
+    let m = model(
+        vec![node("add", "Add", &["x", "w"], &["y"])],
+        vec![w],
+        vec![value_info("x", &[Ok(2)])],
+        &["y"],
+    );
+    expect_error(
+        &write(&d, "string.onnx", &m),
+        &[],
+        &["initializer `w`", "string tensors are not supported"],
+    );
+    let mut w = tensor("w", &[2], vec![0; 8]);
+    w.data_type = 99;
+    let m = model(
+        vec![node("add", "Add", &["x", "w"], &["y"])],
+        vec![w],
+        vec![value_info("x", &[Ok(2)])],
+        &["y"],
+    );
+    expect_error(
+        &write(&d, "dtype99.onnx", &m),
+        &[],
+        &["initializer `w`", "unknown ONNX element type 99"],
+    );
+    let mut w = tensor("w", &[2], vec![0; 16]);
+    w.data_type = 7;
+    let m = model(
+        vec![node("add", "Add", &["x", "w"], &["y"])],
+        vec![w],
+        vec![value_info("x", &[Ok(2)])],
+        &["y"],
+    );
+    expect_error(
+        &write(&d, "mixed.onnx", &m),
+        &[],
+        &[
+            "node `add` (Add, opset 17)",
+            "operand types differ: f32 and i64",
+        ],
+    );
+}
+
+#[test]
+fn zero_sized_dims_compile_or_fail_cleanly() {
+    // A zero-length axis is legal ONNX: the model must build (and its arena is empty).
+    let m = model(
+        vec![node("relu", "Relu", &["x"], &["y"])],
+        vec![],
+        vec![value_info("x", &[Ok(0), Ok(4)])],
+        &["y"],
+    );
+    let p = write(&dir(), "zero.onnx", &m);
+    let out = common::scratch("errors-zero");
+    let output = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+        .arg("build")
+        .arg(&p)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lib = std::fs::read_to_string(out.join("src/lib.rs")).unwrap();
+    assert!(lib.contains("pub const X_LEN: usize = 0;"));
+}

@@ -30,12 +30,18 @@ pub fn read_model(path: &Path) -> Result<ModelProto> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    ModelProto::parse_from_bytes(&bytes).map_err(|e| {
-        Error::InvalidModel(format!(
-            "`{}` is not a valid ONNX protobuf: {e}",
-            path.display()
-        ))
+    parse_model(&bytes).map_err(|e| match e {
+        Error::InvalidModel(reason) => {
+            Error::InvalidModel(format!("`{}` {reason}", path.display()))
+        }
+        other => other,
     })
+}
+
+/// Decode ONNX bytes (protobuf's own recursion limit bounds nesting depth).
+pub fn parse_model(bytes: &[u8]) -> Result<ModelProto> {
+    ModelProto::parse_from_bytes(bytes)
+        .map_err(|e| Error::InvalidModel(format!("is not a valid ONNX protobuf: {e}")))
 }
 
 /// External-data file locations the model's initializers use, sorted and unique (they are
