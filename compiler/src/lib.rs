@@ -3,6 +3,7 @@
 pub mod codegen;
 pub mod error;
 pub mod eval;
+pub mod footprint;
 pub mod frontend;
 pub mod ir;
 pub mod manifest;

@@ -92,6 +92,11 @@ enum Command {
     },
     /// List the supported ONNX ops and target profiles.
     Ops,
+    /// Footprint of a built binary (ELF): every allocated section, flash and RAM totals.
+    Size {
+        /// The ELF file (e.g. target/thumbv8m.main-none-eabihf/release/firmware).
+        elf: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -272,6 +277,13 @@ fn run(cli: Cli) -> Result<()> {
                     "{failed} output(s) beyond tolerance"
                 )));
             }
+            Ok(())
+        }
+        Command::Size { elf } => {
+            say!(
+                "{}",
+                slm_aot::footprint::report(&slm_aot::footprint::read(&elf)?).trim_end()
+            );
             Ok(())
         }
         Command::Ops => {

@@ -112,4 +112,15 @@ fn generated_crates_link_into_a_no_std_binary_without_an_allocator() {
         .join("release")
         .join("nostd-link-check");
     assert!(binary.is_file(), "no binary at {}", binary.display());
+    // The footprint reader sees the weights (in .rodata here) in the image.
+    let footprint = slm_aot::footprint::read(&binary).expect("read ELF");
+    let rodata = footprint
+        .sections
+        .iter()
+        .find(|s| s.name == ".rodata")
+        .map_or(0, |s| s.size);
+    assert!(
+        rodata > 100_000,
+        "expected the fixtures' weights in .rodata, got {rodata} bytes"
+    );
 }

@@ -12,6 +12,21 @@ pub const ALIGN: usize = 64;
 #[repr(C, align(64))]
 pub struct Aligned64<T: ?Sized>(pub T);
 
+/// Declare a model's weight blob in a named linker section (e.g. read in place from flash
+/// on a microcontroller): `weights_in_section!(".weights", WEIGHTS, LEN, *include_bytes!(..))`
+/// declares `static WEIGHTS: Aligned64<[u8; LEN]>`. Generated crates are
+/// `#![forbid(unsafe_code)]`; the unsafe attribute is written here, in runtime-core.
+#[macro_export]
+macro_rules! weights_in_section {
+    ($section:literal, $name:ident, $len:expr, $bytes:expr) => {
+        // SAFETY: placing an immutable, initialised static in a section changes only where
+        // the linker puts its bytes; the target's linker script must map the section to
+        // readable memory (slm-aot's MCU profile and firmware example do).
+        #[unsafe(link_section = $section)]
+        static $name: $crate::Aligned64<[u8; $len]> = $crate::Aligned64($bytes);
+    };
+}
+
 /// Check that `arena` can hold a plan of `needed` bytes and starts 64-byte aligned.
 pub fn check(arena: &[u8], needed: usize) -> Result<(), Error> {
     if arena.len() < needed {

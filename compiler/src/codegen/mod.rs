@@ -360,6 +360,17 @@ fn lib_rs(
     weights_sha256: &str,
 ) -> Result<String> {
     let manifest = manifest_tokens(&meta.manifest, weights_sha256);
+    let section = &meta.target.memory.weights_section;
+    let weights_static = if section.is_empty() {
+        quote! {
+            static WEIGHTS: rt::Aligned64<[u8; WEIGHT_BYTES]> = rt::Aligned64(*include_bytes!("../weights.bin"));
+        }
+    } else {
+        let section = Literal::string(section);
+        quote! {
+            rt::weights_in_section!(#section, WEIGHTS, WEIGHT_BYTES, *include_bytes!("../weights.bin"));
+        }
+    };
     let arena_bytes = lit_usize(plan.arena_bytes);
     let weight_bytes = lit_usize(plan.weight_bytes);
     let lower = lit_usize(plan.lower_bound_bytes);
@@ -478,7 +489,7 @@ fn lib_rs(
 
                 #manifest
 
-        static WEIGHTS: rt::Aligned64<[u8; WEIGHT_BYTES]> = rt::Aligned64(*include_bytes!("../weights.bin"));
+                #weights_static
 
         /// The model's inputs for one run, borrowed from the caller.
         pub struct Inputs<'a> {
