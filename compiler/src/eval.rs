@@ -27,6 +27,12 @@ pub fn evaluate(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         }
         values.insert(id, Arc::new(t.clone()));
     }
+    // State starts as a model starts: zeroed.
+    for state in &graph.states {
+        let zero = Tensor::zeros(graph.ty(state.input).clone())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        values.insert(state.input, Arc::new(zero));
+    }
     let fetch = |values: &HashMap<ValueId, Arc<Tensor>>, v: ValueId| -> Result<Arc<Tensor>> {
         if let Some(c) = graph.constant(v) {
             return Ok(c.clone());

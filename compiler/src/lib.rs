@@ -5,6 +5,7 @@ pub mod error;
 pub mod eval;
 pub mod footprint;
 pub mod frontend;
+pub mod generate;
 pub mod ir;
 pub mod manifest;
 pub mod npy;
@@ -14,6 +15,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod signature;
+pub mod stateful;
 pub mod target;
 pub mod verify;
 

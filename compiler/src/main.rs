@@ -4,7 +4,7 @@ use slm_aot::error::{Error, Result};
 use slm_aot::frontend::{ImportOptions, Limits, onnx};
 use slm_aot::pipeline::{self, BuildOptions};
 use slm_aot::target::TargetProfile;
-use slm_aot::{report, verify};
+use slm_aot::{generate, report, verify};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,6 +90,45 @@ enum Command {
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
+    /// Build a stateful decoder and generate tokens with it on the host.
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The prompt as token ids, space- or comma-separated (for models without a
+        /// tokenizer), e.g. `--prompt-ids 1`.
+        #[arg(long)]
+        prompt_ids: Option<String>,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// Always take the most likely token (temperature 0).
+        #[arg(long)]
+        greedy: bool,
+        /// Sampling temperature (ignored with --greedy).
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// Keep only the K most likely tokens (0: all).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Nucleus sampling: keep the most likely tokens up to this probability mass.
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Penalise tokens already seen (1.0: off).
+        #[arg(long, default_value_t = 1.0)]
+        repetition_penalty: f32,
+        /// RNG seed: the same seed and flags give the same tokens.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop after this token id.
+        #[arg(long)]
+        eos: Option<u32>,
+        /// Print the generated ids space-separated on one line.
+        #[arg(long)]
+        print_ids: bool,
+        /// Working folder for the generated crate and runner (default: a temporary folder).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
     /// List the supported ONNX ops and target profiles.
     Ops,
     /// Footprint of a built binary (ELF): every allocated section, flash and RAM totals.
@@ -127,6 +166,11 @@ struct ModelArgs {
     /// The signature file (default: `<model>.sig`; 64 raw bytes or 128 hex digits).
     #[arg(long, requires = "verify_signature")]
     signature: Option<PathBuf>,
+    /// Build a stateful decoder whose KV cache holds N tokens: `past_key_values.*` inputs
+    /// and `present.*` outputs become state updated in place, and the crate gets
+    /// `Model::step`/`prefill`/`reset`.
+    #[arg(long)]
+    max_context: Option<usize>,
 }
 
 fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
@@ -140,10 +184,22 @@ fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
     Ok((k.trim().to_string(), v))
 }
 
+/// Token ids separated by spaces or commas.
+fn parse_ids(list: &str) -> Result<Vec<u32>> {
+    list.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u32>()
+                .map_err(|_| Error::Usage(format!("`{s}` is not a token id")))
+        })
+        .collect()
+}
+
 fn import_options(dims: &[(String, usize)]) -> ImportOptions {
     ImportOptions {
         dims: dims.iter().cloned().collect(),
         limits: Limits::default(),
+        max_context: None,
     }
 }
 
@@ -158,6 +214,7 @@ impl ModelArgs {
             max_arena_bytes: self.max_arena_bytes,
             max_nodes: self.max_nodes,
         };
+        import.max_context = self.max_context;
         Ok(BuildOptions {
             model: self.model.clone(),
             target: TargetProfile::load(&self.target)?,
@@ -284,6 +341,44 @@ fn run(cli: Cli) -> Result<()> {
                 "{}",
                 slm_aot::footprint::report(&slm_aot::footprint::read(&elf)?).trim_end()
             );
+            Ok(())
+        }
+        Command::Generate {
+            model,
+            prompt_ids,
+            tokens,
+            greedy,
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+            seed,
+            eos,
+            print_ids,
+            work_dir,
+        } => {
+            let prompt_ids = parse_ids(prompt_ids.as_deref().unwrap_or(""))?;
+            let work_dir = work_dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("slm-aot-generate-{}", std::process::id()))
+            });
+            let opts = generate::GenerateOptions {
+                build: model.build_options()?,
+                prompt_ids,
+                tokens,
+                sampling: generate::Sampling {
+                    temperature: if greedy { 0.0 } else { temperature },
+                    top_k,
+                    top_p,
+                    repetition_penalty,
+                    seed,
+                },
+                eos,
+                print_ids,
+                work_dir,
+            };
+            let out = generate::generate(&opts)?;
+            say!("{}", out.stdout.trim_end());
+            eprintln!("{}", out.stderr.trim_end());
             Ok(())
         }
         Command::Ops => {

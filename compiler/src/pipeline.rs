@@ -97,7 +97,10 @@ fn import_proto(
     } else {
         dir
     };
-    let graph = onnx::import(proto, &dir, options)?;
+    let mut graph = onnx::import(proto, &dir, options)?;
+    if let Some(max_context) = options.max_context {
+        crate::stateful::make_stateful(&mut graph, max_context)?;
+    }
     verify(&graph)?;
     Ok(graph)
 }

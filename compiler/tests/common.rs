@@ -31,6 +31,9 @@ pub struct Case {
     pub atol: f64,
     #[serde(default)]
     pub dims: BTreeMap<String, usize>,
+    /// Build as a stateful decoder with this many cache slots.
+    #[serde(default)]
+    pub max_context: Option<usize>,
 }
 
 /// One fixture folder.
@@ -53,6 +56,7 @@ impl Fixture {
             import: ImportOptions {
                 limits: Default::default(),
                 dims: self.case.dims.clone(),
+                max_context: self.case.max_context,
             },
             crate_name: Some(self.name.replace('_', "-")),
             runtime_path: None,

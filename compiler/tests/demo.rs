@@ -14,6 +14,8 @@ fn stories260k_generates_the_reference_story() {
             "models/stories260K/stories260K_step_kv256.onnx",
             "--target",
             "x86",
+            "--max-context",
+            "256",
         ])
         .args(["-o", "examples/stories/gen", "--name", "stories260k"])
         .current_dir(&repo)

@@ -15,6 +15,11 @@ pub enum Error {
         index: i64,
         bound: usize,
     },
+    /// A stateful decoder's KV cache is full: `capacity` tokens are already stored
+    /// (`reset` the model to start again).
+    ContextFull { capacity: usize },
+    /// `prefill` was called with no tokens.
+    EmptyPrompt,
 }
 
 impl fmt::Display for Error {
@@ -33,6 +38,13 @@ impl fmt::Display for Error {
                     "node `{node}`: index {index} out of range for axis of size {bound}"
                 )
             }
+            Error::ContextFull { capacity } => {
+                write!(
+                    f,
+                    "the context is full: all {capacity} cache slots are used (reset the model)"
+                )
+            }
+            Error::EmptyPrompt => write!(f, "prefill needs at least one token"),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod element;
 pub mod error;
 pub mod kernels;
 pub mod math;
+pub mod sampling;
 pub mod sha256;
 
 pub use arena::Aligned64;

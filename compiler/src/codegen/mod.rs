@@ -69,6 +69,8 @@ impl GeneratedCrate {
 pub struct Io {
     pub input_fields: Vec<String>,
     pub output_fields: Vec<String>,
+    /// Fields of the generated `State` struct, one per `Graph::states` entry.
+    pub state_fields: Vec<String>,
 }
 
 impl Io {
@@ -78,12 +80,15 @@ impl Io {
             .iter()
             .map(|&v| graph.value(v).name.clone())
             .chain((0..graph.outputs.len()).map(|i| graph.output_name(i).to_string()))
+            .chain(graph.states.iter().map(|s| s.name.clone()))
             .collect();
         let mut fields = naming::unique_snake(&names);
+        let state_fields = fields.split_off(graph.inputs.len() + graph.outputs.len());
         let output_fields = fields.split_off(graph.inputs.len());
         Io {
             input_fields: fields,
             output_fields,
+            state_fields,
         }
     }
 
@@ -228,6 +233,10 @@ fn read_expr(
             let f = Io::field(&io.output_fields[i]);
             quote!(&outputs.#f[..])
         }
+        Location::State(i) => {
+            let f = Io::field(&io.state_fields[i]);
+            quote!(&state.#f[..])
+        }
     })
 }
 
@@ -248,7 +257,19 @@ fn node_code(
     let mut reads = Vec::new();
     let mut writes = Vec::new();
     let mut binds = Vec::new();
+    // An in-place op whose output shares its input's buffer reads it through `o0`.
+    let in_place = node.op.in_place_input().filter(|&k| {
+        let same = node
+            .inputs
+            .get(k)
+            .zip(node.outputs.first())
+            .map(|(&i, &o)| (plan.location(i).ok(), plan.location(o).ok()));
+        matches!(same, Some((Some(a), Some(b))) if a == b)
+    });
     for (k, &v) in node.inputs.iter().enumerate() {
+        if in_place == Some(k) {
+            continue;
+        }
         let ident = format_ident!("i{}", k);
         let t = storage_ty(graph.ty(v).dtype);
         let arena_ident = format_ident!("r{}", reads.len());
@@ -271,6 +292,10 @@ fn node_code(
                 let f = Io::field(&io.output_fields[i]);
                 quote!(&mut outputs.#f[..])
             }
+            Location::State(i) => {
+                let f = Io::field(&io.state_fields[i]);
+                quote!(&mut state.#f[..])
+            }
             other => {
                 return Err(Error::Internal(format!(
                     "node `{}` writes to read-only location {other:?}",
@@ -287,10 +312,15 @@ fn node_code(
         inputs: &in_types,
         outputs: &out_types,
     };
-    let body = node
+    let mut body = node
         .op
         .emit(&ctx)
         .map_err(|e| Error::Internal(format!("emitting node `{}`: {e}", node.name)))?;
+    if let (Some(k), None) = (node.op.in_place_input(), in_place) {
+        // Not sharing a buffer: start from a copy of the input it updates.
+        let i = format_ident!("i{}", k);
+        body = quote! { rt::kernels::layout::copy(#i, o0); #body };
+    }
     let marker = marker(comments, format!("{} ({})", node.name, node.op.name()));
     let split = split_tokens(&reads, &writes);
     Ok(quote! {
@@ -459,6 +489,42 @@ fn lib_rs(
         comment_text(&meta.model_file),
         meta.target.name
     );
+    let model_items = if graph.states.is_empty() {
+        quote! {
+            /// The model with its own arena (`ARENA_BYTES`, 64-byte aligned). Place it in a
+            /// `static` or on the heap when the arena is large.
+            pub struct Model {
+                arena: rt::Aligned64<[u8; ARENA_BYTES]>,
+            }
+
+            impl Model {
+                pub const fn new() -> Self {
+                    Model { arena: rt::Aligned64([0; ARENA_BYTES]) }
+                }
+
+                /// Run the model once.
+                pub fn run(&mut self, inputs: &Inputs<'_>, outputs: &mut Outputs<'_>) -> Result<(), rt::Error> {
+                    run(&mut self.arena.0, inputs, outputs)
+                }
+            }
+
+            impl Default for Model {
+                fn default() -> Self {
+                    Self::new()
+                }
+            }
+
+            /// Run the model once in a caller-provided arena of at least `ARENA_BYTES` bytes,
+            /// starting on a 64-byte boundary.
+            pub fn run(arena: &mut [u8], inputs: &Inputs<'_>, outputs: &mut Outputs<'_>) -> Result<(), rt::Error> {
+                rt::arena::check(arena, ARENA_BYTES)?;
+                #(#body)*
+                Ok(())
+            }
+        }
+    } else {
+        stateful_items(graph, io, &body)?
+    };
     let file = quote! {
         #![doc = #header]
         #![no_std]
@@ -501,20 +567,185 @@ fn lib_rs(
             #(#out_fields)*
         }
 
-        /// The model with its own arena (`ARENA_BYTES`, 64-byte aligned). Place it in a
-        /// `static` or on the heap when the arena is large.
+        #model_items
+    };
+    format_file(file, &comments)
+}
+
+/// The API of a stateful decoder (`Graph::states` non-empty): the KV cache as a `State`
+/// struct, and a `Model` that owns arena, state, logits and position, with `step`,
+/// `prefill`, `reset` and `position`.
+fn stateful_items(graph: &Graph, io: &Io, body: &[TokenStream]) -> Result<TokenStream> {
+    use crate::stateful::{InputRole, input_role};
+    let slots = crate::stateful::slots(graph)
+        .ok_or_else(|| Error::Internal("stateful graph without states".into()))?;
+    let max_context = lit_usize(slots);
+    let logits_len = Io::len_const(io.output_fields.first().map_or("logits", |s| s.as_str()));
+    let logits_field = Io::field(io.output_fields.first().map_or("logits", |s| s.as_str()));
+    let mut state_consts = Vec::new();
+    let mut state_fields = Vec::new();
+    let mut state_zeros = Vec::new();
+    let mut state_resets = Vec::new();
+    for (k, state) in graph.states.iter().enumerate() {
+        let name = &io.state_fields[k];
+        let (len_c, shape_c, field) = (Io::len_const(name), Io::shape_const(name), Io::field(name));
+        let ty = graph.ty(state.input);
+        let (n, rank) = (lit_usize(ty.numel()), lit_usize(ty.rank()));
+        let dims = ty.shape.iter().map(|&d| lit_usize(d));
+        let doc = format!(
+            " State `{}`: `{ty}`, cache slots on axis {}.",
+            state.name, state.axis
+        );
+        state_consts.push(quote! {
+            #[doc = #doc]
+            pub const #shape_c: [usize; #rank] = [#(#dims),*];
+            pub const #len_c: usize = #n;
+        });
+        let t = storage_ty(ty.dtype);
+        state_fields.push(quote! { #[doc = #doc] pub #field: [#t; #len_c], });
+        state_zeros.push(quote! { #field: [0 as #t; #len_c], });
+        state_resets.push(quote! { self.#field.fill(0 as #t); });
+    }
+    let mut step_locals = Vec::new();
+    let mut input_inits = Vec::new();
+    let mut mask_fields = Vec::new();
+    let mut mask_zeros = Vec::new();
+    let mut mask_resets = Vec::new();
+    for (k, &v) in graph.inputs.iter().enumerate() {
+        let name = &io.input_fields[k];
+        let (len_c, field) = (Io::len_const(name), Io::field(name));
+        let t = storage_ty(graph.ty(v).dtype);
+        let value = &graph.value(v).name;
+        match input_role(value) {
+            Some(InputRole::TokenId) => {
+                step_locals.push(quote! { let #field: [#t; #len_c] = [token as #t; #len_c]; });
+                input_inits.push(quote! { #field: &#field, });
+            }
+            Some(InputRole::Position) => {
+                step_locals.push(quote! { let #field: [#t; #len_c] = [position as #t; #len_c]; });
+                input_inits.push(quote! { #field: &#field, });
+            }
+            Some(InputRole::AttentionMask) => {
+                mask_fields.push(quote! { #field: [#t; #len_c], });
+                mask_zeros.push(quote! { #field: [0 as #t; #len_c], });
+                mask_resets.push(quote! { self.#field.fill(0 as #t); });
+                step_locals.push(quote! {
+                    if position < #len_c {
+                        self.#field[position] = 1 as #t;
+                    }
+                });
+                input_inits.push(quote! { #field: &self.#field, });
+            }
+            None => {
+                return Err(Error::Internal(format!(
+                    "decoder input `{value}` has no role"
+                )));
+            }
+        }
+    }
+    Ok(quote! {
+        /// Tokens the KV cache holds: `step` fails with `rt::Error::ContextFull` beyond it.
+        pub const MAX_CONTEXT: usize = #max_context;
+        /// Vocabulary size: the length of the logits `step` returns.
+        pub const VOCAB: usize = #logits_len;
+        #(#state_consts)*
+
+        /// A sampler over this model's vocabulary (`rt::sampling`).
+        pub type Sampler = rt::sampling::Sampler<VOCAB>;
+
+        /// The model state kept between steps: the KV cache, updated in place.
+        pub struct State {
+            #(#state_fields)*
+        }
+
+        impl State {
+            pub const fn new() -> Self {
+                State { #(#state_zeros)* }
+            }
+
+            /// Zero the cache.
+            pub fn reset(&mut self) {
+                #(#state_resets)*
+            }
+        }
+
+        impl Default for State {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        /// A stateful decoder: arena, KV cache, logits and position in one value (no
+        /// allocation). Place it in a `static` or on the heap when it is large.
         pub struct Model {
             arena: rt::Aligned64<[u8; ARENA_BYTES]>,
+            state: State,
+            logits: [f32; VOCAB],
+            position: usize,
+            #(#mask_fields)*
         }
 
         impl Model {
             pub const fn new() -> Self {
-                Model { arena: rt::Aligned64([0; ARENA_BYTES]) }
+                Model {
+                    arena: rt::Aligned64([0; ARENA_BYTES]),
+                    state: State::new(),
+                    logits: [0.0; VOCAB],
+                    position: 0,
+                    #(#mask_zeros)*
+                }
             }
 
-            /// Run the model once.
+            /// Forget everything: position 0, cache zeroed.
+            pub fn reset(&mut self) {
+                self.position = 0;
+                self.state.reset();
+                #(#mask_resets)*
+            }
+
+            /// Tokens consumed so far (the next token's position).
+            pub fn position(&self) -> usize {
+                self.position
+            }
+
+            /// Feed one token; returns the logits for the next one.
+            pub fn step(&mut self, token: u32) -> Result<&[f32; VOCAB], rt::Error> {
+                let position = self.position;
+                if position >= MAX_CONTEXT {
+                    return Err(rt::Error::ContextFull { capacity: MAX_CONTEXT });
+                }
+                #(#step_locals)*
+                let inputs = Inputs { #(#input_inits)* };
+                let mut outputs = Outputs { #logits_field: &mut self.logits };
+                run(&mut self.arena.0, &mut self.state, &inputs, &mut outputs)?;
+                self.position = position + 1;
+                Ok(&self.logits)
+            }
+
+            /// Feed a prompt (at least one token); returns the logits after its last token.
+            /// Fails before running anything if the prompt does not fit the cache.
+            pub fn prefill(&mut self, ids: &[u32]) -> Result<&[f32; VOCAB], rt::Error> {
+                let Some((&last, rest)) = ids.split_last() else {
+                    return Err(rt::Error::EmptyPrompt);
+                };
+                if self.position + ids.len() > MAX_CONTEXT {
+                    return Err(rt::Error::ContextFull { capacity: MAX_CONTEXT });
+                }
+                for &token in rest {
+                    self.step(token)?;
+                }
+                self.step(last)
+            }
+
+            /// Run one step with explicit inputs (position and mask are the caller's), updating
+            /// the cache; `step` is the usual entry point.
             pub fn run(&mut self, inputs: &Inputs<'_>, outputs: &mut Outputs<'_>) -> Result<(), rt::Error> {
-                run(&mut self.arena.0, inputs, outputs)
+                run(&mut self.arena.0, &mut self.state, inputs, outputs)
+            }
+
+            /// The KV cache.
+            pub fn state(&self) -> &State {
+                &self.state
             }
         }
 
@@ -524,15 +755,14 @@ fn lib_rs(
             }
         }
 
-        /// Run the model once in a caller-provided arena of at least `ARENA_BYTES` bytes,
-        /// starting on a 64-byte boundary.
-        pub fn run(arena: &mut [u8], inputs: &Inputs<'_>, outputs: &mut Outputs<'_>) -> Result<(), rt::Error> {
+        /// Run one step in a caller-provided arena of at least `ARENA_BYTES` bytes (64-byte
+        /// aligned), reading and updating `state` in place.
+        pub fn run(arena: &mut [u8], state: &mut State, inputs: &Inputs<'_>, outputs: &mut Outputs<'_>) -> Result<(), rt::Error> {
             rt::arena::check(arena, ARENA_BYTES)?;
             #(#body)*
             Ok(())
         }
-    };
-    format_file(file, &comments)
+    })
 }
 
 fn manifest_tokens(m: &crate::manifest::Manifest, weights_sha256: &str) -> TokenStream {

@@ -41,6 +41,15 @@ pub fn emit(
         out_fields.push(quote!(#f: &mut #f,));
         writes.push(quote!(crate::write(output_dir, #kk, &outputs.#f[..])?;));
     }
+    let run_call = if graph.states.is_empty() {
+        quote!(crate::timed(iterations, || model::run(arena, &inputs, &mut outputs).map_err(|e| e.to_string()))?;)
+    } else {
+        // A stateful model runs one step from a zeroed cache.
+        quote! {
+            let mut state: Box<model::State> = Box::default();
+            crate::timed(iterations, || model::run(arena, &mut state, &inputs, &mut outputs).map_err(|e| e.to_string()))?;
+        }
+    };
     let glue = quote! {
         //! Typed glue between the runner and the generated model.
         use std::path::Path;
@@ -52,7 +61,7 @@ pub fn emit(
             let arena = runtime_core::arena::from_blocks(&mut blocks);
             let inputs = model::Inputs { #(#in_fields)* };
             let mut outputs = model::Outputs { #(#out_fields)* };
-            crate::timed(iterations, || model::run(arena, &inputs, &mut outputs).map_err(|e| e.to_string()))?;
+            #run_call
             #(#writes)*
             Ok(())
         }

@@ -10,6 +10,9 @@ pub struct ImportOptions {
     /// Symbolic dimension bindings from `--dim NAME=VALUE` (also `INPUT.AXIS=VALUE` for an
     /// unnamed dynamic axis).
     pub dims: BTreeMap<String, usize>,
+    /// `--max-context N`: build a stateful decoder whose KV cache holds N tokens (see
+    /// [`crate::stateful`]); also binds the step's still-unbound dims.
+    pub max_context: Option<usize>,
     pub limits: Limits,
 }
 

@@ -44,6 +44,19 @@ pub struct Node {
     pub outputs: Vec<ValueId>,
 }
 
+/// Model state kept between runs (a stateful decoder's KV cache): the graph reads it as
+/// `input` (a value with no producer, not in [`Graph::inputs`]) and writes it back as
+/// `output` (not in [`Graph::outputs`]), in place: both get the same buffer.
+#[derive(Debug, Clone)]
+pub struct StateSlot {
+    /// The model's name for it (the `past` input's name).
+    pub name: String,
+    pub input: ValueId,
+    pub output: ValueId,
+    /// The cache's slot (sequence) axis.
+    pub axis: usize,
+}
+
 /// The whole model after import.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
@@ -56,6 +69,8 @@ pub struct Graph {
     pub output_names: Vec<String>,
     /// The default-domain opset the model was imported with.
     pub opset: i64,
+    /// State carried between runs; empty for a stateless model.
+    pub states: Vec<StateSlot>,
 }
 
 impl Graph {
@@ -197,6 +212,11 @@ impl Graph {
                 *output = new;
             }
         }
+        for state in self.states.iter_mut() {
+            if state.output == old {
+                state.output = new;
+            }
+        }
         self.rebuild_edges();
     }
 
@@ -231,7 +251,9 @@ impl Graph {
             .iter()
             .map(|&n| self.node(n).inputs.iter().filter(|&&v| v == value).count())
             .sum();
-        by_nodes + self.outputs.iter().filter(|&&v| v == value).count()
+        by_nodes
+            + self.outputs.iter().filter(|&&v| v == value).count()
+            + self.states.iter().filter(|s| s.output == value).count()
     }
 
     /// A deterministic topological order: among ready nodes the lowest index goes first.

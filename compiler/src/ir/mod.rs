@@ -7,5 +7,5 @@ pub mod tensor;
 pub mod verify;
 
 pub use dtype::DType;
-pub use graph::{Graph, Node, NodeId, Value, ValueId};
+pub use graph::{Graph, Node, NodeId, StateSlot, Value, ValueId};
 pub use tensor::{Data, Tensor, TensorType, checked_numel};

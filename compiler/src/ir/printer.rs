@@ -39,6 +39,15 @@ pub fn print(graph: &Graph) -> Result<String, OpError> {
         inputs.join(", "),
         outputs.join(", ")
     ));
+    for state in &graph.states {
+        out.push_str(&format!(
+            "  state {}: {} -> {} (slots on axis {})\n",
+            value_ref(graph, state.input),
+            graph.ty(state.input),
+            value_ref(graph, state.output),
+            state.axis
+        ));
+    }
     for v in graph.used_constants(&order) {
         let shown = match graph.constant(v) {
             Some(t) if t.ty.numel() <= 8 => format!(" = {:?}", t.data.to_f64_vec()),

@@ -12,6 +12,23 @@ pub fn verify(graph: &Graph) -> Result<()> {
         .topo_order()
         .map_err(|e| Error::Internal(format!("verify: {e}")))?;
     let mut defined: HashSet<_> = graph.inputs.iter().copied().collect();
+    for state in &graph.states {
+        if graph.value(state.input).producer.is_some() || graph.inputs.contains(&state.input) {
+            return Err(Error::Internal(format!(
+                "verify: state `{}` is read from a computed value or a graph input",
+                state.name
+            )));
+        }
+        if graph.ty(state.input) != graph.ty(state.output) {
+            return Err(Error::Internal(format!(
+                "verify: state `{}` is read as {} but written as {}",
+                state.name,
+                graph.ty(state.input),
+                graph.ty(state.output)
+            )));
+        }
+        defined.insert(state.input);
+    }
     for &id in &order {
         let node = graph.node(id);
         for &input in &node.inputs {
@@ -52,6 +69,14 @@ pub fn verify(graph: &Graph) -> Result<()> {
                 )));
             }
             defined.insert(out);
+        }
+    }
+    for state in &graph.states {
+        if graph.value(state.output).producer.is_none() {
+            return Err(Error::Internal(format!(
+                "verify: state `{}` is never written",
+                state.name
+            )));
         }
     }
     for &out in &graph.outputs {

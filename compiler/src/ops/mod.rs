@@ -20,6 +20,7 @@ pub mod fill;
 pub mod gather;
 pub mod gather_elements;
 pub mod gather_nd;
+pub mod kv_write;
 pub mod layer_norm;
 pub mod matmul;
 pub mod range;
@@ -53,6 +54,12 @@ pub trait OpDef {
     fn is_view(&self) -> bool {
         false
     }
+    /// `Some(k)` when the op updates input `k` in place: its output must get input `k`'s
+    /// buffer, and `emit` writes `o0` without reading `i{k}` (which the codegen does not
+    /// bind when the buffers are shared).
+    fn in_place_input(&self) -> Option<usize> {
+        None
+    }
 }
 
 macro_rules! ops {
@@ -81,6 +88,9 @@ macro_rules! ops {
             }
             pub fn is_view(&self) -> bool {
                 match self { $(Op::$variant(a) => a.is_view()),* }
+            }
+            pub fn in_place_input(&self) -> Option<usize> {
+                match self { $(Op::$variant(a) => a.in_place_input()),* }
             }
         }
 
@@ -113,4 +123,5 @@ ops! {
     CumSum(cumsum::CumSum),
     Range(range::Range),
     Fill(fill::Fill),
+    KvWrite(kv_write::KvWrite),
 }

@@ -18,6 +18,7 @@ impl Pass for EliminateDeadNodes {
         let mut changed = false;
         loop {
             let mut read: HashSet<_> = graph.outputs.iter().copied().collect();
+            read.extend(graph.states.iter().map(|s| s.output));
             for id in graph.node_ids() {
                 read.extend(graph.node(id).inputs.iter().copied());
             }

@@ -23,6 +23,8 @@ pub enum Location {
     Weight(usize),
     /// Byte offset in the arena.
     Arena(usize),
+    /// Model state `i` (`Graph::states`), kept by the model between runs.
+    State(usize),
 }
 
 /// A graph output filled by a copy after all nodes ran (it is a constant, a graph input,
@@ -89,6 +91,30 @@ pub fn plan(graph: &Graph) -> Result<Plan> {
     }
     for (i, &v) in graph.inputs.iter().enumerate() {
         locations.insert(v, Location::Input(i));
+    }
+    // State is read and written in place: an in-place op's output takes its state input's
+    // buffer.
+    for (i, state) in graph.states.iter().enumerate() {
+        locations.insert(state.input, Location::State(i));
+    }
+    for &id in &order {
+        let node = graph.node(id);
+        let Some(k) = node.op.in_place_input() else {
+            continue;
+        };
+        if let (Some(&input), Some(&out)) = (node.inputs.get(k), node.outputs.first())
+            && let Some(&Location::State(i)) = locations.get(&input)
+        {
+            locations.insert(out, Location::State(i));
+        }
+    }
+    for (i, state) in graph.states.iter().enumerate() {
+        if locations.get(&state.output) != Some(&Location::State(i)) {
+            return Err(Error::Internal(format!(
+                "state `{}` is not written in place",
+                state.name
+            )));
+        }
     }
 
     // Graph outputs written in place by their producer; the rest are copied at the end.

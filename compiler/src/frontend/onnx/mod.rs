@@ -290,8 +290,12 @@ fn input_type(info: &ValueInfoProto, options: &ImportOptions) -> Result<TensorTy
             Some(Dim::DimValue(v)) => usize::try_from(*v)
                 .map_err(|_| bad(format!("axis {axis} has negative size {v}")))?,
             Some(Dim::DimParam(p)) if !p.is_empty() => {
-                match options.dims.get(p).or(options.dims.get(&by_position)) {
-                    Some(&v) => v,
+                let stateful = options
+                    .max_context
+                    .and_then(|m| crate::stateful::default_dim(&info.name, axis, m));
+                let bound = options.dims.get(p).or(options.dims.get(&by_position));
+                match bound.copied().or(stateful) {
+                    Some(v) => v,
                     None => {
                         return Err(Error::Usage(format!(
                             "graph input `{}` axis {axis} is the symbolic dimension `{p}`: bind it with `--dim {p}=N`",
@@ -300,8 +304,12 @@ fn input_type(info: &ValueInfoProto, options: &ImportOptions) -> Result<TensorTy
                     }
                 }
             }
-            _ => match options.dims.get(&by_position) {
-                Some(&v) => v,
+            _ => match options.dims.get(&by_position).copied().or_else(|| {
+                options
+                    .max_context
+                    .and_then(|m| crate::stateful::default_dim(&info.name, axis, m))
+            }) {
+                Some(v) => v,
                 None => {
                     return Err(Error::Usage(format!(
                         "graph input `{}` axis {axis} has no size and no name: bind it with `--dim {by_position}=N`",
