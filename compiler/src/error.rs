@@ -51,6 +51,15 @@ pub enum Error {
     InvalidNode { node: NodeRef, reason: String },
     #[error("invalid model: {0}")]
     InvalidModel(String),
+    /// A checkpoint architecture or setting slm-aot does not build.
+    #[error("unsupported: {0}")]
+    UnsupportedModel(String),
+    /// A checkpoint tensor is missing or malformed.
+    #[error("invalid checkpoint: tensor `{tensor}`: {reason}")]
+    CheckpointTensor { tensor: String, reason: String },
+    /// A `config.json` field is missing, malformed, or asks for math slm-aot does not do.
+    #[error("config.json: field `{field}`: {reason}")]
+    ConfigField { field: String, reason: String },
     #[error("{0}")]
     Usage(String),
     #[error("I/O error on `{path}`: {source}")]

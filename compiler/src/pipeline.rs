@@ -2,7 +2,7 @@
 //! plan → emit. Each stage's output is the next stage's only input.
 use crate::codegen::{self, CrateMeta, GeneratedCrate};
 use crate::error::{Error, Result};
-use crate::frontend::{ImportOptions, onnx};
+use crate::frontend::{ImportOptions, onnx, safetensors};
 use crate::ir::{Graph, verify::verify};
 use crate::manifest::{self, Manifest};
 use crate::passes;
@@ -35,6 +35,9 @@ impl BuildOptions {
         for (k, v) in &self.import.dims {
             parts.push(format!("--dim {k}={v}"));
         }
+        if let Some(n) = self.import.max_context {
+            parts.push(format!("--max-context {n}"));
+        }
         if let Some(name) = &self.crate_name {
             parts.push(format!("--name {name}"));
         }
@@ -59,13 +62,38 @@ impl BuildOptions {
             let digest = manifest::file_digest(&dir.join(&location))?;
             model_files.push((location, digest));
         }
-        Ok(Manifest {
+        Ok(self.manifest_of(model_files))
+    }
+
+    /// The manifest of a checkpoint folder's build: digests of every file the safetensors
+    /// frontend reads (config, weights, sentence-transformers configs), by relative path.
+    pub fn checkpoint_manifest(&self) -> Result<Manifest> {
+        let dir = &self.model;
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".safetensors") || n.ends_with(".json"))
+            .collect();
+        if dir.join("1_Pooling/config.json").is_file() {
+            files.push("1_Pooling/config.json".into());
+        }
+        files.sort();
+        let mut model_files = Vec::new();
+        for f in files {
+            let digest = manifest::file_digest(&dir.join(&f))?;
+            model_files.push((f, digest));
+        }
+        Ok(self.manifest_of(model_files))
+    }
+
+    fn manifest_of(&self, model_files: Vec<(String, String)>) -> Manifest {
+        Manifest {
             model_files,
             compiler: format!("slm-aot {}", env!("CARGO_PKG_VERSION")),
             flags: self.flags(),
             target: self.target.name.clone(),
             target_sha256: self.target.source_sha256.clone(),
-        })
+        }
     }
 }
 
@@ -79,6 +107,14 @@ pub struct Build {
 
 /// Load and import a model file into a verified graph.
 pub fn import(model: &Path, options: &ImportOptions) -> Result<Graph> {
+    if safetensors::is_checkpoint(model) {
+        let mut graph = safetensors::import(model, options)?;
+        if let Some(max_context) = options.max_context {
+            crate::stateful::make_stateful(&mut graph, max_context)?;
+        }
+        verify(&graph)?;
+        return Ok(graph);
+    }
     import_proto(&onnx::read_model(model)?, model, options)
 }
 
@@ -174,8 +210,16 @@ pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
 
 /// The straight line: import, optimise, plan, emit (in memory).
 pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
-    let proto = onnx::read_model(&options.model)?;
-    let source = import_proto(&proto, &options.model, &options.import)?;
+    let (source, manifest) = if safetensors::is_checkpoint(&options.model) {
+        (
+            import(&options.model, &options.import)?,
+            options.checkpoint_manifest()?,
+        )
+    } else {
+        let proto = onnx::read_model(&options.model)?;
+        let source = import_proto(&proto, &options.model, &options.import)?;
+        (source, options.manifest(&proto)?)
+    };
     let graph = optimise(&source, &options.target, options.verify_each_pass)?;
     let plan = plan::plan(&graph)?;
     let max_arena = options.import.limits.max_arena_bytes;
@@ -207,7 +251,7 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
             .runtime_path
             .clone()
             .unwrap_or_else(|| default_runtime_path(out_dir)),
-        manifest: options.manifest(&proto)?,
+        manifest,
     };
     let mut generated = codegen::emit(&graph, &plan, &meta)?;
     if let Some((dir, tolerance)) = &options.golden {

@@ -45,8 +45,14 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// `model.onnx`, or the folder itself for a checkpoint (`config.json` + safetensors).
     pub fn model(&self) -> PathBuf {
-        self.dir.join("model.onnx")
+        let onnx = self.dir.join("model.onnx");
+        if onnx.is_file() {
+            onnx
+        } else {
+            self.dir.clone()
+        }
     }
 
     pub fn build_options(&self) -> BuildOptions {
@@ -66,11 +72,21 @@ impl Fixture {
     }
 }
 
-/// Every folder under `tests/models` with a `case.toml`, sorted by name.
+/// Every folder under `tests/models` (ONNX) and `tests/checkpoints` (safetensors
+/// checkpoints) with a `case.toml`, sorted by name.
 pub fn fixtures() -> Vec<Fixture> {
-    let root = repo().join("tests").join("models");
+    let mut out: Vec<Fixture> = ["models", "checkpoints"]
+        .iter()
+        .flat_map(|folder| fixtures_in(&repo().join("tests").join(folder)))
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(!out.is_empty(), "no fixtures found under tests/");
+    out
+}
+
+fn fixtures_in(root: &Path) -> Vec<Fixture> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&root).expect("tests/models") {
+    for entry in std::fs::read_dir(root).expect("fixture folder") {
         let dir = entry.expect("entry").path();
         let case_path = dir.join("case.toml");
         if !case_path.is_file() {
@@ -86,11 +102,5 @@ pub fn fixtures() -> Vec<Fixture> {
             .to_string();
         out.push(Fixture { name, dir, case });
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(
-        !out.is_empty(),
-        "no fixtures found under {}",
-        root.display()
-    );
     out
 }

@@ -1,6 +1,7 @@
 //! Frontends: the only code that knows model file formats. Each produces the same typed
 //! IR [`crate::ir::Graph`].
 pub mod onnx;
+pub mod safetensors;
 
 use std::collections::BTreeMap;
 

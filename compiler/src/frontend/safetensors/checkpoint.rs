@@ -1,0 +1,304 @@
+//! safetensors files: an 8-byte little-endian header length, a JSON header mapping tensor
+//! names to `{dtype, shape, data_offsets}`, then the raw data. One file or a sharded set
+//! (`model.safetensors.index.json`); f32, f16 and bf16 tensors are read as f32.
+use crate::error::{Error, Result};
+use crate::ir::{Tensor, TensorType};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Largest header accepted (a real one is kilobytes).
+const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    file: usize,
+    dtype: String,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// Every tensor of a checkpoint folder, loaded into memory.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    files: Vec<Vec<u8>>,
+    entries: BTreeMap<String, Entry>,
+}
+
+fn bad(tensor: &str, reason: impl Into<String>) -> Error {
+    Error::CheckpointTensor {
+        tensor: tensor.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Checkpoint {
+    /// Load `model.safetensors`, or the shards a `model.safetensors.index.json` lists, or
+    /// else every `*.safetensors` file of `dir` (sorted by name).
+    pub fn load(dir: &Path) -> Result<Checkpoint> {
+        let index = dir.join("model.safetensors.index.json");
+        let single = dir.join("model.safetensors");
+        let paths: Vec<PathBuf> = if single.is_file() {
+            vec![single]
+        } else if index.is_file() {
+            let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::InvalidModel(format!("`{}` is not JSON: {e}", index.display()))
+            })?;
+            let mut shards: Vec<String> = json
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .map(|m| {
+                    m.values()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            shards.sort();
+            shards.dedup();
+            let mut paths = Vec::new();
+            for shard in shards {
+                if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
+                    return Err(Error::InvalidModel(format!(
+                        "`{}` names shard `{shard}` outside the checkpoint folder",
+                        index.display()
+                    )));
+                }
+                paths.push(dir.join(shard));
+            }
+            paths
+        } else {
+            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+                .collect();
+            paths.sort();
+            paths
+        };
+        if paths.is_empty() {
+            return Err(Error::Usage(format!(
+                "`{}` has a config.json but no .safetensors weights",
+                dir.display()
+            )));
+        }
+        let mut checkpoint = Checkpoint::default();
+        for path in paths {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            checkpoint.add_file(&path, bytes)?;
+        }
+        Ok(checkpoint)
+    }
+
+    fn add_file(&mut self, path: &Path, bytes: Vec<u8>) -> Result<()> {
+        let invalid = |reason: String| {
+            Error::InvalidModel(format!(
+                "`{}` is not a safetensors file: {reason}",
+                path.display()
+            ))
+        };
+        let len_bytes: [u8; 8] = bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| invalid("shorter than its header length".into()))?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > MAX_HEADER_BYTES || 8 + header_len > bytes.len() as u64 {
+            return Err(invalid(format!(
+                "header length {header_len} is implausible"
+            )));
+        }
+        let data_start = 8 + header_len as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..data_start])
+            .map_err(|e| invalid(format!("header is not JSON: {e}")))?;
+        let header = header
+            .as_object()
+            .ok_or_else(|| invalid("header is not a JSON object".into()))?;
+        let file = self.files.len();
+        let data_len = bytes.len() - data_start;
+        for (name, info) in header {
+            if name == "__metadata__" {
+                continue;
+            }
+            let dtype = info
+                .get("dtype")
+                .and_then(|d| d.as_str())
+                .ok_or_else(|| bad(name, "no dtype"))?
+                .to_string();
+            let shape: Vec<usize> = info
+                .get("shape")
+                .and_then(|s| s.as_array())
+                .ok_or_else(|| bad(name, "no shape"))?
+                .iter()
+                .map(|d| d.as_u64().map(|d| d as usize))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad(name, "shape is not a list of sizes"))?;
+            let offsets: Vec<usize> = info
+                .get("data_offsets")
+                .and_then(|s| s.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|d| d.as_u64().map(|d| d as usize))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let [start, end] = offsets[..] else {
+                return Err(bad(name, "data_offsets is not [start, end]"));
+            };
+            if start > end || end > data_len {
+                return Err(bad(
+                    name,
+                    format!("data_offsets [{start}, {end}] outside the {data_len} data bytes"),
+                ));
+            }
+            let numel = crate::ir::checked_numel(&shape).map_err(|e| bad(name, e.to_string()))?;
+            let width = match dtype.as_str() {
+                "F32" => 4,
+                "F16" | "BF16" => 2,
+                // Other dtypes are rejected only if a builder asks for the tensor.
+                _ => 0,
+            };
+            if width != 0 && numel.checked_mul(width) != Some(end - start) {
+                return Err(bad(
+                    name,
+                    format!(
+                        "{dtype} {shape:?} needs {} bytes, has {}",
+                        numel * width,
+                        end - start
+                    ),
+                ));
+            }
+            self.entries.insert(
+                name.clone(),
+                Entry {
+                    file,
+                    dtype,
+                    shape,
+                    start: data_start + start,
+                    end: data_start + end,
+                },
+            );
+        }
+        self.files.push(bytes);
+        Ok(())
+    }
+
+    /// The name under which `name` is stored, trying the common prefixes
+    /// (`model.`, `transformer.`, `bert.`) both ways.
+    pub fn resolve(&self, name: &str) -> Option<String> {
+        if self.entries.contains_key(name) {
+            return Some(name.to_string());
+        }
+        for prefix in ["model.", "transformer.", "bert."] {
+            let with = format!("{prefix}{name}");
+            if self.entries.contains_key(&with) {
+                return Some(with);
+            }
+            if let Some(without) = name.strip_prefix(prefix)
+                && self.entries.contains_key(without)
+            {
+                return Some(without.to_string());
+            }
+        }
+        None
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.resolve(name).is_some()
+    }
+
+    /// Tensor `name` as f32, checked against `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let stored = self
+            .resolve(name)
+            .ok_or_else(|| bad(name, "missing from the checkpoint"))?;
+        let e = &self.entries[&stored];
+        if e.shape != shape {
+            return Err(bad(
+                &stored,
+                format!("has shape {:?}, the config implies {shape:?}", e.shape),
+            ));
+        }
+        let raw = &self.files[e.file][e.start..e.end];
+        let values: Vec<f32> = match e.dtype.as_str() {
+            "F32" => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            "F16" => raw
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            "BF16" => raw
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .collect(),
+            other => {
+                return Err(bad(
+                    &stored,
+                    format!("dtype {other} is not supported (F32, F16, BF16 are)"),
+                ));
+            }
+        };
+        Tensor::new(
+            TensorType::new(crate::ir::DType::F32, shape.to_vec()),
+            crate::ir::Data::F32(values),
+        )
+        .map_err(|e| bad(&stored, e.to_string()))
+    }
+}
+
+/// IEEE half to single precision.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: normalise.
+            let shift = f.leading_zeros() - 21;
+            let frac = (f << shift) & 0x3ff;
+            sign | ((127 - 15 + 1 - shift) << 23) | (frac << 13)
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_values() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+
+    #[test]
+    fn parses_a_file_and_checks_shapes() {
+        let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"__metadata__":{"format":"pt"}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&1.5f32.to_le_bytes());
+        bytes.extend_from_slice(&(-2f32).to_le_bytes());
+        let mut c = Checkpoint::default();
+        c.add_file(Path::new("x.safetensors"), bytes.clone())
+            .unwrap();
+        assert_eq!(c.get("w", &[2]).unwrap().data.to_f64_vec(), vec![1.5, -2.0]);
+        assert!(c.get("model.w", &[2]).is_ok());
+        assert!(c.get("w", &[3]).is_err());
+        assert!(c.get("v", &[2]).is_err());
+        let mut truncated = bytes;
+        truncated.truncate(truncated.len() - 1);
+        assert!(
+            Checkpoint::default()
+                .add_file(Path::new("x"), truncated)
+                .is_err()
+        );
+    }
+}
