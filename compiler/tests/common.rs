@@ -34,6 +34,10 @@ pub struct Case {
     /// Build as a stateful decoder with this many cache slots.
     #[serde(default)]
     pub max_context: Option<usize>,
+    /// The model, relative to the fixture folder, when it is not `model.onnx` or the folder
+    /// itself (a stateful variant of another fixture's checkpoint).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// One fixture folder.
@@ -47,6 +51,9 @@ pub struct Fixture {
 impl Fixture {
     /// `model.onnx`, or the folder itself for a checkpoint (`config.json` + safetensors).
     pub fn model(&self) -> PathBuf {
+        if let Some(rel) = &self.case.model {
+            return self.dir.join(rel);
+        }
         let onnx = self.dir.join("model.onnx");
         if onnx.is_file() {
             onnx

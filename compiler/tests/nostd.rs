@@ -56,12 +56,26 @@ fn generated_crates_link_into_a_no_std_binary_without_an_allocator() {
             .unwrap();
             write!(out_fields, "{f}: &mut {f}, ").unwrap();
         }
+        // A stateful decoder also exercises its generation API.
+        let stateful = if build.graph.states.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "        let _ = core::hint::black_box(model.prefill(&[1, 2]).map(|l| l[0]));\n        let _ = core::hint::black_box(model.step(0).map(|l| l[0]));\n        model.reset();\n        let mut sampler = {krate}::Sampler::new(runtime_core::sampling::SamplingParams::GREEDY, 1);\n        let mut logits = [0f32; {krate}::VOCAB];\n        core::hint::black_box(sampler.sample(&mut logits, &[1]));\n"
+            )
+        };
         writeln!(
             calls,
-            "    {{\n{body}        let mut model = {krate}::Model::new();\n        let result = model.run(&{krate}::Inputs {{ {in_fields} }}, &mut {krate}::Outputs {{ {out_fields} }});\n        core::hint::black_box(&result);\n    }}"
+            "    {{\n{body}        let mut model = {krate}::Model::new();\n        let result = model.run(&{krate}::Inputs {{ {in_fields} }}, &mut {krate}::Outputs {{ {out_fields} }});\n        core::hint::black_box(&result);\n{stateful}    }}"
         )
         .unwrap();
     }
+    writeln!(
+        deps,
+        "runtime-core = {{ path = {:?} }}",
+        common::repo().join("runtime-core")
+    )
+    .unwrap();
     let link = root.join("link");
     std::fs::create_dir_all(link.join("src")).unwrap();
     std::fs::create_dir_all(link.join(".cargo")).unwrap();

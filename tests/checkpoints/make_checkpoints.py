@@ -77,6 +77,21 @@ def decoder(name, model, vocab, description):
         os.path.join(d, "reference", "greedy_ids.npy"),
         out[0, prompt.shape[1]:].numpy().astype(np.int64),
     )
+    # The same checkpoint as a stateful decoder: one step at position 0 from an empty cache
+    # gives the whole-sequence logits of the first token (attention is causal).
+    step = os.path.join(OUT, name + "_step")
+    os.makedirs(os.path.join(step, "inputs"), exist_ok=True)
+    os.makedirs(os.path.join(step, "reference"), exist_ok=True)
+    np.save(os.path.join(step, "inputs", "input_ids.npy"), ids[:, :1].numpy().astype(np.int64))
+    np.save(os.path.join(step, "inputs", "position_ids.npy"), np.zeros((1, 1), np.int64))
+    np.save(os.path.join(step, "reference", "logits.npy"), logits[:, :1].numpy().astype(np.float32))
+    with open(os.path.join(step, "case.toml"), "w") as f:
+        f.write(
+            f'description = "{name} as a stateful decoder (16-slot KV cache), first step"\n'
+            'exporter = "transformers (safetensors checkpoint)"\n'
+            f'model = "../{name}"\n'
+            "atol = 1e-4\nmax_context = 16\n"
+        )
 
 
 def main():
