@@ -63,7 +63,7 @@ fn edited_checkpoint(
 fn import_error(dir: &Path) -> String {
     let options = slm_aot::frontend::ImportOptions {
         dims: [("sequence".to_string(), 4)].into_iter().collect(),
-        max_context: None,
+        ..Default::default()
     };
     match slm_aot::pipeline::import(dir, &options) {
         Ok(_) => panic!("{} imported", dir.display()),

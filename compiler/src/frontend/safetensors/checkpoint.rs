@@ -35,7 +35,7 @@ fn bad(tensor: &str, reason: impl Into<String>) -> Error {
 impl Checkpoint {
     /// Load `model.safetensors`, or the shards a `model.safetensors.index.json` lists, or
     /// else every `*.safetensors` file of `dir` (sorted by name).
-    pub fn load(dir: &Path) -> Result<Checkpoint> {
+    pub fn load(dir: &Path, max_bytes: u64) -> Result<Checkpoint> {
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         let paths: Vec<PathBuf> = if single.is_file() {
@@ -80,6 +80,18 @@ impl Checkpoint {
             return Err(Error::Usage(format!(
                 "`{}` has a config.json but no .safetensors weights",
                 dir.display()
+            )));
+        }
+        let mut total = 0u64;
+        for path in &paths {
+            total += std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len();
+        }
+        if total > max_bytes {
+            return Err(Error::Limit(format!(
+                "the checkpoint's weights are {total} bytes, above the limit of {max_bytes} \
+                 (raise it with --max-weight-bytes)"
             )));
         }
         let mut checkpoint = Checkpoint::default();

@@ -30,7 +30,7 @@ pub fn is_checkpoint(path: &Path) -> bool {
 /// Import a checkpoint folder.
 pub fn import(dir: &Path, options: &ImportOptions) -> Result<Graph> {
     let config = Config::load(&dir.join("config.json"))?;
-    let checkpoint = Checkpoint::load(dir)?;
+    let checkpoint = Checkpoint::load(dir, options.limits.max_weight_bytes)?;
     let model_type = config.str("model_type")?;
     let graph = match model_type.as_str() {
         "llama" => llama::build(&config, &checkpoint, options)?,
