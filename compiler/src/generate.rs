@@ -23,6 +23,8 @@ pub struct Sampling {
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     pub build: BuildOptions,
+    /// Prompt text, encoded by the crate's baked tokenizer (BOS prepended when it has one).
+    pub prompt: Option<String>,
     pub prompt_ids: Vec<u32>,
     pub tokens: usize,
     pub sampling: Sampling,
@@ -41,8 +43,29 @@ pub struct Generated {
     pub stderr: String,
 }
 
+/// The cache size a checkpoint decoder gets when `--max-context` is not given: its
+/// `max_position_embeddings` (or `n_positions`), at most [`DEFAULT_MAX_CONTEXT`].
+pub fn default_max_context(model: &Path) -> Option<usize> {
+    if !crate::frontend::safetensors::is_checkpoint(model) {
+        return None;
+    }
+    let config = crate::frontend::safetensors::Config::load(&model.join("config.json")).ok()?;
+    ["max_position_embeddings", "n_positions"]
+        .iter()
+        .find_map(|f| config.usize(f).ok())
+        .map(|n| n.min(DEFAULT_MAX_CONTEXT))
+}
+
+/// The largest default cache (tokens) for a checkpoint without `--max-context`.
+pub const DEFAULT_MAX_CONTEXT: usize = 1024;
+
 /// Build the crate and the runner; returns the runner binary.
 pub fn build_generator(build: &BuildOptions, work_dir: &Path) -> Result<PathBuf> {
+    let mut build = build.clone();
+    if build.import.max_context.is_none() {
+        build.import.max_context = default_max_context(&build.model);
+    }
+    let build = &build;
     if build.import.max_context.is_none() {
         return Err(Error::Usage(
             "generate needs a stateful decoder: pass --max-context N".into(),
@@ -69,6 +92,16 @@ pub fn build_generator(build: &BuildOptions, work_dir: &Path) -> Result<PathBuf>
     let mut files = BTreeMap::new();
     files.insert(PathBuf::from("Cargo.toml"), cargo.into_bytes());
     files.insert(PathBuf::from("src/main.rs"), MAIN.as_bytes().to_vec());
+    let has_tokenizer = built
+        .generated
+        .files
+        .contains_key(Path::new("tokenizer.bin"));
+    let text = if has_tokenizer {
+        "//! The model crate's baked tokenizer.\npub fn tokenizer() -> Option<runtime_core::tokenizer::Tokenizer<'static>> {\n    model::tokenizer().ok()\n}\n"
+    } else {
+        "//! The model crate has no tokenizer.\npub fn tokenizer() -> Option<runtime_core::tokenizer::Tokenizer<'static>> {\n    None\n}\n"
+    };
+    files.insert(PathBuf::from("src/text.rs"), text.as_bytes().to_vec());
     crate::codegen::GeneratedCrate {
         name: runner_name.clone(),
         files,
@@ -95,9 +128,11 @@ pub fn build_generator(build: &BuildOptions, work_dir: &Path) -> Result<PathBuf>
 fn runner_args(opts: &GenerateOptions) -> Vec<String> {
     let ids: Vec<String> = opts.prompt_ids.iter().map(u32::to_string).collect();
     let s = &opts.sampling;
-    let mut args = vec![
-        "--prompt-ids".into(),
-        ids.join(" "),
+    let mut args = match &opts.prompt {
+        Some(text) => vec!["--prompt".into(), text.clone()],
+        None => vec!["--prompt-ids".into(), ids.join(" ")],
+    };
+    args.extend([
         "--tokens".into(),
         opts.tokens.to_string(),
         "--temperature".into(),
@@ -110,7 +145,7 @@ fn runner_args(opts: &GenerateOptions) -> Vec<String> {
         s.repetition_penalty.to_string(),
         "--seed".into(),
         s.seed.to_string(),
-    ];
+    ]);
     if let Some(eos) = opts.eos {
         args.extend(["--eos".into(), eos.to_string()]);
     }
@@ -122,7 +157,7 @@ fn runner_args(opts: &GenerateOptions) -> Vec<String> {
 
 /// The whole `generate` command.
 pub fn generate(opts: &GenerateOptions) -> Result<Generated> {
-    if opts.prompt_ids.is_empty() {
+    if opts.prompt_ids.is_empty() && opts.prompt.is_none() {
         return Err(Error::Usage(
             "the prompt is empty: give --prompt-ids (or --prompt with a tokenizer)".into(),
         ));

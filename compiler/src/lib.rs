@@ -17,6 +17,7 @@ pub mod report;
 pub mod signature;
 pub mod stateful;
 pub mod target;
+pub mod tokenizer;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -94,6 +94,9 @@ enum Command {
     Generate {
         #[command(flatten)]
         model: ModelArgs,
+        /// The prompt text, encoded by the crate's baked tokenizer.
+        #[arg(long, conflicts_with = "prompt_ids")]
+        prompt: Option<String>,
         /// The prompt as token ids, space- or comma-separated (for models without a
         /// tokenizer), e.g. `--prompt-ids 1`.
         #[arg(long)]
@@ -171,6 +174,10 @@ struct ModelArgs {
     /// `Model::step`/`prefill`/`reset`.
     #[arg(long)]
     max_context: Option<usize>,
+    /// Bake this tokenizer into the crate (`tokenizer.json` or a llama2.c `tokenizer.bin`;
+    /// a checkpoint folder's own `tokenizer.json` is used by default).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
 }
 
 fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
@@ -223,6 +230,7 @@ impl ModelArgs {
             runtime_path: None,
             verify_each_pass: false,
             golden: None,
+            tokenizer: self.tokenizer.clone(),
         })
     }
 }
@@ -345,6 +353,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Generate {
             model,
+            prompt,
             prompt_ids,
             tokens,
             greedy,
@@ -363,6 +372,7 @@ fn run(cli: Cli) -> Result<()> {
             });
             let opts = generate::GenerateOptions {
                 build: model.build_options()?,
+                prompt,
                 prompt_ids,
                 tokens,
                 sampling: generate::Sampling {

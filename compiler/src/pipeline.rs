@@ -26,6 +26,9 @@ pub struct BuildOptions {
     /// Golden vectors (a folder with `inputs/` and `reference/`) and their tolerance, to
     /// embed with a `cargo test` in the generated crate.
     pub golden: Option<(PathBuf, f64)>,
+    /// A tokenizer to bake into the crate (`tokenizer.json` or a llama2.c `tokenizer.bin`);
+    /// a checkpoint folder's own `tokenizer.json` is used when this is `None`.
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl BuildOptions {
@@ -40,6 +43,9 @@ impl BuildOptions {
         }
         if let Some(name) = &self.crate_name {
             parts.push(format!("--name {name}"));
+        }
+        if let Some(file) = self.tokenizer.as_ref().and_then(|p| p.file_name()) {
+            parts.push(format!("--tokenizer {}", file.to_string_lossy()));
         }
         if let Some((_, tolerance)) = &self.golden {
             parts.push(format!("--golden DIR --golden-tolerance {tolerance}"));
@@ -258,6 +264,15 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
         let inputs = crate::verify::load_inputs(&graph, &dir.join("inputs"))?;
         let references = crate::verify::load_references(&graph, &dir.join("reference"))?;
         codegen::golden::add(&mut generated, &graph, &inputs, &references, *tolerance)?;
+    }
+    let tokenizer = options.tokenizer.clone().or_else(|| {
+        safetensors::is_checkpoint(&options.model)
+            .then(|| crate::tokenizer::find_in_checkpoint(&options.model))
+            .flatten()
+    });
+    if let Some(path) = tokenizer {
+        let spec = crate::tokenizer::load(&path)?;
+        crate::tokenizer::add_to_crate(&mut generated, crate::tokenizer::bake(&spec)?)?;
     }
     Ok(Build {
         source,

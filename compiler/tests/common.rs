@@ -38,6 +38,9 @@ pub struct Case {
     /// itself (a stateful variant of another fixture's checkpoint).
     #[serde(default)]
     pub model: Option<String>,
+    /// A tokenizer to bake into the crate, relative to the fixture folder.
+    #[serde(default)]
+    pub tokenizer: Option<String>,
 }
 
 /// One fixture folder.
@@ -74,6 +77,7 @@ impl Fixture {
             crate_name: Some(self.name.replace('_', "-")),
             runtime_path: None,
             verify_each_pass: true,
+            tokenizer: self.case.tokenizer.as_ref().map(|t| self.dir.join(t)),
             golden: None,
         }
     }

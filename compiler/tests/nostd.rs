@@ -56,6 +56,18 @@ fn generated_crates_link_into_a_no_std_binary_without_an_allocator() {
             .unwrap();
             write!(out_fields, "{f}: &mut {f}, ").unwrap();
         }
+        // A baked tokenizer is exercised too.
+        let tokenizer = if build
+            .generated
+            .files
+            .contains_key(std::path::Path::new("tokenizer.bin"))
+        {
+            format!(
+                "        if let Ok(t) = {krate}::tokenizer() {{\n            let mut ids = [0u32; 32];\n            let n = t.encode(\"Once upon a time\", &mut ids).unwrap_or(0);\n            let mut text = [0u8; 64];\n            core::hint::black_box(t.decode_into(&ids[..n], &mut text));\n        }}\n"
+            )
+        } else {
+            String::new()
+        };
         // A stateful decoder also exercises its generation API.
         let stateful = if build.graph.states.is_empty() {
             String::new()
@@ -66,7 +78,7 @@ fn generated_crates_link_into_a_no_std_binary_without_an_allocator() {
         };
         writeln!(
             calls,
-            "    {{\n{body}        let mut model = {krate}::Model::new();\n        let result = model.run(&{krate}::Inputs {{ {in_fields} }}, &mut {krate}::Outputs {{ {out_fields} }});\n        core::hint::black_box(&result);\n{stateful}    }}"
+            "    {{\n{body}        let mut model = {krate}::Model::new();\n        let result = model.run(&{krate}::Inputs {{ {in_fields} }}, &mut {krate}::Outputs {{ {out_fields} }});\n        core::hint::black_box(&result);\n{stateful}{tokenizer}    }}"
         )
         .unwrap();
     }

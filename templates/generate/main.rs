@@ -1,12 +1,15 @@
 //! Text generation runner that `slm-aot generate` builds next to a stateful generated crate:
 //! prefill the prompt, then sample `--tokens` tokens with runtime-core's sampler.
-//! Usage: generate --prompt-ids "1 2 3" [--tokens N] [--temperature T] [--top-k K]
+//! Usage: generate (--prompt-ids "1 2 3" | --prompt TEXT) [--tokens N] [--temperature T] [--top-k K]
 //!        [--top-p P] [--repetition-penalty R] [--seed S] [--eos ID] [--print-ids]
 use runtime_core::sampling::{SamplingParams, Sampler};
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod text;
+
 struct Args {
+    prompt: Option<String>,
     prompt_ids: Vec<u32>,
     tokens: usize,
     params: SamplingParams,
@@ -22,6 +25,7 @@ fn value<T: std::str::FromStr>(args: &mut impl Iterator<Item = String>, flag: &s
 
 fn parse() -> Result<Args, String> {
     let mut out = Args {
+        prompt: None,
         prompt_ids: Vec::new(),
         tokens: 64,
         params: SamplingParams::GREEDY,
@@ -38,6 +42,7 @@ fn parse() -> Result<Args, String> {
                     out.prompt_ids.push(id.parse().map_err(|_| format!("`{id}` is not a token id"))?);
                 }
             }
+            "--prompt" => out.prompt = Some(value(&mut args, &arg)?),
             "--tokens" => out.tokens = value(&mut args, &arg)?,
             "--temperature" => out.params.temperature = value(&mut args, &arg)?,
             "--top-k" => out.params.top_k = value(&mut args, &arg)?,
@@ -48,6 +53,13 @@ fn parse() -> Result<Args, String> {
             "--print-ids" => out.print_ids = true,
             other => return Err(format!("unknown argument `{other}`")),
         }
+    }
+    if let Some(prompt) = &out.prompt {
+        let tokenizer = text::tokenizer().ok_or("--prompt needs a tokenizer in the model crate (use --prompt-ids)")?;
+        out.prompt_ids.extend(tokenizer.bos());
+        let mut ids = vec![0u32; prompt.len() + 8];
+        let n = tokenizer.encode(prompt, &mut ids).map_err(|e| e.to_string())?;
+        out.prompt_ids.extend_from_slice(&ids[..n]);
     }
     if out.prompt_ids.is_empty() {
         return Err("the prompt is empty".into());
@@ -84,10 +96,20 @@ fn run() -> Result<(), String> {
     }
     let decode = start.elapsed();
     let ids: Vec<String> = generated.iter().map(u32::to_string).collect();
-    if args.print_ids {
-        println!("{}", ids.join(" "));
-    } else {
-        println!("generated ids: {}", ids.join(" "));
+    match text::tokenizer() {
+        Some(tokenizer) if !args.print_ids => {
+            let mut out = String::new();
+            if let Some(prompt) = &args.prompt {
+                out.push_str(prompt);
+            }
+            let mut prev = args.prompt_ids.last().copied().unwrap_or(0);
+            for &id in &generated {
+                let _ = tokenizer.decode_step(prev, id, &mut out);
+                prev = id;
+            }
+            println!("{out}");
+        }
+        _ => println!("{}", ids.join(" ")),
     }
     let steps = generated.len().saturating_sub(1).max(1);
     eprintln!(

@@ -1,0 +1,121 @@
+"""µs per generated token and peak RSS of stories260K greedy decoding (200 tokens from BOS,
+one decode step per token with a KV cache), side by side in one run: the slm-aot generated
+crate (`slm-aot generate` runner), ONNX Runtime and tract on the same ONNX export (fixed
+256-slot cache, `models/stories260K/stories260K_step_kv256.onnx`). Each engine runs in its
+own process so peak RSS is its own; each also checks its ids against llama2.c's reference.
+
+Usage: /opt/exportenv/bin/python bench/lm_speed.py [--tokens N]   (from the repo root, after
+`cargo build --release -p slm-aot`). Needs numpy, onnxruntime, tract (PyPI).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join(REPO, "models/stories260K/stories260K_step_kv256.onnx")
+
+
+def reference_ids(n):
+    with open(os.path.join(REPO, "models/stories260K/ref/greedy.json")) as f:
+        return json.load(f)["greedy_ids_from_bos_201"][1 : n + 1]
+
+
+def python_engine(engine, n):
+    """Runs in a child process: greedy decoding, prints a JSON result line."""
+    import numpy as np
+
+    if engine == "onnxruntime":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        sess = ort.InferenceSession(MODEL, opts, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+
+        def step(feed):
+            return dict(zip(names, sess.run(None, feed)))
+
+        version = ort.__version__
+    else:
+        import tract
+
+        model = tract.onnx().model_for_path(MODEL).into_optimized().into_runnable()
+        names = ["logits"] + [f"present.{l}.{k}" for l in range(5) for k in ("key", "value")]
+
+        def step(feed):
+            ins = [feed["input_ids"], feed["position_ids"]] + [
+                feed[f"past_key_values.{l}.{k}"] for l in range(5) for k in ("key", "value")
+            ]
+            outs = model.run(ins)
+            return dict(zip(names, [o.to_numpy() for o in outs]))
+
+        version = tract.version() if hasattr(tract, "version") else "?"
+    past = {f"past_key_values.{l}.{k}": np.zeros((1, 4, 256, 8), np.float32) for l in range(5) for k in ("key", "value")}
+    token, ids, times = 1, [], []
+    for pos in range(n):
+        feed = {"input_ids": np.array([[token]], np.int64), "position_ids": np.array([[pos]], np.int64), **past}
+        t = time.perf_counter()
+        out = step(feed)
+        times.append(time.perf_counter() - t)
+        token = int(np.argmax(out["logits"][0, -1]))
+        ids.append(token)
+        for l in range(5):
+            for k in ("key", "value"):
+                past[f"past_key_values.{l}.{k}"] = out[f"present.{l}.{k}"]
+    times.sort()
+    print(json.dumps({
+        "engine": f"{engine} {version}",
+        "us_per_token": times[len(times) // 2] * 1e6,
+        "ids": ids,
+        "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }))
+
+
+def slm_aot(n):
+    work = os.path.join(REPO, "target", "bench-lm")
+    exe = os.path.join(REPO, "target", "release", "slm-aot")
+    subprocess.run(
+        [exe, "generate", MODEL, "--max-context", "256", "--prompt-ids", "1", "--tokens", "1",
+         "--greedy", "--print-ids", "--work-dir", work],
+        check=True, capture_output=True,
+    )
+    runner = os.path.join(work, "target", "release", "stories260k-step-kv256-generate")
+    if not os.path.exists(runner):
+        runner = [os.path.join(work, "target", "release", f) for f in os.listdir(os.path.join(work, "target", "release")) if f.endswith("-generate")][0]
+    t0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    p = subprocess.run(
+        [runner, "--prompt-ids", "1", "--tokens", str(n), "--temperature", "0", "--print-ids"],
+        check=True, capture_output=True, text=True,
+    )
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    us = float(p.stderr.split("tokens, ")[1].split(" µs/token")[0])
+    return {"engine": "slm-aot (generated crate, stateful)", "us_per_token": us,
+            "ids": [int(x) for x in p.stdout.split()], "rss_kb": max(rss, t0)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=200)
+    ap.add_argument("--engine")
+    args = ap.parse_args()
+    if args.engine:
+        python_engine(args.engine, args.tokens)
+        return
+    want = reference_ids(args.tokens)
+    rows = [slm_aot(args.tokens)]
+    for engine in ("onnxruntime", "tract"):
+        p = subprocess.run([sys.executable, __file__, "--engine", engine, "--tokens", str(args.tokens)],
+                           check=True, capture_output=True, text=True)
+        rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    print(f"stories260K, {args.tokens} greedy tokens from BOS, one step per token (kv256 export), 1 thread")
+    print(f"{'engine':<40} {'µs/token':>10} {'peak RSS':>10}  ids == llama2.c reference")
+    for r in rows:
+        print(f"{r['engine']:<40} {r['us_per_token']:>10.1f} {r['rss_kb'] / 1024:>8.1f} MB  {r['ids'] == want}")
+
+
+if __name__ == "__main__":
+    main()

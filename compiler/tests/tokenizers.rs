@@ -1,0 +1,78 @@
+//! Baked tokenizers agree with the reference implementations on a committed corpus
+//! (`tests/tokenizers/`: plain text, unicode, whitespace runs, unknown characters, emoji):
+//! BERT's WordPiece with Hugging Face `tokenizers`, llama2.c's 32K BPE with SentencePiece;
+//! and decoding gives the text back.
+mod common;
+
+use runtime_core::tokenizer::Tokenizer;
+
+fn corpus() -> Vec<String> {
+    let text = std::fs::read_to_string(common::repo().join("tests/tokenizers/corpus.json"))
+        .expect("corpus");
+    serde_json::from_str(&text).expect("corpus json")
+}
+
+fn reference(name: &str) -> Vec<Vec<u32>> {
+    let text = std::fs::read_to_string(common::repo().join("tests/tokenizers/reference.json"))
+        .expect("reference");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+    serde_json::from_value(json[name].clone()).expect("ids")
+}
+
+fn baked(name: &str) -> Vec<u8> {
+    let path = common::repo().join("tests/tokenizers").join(name);
+    let spec = slm_aot::tokenizer::load(&path).expect("load");
+    slm_aot::tokenizer::bake(&spec).expect("bake")
+}
+
+#[test]
+fn tokenizers_match_the_reference_implementations_on_the_corpus() {
+    let corpus = corpus();
+    let mut failures = Vec::new();
+    for name in ["bert-base-uncased.json", "llama2c-32k.bin"] {
+        let blob = baked(name);
+        let tokenizer = Tokenizer::new(&blob).expect("blob");
+        for (text, want) in corpus.iter().zip(reference(name)) {
+            let mut ids = [0u32; 512];
+            let n = tokenizer.encode(text, &mut ids).expect("encode");
+            if ids[..n] != want[..] {
+                failures.push(format!(
+                    "{name}: {text:?}\n  got  {:?}\n  want {want:?}",
+                    &ids[..n]
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn decoding_gives_the_text_back_and_small_buffers_are_errors() {
+    let blob = baked("llama2c-32k.bin");
+    let tokenizer = Tokenizer::new(&blob).expect("blob");
+    for text in corpus() {
+        let mut ids = [0u32; 512];
+        let n = tokenizer.encode(&text, &mut ids).expect("encode");
+        let mut back = String::new();
+        tokenizer.decode(&ids[..n], &mut back).expect("decode");
+        assert_eq!(back, text, "round trip");
+    }
+    let mut tiny = [0u32; 2];
+    assert!(tokenizer.encode("Once upon a time", &mut tiny).is_err());
+
+    let blob = baked("bert-base-uncased.json");
+    let bert = Tokenizer::new(&blob).expect("blob");
+    let mut ids = [0u32; 64];
+    let n = bert
+        .encode("Hello, WORLD! unaffable", &mut ids)
+        .expect("encode");
+    let mut back = String::new();
+    bert.decode(&ids[..n], &mut back).expect("decode");
+    assert_eq!(back, "hello , world ! unaffable");
+    assert!(Tokenizer::new(&blob[..40]).is_err());
+}
