@@ -126,6 +126,7 @@ pub fn make_stateful(graph: &mut Graph, max_context: usize) -> Result<()> {
                 .into(),
         ));
     }
+    bypass_single_input_concats(graph, &pairs);
     let position_input = graph
         .inputs
         .iter()
@@ -233,6 +234,26 @@ pub fn make_stateful(graph: &mut Graph, max_context: usize) -> Result<()> {
         )));
     }
     check_interface(graph)
+}
+
+/// Exporters of `DynamicCache` models emit `Concat(past)` (one input: an identity) before the
+/// real `Concat(.., new)`; make its readers read `past` itself.
+fn bypass_single_input_concats(graph: &mut Graph, pairs: &[(ValueId, usize)]) {
+    for &(past, _) in pairs {
+        for id in graph.consumers(past) {
+            let node = graph.node(id);
+            let identity = matches!(node.op, Op::Concat(_))
+                && node.inputs.len() == 1
+                && node.outputs.len() == 1
+                && graph.ty(node.outputs[0]) == graph.ty(past);
+            if identity && !graph.outputs.contains(&node.outputs[0]) {
+                let out = node.outputs[0];
+                graph.replace_uses(out, past);
+                graph.remove_node(id);
+            }
+        }
+    }
+    graph.rebuild_edges();
 }
 
 /// If `cond` is `slot == position` over a cache of type `cache` (through reshapes), the

@@ -1,6 +1,7 @@
-//! safetensors checkpoints as stateful decoders: the tiny random-weight Llama (GQA, llama3
-//! rope scaling, tied) and GPT-2 in `tests/checkpoints` greedy-decode with the KV cache as
-//! model state and reproduce transformers' `generate` ids (the whole-sequence logits are
+//! Checkpoints as stateful decoders: the tiny random-weight Llama (GQA, llama3 rope
+//! scaling, tied) and GPT-2 in `tests/checkpoints`, from safetensors and from their ONNX
+//! decoder-with-past exports, greedy-decode with the KV cache as model state and reproduce
+//! transformers' `generate` ids (the whole-sequence logits are
 //! checked by `models.rs`, which picks these folders up too). Unknown architectures and
 //! config fields that change the math are clear errors.
 mod common;
@@ -19,27 +20,43 @@ fn ids(path: &Path) -> Vec<String> {
 
 #[test]
 fn checkpoint_decoders_match_transformers_greedy_generation() {
-    for name in ["tiny_llama_gqa", "tiny_gpt2"] {
+    // Each checkpoint twice: straight from safetensors, and as the ONNX decoder-with-past
+    // export of the same weights (growing cache) that `make_checkpoints.py` also writes.
+    let routes = ["tiny_llama_gqa", "tiny_gpt2"]
+        .into_iter()
+        .flat_map(|name| {
+            let dir = common::repo().join("tests/checkpoints").join(name);
+            [
+                (name, "safetensors", dir.clone()),
+                (name, "onnx", dir.join("decoder_with_past.onnx")),
+            ]
+        });
+    for (name, route, model) in routes {
         let dir = common::repo().join("tests/checkpoints").join(name);
         let prompt = ids(&dir.join("reference/prompt_ids.npy")).join(" ");
         let want = ids(&dir.join("reference/greedy_ids.npy"));
         let out = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
             .arg("generate")
-            .arg(&dir)
+            .arg(&model)
             .args(["--max-context", "32", "--prompt-ids", &prompt, "--greedy"])
             .args(["--tokens", &want.len().to_string(), "--print-ids"])
             .arg("--work-dir")
-            .arg(common::scratch(&format!("generate-checkpoint/{name}")))
+            .arg(common::scratch(&format!(
+                "generate-checkpoint/{name}-{route}"
+            )))
             .output()
             .expect("run slm-aot");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "{name}: {}",
+            "{name} ({route}): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let got: Vec<String> = stdout.split_whitespace().map(str::to_string).collect();
-        assert_eq!(got, want, "{name}: greedy ids differ from transformers");
+        assert_eq!(
+            got, want,
+            "{name} ({route}): greedy ids differ from transformers"
+        );
     }
 }
 

@@ -77,6 +77,7 @@ def decoder(name, model, vocab, description):
         os.path.join(d, "reference", "greedy_ids.npy"),
         out[0, prompt.shape[1]:].numpy().astype(np.int64),
     )
+    export_with_past(name, model)
     # The same checkpoint as a stateful decoder: one step at position 0 from an empty cache
     # gives the whole-sequence logits of the first token (attention is causal).
     step = os.path.join(OUT, name + "_step")
@@ -94,6 +95,52 @@ def decoder(name, model, vocab, description):
         )
         if name == "tiny_llama_gqa":
             f.write('tokenizer = "../../../models/stories260K/tok512.bin"  # baked to link-check the tokenizer API on the no_std target\n')
+
+
+def export_with_past(name, model):
+    """The same checkpoint as an ONNX decoder-with-past export (TorchScript exporter): one
+    step, `past_key_values.N.{key,value}` with a dynamic `past_len` growing by one into
+    `present.N.{key,value}`, as most decoder exports are."""
+    from transformers import DynamicCache
+
+    cfg = model.config
+    layers = cfg.num_hidden_layers
+
+    class Step(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, position_ids, *past):
+            cache = DynamicCache()
+            for layer in range(layers):
+                cache.update(past[2 * layer], past[2 * layer + 1], layer)
+            o = self.m(input_ids=input_ids, position_ids=position_ids, past_key_values=cache, use_cache=True)
+            presents = []
+            for layer in range(layers):
+                presents += [o.past_key_values.layers[layer].keys, o.past_key_values.layers[layer].values]
+            return (o.logits, *presents)
+
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    past, names_in, names_out, dynamic = [], ["input_ids", "position_ids"], ["logits"], {}
+    for layer in range(layers):
+        for k in ("key", "value"):
+            past.append(torch.randn(1, kv_heads, 3, head_dim))
+            names_in.append(f"past_key_values.{layer}.{k}")
+            names_out.append(f"present.{layer}.{k}")
+            dynamic[f"past_key_values.{layer}.{k}"] = {2: "past_len"}
+    with torch.no_grad():
+        torch.onnx.export(
+            Step(model),
+            (torch.tensor([[5]]), torch.tensor([[3]]), *past),
+            os.path.join(OUT, name, "decoder_with_past.onnx"),
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def main():
