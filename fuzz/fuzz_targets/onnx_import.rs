@@ -9,6 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let options = ImportOptions {
         dims: [("batch", 1), ("sequence", 4), ("N", 2)].into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         limits: Limits { max_weight_bytes: 64 << 20, max_arena_bytes: 64 << 20, max_nodes: 10_000 },
+        ..Default::default()
     };
     let _ = slm_aot::pipeline::compile_bytes(data, &options);
 });
