@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod math;
 pub mod sampling;
 pub mod sha256;
+pub mod stack;
 pub mod tokenizer;
 
 pub use arena::Aligned64;
