@@ -235,7 +235,7 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
             plan.arena_bytes
         )));
     }
-    check_budget(&plan, &options.target)?;
+    check_budget(&graph, &plan, &options.target)?;
     let stem = options
         .model
         .file_stem()
@@ -282,36 +282,109 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
     })
 }
 
-/// Refuse a plan that cannot fit the target, saying by how much.
-pub fn check_budget(plan: &Plan, target: &TargetProfile) -> Result<()> {
+/// Refuse a plan that cannot fit the target, saying by how much and whether quantized
+/// weights would fit (quantization itself is not implemented yet, and the message says so).
+///
+/// RAM holds the arena, the model state (a decoder's KV cache) and, for `weights_in = "ram"`
+/// profiles, the weights; the stack comes on top and is measured on the board (README).
+pub fn check_budget(graph: &Graph, plan: &Plan, target: &TargetProfile) -> Result<()> {
     let m = &target.memory;
-    let ram_need = if m.weights_in == "ram" {
-        plan.arena_bytes + plan.weight_bytes
-    } else {
-        plan.arena_bytes
-    };
+    let weights_in_ram = m.weights_in == "ram";
+    let state_bytes = state_bytes(graph);
+    let fixed_ram = plan.arena_bytes + state_bytes;
+    let ram_need = fixed_ram + if weights_in_ram { plan.weight_bytes } else { 0 };
     if ram_need > m.ram_bytes {
-        return Err(Error::Limit(format!(
-            "the model needs {ram_need} bytes of RAM (arena {} + {}), {} more than target `{}` has ({} bytes)",
-            plan.arena_bytes,
-            if m.weights_in == "ram" {
-                format!("weights {}", plan.weight_bytes)
-            } else {
-                "weights in flash".into()
-            },
+        let mut parts = vec![format!("arena {}", plan.arena_bytes)];
+        if state_bytes > 0 {
+            parts.push(format!("state/KV cache {state_bytes}"));
+        }
+        parts.push(if weights_in_ram {
+            format!("weights {}", plan.weight_bytes)
+        } else {
+            "weights in flash".into()
+        });
+        let mut message = format!(
+            "the model needs {ram_need} bytes of RAM ({}), {} more than target `{}` has ({} bytes)",
+            parts.join(" + "),
             ram_need - m.ram_bytes,
             target.name,
             m.ram_bytes
-        )));
+        );
+        if weights_in_ram {
+            message.push_str(&quantized_hint(
+                graph,
+                plan,
+                m.ram_bytes.saturating_sub(fixed_ram),
+                "RAM",
+            ));
+        }
+        return Err(Error::Limit(message));
     }
-    if m.weights_in != "ram" && plan.weight_bytes > m.flash_bytes {
+    if !weights_in_ram && plan.weight_bytes > m.flash_bytes {
         return Err(Error::Limit(format!(
-            "the weights need {} bytes of flash, {} more than target `{}` has ({} bytes)",
+            "the weights need {} bytes of flash, {} more than target `{}` has ({} bytes){}",
             plan.weight_bytes,
             plan.weight_bytes - m.flash_bytes,
             target.name,
-            m.flash_bytes
+            m.flash_bytes,
+            quantized_hint(graph, plan, m.flash_bytes, "flash")
         )));
     }
     Ok(())
+}
+
+/// Bytes of the model's state (the KV cache), kept by the generated `Model` between steps.
+fn state_bytes(graph: &Graph) -> usize {
+    graph
+        .states
+        .iter()
+        .map(|s| plan::align_up(graph.ty(s.input).size_bytes()))
+        .sum()
+}
+
+/// Weight-blob bytes if every float weight were stored as `bits`-bit integers in blocks of
+/// 32 with one f16 scale per block (the layout of common int8/int4 formats); other weights
+/// and the 64-byte alignment of each tensor stay as planned.
+fn quantized_weight_bytes(graph: &Graph, plan: &Plan, bits: usize) -> usize {
+    plan.weights
+        .iter()
+        .map(|&(v, _)| {
+            let ty = graph.ty(v);
+            let bytes = if ty.dtype.is_float() {
+                let numel = ty.numel();
+                numel.div_ceil(32) * (32 * bits / 8 + 2)
+            } else {
+                ty.size_bytes()
+            };
+            plan::align_up(bytes)
+        })
+        .sum()
+}
+
+/// ". Quantized to int8 the weights would take ≈ N bytes and fit ..." for an over-budget
+/// message: what would fit into `available` bytes of `memory`.
+fn quantized_hint(graph: &Graph, plan: &Plan, available: usize, memory: &str) -> String {
+    let int8 = quantized_weight_bytes(graph, plan, 8);
+    let int4 = quantized_weight_bytes(graph, plan, 4);
+    let fits = |bytes: usize| bytes < plan.weight_bytes && bytes <= available;
+    let estimate = "one f16 scale per 32 weights";
+    if fits(int8) {
+        format!(
+            ". Quantized to int8 ({estimate}) the weights would take ≈ {int8} bytes: int8 \
+             would fit the {available} bytes of {memory} available, once quantization is \
+             supported (not yet implemented)"
+        )
+    } else if fits(int4) {
+        format!(
+            ". Quantized to int8 ({estimate}) the weights would take ≈ {int8} bytes, still too \
+             many; int4 (≈ {int4} bytes) would fit the {available} bytes of {memory} available, \
+             once quantized to int4 (not yet supported)"
+        )
+    } else {
+        format!(
+            ". Even quantized to int4 ({estimate}) the weights would take ≈ {int4} bytes, \
+             more than the {available} bytes of {memory} available: use a smaller model or a \
+             target with more {memory}"
+        )
+    }
 }

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Alignment of every arena offset and weight offset.
 pub const ALIGN: usize = 64;
 
-fn align_up(n: usize) -> usize {
+/// `n` rounded up to [`ALIGN`].
+pub fn align_up(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
