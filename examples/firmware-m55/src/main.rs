@@ -93,7 +93,9 @@ fn exit(success: bool) -> ! {
 #[entry]
 fn main() -> ! {
     // cortex-m-rt turns an entry function's `static mut` into a `&'static mut`, safely (main
-    // runs once); the value is all zeros, so it lives in `.bss`, never on the stack.
+    // runs once); the value is all zeros, so it lives in `.bss`, never on the stack. (A
+    // `critical_section::Mutex<RefCell<Model>>` would keep interrupts off while decoding,
+    // and the SysTick wrap count needs its exception.)
     static mut MODEL: Model = Model::new();
 
     let stack_bottom = &raw const _stack_end as usize;
