@@ -1,5 +1,6 @@
 //! slm-aot: an ahead-of-time compiler from small language models to allocation-free,
 //! `no_std` Rust crates. See `ARCHITECTURE.md` for the map; [`pipeline`] is the whole flow.
+pub mod bench;
 pub mod codegen;
 pub mod error;
 pub mod eval;

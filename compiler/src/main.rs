@@ -4,7 +4,7 @@ use slm_aot::error::{Error, Result};
 use slm_aot::frontend::{ImportOptions, Limits, onnx};
 use slm_aot::pipeline::{self, BuildOptions};
 use slm_aot::target::TargetProfile;
-use slm_aot::{generate, report, verify};
+use slm_aot::{bench, generate, report, verify};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,6 +129,37 @@ enum Command {
         #[arg(long)]
         print_ids: bool,
         /// Working folder for the generated crate and runner (default: a temporary folder).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// Build, then time the generated crate on this machine (and, with --vs, ONNX Runtime
+    /// and tract on the same model and inputs, interleaved); prints a ratio table.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Folder of `<input name>.npy` inputs (default: synthesised: ints 0, masks 1,
+        /// floats pseudo-random).
+        #[arg(long)]
+        inputs: Option<PathBuf>,
+        /// Engines to compare with, comma-separated: ort, tract.
+        #[arg(long, value_delimiter = ',')]
+        vs: Vec<String>,
+        /// Timed runs per engine.
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        /// Untimed runs per engine before timing.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// Rounds the timed runs are split into; engines alternate between rounds.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Python with onnxruntime and numpy (default: target/benchenv/bin/python, then python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// One JSON object per engine per line instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Working folder (default: a temporary folder).
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
@@ -389,6 +420,50 @@ fn run(cli: Cli) -> Result<()> {
             let out = generate::generate(&opts)?;
             say!("{}", out.stdout.trim_end());
             eprintln!("{}", out.stderr.trim_end());
+            Ok(())
+        }
+        Command::Bench {
+            model,
+            inputs,
+            vs,
+            runs,
+            warmup,
+            rounds,
+            python,
+            json,
+            work_dir,
+        } => {
+            let work_dir = work_dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("slm-aot-bench-{}", std::process::id()))
+            });
+            let vs = vs
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| bench::Engine::parse(s))
+                .collect::<Result<Vec<_>>>()?;
+            let opts = bench::BenchOptions {
+                build: model.build_options()?,
+                inputs,
+                work_dir,
+                warmup,
+                runs,
+                rounds,
+                vs,
+                python,
+            };
+            let results = bench::bench(&opts)?;
+            if json {
+                for r in &results {
+                    say!("{}", r.json());
+                }
+            } else {
+                say!(
+                    "{} on target `{}`, one thread:",
+                    opts.build.model.display(),
+                    opts.build.target.name
+                );
+                say!("{}", bench::table(&results).trim_end());
+            }
             Ok(())
         }
         Command::Ops => {

@@ -41,6 +41,34 @@ pub fn build_report(source: &Graph, graph: &Graph, plan: &Plan) -> String {
         "  views aliased without a copy: {}\n",
         plan.aliased.len()
     ));
+    let linears: Vec<String> = graph
+        .node_ids()
+        .into_iter()
+        .filter_map(|id| match &graph.node(id).op {
+            crate::ops::Op::Linear(l) => Some(format!(
+                "  {} {}: {} {}x{}, kc={}, mc={}, epilogue {}",
+                graph.node(id).source_op,
+                graph.node(id).name,
+                l.kernel,
+                l.tiles.mr,
+                l.nr,
+                l.tiles.kc,
+                l.tiles.mc,
+                l.epilogue()
+            )),
+            _ => None,
+        })
+        .collect();
+    if !linears.is_empty() {
+        s.push_str(&format!(
+            "GEMM kernels ({} with pre-packed weights):\n",
+            linears.len()
+        ));
+        for line in linears {
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
     s
 }
 

@@ -34,6 +34,32 @@ pub struct TargetProfile {
     /// SHA-256 of the profile's TOML text (for the integrity manifest).
     #[serde(skip)]
     pub source_sha256: String,
+    /// Optional overrides of the derived GEMM tiles (see [`TargetProfile::gemm_tiling`]).
+    #[serde(default)]
+    pub gemm: GemmOverrides,
+}
+
+/// `[gemm]` in a profile: any of `mr`, `kc`, `mc` replaces the derived value.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GemmOverrides {
+    pub mr: Option<usize>,
+    pub kc: Option<usize>,
+    pub mc: Option<usize>,
+}
+
+/// The GEMM kernel and tiles chosen for a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemmTiling {
+    /// The micro-kernel family: `avx512`, `avx2`, `neon` or `portable`.
+    pub kernel: &'static str,
+    /// Register block: `mr` rows × `nr` columns of the output.
+    pub mr: usize,
+    pub nr: usize,
+    /// Depth of a cache block: a `kc×nr` panel of the weight stays in L1.
+    pub kc: usize,
+    /// Rows of a cache block: an `mc×kc` block of the activations stays in L2.
+    pub mc: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -84,6 +110,54 @@ impl TargetProfile {
         Ok(profile)
     }
 
+    fn has(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+
+    /// The GEMM micro-kernel this profile's features select, and tiles derived from its
+    /// registers and caches: `nr` is two vectors; `mr` uses the registers left after two
+    /// `B` vectors and one broadcast (capped by the kernel); `kc` keeps a `kc×nr` weight panel
+    /// in half of L1; `mc` keeps an `mc×kc` activation block in half of L2. `[gemm]` in the
+    /// profile overrides any of `mr`, `kc`, `mc`.
+    pub fn gemm_tiling(&self) -> GemmTiling {
+        let x86 = self.triple.starts_with("x86_64");
+        let arm64 = self.triple.starts_with("aarch64");
+        let (kernel, nr, max_mr): (&'static str, usize, usize) = if x86 && self.has("avx512f") {
+            ("avx512", 32, 14)
+        } else if x86 && self.has("avx2") && self.has("fma") {
+            ("avx2", 16, 6)
+        } else if arm64 && self.has("neon") {
+            ("neon", 8, 12)
+        } else {
+            ("portable", 8, 4)
+        };
+        let vectors_per_row = (nr * 32).div_ceil(self.vector_bits.max(32) as usize);
+        let free = (self.vector_registers as usize).saturating_sub(vectors_per_row + 1);
+        let derived_mr = (free / vectors_per_row).clamp(1, max_mr);
+        let mr = self.gemm.mr.unwrap_or(derived_mr).clamp(1, max_mr);
+        let l1 = if self.cache.l1d_bytes == 0 {
+            16384
+        } else {
+            self.cache.l1d_bytes
+        };
+        let l2 = if self.cache.l2_bytes == 0 {
+            4 * l1
+        } else {
+            self.cache.l2_bytes
+        };
+        let derived_kc = ((l1 / 2) / (nr * 4)) / 8 * 8;
+        let kc = self.gemm.kc.unwrap_or(derived_kc.clamp(16, 1024)).max(1);
+        let derived_mc = ((l2 / 2) / (kc * 4)) / mr * mr;
+        let mc = self.gemm.mc.unwrap_or(derived_mc.clamp(mr, 4096)).max(1);
+        GemmTiling {
+            kernel,
+            mr,
+            nr,
+            kc,
+            mc,
+        }
+    }
+
     pub fn shipped_names() -> Vec<&'static str> {
         SHIPPED.iter().map(|(n, _)| *n).collect()
     }
@@ -100,5 +174,23 @@ mod tests {
             assert_eq!(p.name, name);
         }
         assert!(TargetProfile::load("no-such-target").is_err());
+    }
+
+    #[test]
+    fn gemm_tiles_follow_registers_and_caches() {
+        let t = |name: &str| TargetProfile::load(name).unwrap().gemm_tiling();
+        let avx512 = t("x86-avx512");
+        assert_eq!((avx512.kernel, avx512.mr, avx512.nr), ("avx512", 14, 32));
+        assert_eq!(avx512.kc, 192);
+        let avx2 = t("x86");
+        assert_eq!(
+            (avx2.kernel, avx2.mr, avx2.nr, avx2.kc),
+            ("avx2", 6, 16, 256)
+        );
+        assert_eq!(t("rpi4").kernel, "neon");
+        assert_eq!(t("cortex-m55").kernel, "portable");
+        let mut p = TargetProfile::load("x86").unwrap();
+        p.gemm.kc = Some(64);
+        assert_eq!(p.gemm_tiling().kc, 64);
     }
 }

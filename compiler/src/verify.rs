@@ -7,6 +7,7 @@ use crate::eval::evaluate;
 use crate::ir::{Data, Graph, Tensor, TensorType};
 use crate::npy;
 use crate::pipeline::{self, BuildOptions};
+use crate::target::TargetProfile;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -153,6 +154,40 @@ pub fn compare(
     })
 }
 
+/// Whether this machine can run code built for `target` natively: same architecture and
+/// OS, and (on x86-64) every feature the profile lists.
+pub fn host_runs(target: &TargetProfile) -> bool {
+    let same = target.triple.starts_with(std::env::consts::ARCH)
+        && target.triple.contains(std::env::consts::OS);
+    #[cfg(target_arch = "x86_64")]
+    let features_ok = target.features.iter().all(|f| match f.as_str() {
+        "avx2" => std::is_x86_feature_detected!("avx2"),
+        "fma" => std::is_x86_feature_detected!("fma"),
+        "avx512f" => std::is_x86_feature_detected!("avx512f"),
+        "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
+        "avx512vl" => std::is_x86_feature_detected!("avx512vl"),
+        "avx512vnni" => std::is_x86_feature_detected!("avx512vnni"),
+        _ => false,
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    let features_ok = false;
+    same && features_ok
+}
+
+/// `RUSTFLAGS` for a host build of a crate generated for `target`: the profile's
+/// `-C target-cpu` when this machine runs that CPU's code (so the ISA kernels the profile
+/// chose are compiled in), else the portable kernels.
+pub fn host_rustflags(target: &TargetProfile) -> String {
+    let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    if host_runs(target) {
+        if !flags.is_empty() {
+            flags.push(' ');
+        }
+        flags.push_str(&format!("-C target-cpu={}", target.cpu));
+    }
+    flags
+}
+
 /// Build the runner for a generated crate written at `gen_dir`, returning its binary.
 pub fn build_runner(
     graph: &Graph,
@@ -160,6 +195,7 @@ pub fn build_runner(
     gen_dir: &Path,
     work_dir: &Path,
     target_dir: &Path,
+    target: &TargetProfile,
 ) -> Result<PathBuf> {
     let runner_dir = work_dir.join("runner");
     std::fs::create_dir_all(&runner_dir).map_err(|e| Error::io(&runner_dir, e))?;
@@ -175,6 +211,7 @@ pub fn build_runner(
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(runner_dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target_dir)
+        .env("RUSTFLAGS", host_rustflags(target))
         .output()
         .map_err(|e| {
             Error::Usage(format!(
@@ -272,6 +309,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<OutputCheck>> {
         &gen_dir,
         &opts.work_dir,
         &target_dir,
+        &opts.build.target,
     )?;
     let (outputs, _) = run_runner(&binary, &build.graph, &inputs, &opts.work_dir.join("io"), 1)?;
     // One reference per output: the `.npy` file when there is one, else the reference

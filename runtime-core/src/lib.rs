@@ -7,6 +7,9 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod arena;
 pub mod element;
 pub mod error;

@@ -183,3 +183,76 @@ pub fn acosh(x: f32) -> f32 {
 pub fn atanh(x: f32) -> f32 {
     libm::atanhf(x)
 }
+
+/// `exp` without libm, branch-free so loops over it vectorise: Cephes' degree-6 polynomial
+/// after reduction by powers of two; inputs are clamped to the finite range of the result.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.336_55, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // `n` is in [-126, 127] after the clamp, so the exponent field is valid.
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `erf` without libm, branch-free: a rational approximation (odd degree-13 numerator,
+/// even degree-8 denominator) on [-4, 4], where erf reaches ±1 in f32.
+#[inline(always)]
+pub fn fast_erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10f32;
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 + -2.101_024e-6;
+    p = p * x2 + -5.692_506_3e-5;
+    p = p * x2 + -7.349_906_3e-4;
+    p = p * x2 + -2.954_600_1e-3;
+    p = p * x2 + -1.609_603_3e-2;
+    let mut q = -1.456_607_2e-5f32;
+    q = q * x2 + -2.133_740_6e-4;
+    q = q * x2 + -1.682_827e-3;
+    q = q * x2 + -7.373_329_2e-3;
+    q = q * x2 + -1.426_474e-2;
+    x * p / q
+}
+
+/// `tanh` from [`fast_exp`]: `1 - 2 / (e^{2x} + 1)`.
+#[inline(always)]
+pub fn fast_tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (fast_exp(2.0 * x) + 1.0)
+}
+
+/// `1 / (1 + e^{-x})` from [`fast_exp`].
+#[inline(always)]
+pub fn fast_sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + fast_exp(-x))
+}
+
+/// GELU (erf form) from [`fast_erf`].
+#[inline(always)]
+pub fn fast_gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + fast_erf(x * core::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// GELU (tanh approximation) from [`fast_tanh`].
+#[inline(always)]
+pub fn fast_gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + fast_tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
+}
+
+/// SiLU from [`fast_sigmoid`].
+#[inline(always)]
+pub fn fast_silu(x: f32) -> f32 {
+    x * fast_sigmoid(x)
+}

@@ -1,6 +1,9 @@
 //! Host runner that `slm-aot verify` and `slm-aot bench` build next to a generated crate:
 //! reads raw little-endian inputs, runs the model, writes raw outputs.
-//! Usage: runner IN_DIR OUT_DIR [ITERATIONS]
+//! Usage: runner IN_DIR OUT_DIR [ITERATIONS | serve]. `serve` (used by `slm-aot bench`)
+//! prints `ready`, then for each stdin line `N` runs the model N times, printing `run_us X`
+//! per run and `done`; the outputs are written when stdin closes.
+use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -68,12 +71,29 @@ pub fn arena(bytes: usize) -> Vec<runtime_core::Aligned64<[u8; 64]>> {
     vec![runtime_core::Aligned64([0u8; 64]); bytes.div_ceil(64).max(1)]
 }
 
-/// Time `f` `iterations` times and print one line per run in microseconds.
+/// Time `f` `iterations` times and print one line per run in microseconds; 0 iterations
+/// means serve requests from stdin (see the file's doc).
 pub fn timed(iterations: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<(), String> {
-    for _ in 0..iterations {
-        let start = Instant::now();
-        f()?;
-        println!("run_us {}", start.elapsed().as_secs_f64() * 1e6);
+    let mut out = std::io::stdout().lock();
+    let mut batch = |n: usize, out: &mut std::io::StdoutLock<'_>| -> Result<(), String> {
+        for _ in 0..n {
+            let start = Instant::now();
+            f()?;
+            let us = start.elapsed().as_secs_f64() * 1e6;
+            writeln!(out, "run_us {us}").map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    if iterations > 0 {
+        return batch(iterations, &mut out);
+    }
+    writeln!(out, "ready").map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    for line in std::io::stdin().lock().lines() {
+        let n = line.map_err(|e| e.to_string())?.trim().parse().unwrap_or(0);
+        batch(n, &mut out)?;
+        writeln!(out, "done").map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -84,7 +104,11 @@ fn main() -> ExitCode {
         eprintln!("usage: {} IN_DIR OUT_DIR [ITERATIONS]", args[0]);
         return ExitCode::from(2);
     }
-    let iterations = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let iterations = match args.get(3).map(String::as_str) {
+        Some("serve") => 0,
+        Some(n) => n.parse().unwrap_or(1),
+        None => 1,
+    };
     match glue::run(Path::new(&args[1]), Path::new(&args[2]), iterations) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -113,6 +113,11 @@ impl Graph {
         &self.dag[id.0]
     }
 
+    /// Whether `id` is still in the graph (passes remove nodes while walking an order).
+    pub fn has_node(&self, id: NodeId) -> bool {
+        self.dag.contains_node(id.0)
+    }
+
     pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
         &mut self.dag[id.0]
     }

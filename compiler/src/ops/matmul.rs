@@ -118,6 +118,17 @@ impl OpDef for MatMul {
             isize_slice(&strides[1]),
         );
         let (a, b, o) = (ctx.input(0), ctx.input(1), ctx.output(0));
+        if ctx.inputs[0].dtype == DType::F32 {
+            // Activation × activation products (attention) run the blocked GEMM with `B` read
+            // in place; `mr` is capped by the kernel the crate is compiled with.
+            return Ok(quote! {
+                rt::kernels::matmul::matmul_f32(#a, #b, #o, &rt::kernels::matmul::MatMulSpec {
+                    m: #m, k: #k, n: #n,
+                    a_strides: [#ka, 1], b_strides: [#nb, 1],
+                    batch: #batch, a_batch_strides: #sa, b_batch_strides: #sb,
+                }, rt::kernels::gemm::Tiles { mr: 16, kc: 256, mc: 256 });
+            });
+        }
         Ok(quote! {
             rt::kernels::matmul::matmul(#a, #b, #o, &rt::kernels::matmul::MatMulSpec {
                 m: #m, k: #k, n: #n,

@@ -22,6 +22,7 @@ pub mod gather_elements;
 pub mod gather_nd;
 pub mod kv_write;
 pub mod layer_norm;
+pub mod linear;
 pub mod matmul;
 pub mod range;
 pub mod reduce;
@@ -105,6 +106,7 @@ ops! {
     Where(where_::Where),
     Cast(cast::Cast),
     MatMul(matmul::MatMul),
+    Linear(linear::Linear),
     Softmax(softmax::Softmax),
     LayerNorm(layer_norm::LayerNorm),
     Reduce(reduce::Reduce),

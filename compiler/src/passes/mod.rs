@@ -6,6 +6,9 @@ use crate::target::TargetProfile;
 
 pub mod eliminate_dead_nodes;
 pub mod fold_constants;
+pub mod fuse_linear;
+pub mod fuse_linear_activation;
+pub mod pack_linear_weights;
 pub mod simplify_reshapes;
 
 /// A graph rewrite. Returns whether it changed anything.
@@ -15,10 +18,16 @@ pub trait Pass {
 }
 
 /// The passes run for a target, in order.
-pub fn pipeline(_target: &TargetProfile) -> Vec<Box<dyn Pass>> {
+pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(fold_constants::FoldConstants),
         Box::new(simplify_reshapes::SimplifyReshapes),
+        Box::new(eliminate_dead_nodes::EliminateDeadNodes),
+        Box::new(fuse_linear::FuseLinear),
+        Box::new(fuse_linear_activation::FuseLinearActivation),
+        Box::new(pack_linear_weights::PackLinearWeights {
+            tiling: target.gemm_tiling(),
+        }),
         Box::new(eliminate_dead_nodes::EliminateDeadNodes),
     ]
 }

@@ -1,6 +1,7 @@
 //! Matrix products: batched `MatMul` with broadcast batch axes and arbitrary operand
 //! strides (transposed operands are read in place).
 use super::for_each_row;
+use super::gemm::{self, Activation, BMatrix, Gemm, Tiles};
 use crate::element::Numeric;
 
 /// Geometry of a batched product `out[b] = A[b] (m×k) · B[b] (k×n)`; `out` is contiguous
@@ -51,6 +52,54 @@ pub fn matmul<T: Numeric>(a: &[T], b: &[T], out: &mut [T], spec: &MatMulSpec<'_>
                     &mut out[start..start + m * n],
                     spec,
                 );
+                start += m * n;
+            }
+        },
+    );
+}
+
+/// Batched f32 product of contiguous row-major operands (`a_strides == [k, 1]`,
+/// `b_strides == [n, 1]`) through the blocked GEMM, `B` read in place; other layouts take
+/// the generic loop. Same result as [`matmul`] up to rounding.
+pub fn matmul_f32(a: &[f32], b: &[f32], out: &mut [f32], spec: &MatMulSpec<'_>, tiles: Tiles) {
+    let (m, k, n) = (spec.m, spec.k, spec.n);
+    if spec.a_strides != [k as isize, 1] || spec.b_strides != [n as isize, 1] {
+        matmul(a, b, out, spec);
+        return;
+    }
+    let g = Gemm {
+        m,
+        k,
+        n,
+        lda: k,
+        ldc: n,
+        bias: None,
+        activation: Activation::None,
+        tiles,
+    };
+    let one = |a_off: isize, b_off: isize, out: &mut [f32]| {
+        let (a_off, b_off) = (a_off as usize, b_off as usize);
+        let b_mat = BMatrix::row_major(&b[b_off..b_off + k * n], n, gemm::native_nr());
+        gemm::gemm(&a[a_off..a_off + m * k], b_mat, out, &g);
+    };
+    if spec.batch.is_empty() {
+        one(0, 0, &mut out[..m * n]);
+        return;
+    }
+    let (outer, last) = match spec.batch.split_last() {
+        Some((&last, outer)) => (outer, last),
+        None => (&[][..], 1),
+    };
+    let rank = outer.len();
+    let (sa, sb) = (spec.a_batch_strides[rank], spec.b_batch_strides[rank]);
+    let mut start = 0usize;
+    for_each_row(
+        outer,
+        [&spec.a_batch_strides[..rank], &spec.b_batch_strides[..rank]],
+        [0, 0],
+        |[oa, ob]| {
+            for j in 0..last as isize {
+                one(oa + j * sa, ob + j * sb, &mut out[start..start + m * n]);
                 start += m * n;
             }
         },

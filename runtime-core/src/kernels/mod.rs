@@ -9,6 +9,7 @@ pub mod cumsum;
 pub mod elementwise;
 pub mod fill;
 pub mod gather;
+pub mod gemm;
 pub mod kv_cache;
 pub mod layer_norm;
 pub mod layout;

@@ -1,0 +1,286 @@
+//! f32 GEMM with register and cache blocking: `C = act(A · B + bias)`.
+//!
+//! `A` is `m×k` with row stride `lda` (rows contiguous); `B` is either a constant weight
+//! pre-packed at compile time into panels of `nr` columns ([`BMatrix::packed`], see
+//! [`pack_b`]) or a row-major activation read in place ([`BMatrix::row_major`]); `C` is `m×n`
+//! with row stride `ldc`. One driver ([`drive`]) walks the cache blocks — `kc` of the depth,
+//! `mc` rows of `A`, then every `nr`-column panel of `B` and `mr`-row block of `A` — and
+//! calls an ISA micro-kernel per `mr×nr` tile; the bias and activation epilogue runs on the
+//! tile after its last depth block, while it is still in L1.
+//!
+//! Variants: [`reference`] (portable, the oracle of the test battery and of the compiler's
+//! reference evaluator), `x86_avx2` (nr = 16, mr ≤ 6), `x86_avx512` (nr = 32, mr ≤ 14),
+//! `aarch64_neon` (nr = 8, mr ≤ 12). [`gemm`] picks one at compile time from the enabled
+//! target features and the operand's `nr`; anything else runs the reference.
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64_neon;
+pub mod reference;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512;
+
+#[cfg(test)]
+mod tests;
+
+use crate::math;
+
+/// The activation applied by the epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Relu,
+    /// GELU, erf form.
+    Gelu,
+    /// GELU, tanh approximation.
+    GeluTanh,
+    /// SiLU / swish: `x · sigmoid(x)`.
+    Silu,
+}
+
+/// Register block (`mr×nr`) and cache blocks (`kc` of the depth, `mc` rows of `A`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiles {
+    pub mr: usize,
+    pub kc: usize,
+    pub mc: usize,
+}
+
+/// The `B` operand: element `(p, j)` is at `(j / nr) * panel_stride + p * row_stride + j % nr`.
+#[derive(Clone, Copy, Debug)]
+pub struct BMatrix<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
+    pub panel_stride: usize,
+    pub nr: usize,
+    /// Packed panels are zero-padded to `nr` columns, so full-width loads are in bounds.
+    pub padded: bool,
+}
+
+impl<'a> BMatrix<'a> {
+    /// A `k×n` matrix packed by [`pack_b`] with panel width `nr`.
+    pub fn packed(data: &'a [f32], k: usize, nr: usize) -> Self {
+        BMatrix {
+            data,
+            row_stride: nr,
+            panel_stride: k * nr,
+            nr,
+            padded: true,
+        }
+    }
+
+    /// A row-major matrix with row stride `ldb`, read in `nr`-column panels.
+    pub fn row_major(data: &'a [f32], ldb: usize, nr: usize) -> Self {
+        BMatrix {
+            data,
+            row_stride: ldb,
+            panel_stride: nr,
+            nr,
+            padded: false,
+        }
+    }
+
+    #[inline]
+    pub fn index(&self, p: usize, j: usize) -> usize {
+        (j / self.nr) * self.panel_stride + p * self.row_stride + j % self.nr
+    }
+}
+
+/// The product's geometry and epilogue.
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm<'a> {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub lda: usize,
+    pub ldc: usize,
+    /// `n` values added to every row.
+    pub bias: Option<&'a [f32]>,
+    pub activation: Activation,
+    pub tiles: Tiles,
+}
+
+/// Elements of a `k×n` matrix packed with panel width `nr`.
+pub const fn packed_len(k: usize, n: usize, nr: usize) -> usize {
+    n.div_ceil(nr) * k * nr
+}
+
+/// Pack a row-major `k×n` matrix into panels of `nr` columns (`[panel][k][nr]`, the last
+/// panel zero-padded). `out` has [`packed_len`] elements.
+pub fn pack_b(b: &[f32], k: usize, n: usize, nr: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    for p in 0..k {
+        for j in 0..n {
+            out[(j / nr) * k * nr + p * nr + j % nr] = b[p * n + j];
+        }
+    }
+}
+
+/// The inverse of [`pack_b`].
+pub fn unpack_b(packed: &[f32], k: usize, n: usize, nr: usize, out: &mut [f32]) {
+    for p in 0..k {
+        for j in 0..n {
+            out[p * n + j] = packed[(j / nr) * k * nr + p * nr + j % nr];
+        }
+    }
+}
+
+/// `C = act(A · B + bias)` with the fastest variant compiled in for `b.nr`.
+pub fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
+    check_bounds(a, &b, c, g);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    if b.nr == x86_avx512::NR {
+        // SAFETY: this code is compiled with AVX-512F enabled, so the CPU running it has it.
+        unsafe { x86_avx512::gemm(a, b, c, g) };
+        return;
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    if b.nr == x86_avx2::NR {
+        // SAFETY: this code is compiled with AVX2 and FMA enabled, so the CPU running it has them.
+        unsafe { x86_avx2::gemm(a, b, c, g) };
+        return;
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if b.nr == aarch64_neon::NR {
+        aarch64_neon::gemm(a, b, c, g);
+        return;
+    }
+    reference::gemm(a, b, c, g);
+}
+
+/// The panel width the variant compiled in for this target reads (what the compiler packs
+/// for when it does not know better).
+pub const fn native_nr() -> usize {
+    if cfg!(all(target_arch = "x86_64", target_feature = "avx512f")) {
+        32
+    } else if cfg!(all(target_arch = "x86_64", target_feature = "avx2")) {
+        16
+    } else {
+        8
+    }
+}
+
+/// Check every access the kernels make, once, so micro-kernels may index without checks.
+/// A failure is a compiler bug (the shapes are compile-time constants).
+pub(crate) fn check_bounds(a: &[f32], b: &BMatrix<'_>, c: &[f32], g: &Gemm<'_>) {
+    assert!(g.tiles.mr > 0 && g.tiles.kc > 0 && g.tiles.mc > 0 && b.nr > 0);
+    if g.m == 0 || g.n == 0 {
+        return;
+    }
+    assert!(g.lda >= g.k && g.ldc >= g.n, "gemm strides too small");
+    assert!(c.len() >= (g.m - 1) * g.ldc + g.n, "gemm C too short");
+    if let Some(bias) = g.bias {
+        assert!(bias.len() >= g.n, "gemm bias too short");
+    }
+    if g.k == 0 {
+        return;
+    }
+    assert!(a.len() >= (g.m - 1) * g.lda + g.k, "gemm A too short");
+    let last_col = if b.padded {
+        g.n.div_ceil(b.nr) * b.nr - 1
+    } else {
+        g.n - 1
+    };
+    assert!(
+        b.data.len() > b.index(g.k - 1, last_col),
+        "gemm B too short"
+    );
+}
+
+/// One micro-kernel call: the tile of `rows×cols` at `C[c_off..]`, depth `kb` from `A[a_off..]`
+/// and `B[b_off..]` (row stride `b_row_stride`); `first` overwrites `C`, else accumulates.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tile {
+    pub a_off: usize,
+    pub b_off: usize,
+    pub c_off: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub kb: usize,
+    pub first: bool,
+}
+
+/// The blocked loop nest shared by every variant; `micro` computes one tile.
+#[inline(always)]
+pub(crate) fn drive(
+    b: &BMatrix<'_>,
+    c: &mut [f32],
+    g: &Gemm<'_>,
+    max_mr: usize,
+    mut micro: impl FnMut(Tile, &mut [f32]),
+) {
+    let (m, k, n, nr) = (g.m, g.k, g.n, b.nr);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mr = g.tiles.mr.min(max_mr);
+    let panels = n.div_ceil(nr);
+    if k == 0 {
+        for i in 0..m {
+            let row = &mut c[i * g.ldc..i * g.ldc + n];
+            row.fill(0.0);
+            epilogue(row, g.bias, g.activation);
+        }
+        return;
+    }
+    let mut pc = 0;
+    while pc < k {
+        let kb = g.tiles.kc.min(k - pc);
+        let last = pc + kb == k;
+        let mut ic = 0;
+        while ic < m {
+            let mb = g.tiles.mc.min(m - ic);
+            for panel in 0..panels {
+                let col0 = panel * nr;
+                let cols = nr.min(n - col0);
+                let mut ir = ic;
+                while ir < ic + mb {
+                    let rows = mr.min(ic + mb - ir);
+                    micro(
+                        Tile {
+                            a_off: ir * g.lda + pc,
+                            b_off: panel * b.panel_stride + pc * b.row_stride,
+                            c_off: ir * g.ldc + col0,
+                            rows,
+                            cols,
+                            kb,
+                            first: pc == 0,
+                        },
+                        c,
+                    );
+                    if last && (g.bias.is_some() || g.activation != Activation::None) {
+                        for r in 0..rows {
+                            let at = (ir + r) * g.ldc + col0;
+                            let bias = g.bias.map(|bias| &bias[col0..col0 + cols]);
+                            epilogue(&mut c[at..at + cols], bias, g.activation);
+                        }
+                    }
+                    ir += rows;
+                }
+            }
+            ic += mb;
+        }
+        pc += kb;
+    }
+}
+
+/// Add the bias and apply the activation to a run of outputs.
+#[inline(always)]
+pub fn epilogue(row: &mut [f32], bias: Option<&[f32]>, activation: Activation) {
+    if let Some(bias) = bias {
+        for (o, &b) in row.iter_mut().zip(bias) {
+            *o += b;
+        }
+    }
+    match activation {
+        Activation::None => {}
+        Activation::Relu => row.iter_mut().for_each(|o| *o = o.max(0.0)),
+        Activation::Gelu => row.iter_mut().for_each(|o| *o = math::fast_gelu(*o)),
+        Activation::GeluTanh => row.iter_mut().for_each(|o| *o = math::fast_gelu_tanh(*o)),
+        Activation::Silu => row.iter_mut().for_each(|o| *o = math::fast_silu(*o)),
+    }
+}

@@ -1,0 +1,113 @@
+//! x86-64 AVX2 + FMA micro-kernel: tiles of up to 6 rows × 16 columns (two ymm registers
+//! per row, 12 accumulators), FMA broadcast of one `A` element per row and depth step.
+use super::{BMatrix, Gemm, Tile, check_bounds, drive};
+use core::arch::x86_64::*;
+
+/// Panel width read by this variant.
+pub const NR: usize = 16;
+/// The largest register block of rows.
+pub const MAX_MR: usize = 6;
+
+/// `C = act(A · B + bias)`; `b.nr` must be [`NR`].
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
+    assert_eq!(b.nr, NR);
+    check_bounds(a, &b, c, g);
+    let (ap, bp, lda, ldb, ldc) = (a.as_ptr(), b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
+    drive(&b, c, g, MAX_MR, |t: Tile, c: &mut [f32]| {
+        let cp = c.as_mut_ptr();
+        let args = (
+            ap.wrapping_add(t.a_off),
+            lda,
+            bp.wrapping_add(t.b_off),
+            ldb,
+            t.kb,
+            cp.wrapping_add(t.c_off),
+            ldc,
+            t.first,
+            t.cols,
+        );
+        macro_rules! dispatch {
+            ($($r:literal)*) => {
+                match (t.rows, t.cols == NR) {
+                    // SAFETY: `check_bounds` covered every element this tile reads and writes
+                    // (tail columns are masked); AVX2 and FMA are enabled in this function.
+                    $(($r, true) => unsafe { micro::<$r, false>(args) },
+                    ($r, false) => unsafe { micro::<$r, true>(args) },)*
+                    _ => {}
+                }
+            };
+        }
+        dispatch!(1 2 3 4 5 6);
+    });
+}
+
+type MicroArgs = (
+    *const f32,
+    usize,
+    *const f32,
+    usize,
+    usize,
+    *mut f32,
+    usize,
+    bool,
+    usize,
+);
+
+/// One `R×16` tile: `C = (first ? 0 : C) + A[R×kb] · B[kb×16]`.
+///
+/// # Safety
+/// AVX2 and FMA; every row `r < R` of `A` has `kb` readable elements at `a + r·lda`, every
+/// depth step of `B` 16 (or the masked columns) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn micro<const R: usize, const MASKED: bool>(
+    (a, lda, b, ldb, kb, c, ldc, first, cols): MicroArgs,
+) {
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), lanes);
+    let hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32 - 8), lanes);
+    // SAFETY: the caller guarantees the accesses (see above).
+    unsafe {
+        let mut acc0 = [_mm256_setzero_ps(); R];
+        let mut acc1 = [_mm256_setzero_ps(); R];
+        for p in 0..kb {
+            let row = b.add(p * ldb);
+            let (b0, b1) = if MASKED {
+                (
+                    _mm256_maskload_ps(row, lo),
+                    _mm256_maskload_ps(row.add(8), hi),
+                )
+            } else {
+                (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)))
+            };
+            for r in 0..R {
+                let x = _mm256_set1_ps(*a.add(r * lda + p));
+                acc0[r] = _mm256_fmadd_ps(x, b0, acc0[r]);
+                acc1[r] = _mm256_fmadd_ps(x, b1, acc1[r]);
+            }
+        }
+        for r in 0..R {
+            let out = c.add(r * ldc);
+            let (mut v0, mut v1) = (acc0[r], acc1[r]);
+            if MASKED {
+                if !first {
+                    v0 = _mm256_add_ps(v0, _mm256_maskload_ps(out, lo));
+                    v1 = _mm256_add_ps(v1, _mm256_maskload_ps(out.add(8), hi));
+                }
+                _mm256_maskstore_ps(out, lo, v0);
+                _mm256_maskstore_ps(out.add(8), hi, v1);
+            } else {
+                if !first {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(out));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(out.add(8)));
+                }
+                _mm256_storeu_ps(out, v0);
+                _mm256_storeu_ps(out.add(8), v1);
+            }
+        }
+    }
+}

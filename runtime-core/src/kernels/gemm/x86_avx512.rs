@@ -1,0 +1,122 @@
+//! x86-64 AVX-512F micro-kernel: tiles of up to 14 rows × 32 columns (two zmm registers per
+//! row, 28 accumulators), FMA broadcast of one `A` element per row and depth step.
+use super::{BMatrix, Gemm, Tile, check_bounds, drive};
+use core::arch::x86_64::*;
+
+/// Panel width read by this variant.
+pub const NR: usize = 32;
+/// The largest register block of rows.
+pub const MAX_MR: usize = 14;
+
+/// `C = act(A · B + bias)`; `b.nr` must be [`NR`].
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
+    assert_eq!(b.nr, NR);
+    check_bounds(a, &b, c, g);
+    let (ap, bp, lda, ldb, ldc) = (a.as_ptr(), b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
+    drive(&b, c, g, MAX_MR, |t: Tile, c: &mut [f32]| {
+        let cp = c.as_mut_ptr();
+        let lo = if t.cols >= 16 {
+            0xffff
+        } else {
+            (1u32 << t.cols) - 1
+        } as __mmask16;
+        let hi = if t.cols > 16 {
+            ((1u64 << (t.cols - 16)) - 1) as u32
+        } else {
+            0
+        } as __mmask16;
+        let args = (
+            ap.wrapping_add(t.a_off),
+            lda,
+            bp.wrapping_add(t.b_off),
+            ldb,
+            t.kb,
+            cp.wrapping_add(t.c_off),
+            ldc,
+            t.first,
+            lo,
+            hi,
+        );
+        macro_rules! dispatch {
+            ($($r:literal)*) => {
+                match (t.rows, t.cols == NR) {
+                    // SAFETY: `check_bounds` covered every element this tile reads and writes
+                    // (tail columns are masked); AVX-512F is enabled in this function.
+                    $(($r, true) => unsafe { micro::<$r, false>(args) },
+                    ($r, false) => unsafe { micro::<$r, true>(args) },)*
+                    _ => {}
+                }
+            };
+        }
+        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14);
+    });
+}
+
+type MicroArgs = (
+    *const f32,
+    usize,
+    *const f32,
+    usize,
+    usize,
+    *mut f32,
+    usize,
+    bool,
+    __mmask16,
+    __mmask16,
+);
+
+/// One `R×32` tile: `C = (first ? 0 : C) + A[R×kb] · B[kb×32]`.
+///
+/// # Safety
+/// AVX-512F; every row `r < R` of `A` has `kb` readable elements at `a + r·lda`, every depth
+/// step of `B` 32 (or the masked columns) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn micro<const R: usize, const MASKED: bool>(
+    (a, lda, b, ldb, kb, c, ldc, first, lo, hi): MicroArgs,
+) {
+    // SAFETY: the caller guarantees the accesses (see above).
+    unsafe {
+        let mut acc0 = [_mm512_setzero_ps(); R];
+        let mut acc1 = [_mm512_setzero_ps(); R];
+        for p in 0..kb {
+            let row = b.add(p * ldb);
+            let (b0, b1) = if MASKED {
+                (
+                    _mm512_maskz_loadu_ps(lo, row),
+                    _mm512_maskz_loadu_ps(hi, row.add(16)),
+                )
+            } else {
+                (_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16)))
+            };
+            for r in 0..R {
+                let x = _mm512_set1_ps(*a.add(r * lda + p));
+                acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
+                acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
+            }
+        }
+        for r in 0..R {
+            let out = c.add(r * ldc);
+            let (mut v0, mut v1) = (acc0[r], acc1[r]);
+            if MASKED {
+                if !first {
+                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lo, out));
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(hi, out.add(16)));
+                }
+                _mm512_mask_storeu_ps(out, lo, v0);
+                _mm512_mask_storeu_ps(out.add(16), hi, v1);
+            } else {
+                if !first {
+                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(out));
+                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(out.add(16)));
+                }
+                _mm512_storeu_ps(out, v0);
+                _mm512_storeu_ps(out.add(16), v1);
+            }
+        }
+    }
+}
