@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests (every model fixture
-# compiled, built, run and compared with ONNX Runtime; the no_std link proof; the demo).
+# compiled, built, run and compared with ONNX Runtime; the no_std link proof; the demo; the
+# runtime kernels cross-built for aarch64 and run under qemu-aarch64).
 # Ends with one "N passed, N failed" line totalling every cargo test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+scripts/test-aarch64.sh 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -11,6 +11,7 @@ use proc_macro2::TokenStream;
 pub mod util;
 
 pub mod arg_extreme;
+pub mod attention;
 pub mod binary;
 pub mod cast;
 pub mod concat;
@@ -107,6 +108,7 @@ ops! {
     Cast(cast::Cast),
     MatMul(matmul::MatMul),
     Linear(linear::Linear),
+    Attention(attention::Attention),
     Softmax(softmax::Softmax),
     LayerNorm(layer_norm::LayerNorm),
     Reduce(reduce::Reduce),

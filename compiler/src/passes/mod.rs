@@ -6,6 +6,7 @@ use crate::target::TargetProfile;
 
 pub mod eliminate_dead_nodes;
 pub mod fold_constants;
+pub mod fuse_attention;
 pub mod fuse_linear;
 pub mod fuse_linear_activation;
 pub mod pack_linear_weights;
@@ -23,6 +24,9 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(fold_constants::FoldConstants),
         Box::new(simplify_reshapes::SimplifyReshapes),
         Box::new(eliminate_dead_nodes::EliminateDeadNodes),
+        Box::new(fuse_attention::FuseAttention {
+            tiling: target.gemm_tiling(),
+        }),
         Box::new(fuse_linear::FuseLinear),
         Box::new(fuse_linear_activation::FuseLinearActivation),
         Box::new(pack_linear_weights::PackLinearWeights {

@@ -90,6 +90,24 @@ pub fn select<T: Copy>(
         |[oc, ox, oy]| {
             let row = &mut out[start..start + len];
             start += len;
+            // A condition constant along the row picks a whole (contiguous or broadcast) row.
+            if sc == 0 {
+                let (src, off, stride) = if cond[oc as usize] != 0 {
+                    (x, ox, sx)
+                } else {
+                    (y, oy, sy)
+                };
+                match stride {
+                    1 => row.copy_from_slice(&src[off as usize..off as usize + len]),
+                    0 => row.fill(src[off as usize]),
+                    _ => {
+                        for (j, o) in row.iter_mut().enumerate() {
+                            *o = src[(off + j as isize * stride) as usize];
+                        }
+                    }
+                }
+                return;
+            }
             for (j, o) in row.iter_mut().enumerate() {
                 let j = j as isize;
                 *o = if cond[(oc + j * sc) as usize] != 0 {
@@ -106,6 +124,17 @@ pub fn select<T: Copy>(
 mod tests {
     use super::*;
     use crate::math;
+
+    #[test]
+    fn select_with_a_row_constant_condition_picks_rows() {
+        // cond [2, 1] per row, x [1, 3] broadcast down, y [2, 3].
+        let cond = [1u8, 0];
+        let x = [1.0f32, 2.0, 3.0];
+        let y = [4.0f32, 5.0, 6.0, 7.0, 8.0, 9.0];
+        let mut out = [0.0f32; 6];
+        select(&cond, &[1, 0], &x, &[0, 1], &y, &[3, 1], &mut out, &[2, 3]);
+        assert_eq!(out, [1.0, 2.0, 3.0, 7.0, 8.0, 9.0]);
+    }
 
     #[test]
     fn binary_broadcasts_a_row_vector() {

@@ -4,6 +4,7 @@
 //! Conventions: outputs are contiguous row-major; "strides" are element strides of an
 //! operand read in the output's index space (0 on broadcast axes); booleans are `u8`.
 
+pub mod attention;
 pub mod cast;
 pub mod cumsum;
 pub mod elementwise;

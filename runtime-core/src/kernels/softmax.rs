@@ -1,7 +1,20 @@
 //! Softmax and LogSoftmax over one axis of a tensor viewed as `[outer, axis_len, inner]`.
 
+/// Lanes of the partial maxima and sums, so the row loops vectorise.
+const LANES: usize = 16;
+
 /// `out = softmax(x)` along the middle axis; `log` gives LogSoftmax.
 pub fn softmax(x: &[f32], out: &mut [f32], outer: usize, axis_len: usize, inner: usize, log: bool) {
+    if inner == 1 && axis_len > 0 {
+        for (row, out_row) in x
+            .chunks_exact(axis_len)
+            .zip(out.chunks_exact_mut(axis_len))
+            .take(outer)
+        {
+            softmax_row(row, out_row, log);
+        }
+        return;
+    }
     for o in 0..outer {
         for j in 0..inner {
             let at = |i: usize| (o * axis_len + i) * inner + j;
@@ -30,6 +43,62 @@ pub fn softmax(x: &[f32], out: &mut [f32], outer: usize, axis_len: usize, inner:
     }
 }
 
+/// Largest element of a row (NaN-ignoring, like `f32::max`).
+#[inline]
+pub fn row_max(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l = l.max(v);
+        }
+    }
+    let mut max = tail.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for l in lanes {
+        max = max.max(l);
+    }
+    max
+}
+
+/// `out[i] = exp(row[i] - max)` (by [`crate::math::fast_exp`]); returns the sum.
+#[inline]
+pub fn exp_sub_sum(row: &[f32], max: f32, out: &mut [f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = out.chunks_exact_mut(LANES);
+    let mut rows = row.chunks_exact(LANES);
+    for (o, r) in (&mut chunks).zip(&mut rows) {
+        for ((o, &v), l) in o.iter_mut().zip(r).zip(lanes.iter_mut()) {
+            *o = crate::math::fast_exp(v - max);
+            *l += *o;
+        }
+    }
+    let mut sum = 0.0f32;
+    for (o, &v) in chunks.into_remainder().iter_mut().zip(rows.remainder()) {
+        *o = crate::math::fast_exp(v - max);
+        sum += *o;
+    }
+    sum + lanes.iter().sum::<f32>()
+}
+
+/// Softmax (or LogSoftmax) of one contiguous row.
+#[inline]
+pub fn softmax_row(row: &[f32], out: &mut [f32], log: bool) {
+    let max = row_max(row);
+    let sum = exp_sub_sum(row, max, out);
+    if log {
+        let shift = max + libm::logf(sum);
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = v - shift;
+        }
+    } else {
+        let scale = 1.0 / sum;
+        for o in out.iter_mut() {
+            *o *= scale;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -39,5 +108,31 @@ mod tests {
         super::softmax(&x, &mut out, 2, 3, 1, false);
         assert!((out[0] + out[1] + out[2] - 1.0).abs() < 1e-6);
         assert!((out[5] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn contiguous_rows_match_the_strided_path() {
+        let x: std::vec::Vec<f32> = (0..3 * 37)
+            .map(|i| ((i * 7919) % 101) as f32 * 0.1 - 5.0)
+            .collect();
+        for log in [false, true] {
+            let mut fast = std::vec![0.0f32; x.len()];
+            super::softmax(&x, &mut fast, 3, 37, 1, log);
+            // The same rows as one strided tensor: [1, 37, 3] transposed.
+            let mut t = std::vec![0.0f32; x.len()];
+            for r in 0..3 {
+                for i in 0..37 {
+                    t[i * 3 + r] = x[r * 37 + i];
+                }
+            }
+            let mut slow = std::vec![0.0f32; x.len()];
+            super::softmax(&t, &mut slow, 1, 37, 3, log);
+            for r in 0..3 {
+                for i in 0..37 {
+                    let (a, b) = (fast[r * 37 + i], slow[i * 3 + r]);
+                    assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+                }
+            }
+        }
     }
 }

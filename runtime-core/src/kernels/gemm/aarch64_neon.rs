@@ -13,33 +13,45 @@ pub const MAX_MR: usize = 12;
 pub fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
     assert_eq!(b.nr, NR);
     check_bounds(a, &b, c, g);
-    let (ap, bp, lda, ldb, ldc) = (a.as_ptr(), b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
-    drive(&b, c, g, MAX_MR, |t: Tile, c: &mut [f32]| {
-        let cp = c.as_mut_ptr();
-        let args = (
-            ap.wrapping_add(t.a_off),
-            lda,
-            bp.wrapping_add(t.b_off),
-            ldb,
-            t.kb,
-            cp.wrapping_add(t.c_off),
-            ldc,
-            t.first,
-            t.cols,
-        );
-        macro_rules! dispatch {
+    let (bp, lda, ldb, ldc) = (b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
+    drive(
+        a,
+        &b,
+        c,
+        g,
+        MAX_MR,
+        None,
+        |t: Tile, a: &[f32], c: &mut [f32]| {
+            let cp = c.as_mut_ptr();
+            let (ap, lda) = if t.a_packed {
+                (a.as_ptr(), 0)
+            } else {
+                (a.as_ptr(), lda)
+            };
+            let args = (
+                ap.wrapping_add(t.a_off),
+                lda,
+                bp.wrapping_add(t.b_off),
+                ldb,
+                t.kb,
+                cp.wrapping_add(t.c_off),
+                ldc,
+                t.first,
+                t.cols,
+            );
+            macro_rules! dispatch {
             ($($r:literal)*) => {
-                match (t.rows, t.cols == NR) {
-                    // SAFETY: `check_bounds` covered every element this tile reads and writes
-                    // (tail columns are copied through a buffer); NEON is part of aarch64.
-                    $(($r, true) => unsafe { micro::<$r, false>(args) },
-                    ($r, false) => unsafe { micro::<$r, true>(args) },)*
+                match (t.rows, t.cols == NR, t.a_packed) {
+                    // SAFETY: `check_bounds` and `drive` bound every access of the tile; NEON is part of aarch64.
+                    $(($r, true, false) => unsafe { micro::<$r, false, false>(args) }, ($r, false, false) => unsafe { micro::<$r, true, false>(args) },
+                    ($r, true, true) => unsafe { micro::<$r, false, true>(args) }, ($r, false, true) => unsafe { micro::<$r, true, true>(args) },)*
                     _ => {}
                 }
             };
         }
-        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
-    });
+            dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
+        },
+    );
 }
 
 type MicroArgs = (
@@ -61,7 +73,7 @@ type MicroArgs = (
 /// Every row `r < R` of `A` has `kb` readable elements at `a + r·lda`, every depth step of
 /// `B` 8 (or `cols` when `PARTIAL`) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
 #[inline]
-unsafe fn micro<const R: usize, const PARTIAL: bool>(
+unsafe fn micro<const R: usize, const PARTIAL: bool, const PACKED_A: bool>(
     (a, lda, b, ldb, kb, c, ldc, first, cols): MicroArgs,
 ) {
     // SAFETY: the caller guarantees the accesses (see above); partial rows are copied
@@ -78,7 +90,7 @@ unsafe fn micro<const R: usize, const PARTIAL: bool>(
             }
             let (b0, b1) = (vld1q_f32(row), vld1q_f32(row.add(4)));
             for r in 0..R {
-                let x = *a.add(r * lda + p);
+                let x = *a.add(if PACKED_A { p * R + r } else { r * lda + p });
                 acc0[r] = vfmaq_n_f32(acc0[r], b0, x);
                 acc1[r] = vfmaq_n_f32(acc1[r], b1, x);
             }

@@ -193,6 +193,9 @@ pub(crate) fn check_bounds(a: &[f32], b: &BMatrix<'_>, c: &[f32], g: &Gemm<'_>) 
 
 /// One micro-kernel call: the tile of `rows×cols` at `C[c_off..]`, depth `kb` from `A[a_off..]`
 /// and `B[b_off..]` (row stride `b_row_stride`); `first` overwrites `C`, else accumulates.
+/// When `a_packed`, `A` is the packing buffer and the tile's rows are interleaved: element
+/// `(r, p)` at `a_off + p·rows + r`; else it is `A` itself, element `(r, p)` at
+/// `a_off + r·lda + p`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tile {
     pub a_off: usize,
@@ -202,16 +205,25 @@ pub(crate) struct Tile {
     pub cols: usize,
     pub kb: usize,
     pub first: bool,
+    pub a_packed: bool,
 }
 
-/// The blocked loop nest shared by every variant; `micro` computes one tile.
+/// Elements of the stack buffer the x86 variants pack `A` blocks into.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const A_PACK: usize = 16 * 1024;
+
+/// The blocked loop nest shared by every variant; `micro` computes one tile reading `A`
+/// from the slice it is given. With `a_pack`, each `mc×kc` block of `A` is first copied into
+/// it, `mr` rows interleaved (see [`Tile`]), and `mc` shrinks to fit.
 #[inline(always)]
 pub(crate) fn drive(
+    a: &[f32],
     b: &BMatrix<'_>,
     c: &mut [f32],
     g: &Gemm<'_>,
     max_mr: usize,
-    mut micro: impl FnMut(Tile, &mut [f32]),
+    mut a_pack: Option<&mut [f32]>,
+    mut micro: impl FnMut(Tile, &[f32], &mut [f32]),
 ) {
     let (m, k, n, nr) = (g.m, g.k, g.n, b.nr);
     if m == 0 || n == 0 {
@@ -231,27 +243,45 @@ pub(crate) fn drive(
     while pc < k {
         let kb = g.tiles.kc.min(k - pc);
         let last = pc + kb == k;
+        let mut mc = g.tiles.mc;
+        if let Some(buf) = a_pack.as_deref() {
+            let fit = buf.len() / kb / mr * mr;
+            if fit == 0 {
+                a_pack = None;
+            } else {
+                mc = mc.min(fit);
+            }
+        }
         let mut ic = 0;
         while ic < m {
-            let mb = g.tiles.mc.min(m - ic);
+            let mb = mc.min(m - ic);
+            if let Some(buf) = a_pack.as_deref_mut() {
+                pack_a(a, g.lda, ic, mb, pc, kb, mr, buf);
+            }
             for panel in 0..panels {
                 let col0 = panel * nr;
                 let cols = nr.min(n - col0);
                 let mut ir = ic;
                 while ir < ic + mb {
                     let rows = mr.min(ic + mb - ir);
-                    micro(
-                        Tile {
-                            a_off: ir * g.lda + pc,
-                            b_off: panel * b.panel_stride + pc * b.row_stride,
-                            c_off: ir * g.ldc + col0,
-                            rows,
-                            cols,
-                            kb,
-                            first: pc == 0,
+                    let tile = Tile {
+                        a_off: if a_pack.is_some() {
+                            (ir - ic) * kb
+                        } else {
+                            ir * g.lda + pc
                         },
-                        c,
-                    );
+                        b_off: panel * b.panel_stride + pc * b.row_stride,
+                        c_off: ir * g.ldc + col0,
+                        rows,
+                        cols,
+                        kb,
+                        first: pc == 0,
+                        a_packed: a_pack.is_some(),
+                    };
+                    match a_pack.as_deref() {
+                        Some(buf) => micro(tile, buf, c),
+                        None => micro(tile, a, c),
+                    }
                     if last && (g.bias.is_some() || g.activation != Activation::None) {
                         for r in 0..rows {
                             let at = (ir + r) * g.ldc + col0;
@@ -265,6 +295,34 @@ pub(crate) fn drive(
             ic += mb;
         }
         pc += kb;
+    }
+}
+
+/// Copy `A[ic..ic+mb, pc..pc+kb]` into `buf`: blocks of `mr` rows (fewer in the last), each
+/// `[kb][rows]`, block `j` at `j·mr·kb`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pack_a(
+    a: &[f32],
+    lda: usize,
+    ic: usize,
+    mb: usize,
+    pc: usize,
+    kb: usize,
+    mr: usize,
+    buf: &mut [f32],
+) {
+    let mut r0 = 0;
+    while r0 < mb {
+        let rows = mr.min(mb - r0);
+        let block = &mut buf[r0 * kb..(r0 + rows) * kb];
+        for r in 0..rows {
+            let src = &a[(ic + r0 + r) * lda + pc..(ic + r0 + r) * lda + pc + kb];
+            for (p, &x) in src.iter().enumerate() {
+                block[p * rows + r] = x;
+            }
+        }
+        r0 += rows;
     }
 }
 

@@ -1,6 +1,6 @@
 //! x86-64 AVX2 + FMA micro-kernel: tiles of up to 6 rows × 16 columns (two ymm registers
 //! per row, 12 accumulators), FMA broadcast of one `A` element per row and depth step.
-use super::{BMatrix, Gemm, Tile, check_bounds, drive};
+use super::{A_PACK, BMatrix, Gemm, Tile, check_bounds, drive};
 use core::arch::x86_64::*;
 
 /// Panel width read by this variant.
@@ -16,33 +16,62 @@ pub const MAX_MR: usize = 6;
 pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
     assert_eq!(b.nr, NR);
     check_bounds(a, &b, c, g);
-    let (ap, bp, lda, ldb, ldc) = (a.as_ptr(), b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
-    drive(&b, c, g, MAX_MR, |t: Tile, c: &mut [f32]| {
-        let cp = c.as_mut_ptr();
-        let args = (
-            ap.wrapping_add(t.a_off),
-            lda,
-            bp.wrapping_add(t.b_off),
-            ldb,
-            t.kb,
-            cp.wrapping_add(t.c_off),
-            ldc,
-            t.first,
-            t.cols,
-        );
-        macro_rules! dispatch {
+    // Packing `A` pays off when its blocks are reused across many panels.
+    if g.m >= 2 * MAX_MR.min(g.tiles.mr) && g.n >= 4 * NR {
+        let mut pack = [0.0f32; A_PACK];
+        // SAFETY: as for this function.
+        unsafe { run(a, &b, c, g, Some(&mut pack)) };
+    } else {
+        // SAFETY: as for this function.
+        unsafe { run(a, &b, c, g, None) };
+    }
+}
+
+/// [`gemm`] with or without packing `A`.
+///
+/// # Safety
+/// As [`gemm`]; the bounds are checked.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>, pack: Option<&mut [f32]>) {
+    let (bp, lda, ldb, ldc) = (b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
+    drive(
+        a,
+        b,
+        c,
+        g,
+        MAX_MR,
+        pack,
+        |t: Tile, a: &[f32], c: &mut [f32]| {
+            let cp = c.as_mut_ptr();
+            let (ap, lda) = if t.a_packed {
+                (a.as_ptr(), 0)
+            } else {
+                (a.as_ptr(), lda)
+            };
+            let args = (
+                ap.wrapping_add(t.a_off),
+                lda,
+                bp.wrapping_add(t.b_off),
+                ldb,
+                t.kb,
+                cp.wrapping_add(t.c_off),
+                ldc,
+                t.first,
+                t.cols,
+            );
+            macro_rules! dispatch {
             ($($r:literal)*) => {
-                match (t.rows, t.cols == NR) {
-                    // SAFETY: `check_bounds` covered every element this tile reads and writes
-                    // (tail columns are masked); AVX2 and FMA are enabled in this function.
-                    $(($r, true) => unsafe { micro::<$r, false>(args) },
-                    ($r, false) => unsafe { micro::<$r, true>(args) },)*
+                match (t.rows, t.cols == NR, t.a_packed) {
+                    // SAFETY: `check_bounds` and `drive` bound every access of the tile; AVX2 and FMA are enabled in this function.
+                    $(($r, true, false) => unsafe { micro::<$r, false, false>(args) }, ($r, false, false) => unsafe { micro::<$r, true, false>(args) },
+                    ($r, true, true) => unsafe { micro::<$r, false, true>(args) }, ($r, false, true) => unsafe { micro::<$r, true, true>(args) },)*
                     _ => {}
                 }
             };
         }
-        dispatch!(1 2 3 4 5 6);
-    });
+            dispatch!(1 2 3 4 5 6);
+        },
+    );
 }
 
 type MicroArgs = (
@@ -64,7 +93,7 @@ type MicroArgs = (
 /// depth step of `B` 16 (or the masked columns) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn micro<const R: usize, const MASKED: bool>(
+unsafe fn micro<const R: usize, const MASKED: bool, const PACKED_A: bool>(
     (a, lda, b, ldb, kb, c, ldc, first, cols): MicroArgs,
 ) {
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -85,7 +114,7 @@ unsafe fn micro<const R: usize, const MASKED: bool>(
                 (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)))
             };
             for r in 0..R {
-                let x = _mm256_set1_ps(*a.add(r * lda + p));
+                let x = _mm256_set1_ps(*a.add(if PACKED_A { p * R + r } else { r * lda + p }));
                 acc0[r] = _mm256_fmadd_ps(x, b0, acc0[r]);
                 acc1[r] = _mm256_fmadd_ps(x, b1, acc1[r]);
             }

@@ -1,6 +1,6 @@
 //! x86-64 AVX-512F micro-kernel: tiles of up to 14 rows × 32 columns (two zmm registers per
 //! row, 28 accumulators), FMA broadcast of one `A` element per row and depth step.
-use super::{BMatrix, Gemm, Tile, check_bounds, drive};
+use super::{A_PACK, BMatrix, Gemm, Tile, check_bounds, drive};
 use core::arch::x86_64::*;
 
 /// Panel width read by this variant.
@@ -16,44 +16,73 @@ pub const MAX_MR: usize = 14;
 pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
     assert_eq!(b.nr, NR);
     check_bounds(a, &b, c, g);
-    let (ap, bp, lda, ldb, ldc) = (a.as_ptr(), b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
-    drive(&b, c, g, MAX_MR, |t: Tile, c: &mut [f32]| {
-        let cp = c.as_mut_ptr();
-        let lo = if t.cols >= 16 {
-            0xffff
-        } else {
-            (1u32 << t.cols) - 1
-        } as __mmask16;
-        let hi = if t.cols > 16 {
-            ((1u64 << (t.cols - 16)) - 1) as u32
-        } else {
-            0
-        } as __mmask16;
-        let args = (
-            ap.wrapping_add(t.a_off),
-            lda,
-            bp.wrapping_add(t.b_off),
-            ldb,
-            t.kb,
-            cp.wrapping_add(t.c_off),
-            ldc,
-            t.first,
-            lo,
-            hi,
-        );
-        macro_rules! dispatch {
+    // Packing `A` pays off when its blocks are reused across many panels.
+    if g.m >= 2 * MAX_MR.min(g.tiles.mr) && g.n >= 4 * NR {
+        let mut pack = [0.0f32; A_PACK];
+        // SAFETY: as for this function.
+        unsafe { run(a, &b, c, g, Some(&mut pack)) };
+    } else {
+        // SAFETY: as for this function.
+        unsafe { run(a, &b, c, g, None) };
+    }
+}
+
+/// [`gemm`] with or without packing `A`.
+///
+/// # Safety
+/// As [`gemm`]; the bounds are checked.
+#[target_feature(enable = "avx512f")]
+unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>, pack: Option<&mut [f32]>) {
+    let (bp, lda, ldb, ldc) = (b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
+    drive(
+        a,
+        b,
+        c,
+        g,
+        MAX_MR,
+        pack,
+        |t: Tile, a: &[f32], c: &mut [f32]| {
+            let cp = c.as_mut_ptr();
+            let (ap, lda) = if t.a_packed {
+                (a.as_ptr(), 0)
+            } else {
+                (a.as_ptr(), lda)
+            };
+            let lo = if t.cols >= 16 {
+                0xffff
+            } else {
+                (1u32 << t.cols) - 1
+            } as __mmask16;
+            let hi = if t.cols > 16 {
+                ((1u64 << (t.cols - 16)) - 1) as u32
+            } else {
+                0
+            } as __mmask16;
+            let args = (
+                ap.wrapping_add(t.a_off),
+                lda,
+                bp.wrapping_add(t.b_off),
+                ldb,
+                t.kb,
+                cp.wrapping_add(t.c_off),
+                ldc,
+                t.first,
+                lo,
+                hi,
+            );
+            macro_rules! dispatch {
             ($($r:literal)*) => {
-                match (t.rows, t.cols == NR) {
-                    // SAFETY: `check_bounds` covered every element this tile reads and writes
-                    // (tail columns are masked); AVX-512F is enabled in this function.
-                    $(($r, true) => unsafe { micro::<$r, false>(args) },
-                    ($r, false) => unsafe { micro::<$r, true>(args) },)*
+                match (t.rows, t.cols == NR, t.a_packed) {
+                    // SAFETY: `check_bounds` and `drive` bound every access of the tile; AVX-512F is enabled in this function.
+                    $(($r, true, false) => unsafe { micro::<$r, false, false>(args) }, ($r, false, false) => unsafe { micro::<$r, true, false>(args) },
+                    ($r, true, true) => unsafe { micro::<$r, false, true>(args) }, ($r, false, true) => unsafe { micro::<$r, true, true>(args) },)*
                     _ => {}
                 }
             };
         }
-        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14);
-    });
+            dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14);
+        },
+    );
 }
 
 type MicroArgs = (
@@ -76,7 +105,7 @@ type MicroArgs = (
 /// step of `B` 32 (or the masked columns) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn micro<const R: usize, const MASKED: bool>(
+unsafe fn micro<const R: usize, const MASKED: bool, const PACKED_A: bool>(
     (a, lda, b, ldb, kb, c, ldc, first, lo, hi): MicroArgs,
 ) {
     // SAFETY: the caller guarantees the accesses (see above).
@@ -94,7 +123,7 @@ unsafe fn micro<const R: usize, const MASKED: bool>(
                 (_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16)))
             };
             for r in 0..R {
-                let x = _mm512_set1_ps(*a.add(r * lda + p));
+                let x = _mm512_set1_ps(*a.add(if PACKED_A { p * R + r } else { r * lda + p }));
                 acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
                 acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
             }

@@ -7,7 +7,7 @@ pub const ARENA_BYTES: usize = 128;
 /// The most bytes live at once: no static plan of this graph can use less.
 pub const ARENA_LOWER_BOUND_BYTES: usize = 128;
 /// Bytes of the baked weight blob.
-pub const WEIGHT_BYTES: usize = 384;
+pub const WEIGHT_BYTES: usize = 896;
 /// The target profile's RAM budget.
 pub const RAM_BUDGET_BYTES: u64 = 17179869184;
 /// The target profile's flash budget.
@@ -97,92 +97,63 @@ pub fn run(
     outputs: &mut Outputs<'_>,
 ) -> Result<(), rt::Error> {
     rt::arena::check(arena, ARENA_BYTES)?;
-    // fc1 (MatMul)
+    // fc1.linear (Linear)
     {
         let ([], [w0]) = rt::arena::split(&mut *arena, [], [(0, 64)]);
         let i0: &[f32] = &inputs.x[..];
-        let i1: &[f32] = rt::arena::cast::<f32>(&WEIGHTS.0[0..128]);
+        let i1: &[f32] = rt::arena::cast::<f32>(&WEIGHTS.0[0..256]);
+        let i2: &[f32] = rt::arena::cast::<f32>(&WEIGHTS.0[256..288]);
         let o0: &mut [f32] = rt::arena::cast_mut::<f32>(w0);
-        rt::kernels::matmul::matmul(
+        rt::kernels::gemm::gemm(
             i0,
-            i1,
+            rt::kernels::gemm::BMatrix::packed(i1, 4, 16),
             o0,
-            &rt::kernels::matmul::MatMulSpec {
+            &rt::kernels::gemm::Gemm {
                 m: 2,
                 k: 4,
                 n: 8,
-                a_strides: [4, 1],
-                b_strides: [8, 1],
-                batch: &[],
-                a_batch_strides: &[],
-                b_batch_strides: &[],
+                lda: 4,
+                ldc: 8,
+                bias: Some(i2),
+                activation: rt::kernels::gemm::Activation::Relu,
+                tiles: rt::kernels::gemm::Tiles {
+                    mr: 6,
+                    kc: 256,
+                    mc: 510,
+                },
             },
         );
     }
-    // fc1/1 (Binary)
-    {
-        let ([r0], [w0]) = rt::arena::split(&mut *arena, [(0, 64)], [(64, 64)]);
-        let i0: &[f32] = rt::arena::cast::<f32>(r0);
-        let i1: &[f32] = rt::arena::cast::<f32>(&WEIGHTS.0[128..160]);
-        let o0: &mut [f32] = rt::arena::cast_mut::<f32>(w0);
-        rt::kernels::elementwise::binary(
-            i0,
-            &[8, 1],
-            i1,
-            &[0, 1],
-            o0,
-            &[2, 8],
-            rt::math::add::<f32>,
-        );
-    }
-    // relu (Unary)
-    {
-        let ([r0], [w0]) = rt::arena::split(&mut *arena, [(64, 64)], [(0, 64)]);
-        let i0: &[f32] = rt::arena::cast::<f32>(r0);
-        let o0: &mut [f32] = rt::arena::cast_mut::<f32>(w0);
-        rt::kernels::elementwise::unary(i0, o0, rt::math::relu);
-    }
-    // fc2 (MatMul)
+    // fc2.linear (Linear)
     {
         let ([r0], [w0]) = rt::arena::split(&mut *arena, [(0, 64)], [(64, 24)]);
         let i0: &[f32] = rt::arena::cast::<f32>(r0);
-        let i1: &[f32] = rt::arena::cast::<f32>(&WEIGHTS.0[192..288]);
+        let i1: &[f32] = rt::arena::cast::<f32>(&WEIGHTS.0[320..832]);
+        let i2: &[f32] = rt::arena::cast::<f32>(&WEIGHTS.0[832..844]);
         let o0: &mut [f32] = rt::arena::cast_mut::<f32>(w0);
-        rt::kernels::matmul::matmul(
+        rt::kernels::gemm::gemm(
             i0,
-            i1,
+            rt::kernels::gemm::BMatrix::packed(i1, 8, 16),
             o0,
-            &rt::kernels::matmul::MatMulSpec {
+            &rt::kernels::gemm::Gemm {
                 m: 2,
                 k: 8,
                 n: 3,
-                a_strides: [8, 1],
-                b_strides: [3, 1],
-                batch: &[],
-                a_batch_strides: &[],
-                b_batch_strides: &[],
+                lda: 8,
+                ldc: 3,
+                bias: Some(i2),
+                activation: rt::kernels::gemm::Activation::None,
+                tiles: rt::kernels::gemm::Tiles {
+                    mr: 6,
+                    kc: 256,
+                    mc: 510,
+                },
             },
-        );
-    }
-    // fc2.bias (Binary)
-    {
-        let ([r0], [w0]) = rt::arena::split(&mut *arena, [(64, 24)], [(0, 24)]);
-        let i0: &[f32] = rt::arena::cast::<f32>(r0);
-        let i1: &[f32] = rt::arena::cast::<f32>(&WEIGHTS.0[320..332]);
-        let o0: &mut [f32] = rt::arena::cast_mut::<f32>(w0);
-        rt::kernels::elementwise::binary(
-            i0,
-            &[3, 1],
-            i1,
-            &[0, 1],
-            o0,
-            &[2, 3],
-            rt::math::add::<f32>,
         );
     }
     // softmax (Softmax)
     {
-        let ([r0], []) = rt::arena::split(&mut *arena, [(0, 24)], []);
+        let ([r0], []) = rt::arena::split(&mut *arena, [(64, 24)], []);
         let i0: &[f32] = rt::arena::cast::<f32>(r0);
         let o0: &mut [f32] = &mut outputs.y[..];
         rt::kernels::softmax::softmax(i0, o0, 2, 3, 1, false);

@@ -1,0 +1,262 @@
+//! Fuse scaled-dot-product attention into one `Attention` op that never materialises more
+//! than a tile of scores.
+//!
+//! Before (as torch exports BERT, GPT-2 and Llama attention; the scaling of `q`/`k` stays a
+//! separate op before the pattern):
+//! `s = MatMul(q, kt)`; optionally `x = Add(s, mask)` (either order);
+//! `p = Softmax{last axis}(x)`; optionally `p' = Where(IsNaN(p), 0, p)`; `o = MatMul(p', v)`,
+//! every intermediate read only inside the pattern and `q`, `kt`, `v` of one rank with equal
+//! leading axes. After: `o, scratch = Attention{mask, nan_to_zero, rows}(q, kt, [mask], v)`.
+use super::Pass;
+use super::fuse_linear::sole_consumer;
+use crate::error::{Error, Result};
+use crate::ir::{DType, Graph, NodeId, ValueId};
+use crate::ops::Op;
+use crate::ops::attention::Attention;
+use crate::ops::binary::BinaryKind;
+use crate::ops::unary::UnaryKind;
+use crate::target::GemmTiling;
+use runtime_core::kernels::gemm::Tiles;
+
+pub struct FuseAttention {
+    pub tiling: GemmTiling,
+}
+
+fn producer(graph: &Graph, v: ValueId) -> Option<NodeId> {
+    graph.value(v).producer
+}
+
+/// The matched pattern ending at the product with `v`.
+struct Matched {
+    q: ValueId,
+    kt: ValueId,
+    mask: Option<ValueId>,
+    v: ValueId,
+    nan_to_zero: bool,
+    nodes: Vec<NodeId>,
+}
+
+fn match_attention(graph: &Graph, pv: NodeId) -> Option<Matched> {
+    let node = graph.node(pv);
+    let Op::MatMul(_) = node.op else { return None };
+    let (mut p, v) = (node.inputs[0], node.inputs[1]);
+    let mut nodes = vec![pv];
+    let mut nan_to_zero = false;
+    // Optional Where(IsNaN(sm), 0, sm).
+    if let Some(w) = producer(graph, p)
+        && let Op::Where(_) = graph.node(w).op
+    {
+        let wn = graph.node(w);
+        let (cond, zero, sm) = (wn.inputs[0], wn.inputs[1], wn.inputs[2]);
+        let isnan = producer(graph, cond)?;
+        let is_isnan = matches!(&graph.node(isnan).op, Op::Unary(u) if u.kind == UnaryKind::IsNaN);
+        let zero_ok = graph
+            .constant(zero)
+            .is_some_and(|t| t.ty.numel() == 1 && t.scalar_f64().ok() == Some(0.0));
+        if !is_isnan
+            || !zero_ok
+            || graph.node(isnan).inputs[0] != sm
+            || sole_consumer(graph, cond) != Some(w)
+            || sole_consumer(graph, p) != Some(pv)
+            || graph.use_count(sm) != 2
+            || graph.outputs.contains(&sm)
+            || graph.ty(p) != graph.ty(sm)
+        {
+            return None;
+        }
+        nodes.extend([w, isnan]);
+        nan_to_zero = true;
+        p = sm;
+    } else if sole_consumer(graph, p) != Some(pv) {
+        return None;
+    }
+    let sm = producer(graph, p)?;
+    let Op::Softmax(s) = &graph.node(sm).op else {
+        return None;
+    };
+    let rank = graph.ty(p).rank();
+    if s.log || s.axis + 1 != rank || (s.coerce_2d && rank != 2) {
+        return None;
+    }
+    nodes.push(sm);
+    let mut x = graph.node(sm).inputs[0];
+    if sole_consumer(graph, x) != Some(sm) {
+        return None;
+    }
+    let mut mask = None;
+    let mut scores_node = producer(graph, x)?;
+    if let Op::Binary(b) = &graph.node(scores_node).op
+        && b.kind == BinaryKind::Add
+    {
+        let add = graph.node(scores_node);
+        let (a, c) = (add.inputs[0], add.inputs[1]);
+        let is_qk = |val: ValueId| {
+            producer(graph, val).is_some_and(|n| matches!(graph.node(n).op, Op::MatMul(_)))
+                && graph.ty(val).shape == graph.ty(x).shape
+        };
+        let (s_val, m_val) = if is_qk(a) {
+            (a, c)
+        } else if is_qk(c) {
+            (c, a)
+        } else {
+            return None;
+        };
+        if graph.ty(m_val).dtype != DType::F32 {
+            return None;
+        }
+        nodes.push(scores_node);
+        mask = Some(m_val);
+        x = s_val;
+        if sole_consumer(graph, x) != Some(scores_node) {
+            return None;
+        }
+        scores_node = producer(graph, x)?;
+    }
+    let Op::MatMul(_) = graph.node(scores_node).op else {
+        return None;
+    };
+    nodes.push(scores_node);
+    let (q, kt) = (
+        graph.node(scores_node).inputs[0],
+        graph.node(scores_node).inputs[1],
+    );
+    Some(Matched {
+        q,
+        kt,
+        mask,
+        v,
+        nan_to_zero,
+        nodes,
+    })
+}
+
+impl Pass for FuseAttention {
+    fn name(&self) -> &'static str {
+        "fuse_attention"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<bool> {
+        let mut changed = false;
+        let order = graph
+            .topo_order()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        for id in order {
+            if !graph.has_node(id) {
+                continue;
+            }
+            let Some(m) = match_attention(graph, id) else {
+                continue;
+            };
+            let t = self.tiling;
+            let op = Attention {
+                mask: m.mask.is_some(),
+                nan_to_zero: m.nan_to_zero,
+                rows: (4 * t.mr).max(1),
+                tiles: Tiles {
+                    mr: t.mr,
+                    kc: t.kc,
+                    mc: t.mc,
+                },
+            };
+            let mut inputs = vec![m.q, m.kt];
+            inputs.extend(m.mask);
+            inputs.push(m.v);
+            // The op must accept these operands (ranks, broadcasting); else leave the graph.
+            let types: Vec<_> = inputs.iter().map(|&v| graph.ty(v)).collect();
+            if crate::ops::OpDef::infer(&op, &types).is_err() {
+                continue;
+            }
+            let out = graph.node(id).outputs[0];
+            let name = format!("{}.attention", graph.node(id).name);
+            let out_name = graph.value(out).name.clone();
+            for &n in &m.nodes {
+                graph.remove_node(n);
+            }
+            let (_, outs) = graph
+                .add_node(
+                    name.clone(),
+                    "Attention",
+                    Op::Attention(op),
+                    inputs,
+                    &[out_name, format!("{name}.scores")],
+                )
+                .map_err(|e| Error::Internal(format!("fuse_attention: {e}")))?;
+            graph.replace_uses(out, outs[0]);
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Tensor, TensorType, printer::print};
+    use crate::ops::binary::Binary;
+    use crate::ops::matmul::MatMul;
+    use crate::ops::softmax::Softmax;
+    use crate::ops::unary::Unary;
+    use crate::ops::where_::Where;
+
+    #[test]
+    fn masked_attention_with_nan_guard_becomes_one_op() {
+        let mut g = Graph::new(17);
+        let f = |s: Vec<usize>| TensorType::new(DType::F32, s);
+        let q = g.add_value("q", f(vec![1, 2, 4, 3]));
+        let kt = g.add_value("kt", f(vec![1, 2, 3, 5]));
+        let v = g.add_value("v", f(vec![1, 2, 5, 3]));
+        let mask = g.add_value("mask", f(vec![1, 1, 4, 5]));
+        g.inputs.extend([q, kt, v, mask]);
+        let mm = |g: &mut Graph, n: &str, a, b| {
+            g.add_node(n, "MatMul", Op::MatMul(MatMul {}), vec![a, b], &[n.into()])
+                .unwrap()
+                .1[0]
+        };
+        let s = mm(&mut g, "qk", q, kt);
+        let add = Op::Binary(Binary {
+            kind: BinaryKind::Add,
+        });
+        let x = g
+            .add_node("add", "Add", add, vec![s, mask], &["x".into()])
+            .unwrap()
+            .1[0];
+        let sm = Op::Softmax(Softmax {
+            axis: 3,
+            log: false,
+            coerce_2d: false,
+        });
+        let p = g
+            .add_node("sm", "Softmax", sm, vec![x], &["p".into()])
+            .unwrap()
+            .1[0];
+        let isnan = Op::Unary(Unary {
+            kind: UnaryKind::IsNaN,
+        });
+        let c = g
+            .add_node("isnan", "IsNaN", isnan, vec![p], &["c".into()])
+            .unwrap()
+            .1[0];
+        let zero = g.add_constant("zero", Tensor::from_f32s(vec![], vec![0.0]).unwrap());
+        let w = g
+            .add_node(
+                "where",
+                "Where",
+                Op::Where(Where {}),
+                vec![c, zero, p],
+                &["w".into()],
+            )
+            .unwrap()
+            .1[0];
+        let o = mm(&mut g, "pv", w, v);
+        g.outputs.push(o);
+        let tiling = crate::target::TargetProfile::load("x86")
+            .unwrap()
+            .gemm_tiling();
+        assert!(FuseAttention { tiling }.run(&mut g).unwrap());
+        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
+            .run(&mut g)
+            .unwrap();
+        crate::ir::verify::verify(&g).unwrap();
+        insta::assert_snapshot!(print(&g).unwrap());
+    }
+}
