@@ -1,4 +1,4 @@
-//! `Attention`: `out = softmax(Q · Kᵀ + mask) · V` in one op (made by the pass
+//! `Attention`: `out = softmax(scale · Q · Kᵀ + mask) · V` in one op (made by the pass
 //! `fuse_attention`; no ONNX op maps to it), computed a tile of query rows at a time.
 use super::OpDef;
 use super::util::{self, EmitCtx, broadcast_shapes, broadcast_strides, expect_inputs, lit_usize};
@@ -17,6 +17,8 @@ use runtime_core::kernels::gemm::Tiles;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attention {
     pub mask: bool,
+    /// Factor applied to the scores `Q · Kᵀ` before the mask.
+    pub scale: f32,
     /// Zero the probabilities of rows that are NaN (fully masked with `-inf`), as torch's
     /// export does with `Where(IsNaN(p), 0, p)`.
     pub nan_to_zero: bool,
@@ -113,6 +115,7 @@ impl Attention {
             dv: g.dv,
             mask_head_stride: g.mask_head_stride,
             mask_row_stride: g.mask_row_stride,
+            scale: self.scale,
             nan_to_zero: self.nan_to_zero,
             rows: self.rows,
             tiles: self.tiles,
@@ -174,6 +177,7 @@ impl OpDef for Attention {
             lit_usize(s.tiles.mc),
         );
         let nan = self.nan_to_zero;
+        let scale = proc_macro2::Literal::f32_suffixed(self.scale);
         let (q, kt) = (ctx.input(0), ctx.input(1));
         let v = ctx.input(ctx.inputs.len() - 1);
         let mask = if self.mask {
@@ -186,7 +190,7 @@ impl OpDef for Attention {
         Ok(quote! {
             rt::kernels::attention::attention(#q, #kt, #mask, #v, #o, #scratch, &rt::kernels::attention::AttentionSpec {
                 heads: #heads, sq: #sq, skv: #skv, d: #d, dv: #dv,
-                mask_head_stride: #mhs, mask_row_stride: #mrs,
+                mask_head_stride: #mhs, mask_row_stride: #mrs, scale: #scale,
                 nan_to_zero: #nan, rows: #rows,
                 tiles: rt::kernels::gemm::Tiles { mr: #mr, kc: #kc, mc: #mc },
             });
@@ -196,6 +200,7 @@ impl OpDef for Attention {
     fn attrs(&self) -> Vec<(&'static str, String)> {
         vec![
             ("mask", self.mask.to_string()),
+            ("scale", format!("{:?}", self.scale)),
             ("nan_to_zero", self.nan_to_zero.to_string()),
             ("rows", self.rows.to_string()),
             (

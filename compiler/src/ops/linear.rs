@@ -116,11 +116,10 @@ impl OpDef for Linear {
             None => None,
         };
         let mut out = util::zeros(&outputs[0])?;
-        let m = if self.k == 0 {
-            outputs[0].numel() / self.n.max(1)
-        } else {
-            x.len() / self.k
-        };
+        let m = x
+            .len()
+            .checked_div(self.k)
+            .unwrap_or(outputs[0].numel() / self.n.max(1));
         let b = if self.nr == 0 {
             BMatrix::row_major(w, self.n, 8)
         } else {

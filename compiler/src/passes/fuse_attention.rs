@@ -3,10 +3,11 @@
 //!
 //! Before (as torch exports BERT, GPT-2 and Llama attention; the scaling of `q`/`k` stays a
 //! separate op before the pattern):
-//! `s = MatMul(q, kt)`; optionally `x = Add(s, mask)` (either order);
+//! `s = MatMul(q, kt)`; optionally `s' = Mul(s, c)` or `Div(s, c)` with a scalar constant
+//! `c`; optionally `x = Add(s', mask)` (either order);
 //! `p = Softmax{last axis}(x)`; optionally `p' = Where(IsNaN(p), 0, p)`; `o = MatMul(p', v)`,
 //! every intermediate read only inside the pattern and `q`, `kt`, `v` of one rank with equal
-//! leading axes. After: `o, scratch = Attention{mask, nan_to_zero, rows}(q, kt, [mask], v)`.
+//! leading axes. After: `o, scratch = Attention{mask, scale, nan_to_zero, rows}(q, kt, [mask], v)`.
 use super::Pass;
 use super::fuse_linear::sole_consumer;
 use crate::error::{Error, Result};
@@ -32,8 +33,35 @@ struct Matched {
     kt: ValueId,
     mask: Option<ValueId>,
     v: ValueId,
+    scale: f32,
     nan_to_zero: bool,
     nodes: Vec<NodeId>,
+}
+
+/// `Mul(x, c)`, `Mul(c, x)` or `Div(x, c)` with a scalar constant `c`: `(x, factor)`.
+fn scaled(graph: &Graph, id: NodeId) -> Option<(ValueId, f32)> {
+    let Op::Binary(b) = &graph.node(id).op else {
+        return None;
+    };
+    let n = graph.node(id);
+    let (a, c) = (n.inputs[0], n.inputs[1]);
+    let value = |v: ValueId| {
+        graph
+            .constant(v)
+            .filter(|t| t.ty.numel() == 1)
+            .and_then(|t| t.scalar_f64().ok())
+    };
+    match b.kind {
+        BinaryKind::Mul => match (value(a), value(c)) {
+            (None, Some(f)) => Some((a, f as f32)),
+            (Some(f), None) => Some((c, f as f32)),
+            _ => None,
+        },
+        BinaryKind::Div => value(c)
+            .filter(|&f| f != 0.0)
+            .map(|f| (a, (1.0 / f) as f32)),
+        _ => None,
+    }
 }
 
 fn match_attention(graph: &Graph, pv: NodeId) -> Option<Matched> {
@@ -91,8 +119,9 @@ fn match_attention(graph: &Graph, pv: NodeId) -> Option<Matched> {
         let add = graph.node(scores_node);
         let (a, c) = (add.inputs[0], add.inputs[1]);
         let is_qk = |val: ValueId| {
-            producer(graph, val).is_some_and(|n| matches!(graph.node(n).op, Op::MatMul(_)))
-                && graph.ty(val).shape == graph.ty(x).shape
+            producer(graph, val).is_some_and(|n| {
+                matches!(graph.node(n).op, Op::MatMul(_)) || scaled(graph, n).is_some()
+            }) && graph.ty(val).shape == graph.ty(x).shape
         };
         let (s_val, m_val) = if is_qk(a) {
             (a, c)
@@ -112,6 +141,16 @@ fn match_attention(graph: &Graph, pv: NodeId) -> Option<Matched> {
         }
         scores_node = producer(graph, x)?;
     }
+    let mut scale = 1.0f32;
+    if let Some((inner, factor)) = scaled(graph, scores_node)
+        && graph.ty(inner) == graph.ty(x)
+        && sole_consumer(graph, inner) == Some(scores_node)
+        && producer(graph, inner).is_some_and(|n| matches!(graph.node(n).op, Op::MatMul(_)))
+    {
+        nodes.push(scores_node);
+        scale = factor;
+        scores_node = producer(graph, inner)?;
+    }
     let Op::MatMul(_) = graph.node(scores_node).op else {
         return None;
     };
@@ -125,6 +164,7 @@ fn match_attention(graph: &Graph, pv: NodeId) -> Option<Matched> {
         kt,
         mask,
         v,
+        scale,
         nan_to_zero,
         nodes,
     })
@@ -150,6 +190,7 @@ impl Pass for FuseAttention {
             let t = self.tiling;
             let op = Attention {
                 mask: m.mask.is_some(),
+                scale: m.scale,
                 nan_to_zero: m.nan_to_zero,
                 rows: (4 * t.mr).max(1),
                 tiles: Tiles {

@@ -16,6 +16,8 @@ pub struct AttentionSpec {
     pub dv: usize,
     pub mask_head_stride: usize,
     pub mask_row_stride: usize,
+    /// Factor applied to `Q · Kᵀ` before the mask is added.
+    pub scale: f32,
     /// Replace NaN probabilities (rows masked entirely with `-inf`) by 0.
     pub nan_to_zero: bool,
     /// Query rows per tile; `scratch` holds `rows × skv` scores.
@@ -59,7 +61,11 @@ pub fn attention(
                 if let Some(mask) = mask {
                     let at = h * s.mask_head_stride + (r0 + i) * s.mask_row_stride;
                     for (x, &b) in row.iter_mut().zip(&mask[at..at + skv]) {
-                        *x += b;
+                        *x = *x * s.scale + b;
+                    }
+                } else if s.scale != 1.0 {
+                    for x in row.iter_mut() {
+                        *x *= s.scale;
                     }
                 }
                 let max = row_max(row);
@@ -121,6 +127,7 @@ mod tests {
             dv,
             mask_head_stride: 0,
             mask_row_stride: 0,
+            scale: 0.5,
             nan_to_zero: true,
             rows: 3,
             tiles: Tiles {

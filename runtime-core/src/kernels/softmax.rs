@@ -51,7 +51,8 @@ pub fn row_max(row: &[f32]) -> f32 {
     let tail = chunks.remainder();
     for chunk in chunks {
         for (l, &v) in lanes.iter_mut().zip(chunk) {
-            *l = l.max(v);
+            // `>` rather than `f32::max`: the same for non-NaN input, and it vectorises.
+            *l = if v > *l { v } else { *l };
         }
     }
     let mut max = tail.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));

@@ -73,6 +73,7 @@ type MicroArgs = (
 /// Every row `r < R` of `A` has `kb` readable elements at `a + r·lda`, every depth step of
 /// `B` 8 (or `cols` when `PARTIAL`) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
 #[inline]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn micro<const R: usize, const PARTIAL: bool, const PACKED_A: bool>(
     (a, lda, b, ldb, kb, c, ldc, first, cols): MicroArgs,
 ) {

@@ -13,6 +13,7 @@ pub const MAX_MR: usize = 6;
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
     assert_eq!(b.nr, NR);
     check_bounds(a, &b, c, g);
@@ -32,6 +33,7 @@ pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
 /// # Safety
 /// As [`gemm`]; the bounds are checked.
 #[target_feature(enable = "avx2,fma")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>, pack: Option<&mut [f32]>) {
     let (bp, lda, ldb, ldc) = (b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
     drive(
@@ -93,6 +95,7 @@ type MicroArgs = (
 /// depth step of `B` 16 (or the masked columns) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn micro<const R: usize, const MASKED: bool, const PACKED_A: bool>(
     (a, lda, b, ldb, kb, c, ldc, first, cols): MicroArgs,
 ) {

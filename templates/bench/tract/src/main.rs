@@ -15,12 +15,25 @@ fn load_input(dir: &std::path::Path, line: &str) -> TractResult<Tensor> {
         _ => vec![],
     };
     let bytes = std::fs::read(dir.join(format!("{index}.bin")))?;
+    macro_rules! decode {
+        ($t:ty) => {{
+            let values: Vec<$t> = bytes
+                .chunks_exact(std::mem::size_of::<$t>())
+                .map(|c| <$t>::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            Tensor::from_shape(&dims, &values)?
+        }};
+    }
     let tensor = match dtype {
-        "f32" => Tensor::from_raw::<f32>(&dims, &bytes)?,
-        "i64" => Tensor::from_raw::<i64>(&dims, &bytes)?,
-        "i32" => Tensor::from_raw::<i32>(&dims, &bytes)?,
-        "bool" => Tensor::from_raw::<u8>(&dims, &bytes)?.cast_to::<bool>()?.into_owned(),
-        other => anyhow::bail!("unsupported input type {other}"),
+        "f32" => decode!(f32),
+        "f64" => decode!(f64),
+        "i64" => decode!(i64),
+        "i32" => decode!(i32),
+        "bool" => {
+            let values: Vec<bool> = bytes.iter().map(|&b| b != 0).collect();
+            Tensor::from_shape(&dims, &values)?
+        }
+        other => return Err(TractError::msg(format!("unsupported input type {other}"))),
     };
     Ok(tensor)
 }
