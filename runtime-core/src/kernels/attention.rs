@@ -146,6 +146,7 @@ mod tests {
                         (0..d)
                             .map(|t| q[(h * sq + i) * d + t] * kt[(h * d + t) * skv + j])
                             .sum::<f32>()
+                            * 0.5
                             + mask[j]
                     })
                     .collect();
