@@ -49,7 +49,7 @@ pub mod manifest {
     /// SHA-256 of the target profile's TOML text.
     pub const TARGET_PROFILE_SHA256: &str = "043e1629582e6930e97587c404b5688a748f1aea26577de684aef3f52ffe70fc";
     /// SHA-256 of `weights.bin`.
-    pub const WEIGHTS_SHA256: &str = "cb6b50b8a5dab492745a05637296a8a84c4279a42da859126c0a10fe1271a365";
+    pub const WEIGHTS_SHA256: &str = "3cdea62eb3d8e0ef5919040d3b791179e8815a58800ce1bbf995344c27011ac1";
 }
 static WEIGHTS: rt::Aligned64<[u8; WEIGHT_BYTES]> = rt::Aligned64(
     *include_bytes!("../weights.bin"),
