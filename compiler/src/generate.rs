@@ -112,6 +112,7 @@ pub fn build_generator(build: &BuildOptions, work_dir: &Path) -> Result<PathBuf>
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(runner_dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", crate::verify::host_rustflags(&build.target))
         .output()
         .map_err(|e| Error::Usage(format!("cannot run cargo: {e}")))?;
     if !output.status.success() {

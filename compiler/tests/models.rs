@@ -67,7 +67,9 @@ fn reference_evaluator_agrees_before_and_after_optimisation() {
                         ));
                     }
                 }
-                let same = compare(name, x, y, 1e-6, 0.0)?;
+                // Fusion reorders float sums and the fused softmax/GELU use vectorisable
+                // exp/erf (within a few ulp of libm): allow rounding-level relative change.
+                let same = compare(name, x, y, 1e-6, 1e-5)?;
                 if !same.ok {
                     failures.push(format!(
                         "{}: optimisation changed `{name}` by {:.3e}",
