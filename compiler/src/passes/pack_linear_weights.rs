@@ -3,7 +3,9 @@
 //!
 //! Before: `y = Linear{nr=0}(x, W: f32[k, n], ..)`. After: `y = Linear{nr, tiles}(x,
 //! W.packed: f32[ceil(n/nr)·k·nr], ..)` with `W.packed` a new constant (shared by every
-//! `Linear` that read `W`); `W` is dropped when nothing else reads it.
+//! `Linear` that read `W`); `W` is dropped when nothing else reads it. For the `portable`
+//! kernel (no SIMD variant, e.g. microcontrollers) the weight stays row-major: its kernel
+//! reads it in place and padding panels would only cost flash.
 use super::Pass;
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, Tensor, TensorType, ValueId};
@@ -37,6 +39,18 @@ impl Pass for PackLinearWeights {
                 continue;
             }
             let (k, n, w) = (linear.k, linear.n, node.inputs[1]);
+            if t.kernel == "portable" {
+                if let Op::Linear(linear) = &mut graph.node_mut(id).op {
+                    linear.kernel = t.kernel;
+                    linear.tiles = Tiles {
+                        mr: t.mr,
+                        kc: t.kc,
+                        mc: t.mc,
+                    };
+                }
+                changed = true;
+                continue;
+            }
             let Some(weight) = graph.constant(w).cloned() else {
                 continue;
             };
