@@ -1,10 +1,14 @@
 //! Baking tokenizers into generated crates: read a Hugging Face `tokenizer.json`
-//! (WordPiece) or a llama2.c `tokenizer.bin` (BPE by scores, byte fallback) and write the
+//! (WordPiece; BPE, byte-level as GPT-2's or SentencePiece style with byte fallback as
+//! Llama's) or a llama2.c `tokenizer.bin` (BPE by scores, byte fallback) and write the
 //! blob `runtime_core::tokenizer::Tokenizer` reads in place (layout documented there).
+//! A `tokenizer.json` feature the runtime does not implement is an error naming the
+//! field, never a tokenizer that gives different ids.
 use crate::codegen::GeneratedCrate;
 use crate::error::{Error, Result};
 use runtime_core::tokenizer::{Field, HEADER_WORDS, Kind, MAGIC, NONE, VERSION, flags};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A tokenizer's content before baking.
@@ -21,6 +25,14 @@ pub struct TokenizerSpec {
     pub sep: Option<u32>,
     pub pad: Option<u32>,
     pub max_word_chars: u32,
+    /// BPE merges `(left, right, rank, result)`.
+    pub merges: Vec<[u32; 4]>,
+    /// Added tokens the text is split on first: `(id, special)`.
+    pub added: Vec<(u32, bool)>,
+}
+
+fn unsupported(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::UnsupportedModel(format!("tokenizer `{}`: {what}", path.display()))
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {
@@ -87,18 +99,372 @@ fn from_llama2c(path: &Path, bytes: &[u8]) -> Result<TokenizerSpec> {
         max_word_chars: 0,
         scores: Some(scores),
         pieces,
+        merges: Vec::new(),
+        added: Vec::new(),
     })
+}
+
+/// The added tokens (`added_tokens`): `(id, content, special)`; options that change how
+/// they match are refused.
+fn added_tokens(path: &Path, json: &Value) -> Result<Vec<(u32, String, bool)>> {
+    let Some(list) = json.get("added_tokens") else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| bad(path, "added_tokens is not an array"))?;
+    let normalizer = !matches!(json.get("normalizer"), None | Some(Value::Null));
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let flag = |k: &str| t.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let content = t
+            .get("content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(path, format!("added_tokens[{i}].content is not a string")))?;
+        let id = t
+            .get("id")
+            .and_then(Value::as_u64)
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| bad(path, format!("added_tokens[{i}].id is not a token id")))?;
+        for option in ["single_word", "lstrip", "rstrip"] {
+            if flag(option) {
+                return Err(unsupported(
+                    path,
+                    format!("added_tokens[{i}] (`{content}`): `{option}: true` is not supported"),
+                ));
+            }
+        }
+        if flag("normalized") && normalizer {
+            return Err(unsupported(
+                path,
+                format!(
+                    "added_tokens[{i}] (`{content}`): `normalized: true` with a normalizer is \
+                     not supported"
+                ),
+            ));
+        }
+        out.push((id, content.to_owned(), flag("special")));
+    }
+    Ok(out)
+}
+
+/// Put the added tokens' text into the piece table (growing it for ids past the model's
+/// vocabulary) and list them.
+fn place_added(
+    path: &Path,
+    pieces: &mut Vec<Vec<u8>>,
+    added: &[(u32, String, bool)],
+) -> Result<Vec<(u32, bool)>> {
+    let mut list = Vec::new();
+    for (id, content, special) in added {
+        let i = *id as usize;
+        if i > pieces.len() + added.len() {
+            return Err(bad(path, format!("added token `{content}` has id {id}")));
+        }
+        if pieces.len() <= i {
+            pieces.resize(i + 1, Vec::new());
+        }
+        pieces[i] = content.as_bytes().to_vec();
+        list.push((*id, *special));
+    }
+    Ok(list)
+}
+
+/// GPT-2's byte-to-unicode map: printable bytes stand for themselves, the others for
+/// U+0100 onwards.
+fn byte_level_chars() -> [char; 256] {
+    let mut map = ['\0'; 256];
+    let mut next = 256u32;
+    for b in 0..=255u8 {
+        let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+        map[b as usize] = if printable {
+            b as char
+        } else {
+            let c = char::from_u32(next).unwrap_or('\0');
+            next += 1;
+            c
+        };
+    }
+    map
+}
+
+/// The string of a merge (`"a b"` or `["a", "b"]`).
+fn merge_pair(merge: &Value) -> Option<(String, String)> {
+    match merge {
+        Value::String(s) => {
+            let (a, b) = s.split_once(' ')?;
+            Some((a.to_owned(), b.to_owned()))
+        }
+        Value::Array(pair) => match pair.as_slice() {
+            [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn type_of(v: Option<&Value>) -> Option<&str> {
+    v.and_then(|v| v.get("type")).and_then(Value::as_str)
+}
+
+/// Whether a normalizer is Llama's `Prepend("▁")` + `Replace(" ", "▁")`.
+fn is_metaspace_normalizer(n: &Value) -> bool {
+    let Some(list) = n.get("normalizers").and_then(Value::as_array) else {
+        return false;
+    };
+    let prepend = |v: &Value| {
+        type_of(Some(v)) == Some("Prepend") && v.get("prepend").and_then(Value::as_str) == Some("▁")
+    };
+    let replace = |v: &Value| {
+        type_of(Some(v)) == Some("Replace")
+            && v.get("pattern")
+                .and_then(|p| p.get("String"))
+                .and_then(Value::as_str)
+                == Some(" ")
+            && v.get("content").and_then(Value::as_str) == Some("▁")
+    };
+    type_of(Some(n)) == Some("Sequence")
+        && matches!(list.as_slice(), [a, b] if (prepend(a) && replace(b)) || (replace(a) && prepend(b)))
+}
+
+/// A `tokenizer.json` BPE model: byte-level (GPT-2) or SentencePiece style (Llama).
+fn from_json_bpe(path: &Path, json: &Value, model: &Value) -> Result<TokenizerSpec> {
+    let get_bool = |k: &str| model.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let get_str = |k: &str| {
+        model
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    if model
+        .get("dropout")
+        .and_then(Value::as_f64)
+        .is_some_and(|d| d > 0.0)
+    {
+        return Err(unsupported(
+            path,
+            "model.dropout (BPE dropout) is not supported",
+        ));
+    }
+    for field in ["continuing_subword_prefix", "end_of_word_suffix"] {
+        if let Some(v) = get_str(field) {
+            return Err(unsupported(
+                path,
+                format!("model.{field} `{v}` is not supported"),
+            ));
+        }
+    }
+    let normalizer = json.get("normalizer").filter(|v| !v.is_null());
+    let pre = json.get("pre_tokenizer").filter(|v| !v.is_null());
+    let mut f = 0;
+    let byte_level = match (normalizer, type_of(pre)) {
+        (None, Some("ByteLevel")) => {
+            let p = pre.unwrap_or(&Value::Null);
+            f |= flags::BYTE_LEVEL;
+            if p.get("add_prefix_space")
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+            {
+                f |= flags::ADD_PREFIX_SPACE;
+            }
+            if p.get("use_regex").and_then(Value::as_bool).unwrap_or(true) {
+                f |= flags::GPT2_SPLIT;
+            }
+            true
+        }
+        (Some(n), None) if is_metaspace_normalizer(n) => {
+            f |= flags::METASPACE | flags::ADD_DUMMY_PREFIX;
+            false
+        }
+        (None, Some("Metaspace")) => {
+            let p = pre.unwrap_or(&Value::Null);
+            if p.get("replacement").and_then(Value::as_str) != Some("▁") {
+                return Err(unsupported(
+                    path,
+                    "pre_tokenizer.replacement other than `▁`",
+                ));
+            }
+            if p.get("split").and_then(Value::as_bool).unwrap_or(true) {
+                return Err(unsupported(
+                    path,
+                    "pre_tokenizer Metaspace with `split: true` is not supported",
+                ));
+            }
+            match p.get("prepend_scheme").and_then(Value::as_str) {
+                Some("always") => f |= flags::ADD_DUMMY_PREFIX,
+                Some("never") => {}
+                other => {
+                    return Err(unsupported(
+                        path,
+                        format!("pre_tokenizer.prepend_scheme {other:?} is not supported"),
+                    ));
+                }
+            }
+            f |= flags::METASPACE;
+            false
+        }
+        _ => {
+            return Err(unsupported(
+                path,
+                format!(
+                    "BPE with normalizer {:?} and pre_tokenizer {:?} is not supported (byte-level: \
+                     no normalizer and a ByteLevel pre_tokenizer; SentencePiece style: the \
+                     Prepend(\"▁\") + Replace(\" \", \"▁\") normalizer and no pre_tokenizer, or a \
+                     Metaspace pre_tokenizer without split)",
+                    type_of(normalizer),
+                    type_of(pre)
+                ),
+            ));
+        }
+    };
+    match type_of(json.get("post_processor")) {
+        None => {}
+        Some("ByteLevel") if byte_level => {}
+        Some(other) => {
+            return Err(unsupported(
+                path,
+                format!("post_processor `{other}` is not supported for BPE"),
+            ));
+        }
+    }
+    match type_of(json.get("decoder")) {
+        None | Some("ByteLevel") if byte_level => {}
+        None | Some("Sequence") if !byte_level => {}
+        other => {
+            return Err(unsupported(
+                path,
+                format!("decoder {other:?} is not supported with this BPE"),
+            ));
+        }
+    }
+    if get_bool("byte_fallback") {
+        f |= flags::BYTE_FALLBACK;
+    }
+    if get_bool("fuse_unk") {
+        f |= flags::FUSE_UNK;
+    }
+    if get_bool("ignore_merges") {
+        f |= flags::IGNORE_MERGES;
+    }
+    let vocab = model
+        .get("vocab")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad(path, "model.vocab is not an object"))?;
+    let added = added_tokens(path, json)?;
+    let is_added: std::collections::HashSet<u32> = added.iter().map(|a| a.0).collect();
+    let unbyte: HashMap<char, u8> = byte_level_chars()
+        .iter()
+        .enumerate()
+        .map(|(b, &c)| (c, b as u8))
+        .collect();
+    let mut pieces = vec![Vec::new(); vocab.len()];
+    for (piece, id) in vocab {
+        let id = id
+            .as_u64()
+            .filter(|&i| (i as usize) < pieces.len())
+            .ok_or_else(|| bad(path, format!("token `{piece}` has id {id}")))?;
+        pieces[id as usize] = if is_added.contains(&(id as u32)) {
+            piece.as_bytes().to_vec()
+        } else if byte_level {
+            piece
+                .chars()
+                .map(|c| unbyte.get(&c).copied())
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| {
+                    bad(
+                        path,
+                        format!(
+                            "byte-level token `{piece}` has a character outside the byte alphabet"
+                        ),
+                    )
+                })?
+        } else {
+            piece.replace('▁', " ").into_bytes()
+        };
+    }
+    let added = place_added(path, &mut pieces, &added)?;
+    let mut seen = HashMap::new();
+    for (id, p) in pieces.iter().enumerate() {
+        if let Some(other) = seen.insert(p.as_slice(), id) {
+            return Err(unsupported(
+                path,
+                format!(
+                    "tokens {other} and {id} have the same text `{}` once stored as bytes",
+                    String::from_utf8_lossy(p)
+                ),
+            ));
+        }
+    }
+    let id_of = |s: &str| vocab.get(s).and_then(Value::as_u64).map(|i| i as u32);
+    let merges_json = model
+        .get("merges")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad(path, "model.merges is not an array"))?;
+    // Later duplicates win, as in `tokenizers`' merge map.
+    let mut merge_map: HashMap<(u32, u32), (u32, u32)> = HashMap::new();
+    for (rank, m) in merges_json.iter().enumerate() {
+        let (a, b) = merge_pair(m)
+            .ok_or_else(|| bad(path, format!("model.merges[{rank}] is not a pair")))?;
+        let ids = (id_of(&a), id_of(&b), id_of(&format!("{a}{b}")));
+        let (Some(l), Some(r), Some(result)) = ids else {
+            return Err(bad(
+                path,
+                format!("model.merges[{rank}] `{a} {b}`: a token is not in the vocabulary"),
+            ));
+        };
+        let rank = u32::try_from(rank).map_err(|_| Error::Limit("BPE merges exceed 4G".into()))?;
+        merge_map.insert((l, r), (rank, result));
+    }
+    let mut merges: Vec<[u32; 4]> = merge_map
+        .into_iter()
+        .map(|((l, r), (rank, result))| [l, r, rank, result])
+        .collect();
+    merges.sort();
+    let unk = match get_str("unk_token") {
+        Some(u) => Some(
+            id_of(u)
+                .ok_or_else(|| bad(path, format!("unk_token `{u}` is not in the vocabulary")))?,
+        ),
+        None => None,
+    };
+    let find = |s: &str| id_of(s).or_else(|| added_id(&pieces, &added, s));
+    Ok(TokenizerSpec {
+        kind: Kind::BpeMerges,
+        flags: f,
+        bos: find("<s>"),
+        eos: find("</s>").or_else(|| find("<|endoftext|>")),
+        unk,
+        cls: None,
+        sep: None,
+        pad: None,
+        max_word_chars: 0,
+        scores: None,
+        pieces,
+        merges,
+        added,
+    })
+}
+
+fn added_id(pieces: &[Vec<u8>], added: &[(u32, bool)], text: &str) -> Option<u32> {
+    added
+        .iter()
+        .map(|a| a.0)
+        .find(|&id| pieces.get(id as usize).map(Vec::as_slice) == Some(text.as_bytes()))
 }
 
 fn from_json(path: &Path, json: &Value) -> Result<TokenizerSpec> {
     let model = json.get("model").ok_or_else(|| bad(path, "no `model`"))?;
     let kind = model.get("type").and_then(Value::as_str).unwrap_or("");
-    if kind != "WordPiece" {
-        return Err(Error::UnsupportedModel(format!(
-            "tokenizer `{}`: model type `{kind}` is not supported yet (WordPiece is; llama2.c \
-             tokenizer.bin files are)",
-            path.display()
-        )));
+    match kind {
+        "WordPiece" => {}
+        "BPE" => return from_json_bpe(path, json, model),
+        _ => {
+            return Err(Error::UnsupportedModel(format!(
+                "tokenizer `{}`: model type `{kind}` is not supported yet (WordPiece and BPE \
+                 are; llama2.c tokenizer.bin files are)",
+                path.display()
+            )));
+        }
     }
     let vocab = model
         .get("vocab")
@@ -176,8 +542,12 @@ fn from_json(path: &Path, json: &Value) -> Result<TokenizerSpec> {
         .get("unk_token")
         .and_then(Value::as_str)
         .and_then(id_of);
+    let added = added_tokens(path, json)?;
+    let added = place_added(path, &mut pieces, &added)?;
     Ok(TokenizerSpec {
         kind: Kind::WordPiece,
+        merges: Vec::new(),
+        added,
         pieces,
         scores: None,
         flags: f,
@@ -228,7 +598,9 @@ pub fn bake(spec: &TokenizerSpec) -> Result<Vec<u8>> {
     let offsets_at = HEADER_WORDS * 4;
     let sorted_at = offsets_at + (n + 1) * 4;
     let scores_at = sorted_at + n * 4;
-    let strings_at = scores_at + if spec.scores.is_some() { n * 4 } else { 0 };
+    let merges_at = scores_at + if spec.scores.is_some() { n * 4 } else { 0 };
+    let added_at = merges_at + spec.merges.len() * 16;
+    let strings_at = added_at + spec.added.len() * 8;
     let total_strings: usize = spec.pieces.iter().map(Vec::len).sum();
     if strings_at + total_strings > u32::MAX as usize {
         return Err(limit("tables"));
@@ -244,6 +616,10 @@ pub fn bake(spec: &TokenizerSpec) -> Result<Vec<u8>> {
         },
     );
     set(Field::StringsAt, strings_at as u32);
+    set(Field::MergesAt, merges_at as u32);
+    set(Field::Merges, spec.merges.len() as u32);
+    set(Field::AddedAt, added_at as u32);
+    set(Field::Added, spec.added.len() as u32);
     let mut blob: Vec<u8> = header.iter().flat_map(|w| w.to_le_bytes()).collect();
     let mut offset = 0u32;
     for p in &spec.pieces {
@@ -264,6 +640,13 @@ pub fn bake(spec: &TokenizerSpec) -> Result<Vec<u8>> {
         for s in scores {
             blob.extend_from_slice(&s.to_le_bytes());
         }
+    }
+    for word in spec.merges.iter().flatten() {
+        blob.extend_from_slice(&word.to_le_bytes());
+    }
+    for &(id, special) in &spec.added {
+        blob.extend_from_slice(&id.to_le_bytes());
+        blob.extend_from_slice(&u32::from(special).to_le_bytes());
     }
     for p in &spec.pieces {
         blob.extend_from_slice(p);

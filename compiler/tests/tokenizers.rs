@@ -1,6 +1,7 @@
 //! Baked tokenizers agree with the reference implementations on a committed corpus
 //! (`tests/tokenizers/`: plain text, unicode, whitespace runs, unknown characters, emoji):
-//! BERT's WordPiece with Hugging Face `tokenizers`, llama2.c's 32K BPE with SentencePiece;
+//! BERT's WordPiece, a GPT-2 style byte-level BPE and a Llama style SentencePiece BPE
+//! (byte fallback) with Hugging Face `tokenizers`, llama2.c's 32K BPE with SentencePiece;
 //! and decoding gives the text back.
 mod common;
 
@@ -29,7 +30,12 @@ fn baked(name: &str) -> Vec<u8> {
 fn tokenizers_match_the_reference_implementations_on_the_corpus() {
     let corpus = corpus();
     let mut failures = Vec::new();
-    for name in ["bert-base-uncased.json", "llama2c-32k.bin"] {
+    for name in [
+        "bert-base-uncased.json",
+        "llama2c-32k.bin",
+        "gpt2-bytelevel-bpe.json",
+        "llama-sp-bpe.json",
+    ] {
         let blob = baked(name);
         let tokenizer = Tokenizer::new(&blob).expect("blob");
         for (text, want) in corpus.iter().zip(reference(name)) {
@@ -53,17 +59,23 @@ fn tokenizers_match_the_reference_implementations_on_the_corpus() {
 
 #[test]
 fn decoding_gives_the_text_back_and_small_buffers_are_errors() {
-    let blob = baked("llama2c-32k.bin");
-    let tokenizer = Tokenizer::new(&blob).expect("blob");
-    for text in corpus() {
-        let mut ids = [0u32; 512];
-        let n = tokenizer.encode(&text, &mut ids).expect("encode");
-        let mut back = String::new();
-        tokenizer.decode(&ids[..n], &mut back).expect("decode");
-        assert_eq!(back, text, "round trip");
+    for name in [
+        "llama2c-32k.bin",
+        "gpt2-bytelevel-bpe.json",
+        "llama-sp-bpe.json",
+    ] {
+        let blob = baked(name);
+        let tokenizer = Tokenizer::new(&blob).expect("blob");
+        for text in corpus() {
+            let mut ids = [0u32; 512];
+            let n = tokenizer.encode(&text, &mut ids).expect("encode");
+            let mut back = String::new();
+            tokenizer.decode(&ids[..n], &mut back).expect("decode");
+            assert_eq!(back, text, "{name}: round trip");
+        }
+        let mut tiny = [0u32; 2];
+        assert!(tokenizer.encode("Once upon a time", &mut tiny).is_err());
     }
-    let mut tiny = [0u32; 2];
-    assert!(tokenizer.encode("Once upon a time", &mut tiny).is_err());
 
     let blob = baked("bert-base-uncased.json");
     let bert = Tokenizer::new(&blob).expect("blob");

@@ -10,19 +10,29 @@
 //! - [`Kind::WordPiece`]: BERT's (normaliser: clean text, pad CJK, strip accents,
 //!   lowercase; split on whitespace and punctuation; greedy longest match with `##`),
 //!   with the `[CLS] … [SEP]` template.
+//! - [`Kind::BpeMerges`]: Hugging Face `tokenizers`' BPE model (merge the adjacent pair
+//!   with the lowest merge rank until none is in the merge table), either byte-level
+//!   (GPT-2: the GPT-2 split regex as a hand-written scanner, pieces stored as raw bytes)
+//!   or SentencePiece style (Llama: `▁` for spaces, stored as a space, prepended to the
+//!   text; characters missing from the vocabulary fall back to `<0xXX>` byte tokens or
+//!   `<unk>`).
+//!
+//! `tokenizer.json` kinds first split the text on the added tokens (longest match,
+//! leftmost first), as `tokenizers` does, and encode the pieces between them.
 //!
 //! Blob layout: a header of [`HEADER_WORDS`] little-endian u32 (see [`Field`]), then the
 //! tables the header points to: piece offsets (`n + 1` u32), piece bytes, piece ids sorted
-//! by bytes (for lookup), and f32 scores (BPE).
+//! by bytes (for lookup), f32 scores (BPE by scores), merges (`[left, right, rank,
+//! result]` u32 sorted by `(left, right)`) and added tokens (`[id, special]` u32).
 mod unicode_tables;
 
 use core::cmp::Ordering;
 use core::fmt;
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"SLMT");
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// u32 words in the header.
-pub const HEADER_WORDS: usize = 20;
+pub const HEADER_WORDS: usize = 24;
 /// "No such token" in header fields.
 pub const NONE: u32 = u32::MAX;
 
@@ -47,6 +57,10 @@ pub enum Field {
     SortedAt,
     ScoresAt,
     ByteFallbackBase,
+    MergesAt,
+    Merges,
+    AddedAt,
+    Added,
 }
 
 /// Flag bits.
@@ -59,13 +73,30 @@ pub mod flags {
     pub const BYTE_FALLBACK: u32 = 32;
     /// Wrap encodings in `[CLS] … [SEP]`.
     pub const CLS_SEP: u32 = 64;
+    /// Byte-level BPE: pieces are raw bytes, the initial symbols of a word are its bytes.
+    pub const BYTE_LEVEL: u32 = 128;
+    /// Split byte-level text into words with the GPT-2 pattern.
+    pub const GPT2_SPLIT: u32 = 256;
+    /// Byte-level: prepend a space to text that does not start with one.
+    pub const ADD_PREFIX_SPACE: u32 = 512;
+    /// SentencePiece-style BPE: `▁` in the text is a space (pieces store `▁` as a space).
+    pub const METASPACE: u32 = 1024;
+    /// Consecutive unknown characters become one `<unk>`.
+    pub const FUSE_UNK: u32 = 2048;
+    /// A word that is itself a piece is not split (`ignore_merges`).
+    pub const IGNORE_MERGES: u32 = 4096;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     BpeScores = 1,
     WordPiece = 2,
+    BpeMerges = 3,
 }
+
+/// Entry sizes (u32 words) of the merge and added-token tables.
+pub const MERGE_WORDS: usize = 4;
+pub const ADDED_WORDS: usize = 2;
 
 /// What can go wrong tokenizing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,11 +165,30 @@ impl<'a> Tokenizer<'a> {
                 .checked_add(len)
                 .is_some_and(|e| e <= blob.len())
         };
+        let count = |f: Field| t.field(f) as usize;
         let tables_fit = end(t.field(Field::OffsetsAt), (n + 1) * 4)
             && end(t.field(Field::SortedAt), n * 4)
-            && (t.field(Field::ScoresAt) == 0 || end(t.field(Field::ScoresAt), n * 4));
-        if !tables_fit || !matches!(t.field(Field::Kind), 1 | 2) {
+            && (t.field(Field::ScoresAt) == 0 || end(t.field(Field::ScoresAt), n * 4))
+            && end(
+                t.field(Field::MergesAt),
+                count(Field::Merges) * MERGE_WORDS * 4,
+            )
+            && end(
+                t.field(Field::AddedAt),
+                count(Field::Added) * ADDED_WORDS * 4,
+            );
+        if !tables_fit || !matches!(t.field(Field::Kind), 1..=3) {
             return Err(TokenizerError::BadBlob);
+        }
+        for i in 0..count(Field::Merges) {
+            if (0..MERGE_WORDS).any(|k| k != 2 && t.merge_word(i, k) as usize >= n) {
+                return Err(TokenizerError::BadBlob);
+            }
+        }
+        for i in 0..count(Field::Added) {
+            if t.added(i).0 as usize >= n {
+                return Err(TokenizerError::BadBlob);
+            }
         }
         let strings = t.field(Field::StringsAt) as usize;
         for i in 0..n {
@@ -169,6 +219,33 @@ impl<'a> Tokenizer<'a> {
         ))
     }
 
+    fn merge_word(&self, i: usize, k: usize) -> u32 {
+        word(
+            self.blob,
+            self.field(Field::MergesAt) as usize + (i * MERGE_WORDS + k) * 4,
+        )
+    }
+
+    /// `(id, special)` of added token `i`.
+    fn added(&self, i: usize) -> (u32, bool) {
+        let at = self.field(Field::AddedAt) as usize + i * ADDED_WORDS * 4;
+        (word(self.blob, at), word(self.blob, at + 4) != 0)
+    }
+
+    /// `(rank, result)` of the merge of `left` and `right`, if there is one.
+    fn merge(&self, left: u32, right: u32) -> Option<(u32, u32)> {
+        let (mut lo, mut hi) = (0usize, self.field(Field::Merges) as usize);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match (self.merge_word(mid, 0), self.merge_word(mid, 1)).cmp(&(left, right)) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Some((self.merge_word(mid, 2), self.merge_word(mid, 3))),
+            }
+        }
+        None
+    }
+
     fn has(&self, flag: u32) -> bool {
         self.field(Field::Flags) & flag != 0
     }
@@ -178,10 +255,10 @@ impl<'a> Tokenizer<'a> {
     }
 
     pub fn kind(&self) -> Kind {
-        if self.field(Field::Kind) == 2 {
-            Kind::WordPiece
-        } else {
-            Kind::BpeScores
+        match self.field(Field::Kind) {
+            2 => Kind::WordPiece,
+            3 => Kind::BpeMerges,
+            _ => Kind::BpeScores,
         }
     }
 
@@ -233,12 +310,186 @@ impl<'a> Tokenizer<'a> {
 
     /// Encode `text` into `out`; returns the number of ids written. Special tokens the
     /// tokenizer's template adds (`[CLS]`/`[SEP]`) are included; a decoder's BOS is not
-    /// (prepend [`Tokenizer::bos`] yourself).
+    /// (prepend [`Tokenizer::bos`] yourself). BPE works in `out` itself, so `out` must
+    /// also hold the initial symbols (characters, or bytes) of the longest word, before
+    /// merging; otherwise the error is [`TokenizerError::BufferTooSmall`].
     pub fn encode(&self, text: &str, out: &mut [u32]) -> Result<usize, TokenizerError> {
-        match self.kind() {
-            Kind::BpeScores => self.encode_bpe(text, out),
-            Kind::WordPiece => self.encode_wordpiece(text, out),
+        if self.kind() == Kind::BpeScores {
+            return self.encode_bpe(text, out);
         }
+        let mut n = 0usize;
+        let cls_sep = self.has(flags::CLS_SEP);
+        if cls_sep {
+            let cls = self.special(Field::Cls).ok_or(TokenizerError::NoToken)?;
+            push_id(out, &mut n, cls)?;
+        }
+        let mut rest = text;
+        loop {
+            let (before, added) = self.next_added(rest);
+            let segment = &rest[..before];
+            if !segment.is_empty() {
+                match self.kind() {
+                    Kind::WordPiece => self.encode_wordpiece(segment, out, &mut n)?,
+                    _ => self.encode_bpe_merges(segment, out, &mut n)?,
+                }
+            }
+            let Some((id, len)) = added else { break };
+            push_id(out, &mut n, id)?;
+            rest = &rest[before + len..];
+        }
+        if cls_sep {
+            let sep = self.special(Field::Sep).ok_or(TokenizerError::NoToken)?;
+            push_id(out, &mut n, sep)?;
+        }
+        Ok(n)
+    }
+
+    /// The first added token in `text` (leftmost, then longest): the bytes before it and
+    /// `(id, byte length)`.
+    fn next_added(&self, text: &str) -> (usize, Option<(u32, usize)>) {
+        let count = self.field(Field::Added) as usize;
+        if count == 0 {
+            return (text.len(), None);
+        }
+        let bytes = text.as_bytes();
+        for (at, _) in text.char_indices() {
+            let mut best: Option<(u32, usize)> = None;
+            for i in 0..count {
+                let id = self.added(i).0;
+                let Some(piece) = self.piece(id) else {
+                    continue;
+                };
+                if !piece.is_empty()
+                    && bytes[at..].starts_with(piece)
+                    && best.is_none_or(|(_, len)| piece.len() > len)
+                {
+                    best = Some((id, piece.len()));
+                }
+            }
+            if best.is_some() {
+                return (at, best);
+            }
+        }
+        (text.len(), None)
+    }
+
+    /// `tokenizers`' BPE model on one segment between added tokens.
+    fn encode_bpe_merges(
+        &self,
+        text: &str,
+        out: &mut [u32],
+        n: &mut usize,
+    ) -> Result<(), TokenizerError> {
+        if self.has(flags::BYTE_LEVEL) {
+            let prefix: &[u8] = if self.has(flags::ADD_PREFIX_SPACE) && !text.starts_with(' ') {
+                b" "
+            } else {
+                b""
+            };
+            if !self.has(flags::GPT2_SPLIT) {
+                return self.bpe_merges_word(prefix, text, out, n);
+            }
+            let mut rest = text;
+            let mut prefix = prefix;
+            while !rest.is_empty() {
+                let virtual_len =
+                    gpt2_pretoken_len(prefix.iter().map(|&b| b as char).chain(rest.chars()));
+                let len = virtual_len - prefix.len();
+                self.bpe_merges_word(prefix, &rest[..len], out, n)?;
+                rest = &rest[len..];
+                prefix = b"";
+            }
+            Ok(())
+        } else {
+            let prefix: &[u8] = if self.has(flags::ADD_DUMMY_PREFIX) {
+                b" "
+            } else {
+                b""
+            };
+            self.bpe_merges_word(prefix, text, out, n)
+        }
+    }
+
+    /// One word (`prefix ++ text`) through the BPE model, written at `out[*n..]`.
+    fn bpe_merges_word(
+        &self,
+        prefix: &[u8],
+        text: &str,
+        out: &mut [u32],
+        n: &mut usize,
+    ) -> Result<(), TokenizerError> {
+        let start = *n;
+        if self.has(flags::IGNORE_MERGES)
+            && let Some(id) = self.lookup2(prefix, text.as_bytes())
+        {
+            return push_id(out, n, id);
+        }
+        let unk = self.special(Field::Unk);
+        let mut last_was_unk = false;
+        let mut symbol = |bytes: &[u8], n: &mut usize| -> Result<(), TokenizerError> {
+            if let Some(id) = self.lookup(bytes) {
+                last_was_unk = false;
+                return push_id(out, n, id);
+            }
+            if self.has(flags::BYTE_FALLBACK) {
+                let mut ids = [0u32; 4];
+                let mut all = true;
+                for (slot, &b) in ids.iter_mut().zip(bytes) {
+                    match self.lookup(&byte_piece_name(b)) {
+                        Some(id) => *slot = id,
+                        None => all = false,
+                    }
+                }
+                if all && bytes.len() <= 4 {
+                    last_was_unk = false;
+                    for &id in &ids[..bytes.len()] {
+                        push_id(out, n, id)?;
+                    }
+                    return Ok(());
+                }
+            }
+            // Without an unknown token, `tokenizers` drops the character.
+            if let Some(unk) = unk
+                && !(self.has(flags::FUSE_UNK) && last_was_unk)
+            {
+                push_id(out, n, unk)?;
+                last_was_unk = true;
+            }
+            Ok(())
+        };
+        if self.has(flags::BYTE_LEVEL) {
+            for &b in prefix.iter().chain(text.as_bytes()) {
+                symbol(&[b], n)?;
+            }
+        } else {
+            let mut buf = [0u8; 4];
+            for c in prefix.iter().map(|&b| b as char).chain(text.chars()) {
+                let c = if self.has(flags::METASPACE) && c == '▁' {
+                    ' '
+                } else {
+                    c
+                };
+                symbol(c.encode_utf8(&mut buf).as_bytes(), n)?;
+            }
+        }
+        let ids = &mut out[start..*n];
+        let mut len = ids.len();
+        loop {
+            let mut best: Option<(u32, usize, u32)> = None;
+            for i in 0..len.saturating_sub(1) {
+                if let Some((rank, id)) = self.merge(ids[i], ids[i + 1])
+                    && best.is_none_or(|(r, _, _)| rank < r)
+                {
+                    best = Some((rank, i, id));
+                }
+            }
+            let Some((_, i, id)) = best else { break };
+            ids[i] = id;
+            ids.copy_within(i + 2..len, i + 1);
+            len -= 1;
+        }
+        *n = start + len;
+        Ok(())
     }
 
     fn encode_bpe(&self, text: &str, out: &mut [u32]) -> Result<usize, TokenizerError> {
@@ -296,13 +547,12 @@ impl<'a> Tokenizer<'a> {
         Ok(n)
     }
 
-    fn encode_wordpiece(&self, text: &str, out: &mut [u32]) -> Result<usize, TokenizerError> {
-        let mut n = 0usize;
-        let cls_sep = self.has(flags::CLS_SEP);
-        if cls_sep {
-            let cls = self.special(Field::Cls).ok_or(TokenizerError::NoToken)?;
-            push_id(out, &mut n, cls)?;
-        }
+    fn encode_wordpiece(
+        &self,
+        text: &str,
+        out: &mut [u32],
+        n: &mut usize,
+    ) -> Result<(), TokenizerError> {
         let max_chars = self.field(Field::MaxWordChars) as usize;
         let mut word = [' '; WORD_CHARS];
         let mut len = 0usize;
@@ -321,11 +571,11 @@ impl<'a> Tokenizer<'a> {
             let space = is_bert_whitespace(c);
             let punct = !space && is_bert_punctuation(c);
             if space || punct {
-                result = flush(&word[..len], overflow, out, &mut n);
+                result = flush(&word[..len], overflow, out, n);
                 len = 0;
                 overflow = false;
                 if punct && result.is_ok() {
-                    result = flush(&[c], false, out, &mut n);
+                    result = flush(&[c], false, out, n);
                 }
             } else if len < WORD_CHARS {
                 word[len] = c;
@@ -335,12 +585,7 @@ impl<'a> Tokenizer<'a> {
             }
         });
         result?;
-        flush(&word[..len], overflow, out, &mut n)?;
-        if cls_sep {
-            let sep = self.special(Field::Sep).ok_or(TokenizerError::NoToken)?;
-            push_id(out, &mut n, sep)?;
-        }
-        Ok(n)
+        flush(&word[..len], overflow, out, n)
     }
 
     /// Greedy longest-match-first WordPiece of one word; the whole word is `[UNK]` if any
@@ -445,11 +690,11 @@ impl<'a> Tokenizer<'a> {
                 continue;
             };
             match self.kind() {
-                Kind::BpeScores => {
+                Kind::BpeScores | Kind::BpeMerges => {
                     if first && self.has(flags::ADD_DUMMY_PREFIX) && piece.first() == Some(&b' ') {
                         piece = &piece[1..];
                     }
-                    match byte_piece(piece) {
+                    match byte_piece(piece).filter(|_| self.has(flags::BYTE_FALLBACK)) {
                         Some(b) => sink.push(&[b])?,
                         None => sink.push(piece)?,
                     }
@@ -485,14 +730,15 @@ impl<'a> Tokenizer<'a> {
         let Some(mut piece) = self.piece(id) else {
             return Ok(());
         };
-        if self.kind() == Kind::BpeScores
+        if self.kind() != Kind::WordPiece
+            && self.has(flags::ADD_DUMMY_PREFIX)
             && Some(prev) == self.bos()
             && piece.first() == Some(&b' ')
         {
             piece = &piece[1..];
         }
         let mut sink = Utf8Sink::new(w);
-        match byte_piece(piece) {
+        match byte_piece(piece).filter(|_| self.has(flags::BYTE_FALLBACK)) {
             Some(b) => sink.push(&[b])?,
             None => sink.push(piece)?,
         }
@@ -503,6 +749,7 @@ impl<'a> Tokenizer<'a> {
         [Field::Bos, Field::Eos, Field::Cls, Field::Sep, Field::Pad]
             .iter()
             .any(|&f| self.special(f) == Some(id))
+            || (0..self.field(Field::Added) as usize).any(|i| self.added(i) == (id, true))
     }
 }
 
@@ -517,6 +764,85 @@ fn push_id(out: &mut [u32], n: &mut usize, id: u32) -> Result<(), TokenizerError
     *slot = id;
     *n += 1;
     Ok(())
+}
+
+/// The `<0xXX>` piece of a byte.
+fn byte_piece_name(b: u8) -> [u8; 6] {
+    let hex = b"0123456789ABCDEF";
+    [
+        b'<',
+        b'0',
+        b'x',
+        hex[(b >> 4) as usize],
+        hex[(b & 15) as usize],
+        b'>',
+    ]
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gpt2Class {
+    Space,
+    Letter,
+    Number,
+    Other,
+}
+
+fn gpt2_class(c: char) -> Gpt2Class {
+    if c.is_whitespace() {
+        Gpt2Class::Space
+    } else if is_letter(c) {
+        Gpt2Class::Letter
+    } else if c.is_numeric() {
+        Gpt2Class::Number
+    } else {
+        Gpt2Class::Other
+    }
+}
+
+/// Byte length of the first match of GPT-2's split pattern
+/// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+/// in a non-empty text (the alternatives in order, as the regex engine tries them).
+fn gpt2_pretoken_len(chars: impl Iterator<Item = char> + Clone) -> usize {
+    let mut look = chars.clone();
+    let Some(first) = look.next() else { return 0 };
+    if first == '\'' {
+        for suffix in ["s", "t", "re", "ve", "m", "ll", "d"] {
+            let mut rest = look.clone();
+            if suffix.chars().all(|s| rest.next() == Some(s)) {
+                return 1 + suffix.len();
+            }
+        }
+    }
+    let second = look.clone().next();
+    let (skip, class) = match (first, second) {
+        (' ', Some(c)) if gpt2_class(c) != Gpt2Class::Space => (1, gpt2_class(c)),
+        _ => (0, gpt2_class(first)),
+    };
+    if class != Gpt2Class::Space {
+        return skip
+            + chars
+                .skip(skip)
+                .take_while(|&c| gpt2_class(c) == class)
+                .map(char::len_utf8)
+                .sum::<usize>();
+    }
+    // `\s+(?!\S)`: a whitespace run followed by text gives back its last character
+    // (unless that is all of it, then `\s+` takes the one character).
+    let (mut len, mut last_len, mut count, mut at_end) = (0, 0, 0, true);
+    for c in chars {
+        if !c.is_whitespace() {
+            at_end = false;
+            break;
+        }
+        len += c.len_utf8();
+        last_len = c.len_utf8();
+        count += 1;
+    }
+    if at_end || count == 1 {
+        len
+    } else {
+        len - last_len
+    }
 }
 
 /// The byte a `<0xXX>` piece stands for.
@@ -689,6 +1015,27 @@ mod tests {
         assert_eq!(&out[..n], &['e']);
         assert_eq!(byte_piece(b"<0x0A>"), Some(10));
         assert_eq!(byte_piece(b"<0xZZ>"), None);
+        assert_eq!(&byte_piece_name(0x0A), b"<0x0A>");
+    }
+
+    #[test]
+    fn gpt2_split_follows_the_pattern() {
+        fn split(text: &str) -> ([&str; 16], usize) {
+            let mut parts = [""; 16];
+            let (mut n, mut rest) = (0, text);
+            while !rest.is_empty() {
+                let len = gpt2_pretoken_len(rest.chars());
+                parts[n] = &rest[..len];
+                n += 1;
+                rest = &rest[len..];
+            }
+            (parts, n)
+        }
+        let (parts, n) = split("Hi  there's 42!!\n\n x  ");
+        assert_eq!(
+            &parts[..n],
+            &["Hi", " ", " there", "'s", " 42", "!!", "\n\n", " x", "  "]
+        );
     }
 
     #[test]
