@@ -2,7 +2,8 @@
 `tokenizers` for every `*.json` tokenizer here (`bert-base-uncased.json`: WordPiece with
 [CLS]/[SEP]; `gpt2-bytelevel-bpe.json`, `llama-sp-bpe.json`: made by `make_fixtures.py`) and
 SentencePiece for llama2.c's 32K vocabulary (`tokenizer.model`, no BOS), written to
-`reference.json`.
+`reference.json`, with each library's decoding of those ids (`decoded:NAME`, special
+tokens skipped).
 
 Usage: /opt/exportenv/bin/python tests/tokenizers/make_reference.py PATH/TO/tokenizer.model
 (llama2.c's `tokenizer.model`, from ../shared/models/llama2c-tokenizer). Needs tokenizers,
@@ -25,6 +26,7 @@ def main():
         "tokenizers_version": tokenizers.__version__,
         "sentencepiece_version": sentencepiece.__version__,
         "llama2c-32k.bin": [sp.encode(t) for t in corpus],
+        "decoded:llama2c-32k.bin": [sp.decode(sp.encode(t)) for t in corpus],
     }
     for name in sorted(os.listdir(HERE)):
         if not name.endswith(".json") or name in ("corpus.json", "reference.json"):
@@ -33,6 +35,7 @@ def main():
         tok.no_padding()
         tok.no_truncation()
         out[name] = [tok.encode(t).ids for t in corpus]
+        out["decoded:" + name] = [tok.decode(tok.encode(t).ids) for t in corpus]
     with open(os.path.join(HERE, "reference.json"), "w", encoding="utf-8") as f:
         json.dump(out, f)
         f.write("\n")

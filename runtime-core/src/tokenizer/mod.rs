@@ -510,6 +510,8 @@ impl<'a> Tokenizer<'a> {
         }
         let mut buf = [0u8; 4];
         for c in text.chars() {
+            // SentencePiece reads its own `▁` in the text as a space.
+            let c = if c == '▁' { ' ' } else { c };
             let bytes = c.encode_utf8(&mut buf).as_bytes();
             if let Some(id) = self.lookup(bytes) {
                 push(id, &mut n)?;
