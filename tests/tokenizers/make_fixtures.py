@@ -5,9 +5,13 @@
 - `llama-sp-bpe.json`: Llama/Mistral style SentencePiece BPE (normalizer Prepend("▁") +
   Replace(" ", "▁"), no pre-tokenizer, `byte_fallback` with `<0x00>`..`<0xFF>`, `<unk>`,
   `<s>`, `</s>`, the Llama decoder).
+- `sp-unigram.json`: SentencePiece style Unigram (Metaspace pre-tokenizer splitting words,
+  scores, `<unk>`, byte fallback with `<0x00>`..`<0xFF>` appended at score 0 as
+  SentencePiece scores byte pieces, the Llama decoder).
 
-Training text: the corpus plus the paragraphs below; deterministic. Then run
-`make_reference.py` for the reference ids.
+Training text: the corpus plus the paragraphs below. BPE training is deterministic; Unigram
+training is not bit-for-bit (its scores are summed on several threads), so the committed
+`sp-unigram.json` is the fixture. Then run `make_reference.py` for the reference ids.
 
 Usage: /opt/exportenv/bin/python tests/tokenizers/make_fixtures.py
 """
@@ -84,15 +88,7 @@ def llama_sp_bpe():
         },
         "pre_tokenizer": None,
         "post_processor": None,
-        "decoder": {
-            "type": "Sequence",
-            "decoders": [
-                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
-                {"type": "ByteFallback"},
-                {"type": "Fuse"},
-                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
-            ],
-        },
+        "decoder": LLAMA_DECODER,
         "model": {
             "type": "BPE",
             "dropout": None,
@@ -113,6 +109,36 @@ def llama_sp_bpe():
         f.write("\n")
 
 
+LLAMA_DECODER = {
+    "type": "Sequence",
+    "decoders": [
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+        {"type": "ByteFallback"},
+        {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+    ],
+}
+
+
+def sp_unigram():
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=500, special_tokens=["<unk>"], unk_token="<unk>", show_progress=False
+    )
+    tok.train_from_iterator(training_text(), trainer=trainer)
+    spec = json.loads(tok.to_str())
+    spec["model"]["byte_fallback"] = True
+    spec["model"]["vocab"] += [[f"<0x{b:02X}>", 0.0] for b in range(256)]
+    spec["decoder"] = LLAMA_DECODER
+    text = json.dumps(spec, ensure_ascii=False)
+    Tokenizer.from_str(text)  # the library accepts it
+    with open(os.path.join(HERE, "sp-unigram.json"), "w", encoding="utf-8") as f:
+        f.write(text)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     gpt2_bytelevel()
     llama_sp_bpe()
+    sp_unigram()
