@@ -16,7 +16,11 @@ use std::path::{Path, PathBuf};
 pub struct TokenizerSpec {
     pub kind: Kind,
     pub pieces: Vec<Vec<u8>>,
-    pub scores: Option<Vec<f32>>,
+    /// Piece scores: f32 merge scores (BPE by scores) or f64 log probabilities (Unigram).
+    pub scores: Option<Vec<f64>>,
+    /// Unigram: the longest piece (bytes) and the score of an unknown character.
+    pub max_piece_bytes: u32,
+    pub unk_score: f64,
     pub flags: u32,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
@@ -84,7 +88,7 @@ fn from_llama2c(path: &Path, bytes: &[u8]) -> Result<TokenizerSpec> {
             .ok_or_else(|| bad(path, format!("truncated in token {}", pieces.len())))?;
         at += len as usize;
         pieces.push(piece.to_vec());
-        scores.push(score);
+        scores.push(f64::from(score));
     }
     let find = |s: &[u8]| pieces.iter().position(|p| p == s).map(|i| i as u32);
     Ok(TokenizerSpec {
@@ -101,6 +105,8 @@ fn from_llama2c(path: &Path, bytes: &[u8]) -> Result<TokenizerSpec> {
         pieces,
         merges: Vec::new(),
         added: Vec::new(),
+        max_piece_bytes: 0,
+        unk_score: 0.0,
     })
 }
 
@@ -227,6 +233,161 @@ fn is_metaspace_normalizer(n: &Value) -> bool {
         && matches!(list.as_slice(), [a, b] if (prepend(a) && replace(b)) || (replace(a) && prepend(b)))
 }
 
+/// The flags of SentencePiece-style text handling (`▁` for spaces): Llama's normalizer
+/// `Prepend("▁")` + `Replace(" ", "▁")` with no pre-tokenizer, or a `Metaspace`
+/// pre-tokenizer with no normalizer; no post-processor; Llama's decoder (`▁` → space, byte
+/// fallback, fuse, strip one leading space).
+fn sentencepiece_flags(path: &Path, json: &Value) -> Result<u32> {
+    let normalizer = json.get("normalizer").filter(|v| !v.is_null());
+    let pre = json.get("pre_tokenizer").filter(|v| !v.is_null());
+    let mut f = flags::METASPACE;
+    match (normalizer, type_of(pre)) {
+        (Some(n), None) if is_metaspace_normalizer(n) => f |= flags::ADD_DUMMY_PREFIX,
+        (None, Some("Metaspace")) => {
+            let p = pre.unwrap_or(&Value::Null);
+            if p.get("replacement").and_then(Value::as_str) != Some("▁") {
+                return Err(unsupported(
+                    path,
+                    "pre_tokenizer.replacement other than `▁`",
+                ));
+            }
+            if p.get("split").and_then(Value::as_bool).unwrap_or(true) {
+                f |= flags::METASPACE_SPLIT;
+            }
+            let legacy = p.get("add_prefix_space").and_then(Value::as_bool);
+            match (p.get("prepend_scheme").and_then(Value::as_str), legacy) {
+                (Some("always"), _) | (None, Some(true)) => f |= flags::PREFIX_UNLESS_SPACE,
+                (Some("never"), _) | (None, Some(false)) => {}
+                (other, _) => {
+                    return Err(unsupported(
+                        path,
+                        format!("pre_tokenizer.prepend_scheme {other:?} is not supported"),
+                    ));
+                }
+            }
+        }
+        _ => {
+            return Err(unsupported(
+                path,
+                format!(
+                    "normalizer {:?} with pre_tokenizer {:?} is not supported (byte-level BPE: \
+                     no normalizer and a ByteLevel pre_tokenizer; SentencePiece style: the \
+                     Prepend(\"▁\") + Replace(\" \", \"▁\") normalizer and no pre_tokenizer, or \
+                     no normalizer and a Metaspace pre_tokenizer)",
+                    type_of(normalizer),
+                    type_of(pre)
+                ),
+            ));
+        }
+    }
+    if let Some(other) = type_of(json.get("post_processor")) {
+        return Err(unsupported(
+            path,
+            format!("post_processor `{other}` is not supported here"),
+        ));
+    }
+    let decoder = json.get("decoder").unwrap_or(&Value::Null);
+    let steps = decoder.get("decoders").and_then(Value::as_array);
+    let llama = serde_json::json!([
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+        {"type": "ByteFallback"},
+        {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+    ]);
+    if type_of(Some(decoder)) != Some("Sequence") || steps != llama.as_array() {
+        return Err(unsupported(
+            path,
+            "decoder: only Llama's Sequence [Replace(\"▁\", \" \"), ByteFallback, Fuse, \
+             Strip(\" \", 1, 0)] is supported with `▁` text handling",
+        ));
+    }
+    Ok(f)
+}
+
+/// SentencePiece-style pieces as stored: `▁` is a space. Two pieces that become the same
+/// bytes are refused.
+fn check_unique(path: &Path, pieces: &[Vec<u8>]) -> Result<()> {
+    let mut seen = HashMap::new();
+    for (id, p) in pieces.iter().enumerate() {
+        if let Some(other) = seen.insert(p.as_slice(), id) {
+            return Err(unsupported(
+                path,
+                format!(
+                    "tokens {other} and {id} have the same text `{}` once stored as bytes",
+                    String::from_utf8_lossy(p)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `tokenizer.json` Unigram model (SentencePiece style).
+fn from_json_unigram(path: &Path, json: &Value, model: &Value) -> Result<TokenizerSpec> {
+    let mut f = sentencepiece_flags(path, json)?;
+    if model
+        .get("byte_fallback")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        f |= flags::BYTE_FALLBACK;
+    }
+    let vocab = model
+        .get("vocab")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad(path, "model.vocab is not an array"))?;
+    let mut pieces = Vec::with_capacity(vocab.len());
+    let mut scores = Vec::with_capacity(vocab.len());
+    for (i, entry) in vocab.iter().enumerate() {
+        let (Some(piece), Some(score)) = (
+            entry.get(0).and_then(Value::as_str),
+            entry.get(1).and_then(Value::as_f64),
+        ) else {
+            return Err(bad(path, format!("model.vocab[{i}] is not [piece, score]")));
+        };
+        pieces.push(piece.replace('▁', " ").into_bytes());
+        scores.push(score);
+    }
+    let unk = match model.get("unk_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|&i| (i as usize) < pieces.len())
+                .ok_or_else(|| bad(path, format!("model.unk_id {v} is not a token")))?
+                as u32,
+        ),
+    };
+    let max_piece_bytes = pieces.iter().map(Vec::len).max().unwrap_or(0);
+    let min_score = scores.iter().copied().fold(f64::INFINITY, f64::min);
+    let added = added_tokens(path, json)?;
+    let added = place_added(path, &mut pieces, &added)?;
+    scores.resize(pieces.len(), 0.0);
+    check_unique(path, &pieces)?;
+    let find = |s: &str| {
+        pieces
+            .iter()
+            .position(|p| p == s.as_bytes())
+            .map(|i| i as u32)
+    };
+    Ok(TokenizerSpec {
+        kind: Kind::Unigram,
+        flags: f,
+        bos: find("<s>"),
+        eos: find("</s>"),
+        unk,
+        cls: None,
+        sep: None,
+        pad: find("<pad>"),
+        max_word_chars: 0,
+        scores: Some(scores),
+        max_piece_bytes: max_piece_bytes as u32,
+        unk_score: min_score - 10.0,
+        merges: Vec::new(),
+        added,
+        pieces,
+    })
+}
+
 /// A `tokenizer.json` BPE model: byte-level (GPT-2) or SentencePiece style (Llama).
 fn from_json_bpe(path: &Path, json: &Value, model: &Value) -> Result<TokenizerSpec> {
     let get_bool = |k: &str| model.get(k).and_then(Value::as_bool).unwrap_or(false);
@@ -257,85 +418,39 @@ fn from_json_bpe(path: &Path, json: &Value, model: &Value) -> Result<TokenizerSp
     let normalizer = json.get("normalizer").filter(|v| !v.is_null());
     let pre = json.get("pre_tokenizer").filter(|v| !v.is_null());
     let mut f = 0;
-    let byte_level = match (normalizer, type_of(pre)) {
-        (None, Some("ByteLevel")) => {
-            let p = pre.unwrap_or(&Value::Null);
-            f |= flags::BYTE_LEVEL;
-            if p.get("add_prefix_space")
-                .and_then(Value::as_bool)
-                .unwrap_or(true)
-            {
-                f |= flags::ADD_PREFIX_SPACE;
-            }
-            if p.get("use_regex").and_then(Value::as_bool).unwrap_or(true) {
-                f |= flags::GPT2_SPLIT;
-            }
-            true
+    let byte_level = normalizer.is_none() && type_of(pre) == Some("ByteLevel");
+    if byte_level {
+        let p = pre.unwrap_or(&Value::Null);
+        f |= flags::BYTE_LEVEL;
+        if p.get("add_prefix_space")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+        {
+            f |= flags::ADD_PREFIX_SPACE;
         }
-        (Some(n), None) if is_metaspace_normalizer(n) => {
-            f |= flags::METASPACE | flags::ADD_DUMMY_PREFIX;
-            false
+        if p.get("use_regex").and_then(Value::as_bool).unwrap_or(true) {
+            f |= flags::GPT2_SPLIT;
         }
-        (None, Some("Metaspace")) => {
-            let p = pre.unwrap_or(&Value::Null);
-            if p.get("replacement").and_then(Value::as_str) != Some("▁") {
+        match type_of(json.get("post_processor")) {
+            None | Some("ByteLevel") => {}
+            Some(other) => {
                 return Err(unsupported(
                     path,
-                    "pre_tokenizer.replacement other than `▁`",
+                    format!("post_processor `{other}` is not supported"),
                 ));
             }
-            if p.get("split").and_then(Value::as_bool).unwrap_or(true) {
-                return Err(unsupported(
-                    path,
-                    "pre_tokenizer Metaspace with `split: true` is not supported",
-                ));
-            }
-            match p.get("prepend_scheme").and_then(Value::as_str) {
-                Some("always") => f |= flags::ADD_DUMMY_PREFIX,
-                Some("never") => {}
-                other => {
-                    return Err(unsupported(
-                        path,
-                        format!("pre_tokenizer.prepend_scheme {other:?} is not supported"),
-                    ));
-                }
-            }
-            f |= flags::METASPACE;
-            false
         }
-        _ => {
+        if type_of(json.get("decoder")) != Some("ByteLevel") {
             return Err(unsupported(
                 path,
                 format!(
-                    "BPE with normalizer {:?} and pre_tokenizer {:?} is not supported (byte-level: \
-                     no normalizer and a ByteLevel pre_tokenizer; SentencePiece style: the \
-                     Prepend(\"▁\") + Replace(\" \", \"▁\") normalizer and no pre_tokenizer, or a \
-                     Metaspace pre_tokenizer without split)",
-                    type_of(normalizer),
-                    type_of(pre)
+                    "decoder {:?} with a ByteLevel pre_tokenizer is not supported (ByteLevel is)",
+                    type_of(json.get("decoder"))
                 ),
             ));
         }
-    };
-    match type_of(json.get("post_processor")) {
-        None => {}
-        Some("ByteLevel") if byte_level => {}
-        Some(other) => {
-            return Err(unsupported(
-                path,
-                format!("post_processor `{other}` is not supported for BPE"),
-            ));
-        }
-    }
-    match type_of(json.get("decoder")) {
-        None | Some("ByteLevel") if byte_level => {}
-        None | Some("Sequence") if !byte_level => {}
-        other => {
-            return Err(unsupported(
-                path,
-                format!("decoder {other:?} is not supported with this BPE"),
-            ));
-        }
+    } else {
+        f |= sentencepiece_flags(path, json)?;
     }
     if get_bool("byte_fallback") {
         f |= flags::BYTE_FALLBACK;
@@ -383,18 +498,7 @@ fn from_json_bpe(path: &Path, json: &Value, model: &Value) -> Result<TokenizerSp
         };
     }
     let added = place_added(path, &mut pieces, &added)?;
-    let mut seen = HashMap::new();
-    for (id, p) in pieces.iter().enumerate() {
-        if let Some(other) = seen.insert(p.as_slice(), id) {
-            return Err(unsupported(
-                path,
-                format!(
-                    "tokens {other} and {id} have the same text `{}` once stored as bytes",
-                    String::from_utf8_lossy(p)
-                ),
-            ));
-        }
-    }
+    check_unique(path, &pieces)?;
     let id_of = |s: &str| vocab.get(s).and_then(Value::as_u64).map(|i| i as u32);
     let merges_json = model
         .get("merges")
@@ -442,6 +546,8 @@ fn from_json_bpe(path: &Path, json: &Value, model: &Value) -> Result<TokenizerSp
         pieces,
         merges,
         added,
+        max_piece_bytes: 0,
+        unk_score: 0.0,
     })
 }
 
@@ -458,10 +564,11 @@ fn from_json(path: &Path, json: &Value) -> Result<TokenizerSpec> {
     match kind {
         "WordPiece" => {}
         "BPE" => return from_json_bpe(path, json, model),
+        "Unigram" => return from_json_unigram(path, json, model),
         _ => {
             return Err(Error::UnsupportedModel(format!(
-                "tokenizer `{}`: model type `{kind}` is not supported yet (WordPiece and BPE \
-                 are; llama2.c tokenizer.bin files are)",
+                "tokenizer `{}`: model type `{kind}` is not supported yet (WordPiece, BPE and \
+                 Unigram are; llama2.c tokenizer.bin files are)",
                 path.display()
             )));
         }
@@ -546,6 +653,8 @@ fn from_json(path: &Path, json: &Value) -> Result<TokenizerSpec> {
     let added = place_added(path, &mut pieces, &added)?;
     Ok(TokenizerSpec {
         kind: Kind::WordPiece,
+        max_piece_bytes: 0,
+        unk_score: 0.0,
         merges: Vec::new(),
         added,
         pieces,
@@ -598,7 +707,13 @@ pub fn bake(spec: &TokenizerSpec) -> Result<Vec<u8>> {
     let offsets_at = HEADER_WORDS * 4;
     let sorted_at = offsets_at + (n + 1) * 4;
     let scores_at = sorted_at + n * 4;
-    let merges_at = scores_at + if spec.scores.is_some() { n * 4 } else { 0 };
+    let score_bytes = if spec.kind == Kind::Unigram { 8 } else { 4 };
+    let merges_at = scores_at
+        + if spec.scores.is_some() {
+            n * score_bytes
+        } else {
+            0
+        };
     let added_at = merges_at + spec.merges.len() * 16;
     let strings_at = added_at + spec.added.len() * 8;
     let total_strings: usize = spec.pieces.iter().map(Vec::len).sum();
@@ -620,6 +735,10 @@ pub fn bake(spec: &TokenizerSpec) -> Result<Vec<u8>> {
     set(Field::Merges, spec.merges.len() as u32);
     set(Field::AddedAt, added_at as u32);
     set(Field::Added, spec.added.len() as u32);
+    let unk_score = spec.unk_score.to_bits();
+    set(Field::UnkScoreLo, unk_score as u32);
+    set(Field::UnkScoreHi, (unk_score >> 32) as u32);
+    set(Field::MaxPieceBytes, spec.max_piece_bytes);
     let mut blob: Vec<u8> = header.iter().flat_map(|w| w.to_le_bytes()).collect();
     let mut offset = 0u32;
     for p in &spec.pieces {
@@ -637,8 +756,12 @@ pub fn bake(spec: &TokenizerSpec) -> Result<Vec<u8>> {
         blob.extend_from_slice(&id.to_le_bytes());
     }
     if let Some(scores) = &spec.scores {
-        for s in scores {
-            blob.extend_from_slice(&s.to_le_bytes());
+        for &s in scores {
+            if score_bytes == 8 {
+                blob.extend_from_slice(&s.to_le_bytes());
+            } else {
+                blob.extend_from_slice(&(s as f32).to_le_bytes());
+            }
         }
     }
     for word in spec.merges.iter().flatten() {

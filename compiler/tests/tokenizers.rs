@@ -1,7 +1,7 @@
 //! Baked tokenizers agree with the reference implementations on a committed corpus
 //! (`tests/tokenizers/`: plain text, unicode, whitespace runs, unknown characters, emoji):
 //! BERT's WordPiece, a GPT-2 style byte-level BPE and a Llama style SentencePiece BPE
-//! (byte fallback) with Hugging Face `tokenizers`, llama2.c's 32K BPE with SentencePiece;
+//! and a SentencePiece style Unigram (both with byte fallback) with Hugging Face `tokenizers`, llama2.c's 32K BPE with SentencePiece;
 //! and decoding the ids gives the reference implementation's text.
 mod common;
 
@@ -37,6 +37,9 @@ fn tokenizers_match_the_reference_implementations_on_the_corpus() {
         "llama2c-32k.bin",
         "gpt2-bytelevel-bpe.json",
         "llama-sp-bpe.json",
+        "sp-unigram.json",
+        "llama-sp-bpe-unk.json",
+        "sp-unigram-unk.json",
     ] {
         let blob = baked(name);
         let tokenizer = Tokenizer::new(&blob).expect("blob");
@@ -65,6 +68,9 @@ fn decoding_matches_the_reference_implementations_and_small_buffers_are_errors()
         "llama2c-32k.bin",
         "gpt2-bytelevel-bpe.json",
         "llama-sp-bpe.json",
+        "sp-unigram.json",
+        "llama-sp-bpe-unk.json",
+        "sp-unigram-unk.json",
     ] {
         let blob = baked(name);
         let tokenizer = Tokenizer::new(&blob).expect("blob");

@@ -8,8 +8,10 @@
 - `sp-unigram.json`: SentencePiece style Unigram (Metaspace pre-tokenizer splitting words,
   scores, `<unk>`, byte fallback with `<0x00>`..`<0xFF>` appended at score 0 as
   SentencePiece scores byte pieces, the Llama decoder).
+- `*-unk.json`: the two SentencePiece-style ones without byte fallback (unknown characters
+  become one fused `<unk>`).
 
-Training text: the corpus plus the paragraphs below. BPE training is deterministic; Unigram
+Training text: the paragraphs below (not the corpus). BPE training is deterministic; Unigram
 training is not bit-for-bit (its scores are summed on several threads), so the committed
 `sp-unigram.json` is the fixture. Then run `make_reference.py` for the reference ids.
 
@@ -37,8 +39,8 @@ Café, naïve, résumé — Ünïcödé text appears too: Привет мир, �
 
 
 def training_text():
-    corpus = json.load(open(os.path.join(HERE, "corpus.json"), encoding="utf-8"))
-    return [line for line in TEXT if line] * 3 + corpus
+    # Not the corpus: its emoji, CJK and symbols must reach byte fallback and `<unk>`.
+    return [line for line in TEXT if line] * 3
 
 
 def gpt2_bytelevel():
@@ -102,9 +104,15 @@ def llama_sp_bpe():
             "merges": learned["merges"],
         },
     }
+    save("llama-sp-bpe.json", spec)
+    spec["model"]["byte_fallback"] = False
+    save("llama-sp-bpe-unk.json", spec)
+
+
+def save(name, spec):
     text = json.dumps(spec, ensure_ascii=False)
     Tokenizer.from_str(text)  # the library accepts it
-    with open(os.path.join(HERE, "llama-sp-bpe.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(HERE, name), "w", encoding="utf-8") as f:
         f.write(text)
         f.write("\n")
 
@@ -131,11 +139,10 @@ def sp_unigram():
     spec["model"]["byte_fallback"] = True
     spec["model"]["vocab"] += [[f"<0x{b:02X}>", 0.0] for b in range(256)]
     spec["decoder"] = LLAMA_DECODER
-    text = json.dumps(spec, ensure_ascii=False)
-    Tokenizer.from_str(text)  # the library accepts it
-    with open(os.path.join(HERE, "sp-unigram.json"), "w", encoding="utf-8") as f:
-        f.write(text)
-        f.write("\n")
+    save("sp-unigram.json", spec)
+    spec["model"]["byte_fallback"] = False
+    spec["model"]["vocab"] = spec["model"]["vocab"][:-256]
+    save("sp-unigram-unk.json", spec)
 
 
 if __name__ == "__main__":

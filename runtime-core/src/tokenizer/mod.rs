@@ -32,7 +32,7 @@ use core::fmt;
 pub const MAGIC: u32 = u32::from_le_bytes(*b"SLMT");
 pub const VERSION: u32 = 2;
 /// u32 words in the header.
-pub const HEADER_WORDS: usize = 24;
+pub const HEADER_WORDS: usize = 28;
 /// "No such token" in header fields.
 pub const NONE: u32 = u32::MAX;
 
@@ -61,6 +61,11 @@ pub enum Field {
     Merges,
     AddedAt,
     Added,
+    /// Unigram: the score of an unknown character (f64 bits, low word then high word).
+    UnkScoreLo,
+    UnkScoreHi,
+    /// Unigram: the longest piece in bytes.
+    MaxPieceBytes,
 }
 
 /// Flag bits.
@@ -85,6 +90,11 @@ pub mod flags {
     pub const FUSE_UNK: u32 = 2048;
     /// A word that is itself a piece is not split (`ignore_merges`).
     pub const IGNORE_MERGES: u32 = 4096;
+    /// SentencePiece-style: split the text into words before each space (`▁`).
+    pub const METASPACE_SPLIT: u32 = 8192;
+    /// SentencePiece-style: prepend a space unless the text starts with one (Metaspace
+    /// `prepend_scheme: always`).
+    pub const PREFIX_UNLESS_SPACE: u32 = 16384;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +102,12 @@ pub enum Kind {
     BpeScores = 1,
     WordPiece = 2,
     BpeMerges = 3,
+    Unigram = 4,
 }
+
+/// Longest word (in UTF-8 bytes, after the prefix space) the Unigram model segments; the
+/// Viterbi tables live on the stack.
+pub const UNIGRAM_WORD_BYTES: usize = 256;
 
 /// Entry sizes (u32 words) of the merge and added-token tables.
 pub const MERGE_WORDS: usize = 4;
@@ -107,6 +122,8 @@ pub enum TokenizerError {
     BufferTooSmall { needed: usize },
     /// A character maps to no token and the tokenizer has no unknown token.
     NoToken,
+    /// A word is longer than the Unigram model's work tables ([`UNIGRAM_WORD_BYTES`]).
+    WordTooLong { max_bytes: usize },
 }
 
 impl fmt::Display for TokenizerError {
@@ -118,6 +135,9 @@ impl fmt::Display for TokenizerError {
             }
             TokenizerError::NoToken => {
                 write!(f, "a character has no token and there is no unknown token")
+            }
+            TokenizerError::WordTooLong { max_bytes } => {
+                write!(f, "a word is longer than {max_bytes} bytes")
             }
         }
     }
@@ -166,9 +186,14 @@ impl<'a> Tokenizer<'a> {
                 .is_some_and(|e| e <= blob.len())
         };
         let count = |f: Field| t.field(f) as usize;
+        let score_bytes = if t.field(Field::Kind) == Kind::Unigram as u32 {
+            8
+        } else {
+            4
+        };
         let tables_fit = end(t.field(Field::OffsetsAt), (n + 1) * 4)
             && end(t.field(Field::SortedAt), n * 4)
-            && (t.field(Field::ScoresAt) == 0 || end(t.field(Field::ScoresAt), n * 4))
+            && (t.field(Field::ScoresAt) == 0 || end(t.field(Field::ScoresAt), n * score_bytes))
             && end(
                 t.field(Field::MergesAt),
                 count(Field::Merges) * MERGE_WORDS * 4,
@@ -177,7 +202,7 @@ impl<'a> Tokenizer<'a> {
                 t.field(Field::AddedAt),
                 count(Field::Added) * ADDED_WORDS * 4,
             );
-        if !tables_fit || !matches!(t.field(Field::Kind), 1..=3) {
+        if !tables_fit || !matches!(t.field(Field::Kind), 1..=4) {
             return Err(TokenizerError::BadBlob);
         }
         for i in 0..count(Field::Merges) {
@@ -210,6 +235,12 @@ impl<'a> Tokenizer<'a> {
 
     fn sorted(&self, i: usize) -> u32 {
         word(self.blob, self.field(Field::SortedAt) as usize + i * 4)
+    }
+
+    /// A Unigram piece's score (f64 table).
+    fn score64(&self, id: u32) -> f64 {
+        let at = self.field(Field::ScoresAt) as usize + id as usize * 8;
+        f64::from_bits(u64::from(word(self.blob, at)) | u64::from(word(self.blob, at + 4)) << 32)
     }
 
     fn score(&self, id: u32) -> f32 {
@@ -258,6 +289,7 @@ impl<'a> Tokenizer<'a> {
         match self.field(Field::Kind) {
             2 => Kind::WordPiece,
             3 => Kind::BpeMerges,
+            4 => Kind::Unigram,
             _ => Kind::BpeScores,
         }
     }
@@ -330,7 +362,7 @@ impl<'a> Tokenizer<'a> {
             if !segment.is_empty() {
                 match self.kind() {
                     Kind::WordPiece => self.encode_wordpiece(segment, out, &mut n)?,
-                    _ => self.encode_bpe_merges(segment, out, &mut n)?,
+                    _ => self.encode_model_segment(segment, out, &mut n)?,
                 }
             }
             let Some((id, len)) = added else { break };
@@ -373,8 +405,8 @@ impl<'a> Tokenizer<'a> {
         (text.len(), None)
     }
 
-    /// `tokenizers`' BPE model on one segment between added tokens.
-    fn encode_bpe_merges(
+    /// One segment between added tokens: split into words, run the model on each.
+    fn encode_model_segment(
         &self,
         text: &str,
         out: &mut [u32],
@@ -401,13 +433,168 @@ impl<'a> Tokenizer<'a> {
             }
             Ok(())
         } else {
-            let prefix: &[u8] = if self.has(flags::ADD_DUMMY_PREFIX) {
+            let starts_with_space = text.starts_with([' ', '▁']);
+            let prefix: &[u8] = if self.has(flags::ADD_DUMMY_PREFIX)
+                || (self.has(flags::PREFIX_UNLESS_SPACE) && !starts_with_space)
+            {
                 b" "
             } else {
                 b""
             };
+            if !self.has(flags::METASPACE_SPLIT) {
+                return self.model_word(prefix, text, out, n);
+            }
+            // Words start at each space (`▁`), which stays with the text after it.
+            let mut rest = text;
+            let mut prefix = prefix;
+            while !rest.is_empty() || !prefix.is_empty() {
+                let from = if prefix.is_empty() {
+                    rest.chars().next().map_or(0, char::len_utf8)
+                } else {
+                    0
+                };
+                let len = rest[from..]
+                    .find([' ', '▁'])
+                    .map_or(rest.len(), |i| from + i);
+                self.model_word(prefix, &rest[..len], out, n)?;
+                rest = &rest[len..];
+                prefix = b"";
+            }
+            Ok(())
+        }
+    }
+
+    fn model_word(
+        &self,
+        prefix: &[u8],
+        text: &str,
+        out: &mut [u32],
+        n: &mut usize,
+    ) -> Result<(), TokenizerError> {
+        if self.kind() == Kind::Unigram {
+            self.unigram_word(prefix, text, out, n)
+        } else {
             self.bpe_merges_word(prefix, text, out, n)
         }
+    }
+
+    /// One word (`prefix ++ text`, `▁` read as a space) through the Unigram model: the
+    /// segmentation with the best total score (Viterbi; a character no piece starts with
+    /// is `<unk>` scored below every piece), consecutive unknowns fused, and unknown text
+    /// as `<0xXX>` byte tokens when the model has byte fallback.
+    fn unigram_word(
+        &self,
+        prefix: &[u8],
+        text: &str,
+        out: &mut [u32],
+        n: &mut usize,
+    ) -> Result<(), TokenizerError> {
+        let mut word = [0u8; UNIGRAM_WORD_BYTES];
+        let mut len = 0usize;
+        let mut buf = [0u8; 4];
+        for c in prefix.iter().map(|&b| b as char).chain(text.chars()) {
+            let c = if c == '▁' { ' ' } else { c };
+            let bytes = c.encode_utf8(&mut buf).as_bytes();
+            let slot = word
+                .get_mut(len..len + bytes.len())
+                .ok_or(TokenizerError::WordTooLong {
+                    max_bytes: UNIGRAM_WORD_BYTES,
+                })?;
+            slot.copy_from_slice(bytes);
+            len += bytes.len();
+        }
+        let word = &word[..len];
+        const UNSET: u16 = u16::MAX;
+        let mut best = [0f64; UNIGRAM_WORD_BYTES + 1];
+        let mut from = [UNSET; UNIGRAM_WORD_BYTES + 1];
+        let mut ids = [0u32; UNIGRAM_WORD_BYTES + 1];
+        let unk = self.special(Field::Unk);
+        let unk_score = f64::from_bits(
+            u64::from(self.field(Field::UnkScoreLo))
+                | u64::from(self.field(Field::UnkScoreHi)) << 32,
+        );
+        let max_piece = self.field(Field::MaxPieceBytes) as usize;
+        let mut start = 0;
+        while start < len {
+            let char_len = utf8_len(word[start]);
+            let here = best[start];
+            let mut single = false;
+            let mut end = start + 1;
+            while end <= len && end - start <= max_piece {
+                if (end == len || (word[end] & 0xC0) != 0x80)
+                    && let Some(id) = self.lookup(&word[start..end])
+                {
+                    {
+                        let score = here + self.score64(id);
+                        if from[end] == UNSET || score > best[end] {
+                            (best[end], from[end], ids[end]) = (score, start as u16, id);
+                        }
+                        single |= end - start == char_len;
+                    }
+                }
+                end += 1;
+            }
+            let end = (start + char_len).min(len);
+            if !single {
+                let unk = unk.ok_or(TokenizerError::NoToken)?;
+                let score = here + unk_score;
+                if from[end] == UNSET || score > best[end] {
+                    (best[end], from[end], ids[end]) = (score, start as u16, unk);
+                }
+            }
+            start = end;
+        }
+        // Link the best path forwards (reusing `best`'s slots is not possible: f64), then
+        // walk it, fusing runs of unknowns.
+        let mut next = [UNSET; UNIGRAM_WORD_BYTES + 1];
+        let mut at = len;
+        while at > 0 {
+            let prev = from[at] as usize;
+            next[prev] = at as u16;
+            at = prev;
+        }
+        let mut at = 0;
+        while at < len {
+            let mut end = next[at] as usize;
+            let id = ids[end];
+            if Some(id) == unk {
+                while end < len && Some(ids[next[end] as usize]) == unk {
+                    end = next[end] as usize;
+                }
+            }
+            let piece = &word[at..end];
+            if Some(id) != unk {
+                push_id(out, n, id)?;
+            } else if let Some(id) = self.lookup(piece) {
+                push_id(out, n, id)?;
+            } else if let Some(bytes) = self.byte_ids(piece) {
+                for b in bytes {
+                    push_id(out, n, b?)?;
+                }
+            } else {
+                push_id(out, n, id)?;
+            }
+            at = end;
+        }
+        Ok(())
+    }
+
+    /// The `<0xXX>` token ids of `bytes`, if byte fallback is on and all exist.
+    fn byte_ids<'b>(
+        &'b self,
+        bytes: &'b [u8],
+    ) -> Option<impl Iterator<Item = Result<u32, TokenizerError>> + 'b> {
+        if !self.has(flags::BYTE_FALLBACK)
+            || bytes
+                .iter()
+                .any(|&b| self.lookup(&byte_piece_name(b)).is_none())
+        {
+            return None;
+        }
+        Some(bytes.iter().map(|&b| {
+            self.lookup(&byte_piece_name(b))
+                .ok_or(TokenizerError::NoToken)
+        }))
     }
 
     /// One word (`prefix ++ text`) through the BPE model, written at `out[*n..]`.
@@ -692,8 +879,11 @@ impl<'a> Tokenizer<'a> {
                 continue;
             };
             match self.kind() {
-                Kind::BpeScores | Kind::BpeMerges => {
-                    if first && self.has(flags::ADD_DUMMY_PREFIX) && piece.first() == Some(&b' ') {
+                Kind::BpeScores | Kind::BpeMerges | Kind::Unigram => {
+                    if first
+                        && self.has(flags::ADD_DUMMY_PREFIX | flags::PREFIX_UNLESS_SPACE)
+                        && piece.first() == Some(&b' ')
+                    {
                         piece = &piece[1..];
                     }
                     match byte_piece(piece).filter(|_| self.has(flags::BYTE_FALLBACK)) {
@@ -733,7 +923,7 @@ impl<'a> Tokenizer<'a> {
             return Ok(());
         };
         if self.kind() != Kind::WordPiece
-            && self.has(flags::ADD_DUMMY_PREFIX)
+            && self.has(flags::ADD_DUMMY_PREFIX | flags::PREFIX_UNLESS_SPACE)
             && Some(prev) == self.bos()
             && piece.first() == Some(&b' ')
         {
@@ -766,6 +956,16 @@ fn push_id(out: &mut [u32], n: &mut usize, id: u32) -> Result<(), TokenizerError
     *slot = id;
     *n += 1;
     Ok(())
+}
+
+/// The length of the UTF-8 sequence a lead byte starts.
+fn utf8_len(lead: u8) -> usize {
+    match lead {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
 }
 
 /// The `<0xXX>` piece of a byte.
