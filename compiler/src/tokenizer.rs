@@ -235,7 +235,7 @@ fn is_metaspace_normalizer(n: &Value) -> bool {
 
 /// The flags of SentencePiece-style text handling (`▁` for spaces): Llama's normalizer
 /// `Prepend("▁")` + `Replace(" ", "▁")` with no pre-tokenizer, or a `Metaspace`
-/// pre-tokenizer with no normalizer; no post-processor; Llama's decoder (`▁` → space, byte
+/// pre-tokenizer with no normalizer; Llama's decoder (`▁` → space, byte
 /// fallback, fuse, strip one leading space).
 fn sentencepiece_flags(path: &Path, json: &Value) -> Result<u32> {
     let normalizer = json.get("normalizer").filter(|v| !v.is_null());
@@ -280,12 +280,6 @@ fn sentencepiece_flags(path: &Path, json: &Value) -> Result<u32> {
             ));
         }
     }
-    if let Some(other) = type_of(json.get("post_processor")) {
-        return Err(unsupported(
-            path,
-            format!("post_processor `{other}` is not supported here"),
-        ));
-    }
     let decoder = json.get("decoder").unwrap_or(&Value::Null);
     let steps = decoder.get("decoders").and_then(Value::as_array);
     let llama = serde_json::json!([
@@ -320,6 +314,87 @@ fn check_unique(path: &Path, pieces: &[Vec<u8>]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A `post_processor` as the special tokens it puts before and after a single text:
+/// `TemplateProcessing` (`single` = at most one special token, `$A`, at most one special
+/// token) or `BertProcessing`; null adds nothing. Anything else is refused.
+fn template(path: &Path, json: &Value) -> Result<(Option<u32>, Option<u32>)> {
+    let post = json.get("post_processor").unwrap_or(&Value::Null);
+    let refuse = |why: &str| {
+        unsupported(
+            path,
+            format!(
+                "post_processor {}: {why}",
+                type_of(Some(post)).unwrap_or("?")
+            ),
+        )
+    };
+    match type_of(Some(post)) {
+        None => Ok((None, None)),
+        Some("BertProcessing") => {
+            let id = |k: &str| {
+                post.get(k)
+                    .and_then(|v| v.get(1))
+                    .and_then(Value::as_u64)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| refuse(&format!("`{k}` is not [token, id]")))
+            };
+            Ok((Some(id("cls")?), Some(id("sep")?)))
+        }
+        Some("TemplateProcessing") => {
+            let single = post
+                .get("single")
+                .and_then(Value::as_array)
+                .ok_or_else(|| refuse("no `single` template"))?;
+            let special = |piece: &Value| -> Result<Option<u32>> {
+                let Some(name) = piece
+                    .get("SpecialToken")
+                    .and_then(|s| s.get("id"))
+                    .and_then(Value::as_str)
+                else {
+                    return Ok(None);
+                };
+                let ids = post
+                    .get("special_tokens")
+                    .and_then(|t| t.get(name))
+                    .and_then(|t| t.get("ids"))
+                    .and_then(Value::as_array);
+                match ids.map(Vec::as_slice) {
+                    Some([id]) => Ok(id.as_u64().map(|i| i as u32)),
+                    _ => Err(refuse(&format!("special token `{name}` is not one id"))),
+                }
+            };
+            let is_a = |piece: &Value| {
+                piece
+                    .get("Sequence")
+                    .and_then(|s| s.get("id"))
+                    .and_then(Value::as_str)
+                    == Some("A")
+            };
+            let a = single
+                .iter()
+                .position(is_a)
+                .ok_or_else(|| refuse("`single` has no $A"))?;
+            let (before, after) = (&single[..a], &single[a + 1..]);
+            if before.len() > 1 || after.len() > 1 {
+                return Err(refuse("`single` adds more than one token on a side"));
+            }
+            let side = |s: &[Value]| -> Result<Option<u32>> {
+                match s.first() {
+                    None => Ok(None),
+                    Some(p) => special(p)?
+                        .map(Some)
+                        .ok_or_else(|| refuse("`single` has an entry that is not a special token")),
+                }
+            };
+            Ok((side(before)?, side(after)?))
+        }
+        Some(other) => Err(unsupported(
+            path,
+            format!("post_processor `{other}` is not supported"),
+        )),
+    }
 }
 
 /// A `tokenizer.json` Unigram model (SentencePiece style).
@@ -369,14 +444,18 @@ fn from_json_unigram(path: &Path, json: &Value, model: &Value) -> Result<Tokeniz
             .position(|p| p == s.as_bytes())
             .map(|i| i as u32)
     };
+    let (cls, sep) = template(path, json)?;
+    if cls.is_some() || sep.is_some() {
+        f |= flags::CLS_SEP;
+    }
     Ok(TokenizerSpec {
         kind: Kind::Unigram,
         flags: f,
         bos: find("<s>"),
         eos: find("</s>"),
         unk,
-        cls: None,
-        sep: None,
+        cls,
+        sep,
         pad: find("<pad>"),
         max_word_chars: 0,
         scores: Some(scores),
@@ -430,15 +509,6 @@ fn from_json_bpe(path: &Path, json: &Value, model: &Value) -> Result<TokenizerSp
         }
         if p.get("use_regex").and_then(Value::as_bool).unwrap_or(true) {
             f |= flags::GPT2_SPLIT;
-        }
-        match type_of(json.get("post_processor")) {
-            None | Some("ByteLevel") => {}
-            Some(other) => {
-                return Err(unsupported(
-                    path,
-                    format!("post_processor `{other}` is not supported"),
-                ));
-            }
         }
         if type_of(json.get("decoder")) != Some("ByteLevel") {
             return Err(unsupported(
@@ -532,14 +602,23 @@ fn from_json_bpe(path: &Path, json: &Value, model: &Value) -> Result<TokenizerSp
         None => None,
     };
     let find = |s: &str| id_of(s).or_else(|| added_id(&pieces, &added, s));
+    // GPT-2's ByteLevel post-processor only trims offsets.
+    let (cls, sep) = if type_of(json.get("post_processor")) == Some("ByteLevel") && byte_level {
+        (None, None)
+    } else {
+        template(path, json)?
+    };
+    if cls.is_some() || sep.is_some() {
+        f |= flags::CLS_SEP;
+    }
     Ok(TokenizerSpec {
         kind: Kind::BpeMerges,
         flags: f,
         bos: find("<s>"),
         eos: find("</s>").or_else(|| find("<|endoftext|>")),
         unk,
-        cls: None,
-        sep: None,
+        cls,
+        sep,
         pad: None,
         max_word_chars: 0,
         scores: None,
@@ -635,15 +714,15 @@ fn from_json(path: &Path, json: &Value) -> Result<TokenizerSpec> {
         )));
     }
     let (cls, sep) = (id_of("[CLS]"), id_of("[SEP]"));
-    let template = json
-        .get("post_processor")
-        .and_then(|p| p.get("type"))
-        .and_then(Value::as_str);
-    if matches!(template, Some("TemplateProcessing" | "BertProcessing"))
-        && cls.is_some()
-        && sep.is_some()
-    {
-        f |= flags::CLS_SEP;
+    match template(path, json)? {
+        (None, None) => {}
+        (Some(a), Some(b)) if (Some(a), Some(b)) == (cls, sep) => f |= flags::CLS_SEP,
+        _ => {
+            return Err(unsupported(
+                path,
+                "post_processor: only the `[CLS] $A [SEP]` template is supported for WordPiece",
+            ));
+        }
     }
     let unk = model
         .get("unk_token")

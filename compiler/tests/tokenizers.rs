@@ -97,3 +97,75 @@ fn decoding_matches_the_reference_implementations_and_small_buffers_are_errors()
     assert_eq!(back, "hello , world ! unaffable");
     assert!(Tokenizer::new(&blob[..40]).is_err());
 }
+
+#[test]
+fn unsupported_tokenizer_json_features_are_errors_naming_the_field() {
+    let dir = common::scratch("tokenizer-errors");
+    let fixture = |name: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(common::repo().join("tests/tokenizers").join(name))
+            .expect("fixture");
+        serde_json::from_str(&text).expect("json")
+    };
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 9] = [
+        (
+            "gpt2-bytelevel-bpe.json",
+            |j| j["normalizer"] = serde_json::json!({"type": "NFC"}),
+            "normalizer",
+        ),
+        (
+            "gpt2-bytelevel-bpe.json",
+            |j| j["added_tokens"][0]["lstrip"] = true.into(),
+            "lstrip",
+        ),
+        (
+            "gpt2-bytelevel-bpe.json",
+            |j| j["model"]["dropout"] = 0.1.into(),
+            "dropout",
+        ),
+        (
+            "llama-sp-bpe.json",
+            |j| j["post_processor"] = serde_json::json!({"type": "RobertaProcessing"}),
+            "post_processor",
+        ),
+        (
+            "llama-sp-bpe.json",
+            |j| j["decoder"] = serde_json::json!({"type": "Metaspace"}),
+            "decoder",
+        ),
+        (
+            "llama-sp-bpe.json",
+            |j| j["model"]["continuing_subword_prefix"] = "##".into(),
+            "continuing_subword_prefix",
+        ),
+        (
+            "sp-unigram.json",
+            |j| j["pre_tokenizer"]["prepend_scheme"] = "first".into(),
+            "prepend_scheme",
+        ),
+        (
+            "sp-unigram.json",
+            |j| j["normalizer"] = serde_json::json!({"type": "Precompiled"}),
+            "normalizer",
+        ),
+        (
+            "bert-base-uncased.json",
+            |j| j["model"]["type"] = "WordLevel".into(),
+            "model type",
+        ),
+    ];
+    for (i, (name, edit, field)) in cases.into_iter().enumerate() {
+        let mut json = fixture(name);
+        edit(&mut json);
+        let path = dir.join(format!("case{i}.json"));
+        std::fs::write(&path, json.to_string()).expect("write");
+        let message = match slm_aot::tokenizer::load(&path) {
+            Ok(_) => panic!("{name} case {i}: accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            message.contains(field),
+            "{name} case {i}: `{message}` does not name `{field}`"
+        );
+    }
+}

@@ -56,9 +56,12 @@ fn parse() -> Result<Args, String> {
     }
     if let Some(prompt) = &out.prompt {
         let tokenizer = text::tokenizer().ok_or("--prompt needs a tokenizer in the model crate (use --prompt-ids)")?;
-        out.prompt_ids.extend(tokenizer.bos());
         let mut ids = vec![0u32; prompt.len() + 8];
         let n = tokenizer.encode(prompt, &mut ids).map_err(|e| e.to_string())?;
+        // A tokenizer.json template may add BOS itself.
+        if ids[..n].first().copied() != tokenizer.bos() {
+            out.prompt_ids.extend(tokenizer.bos());
+        }
         out.prompt_ids.extend_from_slice(&ids[..n]);
     }
     if out.prompt_ids.is_empty() {

@@ -4,7 +4,7 @@
   GPT-2 split regex, byte-to-unicode alphabet, merges by rank, `<|endoftext|>`).
 - `llama-sp-bpe.json`: Llama/Mistral style SentencePiece BPE (normalizer Prepend("▁") +
   Replace(" ", "▁"), no pre-tokenizer, `byte_fallback` with `<0x00>`..`<0xFF>`, `<unk>`,
-  `<s>`, `</s>`, the Llama decoder).
+  `<s>`, `</s>`, Llama's `<s> $A` template, the Llama decoder).
 - `sp-unigram.json`: SentencePiece style Unigram (Metaspace pre-tokenizer splitting words,
   scores, `<unk>`, byte fallback with `<0x00>`..`<0xFF>` appended at score 0 as
   SentencePiece scores byte pieces, the Llama decoder).
@@ -89,7 +89,21 @@ def llama_sp_bpe():
             ],
         },
         "pre_tokenizer": None,
-        "post_processor": None,
+        # Llama's template: BOS before the text.
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [
+                {"SpecialToken": {"id": "<s>", "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+            ],
+            "pair": [
+                {"SpecialToken": {"id": "<s>", "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": "<s>", "type_id": 1}},
+                {"Sequence": {"id": "B", "type_id": 1}},
+            ],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}},
+        },
         "decoder": LLAMA_DECODER,
         "model": {
             "type": "BPE",

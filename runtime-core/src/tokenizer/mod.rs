@@ -76,7 +76,8 @@ pub mod flags {
     pub const CLEAN_TEXT: u32 = 8;
     pub const CHINESE_CHARS: u32 = 16;
     pub const BYTE_FALLBACK: u32 = 32;
-    /// Wrap encodings in `[CLS] … [SEP]`.
+    /// Wrap encodings in the template's tokens: `[CLS] … [SEP]` (WordPiece), or whichever
+    /// of the `Cls` (before) and `Sep` (after) fields are set, as Llama's `<s> …`.
     pub const CLS_SEP: u32 = 64;
     /// Byte-level BPE: pieces are raw bytes, the initial symbols of a word are its bytes.
     pub const BYTE_LEVEL: u32 = 128;
@@ -341,8 +342,8 @@ impl<'a> Tokenizer<'a> {
     }
 
     /// Encode `text` into `out`; returns the number of ids written. Special tokens the
-    /// tokenizer's template adds (`[CLS]`/`[SEP]`) are included; a decoder's BOS is not
-    /// (prepend [`Tokenizer::bos`] yourself). BPE works in `out` itself, so `out` must
+    /// tokenizer's template adds (`[CLS]`/`[SEP]`, a `tokenizer.json`'s `<s>`) are included;
+    /// otherwise a decoder's BOS is not (prepend [`Tokenizer::bos`] yourself). BPE works in `out` itself, so `out` must
     /// also hold the initial symbols (characters, or bytes) of the longest word, before
     /// merging; otherwise the error is [`TokenizerError::BufferTooSmall`].
     pub fn encode(&self, text: &str, out: &mut [u32]) -> Result<usize, TokenizerError> {
@@ -351,8 +352,7 @@ impl<'a> Tokenizer<'a> {
         }
         let mut n = 0usize;
         let cls_sep = self.has(flags::CLS_SEP);
-        if cls_sep {
-            let cls = self.special(Field::Cls).ok_or(TokenizerError::NoToken)?;
+        if cls_sep && let Some(cls) = self.special(Field::Cls) {
             push_id(out, &mut n, cls)?;
         }
         let mut rest = text;
@@ -369,8 +369,7 @@ impl<'a> Tokenizer<'a> {
             push_id(out, &mut n, id)?;
             rest = &rest[before + len..];
         }
-        if cls_sep {
-            let sep = self.special(Field::Sep).ok_or(TokenizerError::NoToken)?;
+        if cls_sep && let Some(sep) = self.special(Field::Sep) {
             push_id(out, &mut n, sep)?;
         }
         Ok(n)
