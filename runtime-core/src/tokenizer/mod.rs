@@ -16,6 +16,9 @@
 //!   or SentencePiece style (Llama: `▁` for spaces, stored as a space, prepended to the
 //!   text; characters missing from the vocabulary fall back to `<0xXX>` byte tokens or
 //!   `<unk>`).
+//! - [`Kind::Unigram`]: SentencePiece's unigram model as `tokenizers` runs it (the
+//!   segmentation with the best sum of piece scores, an unknown character scored 10 below
+//!   the worst piece, runs of unknowns fused, byte fallback).
 //!
 //! `tokenizer.json` kinds first split the text on the added tokens (longest match,
 //! leftmost first), as `tokenizers` does, and encode the pieces between them.
