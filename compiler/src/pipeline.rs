@@ -214,8 +214,16 @@ pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
     out
 }
 
-/// The straight line: import, optimise, plan, emit (in memory).
-pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
+/// A model compiled up to (not including) emission.
+pub struct Compiled {
+    pub manifest: Manifest,
+    pub source: Graph,
+    pub graph: Graph,
+    pub plan: Plan,
+}
+
+/// Read, import, optimise and plan, checking the limits and the target's budget.
+pub fn compile(options: &BuildOptions) -> Result<Compiled> {
     let (source, manifest) = if safetensors::is_checkpoint(&options.model) {
         (
             import(&options.model, &options.import)?,
@@ -236,6 +244,22 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
         )));
     }
     check_budget(&graph, &plan, &options.target)?;
+    Ok(Compiled {
+        manifest,
+        source,
+        graph,
+        plan,
+    })
+}
+
+/// The straight line: import, optimise, plan, emit (in memory).
+pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
+    let Compiled {
+        manifest,
+        source,
+        graph,
+        plan,
+    } = compile(options)?;
     let stem = options
         .model
         .file_stem()

@@ -4,6 +4,7 @@
 pub mod golden;
 pub mod naming;
 pub mod runner;
+pub mod suite;
 
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, ValueId};
@@ -129,7 +130,7 @@ pub fn emit(graph: &Graph, plan: &Plan, meta: &CrateMeta) -> Result<GeneratedCra
     let io = Io::new(graph);
     let weights = weight_blob(graph, plan)?;
     let weights_sha256 = crate::manifest::hex_digest(&weights);
-    let lib = lib_rs(graph, plan, meta, &io, &weights_sha256)?;
+    let lib = lib_rs(graph, plan, meta, &io, &weights_sha256, &Form::Crate)?;
     let ir = crate::ir::printer::print(graph).map_err(|e| Error::Internal(e.to_string()))?;
     let mut files = BTreeMap::new();
     files.insert(
@@ -155,6 +156,39 @@ pub fn emit(graph: &Graph, plan: &Plan, meta: &CrateMeta) -> Result<GeneratedCra
         name: meta.crate_name.clone(),
         files,
     })
+}
+
+/// One model as a module of a larger crate: the module's source and its weight blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedModule {
+    pub source: String,
+    pub weights: Vec<u8>,
+}
+
+/// Emit the model as a module (`Inputs`, `Outputs`, `Model`, `run` and the `pub const`s,
+/// exactly as in a crate's `lib.rs`) that includes its weights from `weights_path`,
+/// relative to the module's file. The enclosing crate supplies `#![no_std]` and the
+/// `runtime-core` dependency. Test harnesses compile many models into one crate this way.
+pub fn emit_module(
+    graph: &Graph,
+    plan: &Plan,
+    meta: &CrateMeta,
+    weights_path: &str,
+) -> Result<GeneratedModule> {
+    let io = Io::new(graph);
+    let weights = weight_blob(graph, plan)?;
+    let form = Form::Module {
+        weights_path: weights_path.to_string(),
+    };
+    let weights_sha256 = crate::manifest::hex_digest(&weights);
+    let source = lib_rs(graph, plan, meta, &io, &weights_sha256, &form)?;
+    Ok(GeneratedModule { source, weights })
+}
+
+/// Whether the code is a crate's `lib.rs` or a module inside another crate.
+enum Form {
+    Crate,
+    Module { weights_path: String },
 }
 
 fn io_table(graph: &Graph, io: &Io) -> String {
@@ -388,17 +422,22 @@ fn lib_rs(
     meta: &CrateMeta,
     io: &Io,
     weights_sha256: &str,
+    form: &Form,
 ) -> Result<String> {
     let manifest = manifest_tokens(&meta.manifest, weights_sha256);
+    let (no_std, weights_path) = match form {
+        Form::Crate => (quote!(#![no_std]), Literal::string("../weights.bin")),
+        Form::Module { weights_path } => (quote!(), Literal::string(weights_path)),
+    };
     let section = &meta.target.memory.weights_section;
     let weights_static = if section.is_empty() {
         quote! {
-            static WEIGHTS: rt::Aligned64<[u8; WEIGHT_BYTES]> = rt::Aligned64(*include_bytes!("../weights.bin"));
+            static WEIGHTS: rt::Aligned64<[u8; WEIGHT_BYTES]> = rt::Aligned64(*include_bytes!(#weights_path));
         }
     } else {
         let section = Literal::string(section);
         quote! {
-            rt::weights_in_section!(#section, WEIGHTS, WEIGHT_BYTES, *include_bytes!("../weights.bin"));
+            rt::weights_in_section!(#section, WEIGHTS, WEIGHT_BYTES, *include_bytes!(#weights_path));
         }
     };
     let arena_bytes = lit_usize(plan.arena_bytes);
@@ -527,7 +566,7 @@ fn lib_rs(
     };
     let file = quote! {
         #![doc = #header]
-        #![no_std]
+        #no_std
         #![forbid(unsafe_code)]
 
         use runtime_core as rt;

@@ -92,7 +92,8 @@ impl<'a> NodeCtx<'a> {
         let v = self.input(i)?;
         self.constant(v).ok_or_else(|| {
             OpError::Unsupported(format!(
-                "input #{i} (the {what}) must be constant at build time"
+                "input #{i} (`{}`, the {what}) must be constant at build time, but it is computed from run-time data",
+                self.graph.value(v).name
             ))
         })
     }
