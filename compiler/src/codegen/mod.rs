@@ -481,6 +481,16 @@ fn lib_rs(
         let t = api_ty(ty.dtype);
         out_fields.push(quote! { #[doc = #doc] pub #field: &'a mut [#t; #len_c], });
     }
+    let mut unused_inputs = quote!();
+    if in_fields.is_empty() {
+        // A model without inputs (all constant) still takes `&Inputs<'_>`, so every model
+        // has the same API shape.
+        in_fields.push(quote! {
+            /// The model has no inputs: `Inputs { none: core::marker::PhantomData }`.
+            pub none: core::marker::PhantomData<&'a ()>,
+        });
+        unused_inputs = quote!(let _ = inputs;);
+    }
     let input_names = graph
         .inputs
         .iter()
@@ -798,6 +808,7 @@ fn stateful_items(graph: &Graph, io: &Io, body: &[TokenStream]) -> Result<TokenS
         /// aligned), reading and updating `state` in place.
         pub fn run(arena: &mut [u8], state: &mut State, inputs: &Inputs<'_>, outputs: &mut Outputs<'_>) -> Result<(), rt::Error> {
             rt::arena::check(arena, ARENA_BYTES)?;
+            #unused_inputs
             #(#body)*
             Ok(())
         }

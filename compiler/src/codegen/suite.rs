@@ -91,6 +91,9 @@ fn model_fn(module: &str, graph: &Graph) -> TokenStream {
         reads.push(quote!(let #f: Box<[#t; model::#m::#len]> = crate::read(input_dir, #kk)?;));
         in_fields.push(quote!(#f: &#f,));
     }
+    if graph.inputs.is_empty() {
+        in_fields.push(quote!(none: core::marker::PhantomData,));
+    }
     let mut allocs = Vec::new();
     let mut out_fields = Vec::new();
     let mut writes = Vec::new();

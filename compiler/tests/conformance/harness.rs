@@ -186,8 +186,8 @@ pub fn has_excluded_dtype(model: &ModelProto) -> bool {
 /// The ONNX op a test is about: for `_expanded` tests the op of the original test, else the
 /// graph's op type whose name best prefixes the test name.
 pub fn op_of(name: &str, model: &ModelProto, all: &BTreeMap<String, String>) -> String {
-    if let Some(base) = name.strip_suffix("_expanded")
-        && let Some(op) = all.get(base)
+    if name.contains("_expanded")
+        && let Some(op) = all.get(&name.replacen("_expanded", "", 1))
     {
         return op.clone();
     }
@@ -650,6 +650,22 @@ pub fn run(plans: &[Plan], paths: &Paths) -> Vec<Outcome> {
     outcomes
 }
 
+/// The files rustc's errors (not warnings) point at.
+fn error_files(stderr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut in_error = false;
+    for line in stderr.lines() {
+        if line.starts_with("error") {
+            in_error = true;
+        } else if line.starts_with("warning") {
+            in_error = false;
+        } else if in_error && let Some(rest) = line.trim_start().strip_prefix("--> ") {
+            out.insert(rest.split(':').next().unwrap_or("").to_string());
+        }
+    }
+    out
+}
+
 /// Build the suite crate of `ready` tests and run it; one result per test. Modules whose
 /// generated code does not compile are dropped and the rest rebuilt.
 fn build_and_run(ready: &[(usize, Prepared)], paths: &Paths) -> Vec<Result<(), String>> {
@@ -657,6 +673,7 @@ fn build_and_run(ready: &[(usize, Prepared)], paths: &Paths) -> Vec<Result<(), S
     let mut excluded: BTreeSet<String> = BTreeSet::new();
     let build_dir = paths.work.join("build");
     let (suite_dir, runner_dir) = (build_dir.join("suite"), build_dir.join("runner"));
+    let _ = std::fs::remove_file(paths.work.join("build-errors.txt"));
     let binary = loop {
         let models: Vec<suite::SuiteModel<'_>> = ready
             .iter()
@@ -701,15 +718,22 @@ fn build_and_run(ready: &[(usize, Prepared)], paths: &Paths) -> Vec<Result<(), S
             break paths.cargo_target.join("release").join(runner_name);
         }
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        let broken: BTreeSet<String> = ready
-            .iter()
-            .map(|(_, p)| p.module.clone())
-            .filter(|m| stderr.contains(&format!("src/{m}.rs")))
+        let broken: BTreeSet<String> = error_files(&stderr)
+            .into_iter()
+            .filter_map(|f| {
+                let m = Path::new(&f).file_stem()?.to_str()?;
+                ready
+                    .iter()
+                    .any(|(_, p)| p.module == m)
+                    .then(|| m.to_string())
+            })
             .collect();
         if broken.is_empty() || broken.is_subset(&excluded) {
             let tail: String = stderr.lines().take(60).collect::<Vec<_>>().join("\n");
+            let _ = std::fs::write(paths.work.join("build-errors.txt"), &stderr);
             return vec![Err(format!("the suite crate does not build:\n{tail}")); ready.len()];
         }
+        let _ = std::fs::write(paths.work.join("build-errors.txt"), &stderr);
         for (i, (_, p)) in ready.iter().enumerate() {
             if broken.contains(&p.module) {
                 results[i] = Err("the generated code does not compile".into());
