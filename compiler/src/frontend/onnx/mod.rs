@@ -1,6 +1,7 @@
 //! The ONNX frontend: protobuf decode, opset handling, attribute parsing, external data,
 //! and import into the typed IR. Shape arithmetic is folded as nodes are imported, so
 //! every value is typed with a static shape the moment it exists.
+mod attention;
 mod node;
 mod ops;
 pub mod tensor;

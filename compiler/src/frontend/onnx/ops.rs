@@ -80,6 +80,8 @@ table! {
     "Softmax" => |c| softmax(c, false),
     "LogSoftmax" => |c| softmax(c, true),
     "LayerNormalization" => layer_norm,
+    "RMSNormalization" => rms_norm,
+    "Attention" => super::attention::attention,
     "ReduceMean" => |c| reduce(c, ReduceKind::Mean),
     "ReduceSum" => |c| reduce(c, ReduceKind::Sum),
     "ReduceMax" => |c| reduce(c, ReduceKind::Max),
@@ -386,13 +388,31 @@ fn softmax(c: &mut NodeCtx<'_>, log: bool) -> Result<Vec<ValueId>, OpError> {
     )?)
 }
 
+/// `LayerNormalization`: the fused IR op, or (when the optional Mean / InvStdDev outputs
+/// are used) `Sub(x, ReduceMean)`, `Reciprocal(Sqrt(ReduceMean(d·d) + eps))`, scale, bias.
 fn layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
-    if c.proto.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return unsupported!("the optional Mean / InvStdDev outputs of LayerNormalization");
-    }
     let x = c.input(0)?;
     let axis = normalize_axis(c.attr_int("axis", -1)?, rank_of(c, x))?;
     let epsilon = c.attr_float("epsilon", 1e-5)?;
+    if c.proto.output.iter().skip(1).any(|o| !o.is_empty()) {
+        let dtype = c.ty(x).dtype;
+        let axes: Vec<usize> = (axis..rank_of(c, x)).collect();
+        let mean = reduce_to(c, ReduceKind::Mean, x, &axes, true)?;
+        let d = bin(c, BinaryKind::Sub, x, mean)?;
+        let d2 = bin(c, BinaryKind::Mul, d, d)?;
+        let var = reduce_to(c, ReduceKind::Mean, d2, &axes, true)?;
+        let eps = scalar(c, dtype, epsilon as f64)?;
+        let var = bin(c, BinaryKind::Add, var, eps)?;
+        let std = un(c, UnaryKind::Sqrt, var)?;
+        let inv = un(c, UnaryKind::Reciprocal, std)?;
+        let normed = bin(c, BinaryKind::Mul, d, inv)?;
+        let scale = c.input(1)?;
+        let mut y = bin(c, BinaryKind::Mul, normed, scale)?;
+        if let Some(bias) = c.opt_input(2) {
+            y = bin(c, BinaryKind::Add, y, bias)?;
+        }
+        return Ok(vec![y, mean, inv]);
+    }
     let mut inputs = vec![x, c.input(1)?];
     if let Some(bias) = c.opt_input(2) {
         inputs.push(bias);
@@ -401,6 +421,80 @@ fn layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         Op::LayerNorm(ops::layer_norm::LayerNorm { axis, epsilon }),
         &inputs,
     )?)
+}
+
+/// `RMSNormalization`: `x · Reciprocal(Sqrt(ReduceMean(x·x over axis..) + eps)) · scale`.
+fn rms_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, scale) = (c.input(0)?, c.input(1)?);
+    let rank = rank_of(c, x);
+    let axis = normalize_axis(c.attr_int("axis", -1)?, rank)?;
+    let epsilon = c.attr_float("epsilon", 1e-5)?;
+    let dtype = c.ty(x).dtype;
+    let axes: Vec<usize> = (axis..rank).collect();
+    let x2 = bin(c, BinaryKind::Mul, x, x)?;
+    let ms = reduce_to(c, ReduceKind::Mean, x2, &axes, true)?;
+    let eps = scalar(c, dtype, epsilon as f64)?;
+    let ms = bin(c, BinaryKind::Add, ms, eps)?;
+    let rms = un(c, UnaryKind::Sqrt, ms)?;
+    let inv = un(c, UnaryKind::Reciprocal, rms)?;
+    let normed = bin(c, BinaryKind::Mul, x, inv)?;
+    one(bin(c, BinaryKind::Mul, normed, scale)?)
+}
+
+pub(super) fn bin(
+    c: &mut NodeCtx<'_>,
+    kind: BinaryKind,
+    a: ValueId,
+    b: ValueId,
+) -> Result<ValueId, OpError> {
+    c.add1(Op::Binary(Binary { kind }), &[a, b])
+}
+
+pub(super) fn un(c: &mut NodeCtx<'_>, kind: UnaryKind, x: ValueId) -> Result<ValueId, OpError> {
+    c.add1(Op::Unary(Unary { kind }), &[x])
+}
+
+/// A rank-0 constant of `dtype`.
+pub(super) fn scalar(c: &mut NodeCtx<'_>, dtype: DType, value: f64) -> Result<ValueId, OpError> {
+    let t = scalar_of(dtype, value)?;
+    Ok(c.constant_value(t))
+}
+
+pub(super) fn reduce_to(
+    c: &mut NodeCtx<'_>,
+    kind: ReduceKind,
+    x: ValueId,
+    axes: &[usize],
+    keepdims: bool,
+) -> Result<ValueId, OpError> {
+    c.add1(
+        Op::Reduce(ops::reduce::Reduce {
+            kind,
+            axes: axes.to_vec(),
+            keepdims,
+        }),
+        &[x],
+    )
+}
+
+pub(super) fn reshape_v(
+    c: &mut NodeCtx<'_>,
+    x: ValueId,
+    shape: Vec<usize>,
+) -> Result<ValueId, OpError> {
+    c.add1(Op::Reshape(ops::reshape::Reshape { shape }), &[x])
+}
+
+pub(super) fn transpose_v(
+    c: &mut NodeCtx<'_>,
+    x: ValueId,
+    perm: Vec<usize>,
+) -> Result<ValueId, OpError> {
+    c.add1(Op::Transpose(ops::transpose::Transpose { perm }), &[x])
+}
+
+pub(super) fn cast_v(c: &mut NodeCtx<'_>, x: ValueId, dtype: DType) -> Result<ValueId, OpError> {
+    cast_to(c, x, dtype)
 }
 
 /// Normalise, sort and dedupe axes against a rank.
@@ -435,14 +529,12 @@ fn reduce(c: &mut NodeCtx<'_>, kind: ReduceKind) -> Result<Vec<ValueId>, OpError
         _ if noop_with_empty => vec![],
         _ => (0..rank).collect(),
     };
-    one(c.add1(
-        Op::Reduce(ops::reduce::Reduce {
-            kind,
-            axes,
-            keepdims,
-        }),
-        &[x],
-    )?)
+    if c.ty(x).dtype == DType::Bool && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
+        let bytes = cast_to(c, x, DType::U8)?;
+        let r = reduce_to(c, kind, bytes, &axes, keepdims)?;
+        return one(cast_to(c, r, DType::Bool)?);
+    }
+    one(reduce_to(c, kind, x, &axes, keepdims)?)
 }
 
 fn arg_extreme(c: &mut NodeCtx<'_>, max: bool) -> Result<Vec<ValueId>, OpError> {
@@ -604,16 +696,30 @@ fn identity(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     one(c.input(0)?)
 }
 
+/// Inference-mode `Dropout`: the input, and an all-true mask when asked for.
 fn dropout(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
-    if c.proto.output.get(1).is_some_and(|o| !o.is_empty()) {
-        return unsupported!("the mask output of Dropout");
-    }
     if let Some(mode) = c.opt_const_ints(2, "training mode")?
         && mode.iter().any(|&m| m != 0)
     {
         return unsupported!("Dropout in training mode");
     }
-    identity(c)
+    if c.opset < 7 && c.attr_int("is_test", 0)? == 0 {
+        return unsupported!("Dropout in training mode (is_test=0)");
+    }
+    let x = c.input(0)?;
+    if c.proto.output.get(1).is_some_and(|o| !o.is_empty()) {
+        let shape = c.ty(x).shape.clone();
+        let mask = c.add1(
+            Op::Fill(ops::fill::Fill {
+                dtype: DType::Bool,
+                value: 1.0,
+                shape,
+            }),
+            &[],
+        )?;
+        return Ok(vec![x, mask]);
+    }
+    one(x)
 }
 
 fn transpose(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
