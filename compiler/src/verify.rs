@@ -123,7 +123,7 @@ pub fn compare(
             got.ty.shape, want.ty.shape
         )));
     }
-    let (a, b) = (got.data.to_f64_vec(), want.data.to_f64_vec());
+    let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
     let mut max_abs: f64 = 0.0;
     let mut ok = true;
     let (mut dot, mut na, mut nb) = (0.0, 0.0, 0.0);

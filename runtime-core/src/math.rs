@@ -256,3 +256,98 @@ pub fn fast_gelu_tanh(x: f32) -> f32 {
 pub fn fast_silu(x: f32) -> f32 {
     x * fast_sigmoid(x)
 }
+
+/// IEEE binary16 bits → f32 (exact).
+pub fn f16_to_f32(bits: u16) -> f32 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((bits >> 10) & 0x1f) as i32;
+    let man = (bits & 0x3ff) as u32;
+    match exp {
+        0 => sign * man as f32 * (1.0 / 16_777_216.0),
+        0x1f if man == 0 => sign * f32::INFINITY,
+        0x1f => f32::from_bits(((bits as u32 & 0x8000) << 16) | 0x7fc0_0000 | (man << 13)),
+        _ => f32::from_bits(
+            ((bits as u32 & 0x8000) << 16) | (((exp + 112) as u32) << 23) | (man << 13),
+        ),
+    }
+}
+
+/// f32 → IEEE binary16 bits, rounding to nearest even (overflow gives infinity).
+pub fn f32_to_f16(value: f32) -> u16 {
+    let x = value.to_bits();
+    let sign = ((x >> 16) & 0x8000) as u16;
+    let exp = ((x >> 23) & 0xff) as i32;
+    let man = x & 0x7f_ffff;
+    if exp == 0xff {
+        let nan = if man != 0 {
+            0x200 | (man >> 13) as u16
+        } else {
+            0
+        };
+        return sign | 0x7c00 | nan;
+    }
+    let half_exp = exp - 127 + 15;
+    if half_exp >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if half_exp <= 0 {
+        if 14 - half_exp > 24 {
+            return sign;
+        }
+        let man = man | 0x80_0000;
+        let shift = (14 - half_exp) as u32;
+        let mut half_man = man >> shift;
+        let round_bit = 1u32 << (shift - 1);
+        if man & round_bit != 0 && man & (3 * round_bit - 1) != 0 {
+            half_man += 1;
+        }
+        return sign | half_man as u16;
+    }
+    let bits = ((half_exp as u32) << 10) | (man >> 13);
+    let round_bit = 0x1000u32;
+    let rounded = if man & round_bit != 0 && man & (3 * round_bit - 1) != 0 {
+        bits + 1
+    } else {
+        bits
+    };
+    sign | rounded as u16
+}
+
+/// bfloat16 bits → f32 (exact).
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// f32 → bfloat16 bits, rounding to nearest even (NaN stays NaN).
+pub fn f32_to_bf16(value: f32) -> u16 {
+    let x = value.to_bits();
+    if value.is_nan() {
+        return ((x >> 16) | 0x40) as u16;
+    }
+    let rounding = 0x7fff + ((x >> 16) & 1);
+    (x.wrapping_add(rounding) >> 16) as u16
+}
+
+#[cfg(test)]
+mod half_tests {
+    use super::*;
+
+    #[test]
+    fn half_conversions_round_trip_and_round_to_even() {
+        for bits in [
+            0u16, 0x8000, 0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff, 0x7c00, 0xfc00,
+        ] {
+            assert_eq!(f32_to_f16(f16_to_f32(bits)), bits, "{bits:#x}");
+        }
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+        assert!(f16_to_f32(0x7e00).is_nan());
+        // 1 + 2^-11 lies halfway between 1 and the next half: ties to even (1.0).
+        assert_eq!(f32_to_f16(1.0 + 1.0 / 2048.0), 0x3c00);
+        assert_eq!(f32_to_f16(65520.0), 0x7c00);
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+        assert_eq!(f32_to_bf16(1.0), 0x3f80);
+        assert_eq!(f32_to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
+    }
+}

@@ -567,6 +567,7 @@ fn lib_rs(
             /// starting on a 64-byte boundary.
             pub fn run(arena: &mut [u8], inputs: &Inputs<'_>, outputs: &mut Outputs<'_>) -> Result<(), rt::Error> {
                 rt::arena::check(arena, ARENA_BYTES)?;
+                #unused_inputs
                 #(#body)*
                 Ok(())
             }
@@ -808,7 +809,6 @@ fn stateful_items(graph: &Graph, io: &Io, body: &[TokenStream]) -> Result<TokenS
         /// aligned), reading and updating `state` in place.
         pub fn run(arena: &mut [u8], state: &mut State, inputs: &Inputs<'_>, outputs: &mut Outputs<'_>) -> Result<(), rt::Error> {
             rt::arena::check(arena, ARENA_BYTES)?;
-            #unused_inputs
             #(#body)*
             Ok(())
         }

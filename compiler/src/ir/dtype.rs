@@ -2,7 +2,8 @@
 use std::fmt;
 
 /// The element type of a tensor. `Bool` is stored as one byte (0 or 1) in weights, arena
-/// and kernels.
+/// and kernels. `F16` and `BF16` are stored as their `u16` bit patterns; only `Cast` (to and
+/// from `F32`) computes on them: import widens them to f32 around every other op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DType {
     F32,
@@ -16,6 +17,8 @@ pub enum DType {
     U32,
     U64,
     Bool,
+    F16,
+    BF16,
 }
 
 impl DType {
@@ -23,7 +26,7 @@ impl DType {
         match self {
             DType::F64 | DType::I64 | DType::U64 => 8,
             DType::F32 | DType::I32 | DType::U32 => 4,
-            DType::I16 | DType::U16 => 2,
+            DType::I16 | DType::U16 | DType::F16 | DType::BF16 => 2,
             DType::I8 | DType::U8 | DType::Bool => 1,
         }
     }
@@ -38,10 +41,15 @@ impl DType {
             DType::I16 => "i16",
             DType::I8 => "i8",
             DType::U8 | DType::Bool => "u8",
-            DType::U16 => "u16",
+            DType::U16 | DType::F16 | DType::BF16 => "u16",
             DType::U32 => "u32",
             DType::U64 => "u64",
         }
+    }
+
+    /// A 16-bit float type (stored as bits).
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16)
     }
 
     /// The Rust element type of the generated public API.
@@ -67,6 +75,9 @@ impl DType {
             DType::I8 => "|i1",
             DType::U8 => "|u1",
             DType::U16 => "<u2",
+            DType::F16 => "<f2",
+            // numpy has no bfloat16: the raw bits.
+            DType::BF16 => "<u2",
             DType::U32 => "<u4",
             DType::U64 => "<u8",
             DType::Bool => "|b1",
@@ -86,6 +97,7 @@ impl DType {
             DType::U32,
             DType::U64,
             DType::Bool,
+            DType::F16,
         ];
         let normalised = descr.replace('=', "<");
         all.into_iter().find(|d| d.npy_descr() == normalised)
@@ -96,6 +108,8 @@ impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
             DType::Bool => "bool",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
             other => other.rust_storage(),
         };
         f.write_str(s)

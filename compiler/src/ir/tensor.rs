@@ -109,7 +109,7 @@ impl Data {
             DType::I16 => Data::I16(vec![0; n]),
             DType::I8 => Data::I8(vec![0; n]),
             DType::U8 | DType::Bool => Data::U8(vec![0; n]),
-            DType::U16 => Data::U16(vec![0; n]),
+            DType::U16 | DType::F16 | DType::BF16 => Data::U16(vec![0; n]),
             DType::U32 => Data::U32(vec![0; n]),
             DType::U64 => Data::U64(vec![0; n]),
         }
@@ -156,7 +156,7 @@ impl Data {
             DType::I8 => decode!(i8, I8),
             DType::U8 => decode!(u8, U8),
             DType::Bool => Data::U8(bytes.iter().map(|&b| (b != 0) as u8).collect()),
-            DType::U16 => decode!(u16, U16),
+            DType::U16 | DType::F16 | DType::BF16 => decode!(u16, U16),
             DType::U32 => decode!(u32, U32),
             DType::U64 => decode!(u64, U64),
         }
@@ -231,9 +231,24 @@ impl Tensor {
         }
     }
 
+    /// Every element as f64, decoding half-precision bit patterns.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match (&self.data, self.ty.dtype) {
+            (Data::U16(v), DType::F16) => v
+                .iter()
+                .map(|&b| runtime_core::math::f16_to_f32(b) as f64)
+                .collect(),
+            (Data::U16(v), DType::BF16) => v
+                .iter()
+                .map(|&b| runtime_core::math::bf16_to_f32(b) as f64)
+                .collect(),
+            (data, _) => data.to_f64_vec(),
+        }
+    }
+
     /// The single value of a one-element tensor, widened to f64.
     pub fn scalar_f64(&self) -> Result<f64, OpError> {
-        let v = self.data.to_f64_vec();
+        let v = self.to_f64_vec();
         if v.len() != 1 {
             return Err(OpError::Invalid(format!(
                 "expected a single value, got {}",

@@ -47,6 +47,19 @@ pub fn verify(graph: &Graph) -> Result<()> {
             }
         }
         let in_types: Vec<_> = node.inputs.iter().map(|&v| graph.ty(v)).collect();
+        let is_cast = matches!(node.op, crate::ops::Op::Cast(_));
+        let touches_half = node
+            .inputs
+            .iter()
+            .chain(&node.outputs)
+            .any(|&v| graph.ty(v).dtype.is_half());
+        if touches_half && !is_cast {
+            return Err(Error::Internal(format!(
+                "verify: node `{}` ({}) computes on a half-precision value; only Cast may",
+                node.name,
+                node.op.name()
+            )));
+        }
         let inferred = node.op.infer(&in_types).map_err(|e| {
             Error::Internal(format!(
                 "verify: node `{}` no longer type-checks: {e}",

@@ -25,6 +25,7 @@ pub mod kv_write;
 pub mod layer_norm;
 pub mod linear;
 pub mod matmul;
+pub mod pad;
 pub mod range;
 pub mod reduce;
 pub mod reshape;
@@ -128,4 +129,5 @@ ops! {
     Range(range::Range),
     Fill(fill::Fill),
     KvWrite(kv_write::KvWrite),
+    Pad(pad::Pad),
 }

@@ -208,7 +208,9 @@ macro_rules! for_dtype {
                 type $T = u8;
                 $body
             }
-            $crate::ir::DType::U16 => {
+            // Half-precision values are bits here: only data movement may use this arm
+            // (import widens them to f32 for everything else; `ir::verify` checks).
+            $crate::ir::DType::U16 | $crate::ir::DType::F16 | $crate::ir::DType::BF16 => {
                 type $T = u16;
                 $body
             }

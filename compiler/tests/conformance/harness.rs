@@ -424,8 +424,11 @@ fn compare(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<(), Stri
     if got.ty != want.ty {
         return Err(format!("type {} but expected {}", got.ty, want.ty));
     }
-    let exact = !matches!(want.ty.dtype, DType::F32 | DType::F64);
-    let (a, b) = (got.data.to_f64_vec(), want.data.to_f64_vec());
+    let exact = !matches!(
+        want.ty.dtype,
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16
+    );
+    let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
     let mut worst: Option<(usize, f64, f64)> = None;
     for (i, (&x, &y)) in a.iter().zip(&b).enumerate() {
         let ok = if exact {
@@ -489,6 +492,14 @@ fn write_verify_folder(
     }
 }
 
+fn graph_input_names(model: &ModelProto) -> Vec<String> {
+    model
+        .graph
+        .as_ref()
+        .map(|g| g.input.iter().map(|i| i.name.clone()).collect())
+        .unwrap_or_default()
+}
+
 fn prepare(plan: &Plan, paths: &Paths) -> Result<Prepared, String> {
     let model = read_model(&plan.test.dir.join("model.onnx"))?;
     let sets = data_sets(&plan.test)?;
@@ -506,17 +517,19 @@ fn prepare(plan: &Plan, paths: &Paths) -> Result<Prepared, String> {
             Err(e) => {
                 let message = e.to_string();
                 match must_be_constant(&message) {
-                    Some(name) if plan.auto_freeze && !freeze.contains(&name) => freeze.push(name),
+                    Some(name)
+                        if plan.auto_freeze
+                            && !freeze.contains(&name)
+                            && graph_input_names(&model).contains(&name) =>
+                    {
+                        freeze.push(name)
+                    }
                     _ => return Err(message),
                 }
             }
         }
     };
-    let graph_input_names: Vec<String> = model
-        .graph
-        .as_ref()
-        .map(|g| g.input.iter().map(|i| i.name.clone()).collect())
-        .unwrap_or_default();
+    let graph_input_names = graph_input_names(&model);
     let mut runs = Vec::new();
     for set in &sets {
         let mut inputs = Vec::new();

@@ -14,3 +14,31 @@ pub fn cast_to_bool<T: Numeric>(x: &[T], out: &mut [u8]) {
         *o = to_bool(v);
     }
 }
+
+/// IEEE binary16 bits → f32.
+pub fn f16_to_f32(x: &[u16], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = crate::math::f16_to_f32(v);
+    }
+}
+
+/// f32 → IEEE binary16 bits (round to nearest even).
+pub fn f32_to_f16(x: &[f32], out: &mut [u16]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = crate::math::f32_to_f16(v);
+    }
+}
+
+/// bfloat16 bits → f32.
+pub fn bf16_to_f32(x: &[u16], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = crate::math::bf16_to_f32(v);
+    }
+}
+
+/// f32 → bfloat16 bits (round to nearest even).
+pub fn f32_to_bf16(x: &[f32], out: &mut [u16]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = crate::math::f32_to_bf16(v);
+    }
+}

@@ -144,3 +144,95 @@ mod tests {
         assert_eq!(col, [7, 8, 7, 8]);
     }
 }
+
+/// How [`pad`] fills positions outside the input.
+pub const PAD_CONSTANT: u8 = 0;
+/// Mirror without repeating the edge (`[1,2,3]` → `3,2,[1,2,3],2,1`).
+pub const PAD_REFLECT: u8 = 1;
+/// Repeat the edge element.
+pub const PAD_EDGE: u8 = 2;
+/// Continue periodically from the other side.
+pub const PAD_WRAP: u8 = 3;
+
+/// Pad (or crop, with negative `before`) `x` of `in_shape` into `out` of `out_shape`:
+/// output index `i` on axis d reads input index `i - before[d]`, mapped into range by
+/// `mode`, or is `value` (constant mode). Non-constant modes need non-empty input axes.
+pub fn pad<T: Copy>(
+    x: &[T],
+    in_shape: &[usize],
+    before: &[isize],
+    mode: u8,
+    value: T,
+    out: &mut [T],
+    out_shape: &[usize],
+) {
+    let rank = out_shape.len();
+    debug_assert!(rank <= MAX_RANK);
+    let mut in_strides = [0usize; MAX_RANK];
+    let mut stride = 1;
+    for d in (0..rank).rev() {
+        in_strides[d] = stride;
+        stride *= in_shape[d];
+    }
+    let mut index = [0usize; MAX_RANK];
+    for o in out.iter_mut() {
+        let mut src = 0usize;
+        let mut inside = true;
+        for d in 0..rank {
+            let n = in_shape[d] as isize;
+            let mut i = index[d] as isize - before[d];
+            if i < 0 || i >= n {
+                match mode {
+                    _ if n == 0 => inside = false,
+                    PAD_EDGE => i = i.clamp(0, n - 1),
+                    PAD_WRAP => i = i.rem_euclid(n),
+                    PAD_REFLECT if n == 1 => i = 0,
+                    PAD_REFLECT => {
+                        let period = 2 * (n - 1);
+                        i = i.rem_euclid(period);
+                        if i >= n {
+                            i = period - i;
+                        }
+                    }
+                    _ => inside = false,
+                }
+            }
+            if !inside {
+                break;
+            }
+            src += i as usize * in_strides[d];
+        }
+        *o = if inside { x[src] } else { value };
+        let mut axis = rank;
+        while axis > 0 {
+            axis -= 1;
+            index[axis] += 1;
+            if index[axis] < out_shape[axis] {
+                break;
+            }
+            index[axis] = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod pad_tests {
+    use super::*;
+
+    #[test]
+    fn pads_in_every_mode_and_crops() {
+        let x = [1, 2, 3];
+        let mut out = [0; 7];
+        pad(&x, &[3], &[2], PAD_CONSTANT, 9, &mut out, &[7]);
+        assert_eq!(out, [9, 9, 1, 2, 3, 9, 9]);
+        pad(&x, &[3], &[2], PAD_REFLECT, 0, &mut out, &[7]);
+        assert_eq!(out, [3, 2, 1, 2, 3, 2, 1]);
+        pad(&x, &[3], &[2], PAD_EDGE, 0, &mut out, &[7]);
+        assert_eq!(out, [1, 1, 1, 2, 3, 3, 3]);
+        pad(&x, &[3], &[2], PAD_WRAP, 0, &mut out, &[7]);
+        assert_eq!(out, [2, 3, 1, 2, 3, 1, 2]);
+        let mut cropped = [0; 1];
+        pad(&x, &[3], &[-1], PAD_CONSTANT, 0, &mut cropped, &[1]);
+        assert_eq!(cropped, [2]);
+    }
+}

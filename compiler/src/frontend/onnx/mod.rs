@@ -178,7 +178,7 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
         let ctor = ops::constructor(&proto.op_type).ok_or_else(|| Error::UnsupportedOps(vec![]))?;
         let first_new = graph.value_count();
         let mut ctx = NodeCtx::new(proto, node.clone(), opset, &mut graph, inputs);
-        let outputs = ctor(&mut ctx).map_err(|e| e.at(node.clone()))?;
+        let outputs = ops::construct(ctor, &mut ctx).map_err(|e| e.at(node.clone()))?;
         for (name, &v) in proto.output.iter().zip(outputs.iter()) {
             if name.is_empty() {
                 continue;

@@ -109,6 +109,7 @@ table! {
     "Slice" => slice,
     "Expand" => expand,
     "Tile" => tile,
+    "Pad" => pad,
     "Shape" => shape,
     "Size" => size,
     "Constant" => constant,
@@ -302,18 +303,64 @@ fn where_(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     one(c.add1(Op::Where(ops::where_::Where {}), &[cond, x, y])?)
 }
 
+/// `Cast`; conversions to or from half precision go through f32.
 fn cast(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let to = c.attr_int("to", 0)?;
     let to = i32::try_from(to).map_err(|_| OpError::Invalid(format!("bad `to` {to}")))?;
     let dtype = dtype_from_onnx(to).map_err(OpError::Unsupported)?;
     let x = c.input(0)?;
-    one(c.add1(Op::Cast(Cast { to: dtype }), &[x])?)
+    one(cast_through_f32(c, x, dtype)?)
+}
+
+fn cast_through_f32(c: &mut NodeCtx<'_>, x: ValueId, dtype: DType) -> Result<ValueId, OpError> {
+    let from = c.ty(x).dtype;
+    if (from.is_half() || dtype.is_half())
+        && from != dtype
+        && from != DType::F32
+        && dtype != DType::F32
+    {
+        let wide = cast_to(c, x, DType::F32)?;
+        return cast_to(c, wide, dtype);
+    }
+    c.add1(Op::Cast(Cast { to: dtype }), &[x])
 }
 
 fn cast_like(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let (x, like) = (c.input(0)?, c.input(1)?);
     let dtype = c.ty(like).dtype;
-    one(c.add1(Op::Cast(Cast { to: dtype }), &[x])?)
+    one(cast_through_f32(c, x, dtype)?)
+}
+
+/// Run a constructor with half-precision (`F16`/`BF16`) inputs widened to f32 and f32
+/// outputs narrowed back, so IR ops other than `Cast` never compute on half types.
+pub fn construct(ctor: Constructor, c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    if matches!(c.node.op_type.as_str(), "Cast" | "CastLike") {
+        return ctor(c);
+    }
+    let mut half = None;
+    for slot in 0..c.inputs.len() {
+        if let Some(v) = c.inputs[slot] {
+            let dtype = c.ty(v).dtype;
+            if dtype.is_half() {
+                half.get_or_insert(dtype);
+                c.inputs[slot] = Some(cast_to(c, v, DType::F32)?);
+            }
+        }
+    }
+    let outputs = ctor(c)?;
+    let Some(half) = half else {
+        return Ok(outputs);
+    };
+    outputs
+        .into_iter()
+        .map(|v| {
+            if c.ty(v).dtype == DType::F32 {
+                cast_to(c, v, half)
+            } else {
+                Ok(v)
+            }
+        })
+        .collect()
 }
 
 fn matmul(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
@@ -900,6 +947,17 @@ fn constant_of_shape(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         Some(t) => (t.ty.dtype, t.scalar_f64()?),
         None => (DType::F32, 0.0),
     };
+    if dtype.is_half() {
+        let wide = c.add1(
+            Op::Fill(ops::fill::Fill {
+                dtype: DType::F32,
+                value,
+                shape,
+            }),
+            &[],
+        )?;
+        return one(cast_to(c, wide, dtype)?);
+    }
     one(c.add1(
         Op::Fill(ops::fill::Fill {
             dtype,
@@ -960,6 +1018,59 @@ fn cumsum(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
             axis,
             exclusive,
             reverse,
+        }),
+        &[x],
+    )?)
+}
+
+/// `Pad`: pads from the `pads` attribute (opset < 11) or input (with optional
+/// `constant_value` and `axes` inputs).
+fn pad(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    use ops::pad::{Pad, PadMode};
+    let x = c.input(0)?;
+    let rank = rank_of(c, x);
+    let mode = match c.attr_string("mode", "constant")?.as_str() {
+        "constant" => PadMode::Constant,
+        "reflect" => PadMode::Reflect,
+        "edge" => PadMode::Edge,
+        "wrap" => PadMode::Wrap,
+        other => return invalid!("unknown mode `{other}`"),
+    };
+    let (pads, value, axes) = if c.opset < 11 {
+        let name = if c.opset < 2 { "paddings" } else { "pads" };
+        let pads = c
+            .attr_ints(name)?
+            .ok_or_else(|| OpError::Invalid(format!("missing `{name}`")))?;
+        (pads, c.attr_float("value", 0.0)? as f64, None)
+    } else {
+        let pads = c.const_ints(1, "pads")?;
+        let value = match c.opt_input(2) {
+            Some(_) => c.const_tensor(2, "constant value")?.scalar_f64()?,
+            None => 0.0,
+        };
+        (pads, value, c.opt_const_ints(3, "axes")?)
+    };
+    let axes: Vec<usize> = match axes {
+        Some(a) => a
+            .iter()
+            .map(|&a| normalize_axis(a, rank))
+            .collect::<Result<_, _>>()?,
+        None => (0..rank).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        return invalid!("{} pads for {} axes", pads.len(), axes.len());
+    }
+    let (mut before, mut after) = (vec![0isize; rank], vec![0isize; rank]);
+    for (k, &a) in axes.iter().enumerate() {
+        before[a] = pads[k] as isize;
+        after[a] = pads[k + axes.len()] as isize;
+    }
+    one(c.add1(
+        Op::Pad(Pad {
+            before,
+            after,
+            mode,
+            value,
         }),
         &[x],
     )?)

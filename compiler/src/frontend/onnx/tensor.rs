@@ -20,8 +20,8 @@ pub fn dtype_from_onnx(code: i32) -> Result<DType, String> {
         12 => DType::U32,
         13 => DType::U64,
         8 => return Err("string tensors are not supported".into()),
-        10 => return Err("float16 tensors are not supported yet".into()),
-        16 => return Err("bfloat16 tensors are not supported yet".into()),
+        10 => DType::F16,
+        16 => DType::BF16,
         14 | 15 => return Err("complex tensors are not supported".into()),
         17..=20 => return Err("float8 tensors are not supported".into()),
         21..=23 => return Err("4-bit tensors are not supported yet".into()),
@@ -115,7 +115,7 @@ fn typed_fields(p: &TensorProto, dtype: DType, n: usize) -> Result<Data, String>
             check(p.int32_data.len(), "int32_data")?;
             Data::U8(p.int32_data.iter().map(|&v| (v != 0) as u8).collect())
         }
-        DType::U16 => {
+        DType::U16 | DType::F16 | DType::BF16 => {
             check(p.int32_data.len(), "int32_data")?;
             Data::U16(p.int32_data.iter().map(|&v| v as u16).collect())
         }
