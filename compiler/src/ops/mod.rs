@@ -15,6 +15,7 @@ pub mod attention;
 pub mod binary;
 pub mod cast;
 pub mod concat;
+pub mod conv;
 pub mod cumsum;
 pub mod expand;
 pub mod fill;
@@ -26,6 +27,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod matmul;
 pub mod pad;
+pub mod pool;
 pub mod range;
 pub mod reduce;
 pub mod reshape;
@@ -130,4 +132,6 @@ ops! {
     Fill(fill::Fill),
     KvWrite(kv_write::KvWrite),
     Pad(pad::Pad),
+    Conv(conv::Conv),
+    Pool(pool::Pool),
 }

@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod cast;
+pub mod conv;
 pub mod cumsum;
 pub mod elementwise;
 pub mod fill;

@@ -2,6 +2,7 @@
 //! and import into the typed IR. Shape arithmetic is folded as nodes are imported, so
 //! every value is typed with a static shape the moment it exists.
 mod attention;
+mod conv;
 mod node;
 mod ops;
 pub mod tensor;
