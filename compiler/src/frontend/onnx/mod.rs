@@ -5,6 +5,7 @@ mod attention;
 mod conv;
 mod node;
 mod ops;
+mod quant;
 pub mod tensor;
 
 pub use ops::supported_ops;

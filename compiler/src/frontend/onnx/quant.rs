@@ -1,0 +1,266 @@
+//! ONNX quantization ops lowered to IR arithmetic: (de)quantization with per-tensor,
+//! per-axis and blocked parameters, dynamic quantization, and the integer matmul and
+//! convolution families (computed in i32, requantized through f32 as ONNX's reference does).
+use super::conv::geometry;
+use super::node::NodeCtx;
+use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, un};
+use crate::error::OpError;
+use crate::ir::{DType, Tensor, ValueId};
+use crate::ops::binary::BinaryKind;
+use crate::ops::conv::Conv;
+use crate::ops::unary::UnaryKind;
+use crate::ops::util::normalize_axis;
+use crate::ops::{self, Op};
+use crate::{invalid, unsupported};
+use runtime_core::kernels::reduce::ReduceKind;
+
+/// A scale or zero point broadcast against `x`: as is when it has one element, reshaped
+/// onto `axis` when 1-D, expanded block-wise along `axis` when it has `x`'s rank.
+fn broadcast_param(
+    c: &mut NodeCtx<'_>,
+    p: ValueId,
+    x: ValueId,
+    axis: usize,
+    block_size: usize,
+) -> Result<ValueId, OpError> {
+    let (pt, xt) = (c.ty(p).clone(), c.ty(x).clone());
+    if pt.numel() == 1 {
+        return reshape_v(c, p, vec![]);
+    }
+    if block_size == 0 {
+        if pt.rank() != 1 || pt.shape[0] != xt.shape[axis] {
+            return invalid!("per-axis parameter {pt} does not fit axis {axis} of {xt}");
+        }
+        let mut shape = vec![1; xt.rank()];
+        shape[axis] = pt.shape[0];
+        return reshape_v(c, p, shape);
+    }
+    if pt.rank() != xt.rank() || pt.shape[axis] != xt.shape[axis].div_ceil(block_size) {
+        return invalid!("blocked parameter {pt} does not fit {xt} with block size {block_size}");
+    }
+    let n = xt.shape[axis];
+    let index: Vec<i64> = (0..n).map(|i| (i / block_size) as i64).collect();
+    let index = c.constant_value(Tensor::from_i64s(vec![n], index)?);
+    c.add1(Op::Gather(ops::gather::Gather { axis }), &[p, index])
+}
+
+fn axis_and_block(c: &NodeCtx<'_>, x: ValueId) -> Result<(usize, usize), OpError> {
+    let rank = c.ty(x).rank().max(1);
+    let axis = normalize_axis(c.attr_int("axis", 1)?, rank).or_else(|_| normalize_axis(0, rank))?;
+    let block = usize::try_from(c.attr_int("block_size", 0)?)
+        .map_err(|_| OpError::Invalid("negative block_size".into()))?;
+    Ok((axis, block))
+}
+
+/// The representable range of an integer quantized type.
+fn int_range(dtype: DType) -> Result<(f64, f64), OpError> {
+    Ok(match dtype {
+        DType::U8 => (0.0, 255.0),
+        DType::I8 => (-128.0, 127.0),
+        DType::U16 => (0.0, 65535.0),
+        DType::I16 => (-32768.0, 32767.0),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        other => return unsupported!("quantization to {other}"),
+    })
+}
+
+/// `Cast(clip(v, range of dtype))` of an already rounded f32 value.
+fn saturate(c: &mut NodeCtx<'_>, v: ValueId, dtype: DType) -> Result<ValueId, OpError> {
+    let (lo, hi) = int_range(dtype)?;
+    let (lo, hi) = (scalar(c, DType::F32, lo)?, scalar(c, DType::F32, hi)?);
+    let v = bin(c, BinaryKind::Max, v, lo)?;
+    let v = bin(c, BinaryKind::Min, v, hi)?;
+    cast_v(c, v, dtype)
+}
+
+pub fn dequantize_linear(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, scale) = (c.input(0)?, c.input(1)?);
+    let (axis, block) = axis_and_block(c, x)?;
+    let scale_dtype = c.ty(scale).dtype;
+    let scale = broadcast_param(c, scale, x, axis, block)?;
+    let mut v = cast_v(c, x, DType::F32)?;
+    if let Some(zp) = c.opt_input(2) {
+        let zp = broadcast_param(c, zp, x, axis, block)?;
+        let zp = cast_v(c, zp, DType::F32)?;
+        v = bin(c, BinaryKind::Sub, v, zp)?;
+    }
+    let scale = cast_v(c, scale, DType::F32)?;
+    let y = bin(c, BinaryKind::Mul, v, scale)?;
+    Ok(vec![cast_v(c, y, scale_dtype)?])
+}
+
+pub fn quantize_linear(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, scale) = (c.input(0)?, c.input(1)?);
+    let (axis, block) = axis_and_block(c, x)?;
+    let zp = c.opt_input(2);
+    let dtype = match zp {
+        Some(z) => c.ty(z).dtype,
+        None => match c.attr_int("output_dtype", 0)? {
+            0 => DType::U8,
+            code => super::tensor::dtype_from_onnx(code as i32).map_err(OpError::Unsupported)?,
+        },
+    };
+    int_range(dtype)?;
+    let scale = broadcast_param(c, scale, x, axis, block)?;
+    let scale = cast_v(c, scale, DType::F32)?;
+    let xf = cast_v(c, x, DType::F32)?;
+    let q = bin(c, BinaryKind::Div, xf, scale)?;
+    let mut q = un(c, UnaryKind::Round, q)?;
+    if let Some(zp) = zp {
+        let zp = broadcast_param(c, zp, x, axis, block)?;
+        let zp = cast_v(c, zp, DType::F32)?;
+        q = bin(c, BinaryKind::Add, q, zp)?;
+    }
+    Ok(vec![saturate(c, q, dtype)?])
+}
+
+/// `DynamicQuantizeLinear`: uint8 with scale and zero point from the input's range
+/// (widened to include 0).
+pub fn dynamic_quantize_linear(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let x = c.input(0)?;
+    if c.ty(x).dtype != DType::F32 {
+        return invalid!("DynamicQuantizeLinear needs f32, got {}", c.ty(x).dtype);
+    }
+    let axes: Vec<usize> = (0..c.ty(x).rank()).collect();
+    let zero = scalar(c, DType::F32, 0.0)?;
+    let hi = reduce_to(c, ReduceKind::Max, x, &axes, false)?;
+    let hi = bin(c, BinaryKind::Max, hi, zero)?;
+    let lo = reduce_to(c, ReduceKind::Min, x, &axes, false)?;
+    let lo = bin(c, BinaryKind::Min, lo, zero)?;
+    let range = bin(c, BinaryKind::Sub, hi, lo)?;
+    // A zero range (all zeros) uses scale 1/255.
+    let is_zero = bin(c, BinaryKind::Equal, range, zero)?;
+    let one = scalar(c, DType::F32, 1.0)?;
+    let range = c.add1(Op::Where(ops::where_::Where {}), &[is_zero, one, range])?;
+    let q_span = scalar(c, DType::F32, 255.0)?;
+    let y_scale = bin(c, BinaryKind::Div, range, q_span)?;
+    let lo_scaled = bin(c, BinaryKind::Div, lo, y_scale)?;
+    let zp = bin(c, BinaryKind::Sub, zero, lo_scaled)?;
+    let zp = bin(c, BinaryKind::Max, zp, zero)?;
+    let zp = bin(c, BinaryKind::Min, zp, q_span)?;
+    let zp = un(c, UnaryKind::Round, zp)?;
+    let q = bin(c, BinaryKind::Div, x, y_scale)?;
+    let q = un(c, UnaryKind::Round, q)?;
+    let q = bin(c, BinaryKind::Add, q, zp)?;
+    let y = saturate(c, q, DType::U8)?;
+    let zp = cast_v(c, zp, DType::U8)?;
+    Ok(vec![y, y_scale, zp])
+}
+
+/// `v - zero_point` in i32; a 1-D zero point lies on `axis` (counted from the end when
+/// negative).
+fn shifted(
+    c: &mut NodeCtx<'_>,
+    v: ValueId,
+    zero_point: Option<ValueId>,
+    axis: isize,
+) -> Result<ValueId, OpError> {
+    let wide = cast_v(c, v, DType::I32)?;
+    let Some(zp) = zero_point else {
+        return Ok(wide);
+    };
+    let mut zp = cast_v(c, zp, DType::I32)?;
+    let n = c.ty(zp).numel();
+    let rank = c.ty(v).rank();
+    if n == 1 {
+        zp = reshape_v(c, zp, vec![])?;
+    } else {
+        let a = if axis < 0 { rank as isize + axis } else { axis };
+        let a = usize::try_from(a).map_err(|_| OpError::Invalid("bad zero point axis".into()))?;
+        if a >= rank || c.ty(v).shape[a] != n {
+            return invalid!("zero point {} does not fit {}", c.ty(zp), c.ty(v));
+        }
+        let mut shape = vec![1; rank - a];
+        shape[0] = n;
+        zp = reshape_v(c, zp, shape)?;
+    }
+    bin(c, BinaryKind::Sub, wide, zp)
+}
+
+pub fn matmul_integer(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (a, b) = (c.input(0)?, c.input(1)?);
+    let (az, bz) = (c.opt_input(2), c.opt_input(3));
+    let a = shifted(c, a, az, -2)?;
+    let b = shifted(c, b, bz, -1)?;
+    Ok(vec![c.add1(Op::MatMul(ops::matmul::MatMul {}), &[a, b])?])
+}
+
+/// `saturate(round(acc · (sa·sb / sy)) + zy)` of an i32 accumulator.
+fn requantize(
+    c: &mut NodeCtx<'_>,
+    acc: ValueId,
+    scales: [ValueId; 3],
+    y_zero_point: Option<ValueId>,
+    dtype: DType,
+) -> Result<ValueId, OpError> {
+    let [sa, sb, sy] = scales;
+    let sa = cast_v(c, sa, DType::F32)?;
+    let sb = cast_v(c, sb, DType::F32)?;
+    let sy = cast_v(c, sy, DType::F32)?;
+    let m = bin(c, BinaryKind::Mul, sa, sb)?;
+    let m = bin(c, BinaryKind::Div, m, sy)?;
+    let accf = cast_v(c, acc, DType::F32)?;
+    let mut d = bin(c, BinaryKind::Mul, accf, m)?;
+    if let Some(zy) = y_zero_point {
+        let zy = cast_v(c, zy, DType::F32)?;
+        d = bin(c, BinaryKind::Add, d, zy)?;
+    }
+    let d = un(c, UnaryKind::Round, d)?;
+    saturate(c, d, dtype)
+}
+
+pub fn qlinear_matmul(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (a, sa, za) = (c.input(0)?, c.input(1)?, c.opt_input(2));
+    let (b, sb, zb) = (c.input(3)?, c.input(4)?, c.opt_input(5));
+    let (sy, zy) = (c.input(6)?, c.opt_input(7));
+    let dtype = zy.map_or(c.ty(a).dtype, |z| c.ty(z).dtype);
+    let a = shifted(c, a, za, -2)?;
+    let b = shifted(c, b, zb, -1)?;
+    let acc = c.add1(Op::MatMul(ops::matmul::MatMul {}), &[a, b])?;
+    let sa = reshape_if_single(c, sa)?;
+    let sb = reshape_if_single(c, sb)?;
+    let sy = reshape_if_single(c, sy)?;
+    Ok(vec![requantize(c, acc, [sa, sb, sy], zy, dtype)?])
+}
+
+fn reshape_if_single(c: &mut NodeCtx<'_>, v: ValueId) -> Result<ValueId, OpError> {
+    if c.ty(v).numel() == 1 {
+        reshape_v(c, v, vec![])
+    } else {
+        Ok(v)
+    }
+}
+
+pub fn qlinear_conv(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, sx, zx) = (c.input(0)?, c.input(1)?, c.opt_input(2));
+    let (w, sw, zw) = (c.input(3)?, c.input(4)?, c.opt_input(5));
+    let (sy, zy) = (c.input(6)?, c.opt_input(7));
+    let dtype = zy.map_or(c.ty(x).dtype, |z| c.ty(z).dtype);
+    let xs = c.ty(x).shape.clone();
+    if xs.len() < 3 {
+        return invalid!("input must be [N, C, spatial..], got {}", c.ty(x));
+    }
+    let kernel = c.ty(w).shape.get(2..).unwrap_or(&[]).to_vec();
+    let geometry = geometry(c, &xs[2..], kernel)?;
+    let group = usize::try_from(c.attr_int("group", 1)?)
+        .map_err(|_| OpError::Invalid("bad group".into()))?;
+    let rank = xs.len();
+    let xi = shifted(c, x, zx, 1 - rank as isize)?;
+    let wi = shifted(c, w, zw, -(rank as isize))?;
+    let mut inputs = vec![xi, wi];
+    if let Some(bias) = c.opt_input(8) {
+        inputs.push(cast_v(c, bias, DType::I32)?);
+    }
+    let acc = c.add1(Op::Conv(Conv { geometry, group }), &inputs)?;
+    let sx = reshape_if_single(c, sx)?;
+    let sy = reshape_if_single(c, sy)?;
+    let sw = if c.ty(sw).numel() > 1 {
+        let n = c.ty(sw).numel();
+        let mut shape = vec![1; rank];
+        shape[1] = n;
+        reshape_v(c, sw, shape)?
+    } else {
+        reshape_if_single(c, sw)?
+    };
+    Ok(vec![requantize(c, acc, [sx, sw, sy], zy, dtype)?])
+}
