@@ -17,6 +17,7 @@ pub mod cast;
 pub mod concat;
 pub mod conv;
 pub mod cumsum;
+pub mod einsum;
 pub mod expand;
 pub mod fill;
 pub mod gather;
@@ -31,6 +32,7 @@ pub mod pool;
 pub mod range;
 pub mod reduce;
 pub mod reshape;
+pub mod scatter;
 pub mod slice;
 pub mod softmax;
 pub mod split;
@@ -134,4 +136,7 @@ ops! {
     Pad(pad::Pad),
     Conv(conv::Conv),
     Pool(pool::Pool),
+    ScatterNd(scatter::ScatterNd),
+    Einsum(einsum::Einsum),
+    ScatterElements(scatter::ScatterElements),
 }

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod cast;
 pub mod conv;
 pub mod cumsum;
+pub mod einsum;
 pub mod elementwise;
 pub mod fill;
 pub mod gather;
@@ -17,6 +18,7 @@ pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
 pub mod reduce;
+pub mod scatter;
 pub mod softmax;
 pub mod trilu;
 

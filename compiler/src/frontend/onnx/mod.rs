@@ -3,9 +3,11 @@
 //! every value is typed with a static shape the moment it exists.
 mod attention;
 mod conv;
+mod einsum;
 mod node;
 mod ops;
 mod quant;
+mod rotary;
 pub mod tensor;
 
 pub use ops::supported_ops;

@@ -82,6 +82,8 @@ table! {
     "LayerNormalization" => layer_norm,
     "RMSNormalization" => rms_norm,
     "Attention" => super::attention::attention,
+    "RotaryEmbedding" => super::rotary::rotary_embedding,
+    "Einsum" => super::einsum::einsum,
     "ReduceMean" => |c| reduce(c, ReduceKind::Mean),
     "ReduceSum" => |c| reduce(c, ReduceKind::Sum),
     "ReduceMax" => |c| reduce(c, ReduceKind::Max),
@@ -110,6 +112,9 @@ table! {
     "Expand" => expand,
     "Tile" => tile,
     "Pad" => pad,
+    "ScatterND" => scatter_nd,
+    "ScatterElements" => scatter_elements,
+    "Scatter" => scatter_elements,
     "Conv" => super::conv::conv,
     "ConvInteger" => super::conv::conv_integer,
     "MaxPool" => super::conv::max_pool,
@@ -1087,5 +1092,38 @@ fn pad(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
             value,
         }),
         &[x],
+    )?)
+}
+
+fn reduction(c: &NodeCtx<'_>) -> Result<ops::scatter::Reduction, OpError> {
+    use ops::scatter::Reduction;
+    Ok(match c.attr_string("reduction", "none")?.as_str() {
+        "none" => Reduction::None,
+        "add" => Reduction::Add,
+        "mul" => Reduction::Mul,
+        "max" => Reduction::Max,
+        "min" => Reduction::Min,
+        other => return invalid!("unknown reduction `{other}`"),
+    })
+}
+
+fn scatter_nd(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (data, idx, upd) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let idx = cast_to(c, idx, DType::I64)?;
+    let reduction = reduction(c)?;
+    one(c.add1(
+        Op::ScatterNd(ops::scatter::ScatterNd { reduction }),
+        &[data, idx, upd],
+    )?)
+}
+
+fn scatter_elements(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (data, idx, upd) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let idx = cast_to(c, idx, DType::I64)?;
+    let axis = normalize_axis(c.attr_int("axis", 0)?, rank_of(c, data))?;
+    let reduction = reduction(c)?;
+    one(c.add1(
+        Op::ScatterElements(ops::scatter::ScatterElements { axis, reduction }),
+        &[data, idx, upd],
     )?)
 }

@@ -1,0 +1,141 @@
+//! ONNX `RotaryEmbedding` (opset 23) lowered to IR ops, following ONNX's reference:
+//! heads laid out `[batch, seq, heads, head]`, the first `rotary_embedding_dim` features
+//! rotated pairwise (halves, or interleaved even/odd) by the cos/sin caches, which are
+//! indexed by `position_ids` when given.
+use super::node::NodeCtx;
+use super::ops::{bin, reshape_v, transpose_v};
+use crate::error::OpError;
+use crate::invalid;
+use crate::ir::ValueId;
+use crate::ops::binary::BinaryKind;
+use crate::ops::{self, Op};
+
+/// `x[.., start..end:step]` on the last axis.
+pub(super) fn last_axis_slice(
+    c: &mut NodeCtx<'_>,
+    x: ValueId,
+    start: usize,
+    end: usize,
+    step: usize,
+) -> Result<ValueId, OpError> {
+    let axis = c.ty(x).rank() - 1;
+    c.add1(
+        Op::Slice(ops::slice::Slice {
+            starts: vec![start as i64],
+            ends: vec![end as i64],
+            axes: vec![axis],
+            steps: vec![step as i64],
+        }),
+        &[x],
+    )
+}
+
+pub(super) fn concat_last(c: &mut NodeCtx<'_>, parts: &[ValueId]) -> Result<ValueId, OpError> {
+    let axis = c.ty(parts[0]).rank() - 1;
+    c.add1(Op::Concat(ops::concat::Concat { axis }), parts)
+}
+
+/// Rotate `x` (`[b, s, h, rotary]`) by `cos`/`sin` (`[b, s, 1, rotary/2]`).
+pub(super) fn rotate(
+    c: &mut NodeCtx<'_>,
+    x: ValueId,
+    cos: ValueId,
+    sin: ValueId,
+    interleaved: bool,
+) -> Result<ValueId, OpError> {
+    let shape = c.ty(x).shape.clone();
+    let rd = shape[shape.len() - 1];
+    let half = rd / 2;
+    let (x1, x2) = if interleaved {
+        (
+            last_axis_slice(c, x, 0, rd, 2)?,
+            last_axis_slice(c, x, 1, rd, 2)?,
+        )
+    } else {
+        (
+            last_axis_slice(c, x, 0, half, 1)?,
+            last_axis_slice(c, x, half, rd, 1)?,
+        )
+    };
+    let a = bin(c, BinaryKind::Mul, cos, x1)?;
+    let b = bin(c, BinaryKind::Mul, sin, x2)?;
+    let real = bin(c, BinaryKind::Sub, a, b)?;
+    let a = bin(c, BinaryKind::Mul, sin, x1)?;
+    let b = bin(c, BinaryKind::Mul, cos, x2)?;
+    let imag = bin(c, BinaryKind::Add, a, b)?;
+    if interleaved {
+        let mut pair = c.ty(real).shape.clone();
+        pair.push(1);
+        let real = reshape_v(c, real, pair.clone())?;
+        let imag = reshape_v(c, imag, pair)?;
+        let both = concat_last(c, &[real, imag])?;
+        reshape_v(c, both, shape)
+    } else {
+        concat_last(c, &[real, imag])
+    }
+}
+
+pub fn rotary_embedding(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, mut cos, mut sin) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let original = c.ty(x).shape.clone();
+    let interleaved = c.attr_int("interleaved", 0)? != 0;
+    let mut y = match original.len() {
+        4 => transpose_v(c, x, vec![0, 2, 1, 3])?,
+        3 => {
+            let heads = c.attr_int("num_heads", 0)?;
+            let heads = usize::try_from(heads)
+                .ok()
+                .filter(|&h| h > 0 && original[2].is_multiple_of(h));
+            let Some(heads) = heads else {
+                return invalid!(
+                    "3-D input {} needs a num_heads dividing its hidden size",
+                    c.ty(x)
+                );
+            };
+            reshape_v(
+                c,
+                x,
+                vec![original[0], original[1], heads, original[2] / heads],
+            )?
+        }
+        _ => return invalid!("input must be 3-D or 4-D, got {}", c.ty(x)),
+    };
+    let s = c.ty(y).shape.clone();
+    let head = s[3];
+    let rd = match c.attr_int("rotary_embedding_dim", 0)? {
+        0 => head,
+        d => usize::try_from(d)
+            .ok()
+            .filter(|&d| d <= head && d.is_multiple_of(2))
+            .ok_or_else(|| OpError::Invalid(format!("bad rotary_embedding_dim {d}")))?,
+    };
+    if let Some(pos) = c.opt_input(3) {
+        cos = c.add1(Op::Gather(ops::gather::Gather { axis: 0 }), &[cos, pos])?;
+        sin = c.add1(Op::Gather(ops::gather::Gather { axis: 0 }), &[sin, pos])?;
+    }
+    let cs = c.ty(cos).shape.clone();
+    if cs.len() != 3 || cs[2] != rd / 2 || c.ty(sin).shape != cs {
+        return invalid!(
+            "cos/sin caches {} / {} do not fit rotary dim {rd}",
+            c.ty(cos),
+            c.ty(sin)
+        );
+    }
+    let unsqueezed = vec![cs[0], cs[1], 1, cs[2]];
+    cos = reshape_v(c, cos, unsqueezed.clone())?;
+    sin = reshape_v(c, sin, unsqueezed)?;
+    let rotated = if rd < head {
+        let part = last_axis_slice(c, y, 0, rd, 1)?;
+        let rest = last_axis_slice(c, y, rd, head, 1)?;
+        let rotated = rotate(c, part, cos, sin, interleaved)?;
+        concat_last(c, &[rotated, rest])?
+    } else {
+        rotate(c, y, cos, sin, interleaved)?
+    };
+    y = if original.len() == 3 {
+        reshape_v(c, rotated, original)?
+    } else {
+        transpose_v(c, rotated, vec![0, 2, 1, 3])?
+    };
+    Ok(vec![y])
+}
