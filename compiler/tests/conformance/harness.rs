@@ -492,6 +492,22 @@ fn write_verify_folder(
     }
 }
 
+/// Graph inputs (not yet frozen) holding at most 16 integers in the data set.
+fn small_integer_inputs(model: &ModelProto, set: &DataSet, frozen: &[String]) -> Vec<String> {
+    let names = graph_input_names(model);
+    names
+        .into_iter()
+        .enumerate()
+        .filter(|(k, name)| {
+            !frozen.contains(name)
+                && set.inputs.get(*k).cloned().flatten().is_some_and(|t| {
+                    matches!(t.data_type, 6 | 7) && t.dims.iter().product::<i64>() <= 16
+                })
+        })
+        .map(|(_, name)| name)
+        .collect()
+}
+
 fn graph_input_names(model: &ModelProto) -> Vec<String> {
     model
         .graph
@@ -523,6 +539,15 @@ fn prepare(plan: &Plan, paths: &Paths) -> Result<Prepared, String> {
                             && graph_input_names(&model).contains(&name) =>
                     {
                         freeze.push(name)
+                    }
+                    // A value computed from graph inputs: freeze the small integer inputs
+                    // it may derive from (sizes, counts), once.
+                    Some(_) if plan.auto_freeze => {
+                        let more = small_integer_inputs(&model, first, &freeze);
+                        if more.is_empty() {
+                            return Err(message);
+                        }
+                        freeze.extend(more);
                     }
                     _ => return Err(message),
                 }

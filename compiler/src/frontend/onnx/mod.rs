@@ -4,6 +4,7 @@
 mod attention;
 mod conv;
 mod einsum;
+mod extra;
 mod node;
 mod ops;
 mod quant;

@@ -84,6 +84,28 @@ table! {
     "Attention" => super::attention::attention,
     "RotaryEmbedding" => super::rotary::rotary_embedding,
     "Einsum" => super::einsum::einsum,
+    "Elu" => |c| super::extra::activation(c, "Elu"),
+    "Celu" => |c| super::extra::activation(c, "Celu"),
+    "Selu" => |c| super::extra::activation(c, "Selu"),
+    "HardSigmoid" => |c| super::extra::activation(c, "HardSigmoid"),
+    "HardSwish" => |c| super::extra::activation(c, "HardSwish"),
+    "LeakyRelu" => |c| super::extra::activation(c, "LeakyRelu"),
+    "PRelu" => |c| super::extra::activation(c, "PRelu"),
+    "ThresholdedRelu" => |c| super::extra::activation(c, "ThresholdedRelu"),
+    "Shrink" => |c| super::extra::activation(c, "Shrink"),
+    "Mish" => |c| super::extra::activation(c, "Mish"),
+    "Swish" => |c| super::extra::activation(c, "Swish"),
+    "LpNormalization" => super::extra::lp_normalization,
+    "Hardmax" => super::extra::hardmax,
+    "OneHot" => super::extra::one_hot,
+    "NegativeLogLikelihoodLoss" => super::extra::nll_loss,
+    "SoftmaxCrossEntropyLoss" => super::extra::softmax_cross_entropy,
+    "HannWindow" => |c| super::extra::window(c, "HannWindow"),
+    "HammingWindow" => |c| super::extra::window(c, "HammingWindow"),
+    "BlackmanWindow" => |c| super::extra::window(c, "BlackmanWindow"),
+    "EyeLike" => super::extra::eye_like,
+    "DepthToSpace" => |c| super::extra::depth_space(c, true),
+    "SpaceToDepth" => |c| super::extra::depth_space(c, false),
     "ReduceMean" => |c| reduce(c, ReduceKind::Mean),
     "ReduceSum" => |c| reduce(c, ReduceKind::Sum),
     "ReduceMax" => |c| reduce(c, ReduceKind::Max),
@@ -190,10 +212,6 @@ fn pow(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
 
 fn modulo(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let fmod = c.attr_int("fmod", 0)? != 0;
-    let a = c.input(0)?;
-    if !fmod && c.ty(a).dtype.is_float() {
-        return invalid!("Mod with fmod=0 is not defined for floating-point inputs");
-    }
     binary(
         c,
         if fmod {
@@ -350,17 +368,73 @@ fn cast_like(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     one(cast_through_f32(c, x, dtype)?)
 }
 
+/// Ops whose kernels compute in f32 only: f64 operands are computed in f32 too (within
+/// ONNX's tolerance), like half precision.
+const F32_KERNELS: &[&str] = &[
+    "Sqrt",
+    "Reciprocal",
+    "Exp",
+    "Log",
+    "Erf",
+    "Tanh",
+    "Sigmoid",
+    "Sin",
+    "Cos",
+    "Tan",
+    "Asin",
+    "Acos",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Asinh",
+    "Acosh",
+    "Atanh",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Relu",
+    "Softplus",
+    "Softsign",
+    "Gelu",
+    "Softmax",
+    "LogSoftmax",
+    "LayerNormalization",
+    "RMSNormalization",
+    "IsNaN",
+    "IsInf",
+    "Elu",
+    "Celu",
+    "Selu",
+    "HardSigmoid",
+    "HardSwish",
+    "Mish",
+    "Swish",
+    "SwiGLU",
+    "ThresholdedRelu",
+    "LeakyRelu",
+    "Shrink",
+    "SoftmaxCrossEntropyLoss",
+    "Attention",
+    "RotaryEmbedding",
+    "LpPool",
+    "AveragePool",
+    "ReduceLogSumExp",
+    "ReduceLogSum",
+    "ReduceL2",
+];
+
 /// Run a constructor with half-precision (`F16`/`BF16`) inputs widened to f32 and f32
 /// outputs narrowed back, so IR ops other than `Cast` never compute on half types.
 pub fn construct(ctor: Constructor, c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     if matches!(c.node.op_type.as_str(), "Cast" | "CastLike") {
         return ctor(c);
     }
+    let widen_f64 = F32_KERNELS.contains(&c.node.op_type.as_str());
     let mut half = None;
     for slot in 0..c.inputs.len() {
         if let Some(v) = c.inputs[slot] {
             let dtype = c.ty(v).dtype;
-            if dtype.is_half() {
+            if dtype.is_half() || (widen_f64 && dtype == DType::F64) {
                 half.get_or_insert(dtype);
                 c.inputs[slot] = Some(cast_to(c, v, DType::F32)?);
             }
