@@ -468,7 +468,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Ops => {
             say!(
-                "ONNX ops (default domain): {}",
+                "ONNX ops (default domain, then ONNX Runtime's com.microsoft contrib ops): {}",
                 onnx::supported_ops().join(" ")
             );
             say!("targets: {}", TargetProfile::shipped_names().join(" "));

@@ -2,13 +2,14 @@
 //! and import into the typed IR. Shape arithmetic is folded as nodes are imported, so
 //! every value is typed with a static shape the moment it exists.
 mod attention;
+mod contrib;
 mod conv;
 mod einsum;
 mod extra;
 mod node;
 mod ops;
 mod quant;
-mod rotary;
+pub(super) mod rotary;
 pub mod tensor;
 
 pub use ops::supported_ops;
@@ -103,8 +104,7 @@ pub fn unsupported_ops(model: &ModelProto) -> Vec<Unsupported> {
         .iter()
         .enumerate()
     {
-        let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-        if !default_domain || ops::constructor(&node.op_type).is_none() {
+        if ops::constructor(&node.domain, &node.op_type).is_none() {
             out.push(Unsupported {
                 node: NodeRef {
                     name: node_name(node, i),
@@ -180,7 +180,8 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
                 }
             }
         }
-        let ctor = ops::constructor(&proto.op_type).ok_or_else(|| Error::UnsupportedOps(vec![]))?;
+        let ctor = ops::constructor(&proto.domain, &proto.op_type)
+            .ok_or_else(|| Error::UnsupportedOps(vec![]))?;
         let first_new = graph.value_count();
         let mut ctx = NodeCtx::new(proto, node.clone(), opset, &mut graph, inputs);
         let outputs = ops::construct(ctor, &mut ctx).map_err(|e| e.at(node.clone()))?;

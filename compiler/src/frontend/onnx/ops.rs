@@ -81,6 +81,8 @@ table! {
     "LogSoftmax" => |c| softmax(c, true),
     "LayerNormalization" => layer_norm,
     "RMSNormalization" => rms_norm,
+    // ONNX Runtime's exports put it in the default domain.
+    "SimplifiedLayerNormalization" => super::contrib::simplified_layer_norm,
     "Attention" => super::attention::attention,
     "RotaryEmbedding" => super::rotary::rotary_embedding,
     "Einsum" => super::einsum::einsum,
@@ -160,18 +162,30 @@ table! {
     "CumSum" => cumsum,
 }
 
-/// The constructor for an ONNX op type, if supported.
-pub fn constructor(op_type: &str) -> Option<Constructor> {
-    CONSTRUCTORS
+/// The constructor for an op type of a domain (the default one or `com.microsoft`), if
+/// supported.
+pub fn constructor(domain: &str, op_type: &str) -> Option<Constructor> {
+    let table = match domain {
+        "" | "ai.onnx" => CONSTRUCTORS,
+        super::contrib::DOMAIN => super::contrib::CONSTRUCTORS,
+        _ => return None,
+    };
+    table
         .iter()
         .find(|(name, _)| *name == op_type)
         .map(|(_, c)| *c)
 }
 
-/// Supported ONNX op types, sorted.
-pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = CONSTRUCTORS.iter().map(|(n, _)| *n).collect();
+/// Supported op types, sorted: the default domain's, then `com.microsoft.<op>`.
+pub fn supported_ops() -> Vec<String> {
+    let mut v: Vec<String> = CONSTRUCTORS.iter().map(|(n, _)| n.to_string()).collect();
     v.sort_unstable();
+    let mut contrib: Vec<String> = super::contrib::CONSTRUCTORS
+        .iter()
+        .map(|(n, _)| format!("{}.{n}", super::contrib::DOMAIN))
+        .collect();
+    contrib.sort_unstable();
+    v.extend(contrib);
     v
 }
 

@@ -118,6 +118,11 @@ pub fn quantize_linear(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
 /// (widened to include 0).
 pub fn dynamic_quantize_linear(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let x = c.input(0)?;
+    Ok(dynamic_quantize(c, x)?.to_vec())
+}
+
+/// `x` quantized to uint8 over its whole range: `[y, y_scale, y_zero_point]`.
+pub(super) fn dynamic_quantize(c: &mut NodeCtx<'_>, x: ValueId) -> Result<[ValueId; 3], OpError> {
     if c.ty(x).dtype != DType::F32 {
         return invalid!("DynamicQuantizeLinear needs f32, got {}", c.ty(x).dtype);
     }
@@ -144,12 +149,12 @@ pub fn dynamic_quantize_linear(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpEr
     let q = bin(c, BinaryKind::Add, q, zp)?;
     let y = saturate(c, q, DType::U8)?;
     let zp = cast_v(c, zp, DType::U8)?;
-    Ok(vec![y, y_scale, zp])
+    Ok([y, y_scale, zp])
 }
 
 /// `v - zero_point` in i32; a 1-D zero point lies on `axis` (counted from the end when
 /// negative).
-fn shifted(
+pub(super) fn shifted(
     c: &mut NodeCtx<'_>,
     v: ValueId,
     zero_point: Option<ValueId>,

@@ -76,7 +76,20 @@ pub(super) fn rotate(
 }
 
 pub fn rotary_embedding(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
-    let (x, mut cos, mut sin) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let (x, cos, sin, pos) = (c.input(0)?, c.input(1)?, c.input(2)?, c.opt_input(3));
+    Ok(vec![apply(c, x, cos, sin, pos)?])
+}
+
+/// Rotate `x` (`[b, heads, s, head]` or `[b, s, heads·head]`) with the node's
+/// `interleaved`, `num_heads` and `rotary_embedding_dim` attributes; `pos` indexes the
+/// `[positions, rotary/2]` caches (without it they are `[b, s, rotary/2]`).
+pub(super) fn apply(
+    c: &mut NodeCtx<'_>,
+    x: ValueId,
+    mut cos: ValueId,
+    mut sin: ValueId,
+    pos: Option<ValueId>,
+) -> Result<ValueId, OpError> {
     let original = c.ty(x).shape.clone();
     let interleaved = c.attr_int("interleaved", 0)? != 0;
     let mut y = match original.len() {
@@ -109,7 +122,7 @@ pub fn rotary_embedding(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
             .filter(|&d| d <= head && d.is_multiple_of(2))
             .ok_or_else(|| OpError::Invalid(format!("bad rotary_embedding_dim {d}")))?,
     };
-    if let Some(pos) = c.opt_input(3) {
+    if let Some(pos) = pos {
         cos = c.add1(Op::Gather(ops::gather::Gather { axis: 0 }), &[cos, pos])?;
         sin = c.add1(Op::Gather(ops::gather::Gather { axis: 0 }), &[sin, pos])?;
     }
@@ -137,5 +150,5 @@ pub fn rotary_embedding(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     } else {
         transpose_v(c, rotated, vec![0, 2, 1, 3])?
     };
-    Ok(vec![y])
+    Ok(y)
 }

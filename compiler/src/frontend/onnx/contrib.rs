@@ -1,0 +1,292 @@
+//! ONNX Runtime's `com.microsoft` contrib ops that ORT-optimised and ORT-quantised exports
+//! carry, lowered to IR ops. Semantics follow ORT's contrib-op documentation; the golden
+//! fixtures in `tests/models/contrib_*` hold ORT's outputs.
+use super::node::NodeCtx;
+use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, un};
+use super::quant::{dynamic_quantize, shifted};
+use crate::error::OpError;
+use crate::ir::{DType, Data, Tensor, TensorType, ValueId};
+use crate::ops::binary::BinaryKind;
+use crate::ops::unary::UnaryKind;
+use crate::ops::{self, Op};
+use crate::{invalid, unsupported};
+use runtime_core::kernels::reduce::ReduceKind;
+
+/// The contrib ops' domain.
+pub const DOMAIN: &str = "com.microsoft";
+
+/// Every supported `com.microsoft` op type and its constructor.
+pub const CONSTRUCTORS: &[(&str, super::ops::Constructor)] = &[
+    ("FastGelu", fast_gelu),
+    ("BiasGelu", bias_gelu),
+    ("QuickGelu", quick_gelu),
+    ("SkipLayerNormalization", |c| skip_norm(c, false)),
+    ("SkipSimplifiedLayerNormalization", |c| skip_norm(c, true)),
+    ("SimplifiedLayerNormalization", simplified_layer_norm),
+    ("MatMulNBits", matmul_nbits),
+    ("DynamicQuantizeMatMul", dynamic_quantize_matmul),
+    ("MatMulIntegerToFloat", matmul_integer_to_float),
+    ("RotaryEmbedding", rotary_embedding),
+];
+
+/// `x + bias` when the optional input `i` is present.
+fn plus_optional(c: &mut NodeCtx<'_>, x: ValueId, i: usize) -> Result<ValueId, OpError> {
+    match c.opt_input(i) {
+        Some(b) => bin(c, BinaryKind::Add, x, b),
+        None => Ok(x),
+    }
+}
+
+/// `FastGelu(X, bias?)`: the tanh approximation of GELU of `X + bias`.
+fn fast_gelu(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let x = c.input(0)?;
+    let x = plus_optional(c, x, 1)?;
+    Ok(vec![un(c, UnaryKind::GeluTanh, x)?])
+}
+
+/// `BiasGelu(A, B)`: exact GELU of `A + B`.
+fn bias_gelu(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (a, b) = (c.input(0)?, c.input(1)?);
+    let x = bin(c, BinaryKind::Add, a, b)?;
+    Ok(vec![un(c, UnaryKind::Gelu, x)?])
+}
+
+/// `QuickGelu(X)`: `x · sigmoid(alpha · x)`.
+fn quick_gelu(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let x = c.input(0)?;
+    let alpha = c.attr_float("alpha", 1.702)? as f64;
+    let a = scalar(c, c.ty(x).dtype, alpha)?;
+    let ax = bin(c, BinaryKind::Mul, x, a)?;
+    let s = un(c, UnaryKind::Sigmoid, ax)?;
+    Ok(vec![bin(c, BinaryKind::Mul, x, s)?])
+}
+
+/// `x · Reciprocal(Sqrt(mean(x²) + eps))` over the last axis, and the reciprocal.
+fn rms(c: &mut NodeCtx<'_>, x: ValueId, epsilon: f64) -> Result<(ValueId, ValueId), OpError> {
+    let rank = c.ty(x).rank();
+    if rank == 0 {
+        return invalid!("input must have at least one axis");
+    }
+    let x2 = bin(c, BinaryKind::Mul, x, x)?;
+    let ms = reduce_to(c, ReduceKind::Mean, x2, &[rank - 1], true)?;
+    let eps = scalar(c, c.ty(x).dtype, epsilon)?;
+    let ms = bin(c, BinaryKind::Add, ms, eps)?;
+    let r = un(c, UnaryKind::Sqrt, ms)?;
+    let inv = un(c, UnaryKind::Reciprocal, r)?;
+    Ok((bin(c, BinaryKind::Mul, x, inv)?, inv))
+}
+
+fn wants_output(c: &NodeCtx<'_>, k: usize) -> bool {
+    c.proto.output.get(k).is_some_and(|o| !o.is_empty())
+}
+
+/// `SimplifiedLayerNormalization(X, scale)`: RMS normalisation over the last axis.
+pub(super) fn simplified_layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, scale) = (c.input(0)?, c.input(1)?);
+    let axis = c.attr_int("axis", -1)?;
+    if axis != -1 && axis != c.ty(x).rank() as i64 - 1 {
+        return unsupported!("SimplifiedLayerNormalization over axis {axis} (only the last)");
+    }
+    let epsilon = c.attr_float("epsilon", 1e-5)? as f64;
+    let (normed, inv) = rms(c, x, epsilon)?;
+    Ok(vec![bin(c, BinaryKind::Mul, normed, scale)?, inv])
+}
+
+/// `Skip(Simplified)LayerNormalization(input, skip, gamma, beta?, bias?)`: normalise
+/// `input + skip (+ bias)` over the last axis; output 3 is that sum.
+fn skip_norm(c: &mut NodeCtx<'_>, simplified: bool) -> Result<Vec<ValueId>, OpError> {
+    let (x, skip, gamma) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    if wants_output(c, 1) || (!simplified && wants_output(c, 2)) {
+        return unsupported!("the mean / inverse standard deviation outputs");
+    }
+    let epsilon = c.attr_float("epsilon", 1e-12)? as f64;
+    let sum = bin(c, BinaryKind::Add, x, skip)?;
+    // SkipSimplified has no beta: its bias is input 3.
+    let (beta, bias_slot) = if simplified {
+        (None, 3)
+    } else {
+        (c.opt_input(3), 4)
+    };
+    let sum = plus_optional(c, sum, bias_slot)?;
+    let rank = c.ty(sum).rank();
+    let (y, inv) = if simplified {
+        let (normed, inv) = rms(c, sum, epsilon)?;
+        (bin(c, BinaryKind::Mul, normed, gamma)?, inv)
+    } else {
+        let mut inputs = vec![sum, gamma];
+        inputs.extend(beta);
+        let y = c.add1(
+            Op::LayerNorm(ops::layer_norm::LayerNorm {
+                axis: rank.saturating_sub(1),
+                epsilon: epsilon as f32,
+            }),
+            &inputs,
+        )?;
+        (y, sum)
+    };
+    Ok(vec![y, inv, inv, sum])
+}
+
+/// `MatMulNBits(A, B, scales, zero_points?, g_idx?, bias?)`: `A · Wᵀ` with `W` `[N, K]`
+/// block-quantized to `bits` (4 or 8) bits; the constant weights are dequantized at build
+/// time.
+fn matmul_nbits(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let a = c.input(0)?;
+    let attr = |c: &NodeCtx<'_>, name: &str, default: i64| -> Result<usize, OpError> {
+        usize::try_from(c.attr_int(name, default)?)
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| OpError::Invalid(format!("bad `{name}`")))
+    };
+    let (k, n, bits, block) = (
+        attr(c, "K", 0)?,
+        attr(c, "N", 0)?,
+        attr(c, "bits", 4)?,
+        attr(c, "block_size", 0)?,
+    );
+    if bits != 4 && bits != 8 {
+        return unsupported!("MatMulNBits with {bits} bits (4 or 8)");
+    }
+    if c.opt_input(4).is_some() {
+        return unsupported!("MatMulNBits with g_idx");
+    }
+    let blocks = k.div_ceil(block);
+    let blob = block * bits / 8;
+    let packed = c.const_tensor(1, "quantized weights")?;
+    let scales = c.const_tensor(2, "scales")?.to_f64_vec();
+    let Data::U8(q) = &packed.data else {
+        return invalid!("B must be uint8, got {}", packed.ty);
+    };
+    if q.len() != n * blocks * blob || scales.len() != n * blocks {
+        return invalid!(
+            "B {} / scales do not fit N={n} K={k} block_size={block}",
+            packed.ty
+        );
+    }
+    let zero_points: Option<Tensor> = match c.opt_input(3) {
+        Some(_) => Some(c.const_tensor(3, "zero points")?.as_ref().clone()),
+        None => None,
+    };
+    let per_byte = 8 / bits;
+    let zp_row = blocks.div_ceil(per_byte);
+    let zero_point = |row: usize, b: usize| -> f64 {
+        match &zero_points {
+            None => (1 << (bits - 1)) as f64,
+            Some(t) => match &t.data {
+                Data::U8(z) => {
+                    let byte = z.get(row * zp_row + b / per_byte).copied().unwrap_or(0);
+                    let shift = (b % per_byte) * bits;
+                    ((byte >> shift) & ((1u16 << bits) - 1) as u8) as f64
+                }
+                _ => t.to_f64_vec().get(row * blocks + b).copied().unwrap_or(0.0),
+            },
+        }
+    };
+    // Wᵀ, [K, N].
+    let mut wt = vec![0f32; k * n];
+    for row in 0..n {
+        for b in 0..blocks {
+            let (scale, zp) = (scales[row * blocks + b], zero_point(row, b));
+            for j in 0..block {
+                let col = b * block + j;
+                if col >= k {
+                    break;
+                }
+                let byte = q[(row * blocks + b) * blob + j / per_byte];
+                let shift = (j % per_byte) * bits;
+                let v = ((byte >> shift) & ((1u16 << bits) - 1) as u8) as f64;
+                wt[col * n + row] = ((v - zp) * scale) as f32;
+            }
+        }
+    }
+    let w = c.constant_value(Tensor::from_f32s(vec![k, n], wt)?);
+    let w = cast_v(c, w, c.ty(a).dtype)?;
+    let y = c.add1(Op::MatMul(ops::matmul::MatMul {}), &[a, w])?;
+    Ok(vec![plus_optional(c, y, 5)?])
+}
+
+/// `(A - a_zp)·(B - b_zp) · a_scale · b_scale (+ bias)` with the zero-point-shifted
+/// product in i32; `b_scale` (and `b_zp`) may be per column.
+fn integer_product_to_float(
+    c: &mut NodeCtx<'_>,
+    [a, a_scale, a_zp]: [Option<ValueId>; 3],
+    [b, b_scale, b_zp]: [Option<ValueId>; 3],
+    bias: Option<ValueId>,
+) -> Result<ValueId, OpError> {
+    let (Some(a), Some(b), Some(a_scale), Some(b_scale)) = (a, b, a_scale, b_scale) else {
+        return invalid!("missing required inputs");
+    };
+    let a = shifted(c, a, a_zp, -2)?;
+    let b = shifted(c, b, b_zp, -1)?;
+    let acc = c.add1(Op::MatMul(ops::matmul::MatMul {}), &[a, b])?;
+    let acc = cast_v(c, acc, DType::F32)?;
+    let scale = bin(c, BinaryKind::Mul, a_scale, b_scale)?;
+    let y = bin(c, BinaryKind::Mul, acc, scale)?;
+    match bias {
+        Some(b) => bin(c, BinaryKind::Add, y, b),
+        None => Ok(y),
+    }
+}
+
+/// `DynamicQuantizeMatMul(A, B, b_scale, b_zero_point?, bias?)`: A quantized to uint8 at
+/// run time, then an integer product scaled back to float.
+fn dynamic_quantize_matmul(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let a = c.input(0)?;
+    let [qa, a_scale, a_zp] = dynamic_quantize(c, a)?;
+    let (b, b_scale, b_zp, bias) = (c.input(1)?, c.input(2)?, c.opt_input(3), c.opt_input(4));
+    let y = integer_product_to_float(
+        c,
+        [Some(qa), Some(a_scale), Some(a_zp)],
+        [Some(b), Some(b_scale), b_zp],
+        bias,
+    )?;
+    Ok(vec![y])
+}
+
+/// `MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zp?, b_zp?, bias?)`.
+fn matmul_integer_to_float(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let y = integer_product_to_float(
+        c,
+        [c.opt_input(0), c.opt_input(2), c.opt_input(4)],
+        [c.opt_input(1), c.opt_input(3), c.opt_input(5)],
+        c.opt_input(6),
+    )?;
+    Ok(vec![y])
+}
+
+/// `com.microsoft.RotaryEmbedding(input, position_ids, cos_cache, sin_cache)`: position ids
+/// `[batch, seq]`, or `[1]` holding the first position of every sequence.
+fn rotary_embedding(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, pos, cos, sin) = (c.input(0)?, c.input(1)?, c.input(2)?, c.input(3)?);
+    if c.attr_int("is_packed_batching", 0)? != 0 {
+        return unsupported!("packed batching");
+    }
+    if c.attr_float("scale", 1.0)? != 1.0 {
+        return unsupported!("a rotary scale other than 1");
+    }
+    let shape = c.ty(x).shape.clone();
+    let (batch, seq) = match shape.len() {
+        3 => (shape[0], shape[1]),
+        4 => (shape[0], shape[2]),
+        _ => return invalid!("input must be 3-D or 4-D, got {}", c.ty(x)),
+    };
+    let pos = cast_v(c, pos, DType::I64)?;
+    let pos = if c.ty(pos).numel() == 1 && batch * seq != 1 {
+        let start = reshape_v(c, pos, vec![1, 1])?;
+        let steps = Tensor::new(
+            TensorType::new(DType::I64, vec![1, seq]),
+            Data::I64((0..seq as i64).collect()),
+        )?;
+        let steps = c.constant_value(steps);
+        let p = bin(c, BinaryKind::Add, start, steps)?;
+        c.add1(
+            Op::Expand(ops::expand::Expand {
+                shape: vec![batch, seq],
+            }),
+            &[p],
+        )?
+    } else {
+        pos
+    };
+    Ok(vec![super::rotary::apply(c, x, cos, sin, Some(pos))?])
+}
