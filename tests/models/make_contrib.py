@@ -122,6 +122,30 @@ def main():
              [numpy_helper.from_array(cos, "cos"), numpy_helper.from_array(sin, "sin")],
              {"x": xr, "pos": pos}, f"com.microsoft RotaryEmbedding, interleaved={inter}")
 
+    # GroupQueryAttention: batch 1, 3 new tokens after 2 past ones, 4 query heads over 2 KV
+    # heads of size 16; with and without rotary embedding.
+    b, s_new, past, nh, kvh, hd = 1, 3, 2, 4, 2, 16
+    total = past + s_new
+    gq, gk, gv = f32(b, s_new, nh * hd), f32(b, s_new, kvh * hd), f32(b, s_new, kvh * hd)
+    pk, pv = f32(b, kvh, past, hd), f32(b, kvh, past, hd)
+    theta = np.arange(16)[:, None] / (10000 ** (np.arange(hd // 2)[None, :] / (hd // 2)))
+    gcos, gsin = np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    for rotary in (0, 1):
+        inputs = ["q", "k", "v", "past_key", "past_value", "seqlens_k", "total_len"]
+        init = [numpy_helper.from_array(np.array([total - 1], np.int32), "seqlens_k"),
+                numpy_helper.from_array(np.array(total, np.int32), "total_len")]
+        if rotary:
+            inputs += ["cos", "sin"]
+            init += [numpy_helper.from_array(gcos, "cos"), numpy_helper.from_array(gsin, "sin")]
+        save(f"contrib_group_query_attention{'_rotary' if rotary else ''}",
+             [helper.make_node("GroupQueryAttention", inputs, ["y", "present_key", "present_value"], domain=MS,
+                               num_heads=nh, kv_num_heads=kvh, do_rotary=rotary)],
+             [vi("q", F, [b, s_new, nh * hd]), vi("k", F, [b, s_new, kvh * hd]), vi("v", F, [b, s_new, kvh * hd]),
+              vi("past_key", F, [b, kvh, past, hd]), vi("past_value", F, [b, kvh, past, hd])],
+             [vi("y", F, [b, s_new, nh * hd]), vi("present_key", F, [b, kvh, total, hd]), vi("present_value", F, [b, kvh, total, hd])],
+             init, {"q": gq, "k": gk, "v": gv, "past_key": pk, "past_value": pv},
+             f"GroupQueryAttention, 4 heads over 2 KV heads, 2 past + 3 new tokens, do_rotary={rotary}", atol=1e-4)
+
 
 if __name__ == "__main__":
     main()

@@ -128,9 +128,9 @@ pub fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     }
     let (present_key, present_value) = (k, v);
     let q_shape = c.ty(q).shape.clone();
-    let (batch, q_heads, q_len) = (q_shape[0], q_shape[1], q_shape[2]);
+    let (batch, q_len) = (q_shape[0], q_shape[2]);
     let kv_shape = c.ty(k).shape.clone();
-    let (kv_heads, kv_len) = (kv_shape[1], kv_shape[2]);
+    let kv_len = kv_shape[2];
 
     // Per-batch key lengths of an external cache (build-time constant).
     let nonpad = match c.opt_input(6) {
@@ -210,6 +210,36 @@ pub fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         bias = bin(c, BinaryKind::Add, bias, padding)?;
     }
 
+    let softcap = c.attr_float("softcap", 0.0)? as f64;
+    let [mut y, qk, with_bias, probs] = scaled_dot_product(c, q, k, v, bias, sqrt_scale, softcap)?;
+    if rank == 3 {
+        let s = c.ty(y).shape.clone();
+        y = transpose_v(c, y, vec![0, 2, 1, 3])?;
+        y = reshape_v(c, y, vec![s[0], s[2], s[1] * s[3]])?;
+    }
+    let qk_out = match c.attr_int("qk_matmul_output_mode", 0)? {
+        0 | 1 => qk,
+        2 => with_bias,
+        3 => probs,
+        m => return unsupported!("qk_matmul_output_mode={m}"),
+    };
+    Ok(vec![y, present_key, present_value, qk_out])
+}
+
+/// `softmax(softcap(Q·s · (K·s)ᵀ) + bias) · V` on `[b, heads, s, d]` operands, repeating
+/// grouped KV heads; rows whose bias is all `-inf` get zero probabilities. Returns
+/// `[y, qk (after softcap), qk + bias, probabilities]`.
+pub(super) fn scaled_dot_product(
+    c: &mut NodeCtx<'_>,
+    q: ValueId,
+    k: ValueId,
+    v: ValueId,
+    bias: ValueId,
+    sqrt_scale: ValueId,
+    softcap: f64,
+) -> Result<[ValueId; 4], OpError> {
+    let dtype = c.ty(q).dtype;
+    let (q_heads, kv_heads) = (c.ty(q).shape[1], c.ty(k).shape[1]);
     // Grouped KV heads: interleave-repeat each head.
     let (mut kk, mut vv) = (k, v);
     if q_heads != kv_heads {
@@ -234,9 +264,8 @@ pub fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let ks = bin(c, BinaryKind::Mul, kk, sqrt_scale)?;
     let kt = transpose_v(c, ks, vec![0, 1, 3, 2])?;
     let mut qk = c.add1(Op::MatMul(ops::matmul::MatMul {}), &[qs, kt])?;
-    let softcap = c.attr_float("softcap", 0.0)?;
     if softcap > 0.0 {
-        let cap = scalar(c, dtype, softcap as f64)?;
+        let cap = scalar(c, dtype, softcap)?;
         let t = bin(c, BinaryKind::Div, qk, cap)?;
         let t = un(c, UnaryKind::Tanh, t)?;
         qk = bin(c, BinaryKind::Mul, t, cap)?;
@@ -257,17 +286,6 @@ pub fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let masked = bin(c, BinaryKind::Equal, row_max, ninf)?;
     let zero = scalar(c, dtype, 0.0)?;
     let probs = c.add1(Op::Where(ops::where_::Where {}), &[masked, zero, probs])?;
-    let mut y = c.add1(Op::MatMul(ops::matmul::MatMul {}), &[probs, vv])?;
-    if rank == 3 {
-        let s = c.ty(y).shape.clone();
-        y = transpose_v(c, y, vec![0, 2, 1, 3])?;
-        y = reshape_v(c, y, vec![s[0], s[2], s[1] * s[3]])?;
-    }
-    let qk_out = match c.attr_int("qk_matmul_output_mode", 0)? {
-        0 | 1 => qk,
-        2 => with_bias,
-        3 => probs,
-        m => return unsupported!("qk_matmul_output_mode={m}"),
-    };
-    Ok(vec![y, present_key, present_value, qk_out])
+    let y = c.add1(Op::MatMul(ops::matmul::MatMul {}), &[probs, vv])?;
+    Ok([y, qk, with_bias, probs])
 }

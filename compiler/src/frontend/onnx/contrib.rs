@@ -27,6 +27,7 @@ pub const CONSTRUCTORS: &[(&str, super::ops::Constructor)] = &[
     ("DynamicQuantizeMatMul", dynamic_quantize_matmul),
     ("MatMulIntegerToFloat", matmul_integer_to_float),
     ("RotaryEmbedding", rotary_embedding),
+    ("GroupQueryAttention", group_query_attention),
 ];
 
 /// `x + bias` when the optional input `i` is present.
@@ -288,5 +289,114 @@ fn rotary_embedding(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     } else {
         pos
     };
-    Ok(vec![super::rotary::apply(c, x, cos, sin, Some(pos))?])
+    let params = super::rotary::Params::from_node(c, "interleaved")?;
+    Ok(vec![super::rotary::apply(
+        c,
+        x,
+        cos,
+        sin,
+        Some(pos),
+        &params,
+    )?])
+}
+
+/// `GroupQueryAttention(query, key, value, past_key?, past_value?, seqlens_k,
+/// total_sequence_length, cos_cache?, sin_cache?)`: causal attention of the new tokens
+/// over the past (appended to, not shared) and themselves, with optional rotary embedding
+/// of Q and K. Sequence lengths are build-time constants and equal across the batch.
+fn group_query_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    use super::attention::scaled_dot_product;
+    let (q, k, v) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let heads = c.attr_int("num_heads", 0)?;
+    let kv_heads = c.attr_int("kv_num_heads", 0)?;
+    if c.attr_int("local_window_size", -1)? != -1 {
+        return unsupported!("a local attention window");
+    }
+    if (9..c.proto.input.len()).any(|i| c.opt_input(i).is_some()) {
+        return unsupported!("position_ids / attention_bias / head_sink inputs");
+    }
+    let qs = c.ty(q).shape.clone();
+    if qs.len() != 3 || c.ty(k).rank() != 3 {
+        return invalid!(
+            "query and key must be [batch, seq, hidden] (packed QKV is not supported)"
+        );
+    }
+    let (batch, seq) = (qs[0], qs[1]);
+    let seqlens = c.const_ints(5, "key sequence lengths")?;
+    let total = c.const_ints(6, "total sequence length")?;
+    let total = total.first().copied().unwrap_or(0);
+    if seqlens.len() != batch || seqlens.iter().any(|&l| l + 1 != total) {
+        return unsupported!("sequence lengths {seqlens:?} that differ from total {total} - 1");
+    }
+    let past_len = usize::try_from(total - seq as i64).map_err(|_| {
+        OpError::Invalid(format!("total length {total} below the {seq} new tokens"))
+    })?;
+    let (mut q4, mut k4) = (q, k);
+    if c.attr_int("do_rotary", 0)? != 0 {
+        let (cos, sin) = (c.input(7)?, c.input(8)?);
+        let positions: Vec<i64> = (0..batch)
+            .flat_map(|_| (past_len..past_len + seq).map(|p| p as i64))
+            .collect();
+        let pos = c.constant_value(Tensor::from_i64s(vec![batch, seq], positions)?);
+        let interleaved = c.attr_int("rotary_interleaved", 0)? != 0;
+        for (x, h) in [(&mut q4, heads), (&mut k4, kv_heads)] {
+            let params = super::rotary::Params {
+                interleaved,
+                num_heads: h,
+                dim: 0,
+            };
+            *x = super::rotary::apply(c, *x, cos, sin, Some(pos), &params)?;
+        }
+    }
+    let split = |c: &mut NodeCtx<'_>, x: ValueId, h: i64| -> Result<ValueId, OpError> {
+        let s = c.ty(x).shape.clone();
+        let h = usize::try_from(h)
+            .ok()
+            .filter(|&h| h > 0 && s[2].is_multiple_of(h));
+        let Some(h) = h else {
+            return invalid!("head counts do not divide {}", c.ty(x));
+        };
+        let y = reshape_v(c, x, vec![s[0], s[1], h, s[2] / h])?;
+        super::ops::transpose_v(c, y, vec![0, 2, 1, 3])
+    };
+    let q4 = split(c, q4, heads)?;
+    let mut k4 = split(c, k4, kv_heads)?;
+    let mut v4 = split(c, v, kv_heads)?;
+    if let (Some(pk), Some(pv)) = (c.opt_input(3), c.opt_input(4)) {
+        if c.ty(pk).shape.get(2) != Some(&past_len) {
+            return unsupported!(
+                "a past buffer of {} for {past_len} past tokens (shared buffers)",
+                c.ty(pk)
+            );
+        }
+        k4 = c.add1(Op::Concat(ops::concat::Concat { axis: 2 }), &[pk, k4])?;
+        v4 = c.add1(Op::Concat(ops::concat::Concat { axis: 2 }), &[pv, v4])?;
+    }
+    let head = c.ty(q4).shape[3];
+    let dtype = c.ty(q4).dtype;
+    let scale = match c.attr_float("scale", 0.0)? {
+        s if s != 0.0 => s as f64,
+        _ => 1.0 / (head as f64).sqrt(),
+    };
+    let sqrt_scale = scalar(c, dtype, scale.sqrt())?;
+    let kv_len = past_len + seq;
+    let mask: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..kv_len).map(move |j| {
+                if j <= i + past_len {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    let bias = c.constant_value(Tensor::from_f32s(vec![seq, kv_len], mask)?);
+    let bias = cast_v(c, bias, dtype)?;
+    let softcap = c.attr_float("softcap", 0.0)? as f64;
+    let [y, ..] = scaled_dot_product(c, q4, k4, v4, bias, sqrt_scale, softcap)?;
+    let y = super::ops::transpose_v(c, y, vec![0, 2, 1, 3])?;
+    let s = c.ty(y).shape.clone();
+    let y = reshape_v(c, y, vec![s[0], s[1], s[2] * s[3]])?;
+    Ok(vec![y, k4, v4])
 }

@@ -77,11 +77,30 @@ pub(super) fn rotate(
 
 pub fn rotary_embedding(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let (x, cos, sin, pos) = (c.input(0)?, c.input(1)?, c.input(2)?, c.opt_input(3));
-    Ok(vec![apply(c, x, cos, sin, pos)?])
+    let params = Params::from_node(c, "interleaved")?;
+    Ok(vec![apply(c, x, cos, sin, pos, &params)?])
 }
 
-/// Rotate `x` (`[b, heads, s, head]` or `[b, s, heads·head]`) with the node's
-/// `interleaved`, `num_heads` and `rotary_embedding_dim` attributes; `pos` indexes the
+/// How to rotate: pairs interleaved or halves; heads of a 3-D input; rotated features
+/// (0: the whole head).
+pub(super) struct Params {
+    pub interleaved: bool,
+    pub num_heads: i64,
+    pub dim: i64,
+}
+
+impl Params {
+    /// From the node's `num_heads`, `rotary_embedding_dim` and the interleaving attribute.
+    pub fn from_node(c: &NodeCtx<'_>, interleaved: &str) -> Result<Params, OpError> {
+        Ok(Params {
+            interleaved: c.attr_int(interleaved, 0)? != 0,
+            num_heads: c.attr_int("num_heads", 0)?,
+            dim: c.attr_int("rotary_embedding_dim", 0)?,
+        })
+    }
+}
+
+/// Rotate `x` (`[b, heads, s, head]` or `[b, s, heads·head]`); `pos` indexes the
 /// `[positions, rotary/2]` caches (without it they are `[b, s, rotary/2]`).
 pub(super) fn apply(
     c: &mut NodeCtx<'_>,
@@ -89,13 +108,14 @@ pub(super) fn apply(
     mut cos: ValueId,
     mut sin: ValueId,
     pos: Option<ValueId>,
+    params: &Params,
 ) -> Result<ValueId, OpError> {
     let original = c.ty(x).shape.clone();
-    let interleaved = c.attr_int("interleaved", 0)? != 0;
+    let interleaved = params.interleaved;
     let mut y = match original.len() {
         4 => transpose_v(c, x, vec![0, 2, 1, 3])?,
         3 => {
-            let heads = c.attr_int("num_heads", 0)?;
+            let heads = params.num_heads;
             let heads = usize::try_from(heads)
                 .ok()
                 .filter(|&h| h > 0 && original[2].is_multiple_of(h));
@@ -115,7 +135,7 @@ pub(super) fn apply(
     };
     let s = c.ty(y).shape.clone();
     let head = s[3];
-    let rd = match c.attr_int("rotary_embedding_dim", 0)? {
+    let rd = match params.dim {
         0 => head,
         d => usize::try_from(d)
             .ok()
