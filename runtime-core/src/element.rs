@@ -160,3 +160,32 @@ cast_all!(f32, f64, i64, i32, i16, i8, u8, u16, u32, u64);
 pub fn to_bool<T: Numeric>(value: T) -> u8 {
     (value != T::ZERO) as u8
 }
+
+/// Integer element types: bitwise operations (ONNX BitShift, Bitwise*). Shifts by the
+/// type's width or more give 0.
+pub trait Bits: Element {
+    fn bit_and(self, other: Self) -> Self;
+    fn bit_or(self, other: Self) -> Self;
+    fn bit_xor(self, other: Self) -> Self;
+    fn bit_not(self) -> Self;
+    fn shift_left(self, by: Self) -> Self;
+    fn shift_right(self, by: Self) -> Self;
+}
+
+macro_rules! bits {
+    ($($t:ty),*) => {$(
+        impl Bits for $t {
+            fn bit_and(self, o: Self) -> Self { self & o }
+            fn bit_or(self, o: Self) -> Self { self | o }
+            fn bit_xor(self, o: Self) -> Self { self ^ o }
+            fn bit_not(self) -> Self { !self }
+            fn shift_left(self, by: Self) -> Self {
+                u32::try_from(by).ok().and_then(|b| self.checked_shl(b)).unwrap_or(0)
+            }
+            fn shift_right(self, by: Self) -> Self {
+                u32::try_from(by).ok().and_then(|b| self.checked_shr(b)).unwrap_or(0)
+            }
+        }
+    )*};
+}
+bits!(u8, u16, u32, u64, i8, i16, i32, i64);

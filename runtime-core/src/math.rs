@@ -351,3 +351,22 @@ mod half_tests {
         assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
     }
 }
+
+pub fn bit_and<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.bit_and(b)
+}
+pub fn bit_or<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.bit_or(b)
+}
+pub fn bit_xor<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.bit_xor(b)
+}
+pub fn bit_not<T: crate::element::Bits>(a: T) -> T {
+    a.bit_not()
+}
+pub fn shift_left<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.shift_left(b)
+}
+pub fn shift_right<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.shift_right(b)
+}

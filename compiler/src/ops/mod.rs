@@ -13,6 +13,7 @@ pub mod util;
 pub mod arg_extreme;
 pub mod attention;
 pub mod binary;
+pub mod bitwise;
 pub mod cast;
 pub mod concat;
 pub mod conv;
@@ -138,5 +139,6 @@ ops! {
     Pool(pool::Pool),
     ScatterNd(scatter::ScatterNd),
     Einsum(einsum::Einsum),
+    Bitwise(bitwise::Bitwise),
     ScatterElements(scatter::ScatterElements),
 }

@@ -5,6 +5,7 @@ use super::tensor::dtype_from_onnx;
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType, ValueId};
 use crate::ops::binary::{Binary, BinaryKind};
+use crate::ops::bitwise::{Bitwise, BitwiseKind};
 use crate::ops::cast::Cast;
 use crate::ops::unary::{Unary, UnaryKind};
 use crate::ops::util::{normalize_axis, product};
@@ -136,6 +137,11 @@ table! {
     "Expand" => expand,
     "Tile" => tile,
     "Pad" => pad,
+    "BitwiseAnd" => |c| bitwise(c, BitwiseKind::And),
+    "BitwiseOr" => |c| bitwise(c, BitwiseKind::Or),
+    "BitwiseXor" => |c| bitwise(c, BitwiseKind::Xor),
+    "BitwiseNot" => |c| bitwise(c, BitwiseKind::Not),
+    "BitShift" => bit_shift,
     "ScatterND" => scatter_nd,
     "ScatterElements" => scatter_elements,
     "Scatter" => scatter_elements,
@@ -1214,4 +1220,17 @@ fn scatter_elements(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         Op::ScatterElements(ops::scatter::ScatterElements { axis, reduction }),
         &[data, idx, upd],
     )?)
+}
+
+fn bitwise(c: &mut NodeCtx<'_>, kind: BitwiseKind) -> Result<Vec<ValueId>, OpError> {
+    let inputs = c.all_inputs();
+    one(c.add1(Op::Bitwise(Bitwise { kind }), &inputs)?)
+}
+
+fn bit_shift(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    match c.attr_string("direction", "")?.as_str() {
+        "LEFT" => bitwise(c, BitwiseKind::ShiftLeft),
+        "RIGHT" => bitwise(c, BitwiseKind::ShiftRight),
+        other => invalid!("unknown direction `{other}`"),
+    }
 }
