@@ -328,6 +328,25 @@ pub fn f32_to_bf16(value: f32) -> u16 {
     (x.wrapping_add(rounding) >> 16) as u16
 }
 
+pub fn bit_and<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.bit_and(b)
+}
+pub fn bit_or<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.bit_or(b)
+}
+pub fn bit_xor<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.bit_xor(b)
+}
+pub fn bit_not<T: crate::element::Bits>(a: T) -> T {
+    a.bit_not()
+}
+pub fn shift_left<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.shift_left(b)
+}
+pub fn shift_right<T: crate::element::Bits>(a: T, b: T) -> T {
+    a.shift_right(b)
+}
+
 #[cfg(test)]
 mod half_tests {
     use super::*;
@@ -350,23 +369,4 @@ mod half_tests {
         assert_eq!(f32_to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
         assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
     }
-}
-
-pub fn bit_and<T: crate::element::Bits>(a: T, b: T) -> T {
-    a.bit_and(b)
-}
-pub fn bit_or<T: crate::element::Bits>(a: T, b: T) -> T {
-    a.bit_or(b)
-}
-pub fn bit_xor<T: crate::element::Bits>(a: T, b: T) -> T {
-    a.bit_xor(b)
-}
-pub fn bit_not<T: crate::element::Bits>(a: T) -> T {
-    a.bit_not()
-}
-pub fn shift_left<T: crate::element::Bits>(a: T, b: T) -> T {
-    a.shift_left(b)
-}
-pub fn shift_right<T: crate::element::Bits>(a: T, b: T) -> T {
-    a.shift_right(b)
 }
