@@ -127,6 +127,7 @@ impl Checkpoint {
             .ok_or_else(|| invalid("header is not a JSON object".into()))?;
         let file = self.files.len();
         let data_len = bytes.len() - data_start;
+        let mut spans: Vec<(usize, usize, &String)> = Vec::new();
         for (name, info) in header {
             if name == "__metadata__" {
                 continue;
@@ -179,6 +180,7 @@ impl Checkpoint {
                     ),
                 ));
             }
+            spans.push((start, end, name));
             self.entries.insert(
                 name.clone(),
                 Entry {
@@ -189,6 +191,18 @@ impl Checkpoint {
                     end: data_start + end,
                 },
             );
+        }
+        // The format stores tensors in disjoint byte ranges; a header that makes two
+        // overlap is lying about the data.
+        spans.sort();
+        for pair in spans.windows(2) {
+            let ((_, end_a, a), (start_b, _, b)) = (pair[0], pair[1]);
+            if start_b < end_a {
+                return Err(bad(
+                    b,
+                    format!("data_offsets overlap those of tensor `{a}`"),
+                ));
+            }
         }
         self.files.push(bytes);
         Ok(())

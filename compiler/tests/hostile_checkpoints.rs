@@ -1,0 +1,108 @@
+//! Hostile safetensors checkpoints: headers that lie about offsets, overlap, claim
+//! terabytes or an implausible header size, and truncated files — each a clear error naming
+//! the tensor or file, exit 1, never a panic.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn checkpoint(name: &str, header: &str, data: &[u8]) -> PathBuf {
+    let dir = common::scratch("hostile-checkpoints").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(first_config(), dir.join("config.json")).expect("a llama config.json");
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    dir
+}
+
+/// Any committed llama checkpoint config (fixture folder names may change).
+fn first_config() -> PathBuf {
+    let root = common::repo().join("tests/checkpoints");
+    for entry in std::fs::read_dir(&root)
+        .expect("tests/checkpoints")
+        .flatten()
+    {
+        let config = entry.path().join("config.json");
+        if std::fs::read_to_string(&config).is_ok_and(|t| t.contains("\"llama\"")) {
+            return config;
+        }
+    }
+    panic!("no llama checkpoint fixture under {}", root.display());
+}
+
+fn expect_error(dir: &Path, expected: &[&str]) {
+    let out = common::scratch("hostile-checkpoints-out");
+    let output = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+        .arg("build")
+        .arg(dir)
+        .args(["--dim", "sequence=4", "-o"])
+        .arg(&out)
+        .output()
+        .expect("run slm-aot");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}: stderr:\n{stderr}",
+        dir.display()
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{}: panicked:\n{stderr}",
+        dir.display()
+    );
+    for e in expected {
+        assert!(
+            stderr.contains(e),
+            "{}: stderr lacks `{e}`:\n{stderr}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn lying_offsets_and_terabyte_claims() {
+    let d = checkpoint(
+        "lie",
+        r#"{"model.embed_tokens.weight":{"dtype":"F32","shape":[512,64],"data_offsets":[0,131072]}}"#,
+        &[0; 16],
+    );
+    expect_error(
+        &d,
+        &[
+            "tensor `model.embed_tokens.weight`",
+            "outside the 16 data bytes",
+        ],
+    );
+    let d = checkpoint(
+        "terabytes",
+        r#"{"w":{"dtype":"F32","shape":[1000000000,1000],"data_offsets":[0,4000000000000]}}"#,
+        &[0; 16],
+    );
+    expect_error(&d, &["tensor `w`", "outside the 16 data bytes"]);
+}
+
+#[test]
+fn overlapping_tensors() {
+    let d = checkpoint(
+        "overlap",
+        r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#,
+        &[0; 24],
+    );
+    expect_error(&d, &["tensor `b`", "overlap those of tensor `a`"]);
+}
+
+#[test]
+fn implausible_header_and_truncated_files() {
+    let dir = common::scratch("hostile-checkpoints").join("huge-header");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(first_config(), dir.join("config.json")).unwrap();
+    let mut bytes = (1u64 << 60).to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{}");
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    expect_error(&dir, &["is not a safetensors file", "implausible"]);
+    std::fs::write(dir.join("model.safetensors"), [1u8, 2]).unwrap();
+    expect_error(&dir, &["is not a safetensors file"]);
+}
