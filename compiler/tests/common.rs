@@ -115,3 +115,36 @@ fn fixtures_in(root: &Path) -> Vec<Fixture> {
     }
     out
 }
+
+/// Run `slm-aot build MODEL -o <scratch> EXTRA..`; assert exit 1, no panic, and every
+/// `expected` fragment in stderr.
+pub fn expect_build_error(model: &Path, extra: &[&str], expected: &[&str]) {
+    let out_dir = scratch("build-error-out");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+        .arg("build")
+        .arg(model)
+        .arg("-o")
+        .arg(&out_dir)
+        .args(extra)
+        .output()
+        .expect("run slm-aot");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}: expected exit 1, stderr:\n{stderr}",
+        model.display()
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "{}: panicked:\n{stderr}",
+        model.display()
+    );
+    for e in expected {
+        assert!(
+            stderr.contains(e),
+            "{}: stderr lacks `{e}`:\n{stderr}",
+            model.display()
+        );
+    }
+}

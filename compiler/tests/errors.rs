@@ -81,36 +81,8 @@ fn write(dir: &Path, name: &str, m: &ModelProto) -> PathBuf {
     p
 }
 
-/// Run `slm-aot build` on `model`; assert a non-zero exit, no panic, and `expected` in stderr.
 fn expect_error(model: &Path, extra: &[&str], expected: &[&str]) {
-    let out_dir = common::scratch("errors-out");
-    let output = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
-        .arg("build")
-        .arg(model)
-        .args(["-o"])
-        .arg(&out_dir)
-        .args(extra)
-        .output()
-        .expect("run slm-aot");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}: expected exit 1, stderr:\n{stderr}",
-        model.display()
-    );
-    assert!(
-        !stderr.contains("panicked"),
-        "{}: panicked:\n{stderr}",
-        model.display()
-    );
-    for e in expected {
-        assert!(
-            stderr.contains(e),
-            "{}: stderr lacks `{e}`:\n{stderr}",
-            model.display()
-        );
-    }
+    common::expect_build_error(model, extra, expected);
 }
 
 fn dir() -> PathBuf {

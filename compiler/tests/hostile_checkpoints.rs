@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn checkpoint(name: &str, header: &str, data: &[u8]) -> PathBuf {
     let dir = common::scratch("hostile-checkpoints").join(name);
@@ -33,33 +32,7 @@ fn first_config() -> PathBuf {
 }
 
 fn expect_error(dir: &Path, expected: &[&str]) {
-    let out = common::scratch("hostile-checkpoints-out");
-    let output = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
-        .arg("build")
-        .arg(dir)
-        .args(["--dim", "sequence=4", "-o"])
-        .arg(&out)
-        .output()
-        .expect("run slm-aot");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}: stderr:\n{stderr}",
-        dir.display()
-    );
-    assert!(
-        !stderr.contains("panicked"),
-        "{}: panicked:\n{stderr}",
-        dir.display()
-    );
-    for e in expected {
-        assert!(
-            stderr.contains(e),
-            "{}: stderr lacks `{e}`:\n{stderr}",
-            dir.display()
-        );
-    }
+    common::expect_build_error(dir, &["--dim", "sequence=4"], expected);
 }
 
 #[test]
