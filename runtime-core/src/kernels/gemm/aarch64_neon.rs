@@ -1,7 +1,7 @@
 //! aarch64 NEON micro-kernel: tiles of up to 12 rows × 8 columns (two q registers per row,
 //! 24 accumulators), FMA by one `A` element per row and depth step. Armv8.0 only (runs on
 //! Cortex-A72); tail columns go through a small stack buffer, NEON having no masked loads.
-use super::{BMatrix, Gemm, Tile, check_bounds, drive};
+use super::{BMatrix, Gemm, Tile, TilePtrs, check_bounds, drive};
 use core::arch::aarch64::*;
 
 /// Panel width read by this variant.
@@ -13,7 +13,6 @@ pub const MAX_MR: usize = 12;
 pub fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
     assert_eq!(b.nr, NR);
     check_bounds(a, &b, c, g);
-    let (bp, lda, ldb, ldc) = (b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
     drive(
         a,
         &b,
@@ -22,49 +21,11 @@ pub fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
         MAX_MR,
         None,
         |t: Tile, a: &[f32], c: &mut [f32]| {
-            let cp = c.as_mut_ptr();
-            let (ap, lda) = if t.a_packed {
-                (a.as_ptr(), 0)
-            } else {
-                (a.as_ptr(), lda)
-            };
-            let args = (
-                ap.wrapping_add(t.a_off),
-                lda,
-                bp.wrapping_add(t.b_off),
-                ldb,
-                t.kb,
-                cp.wrapping_add(t.c_off),
-                ldc,
-                t.first,
-                t.cols,
-            );
-            macro_rules! dispatch {
-            ($($r:literal)*) => {
-                match (t.rows, t.cols == NR, t.a_packed) {
-                    // SAFETY: `check_bounds` and `drive` bound every access of the tile; NEON is part of aarch64.
-                    $(($r, true, false) => unsafe { micro::<$r, false, false>(args) }, ($r, false, false) => unsafe { micro::<$r, true, false>(args) },
-                    ($r, true, true) => unsafe { micro::<$r, false, true>(args) }, ($r, false, true) => unsafe { micro::<$r, true, true>(args) },)*
-                    _ => {}
-                }
-            };
-        }
-            dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
+            let ptrs = t.ptrs(a, g.lda, &b, c, g.ldc);
+            dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6 7 8 9 10 11 12]);
         },
     );
 }
-
-type MicroArgs = (
-    *const f32,
-    usize,
-    *const f32,
-    usize,
-    usize,
-    *mut f32,
-    usize,
-    bool,
-    usize,
-);
 
 /// One `R×8` tile: `C = (first ? 0 : C) + A[R×kb] · B[kb×8]`; `PARTIAL` touches only the
 /// first `cols` columns of `B` and `C`.
@@ -74,9 +35,8 @@ type MicroArgs = (
 /// `B` 8 (or `cols` when `PARTIAL`) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
 #[inline]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-unsafe fn micro<const R: usize, const PARTIAL: bool, const PACKED_A: bool>(
-    (a, lda, b, ldb, kb, c, ldc, first, cols): MicroArgs,
-) {
+unsafe fn micro<const R: usize, const PARTIAL: bool, const PACKED_A: bool>(tile: TilePtrs) {
+    let (a, lda, b, ldb, kb, c, ldc, first, cols) = tile.parts();
     // SAFETY: the caller guarantees the accesses (see above); partial rows are copied
     // through `buf`, which has 8 elements.
     unsafe {

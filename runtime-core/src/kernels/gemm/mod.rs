@@ -12,6 +12,29 @@
 //! reference evaluator), `x86_avx2` (nr = 16, mr ≤ 6), `x86_avx512` (nr = 32, mr ≤ 14),
 //! `aarch64_neon` (nr = 8, mr ≤ 12). [`gemm`] picks one at compile time from the enabled
 //! target features and the operand's `nr`; anything else runs the reference.
+/// The body shared by the ISA variants' tile callbacks: `micro::<R, MASKED, PACKED_A>` for
+/// the tile's row count `R` (one of the listed literals), `MASKED` when the tile is narrower
+/// than `nr`, `PACKED_A` when `A` comes from the packing buffer. Expands inside a function
+/// that enables the variant's target features; the micro-kernel's contract is met by
+/// `check_bounds` and `drive`, which bound every access of the tile.
+macro_rules! dispatch_tile {
+    ($micro:ident, $tile:expr, $nr:expr, $args:expr, [$($rows:literal)*]) => {
+        match ($tile.rows, $tile.cols == $nr, $tile.a_packed) {
+            $(
+                // SAFETY: `check_bounds` and `drive` bound every access of the tile, and the enclosing function enables the variant's target features.
+                ($rows, true, false) => unsafe { $micro::<$rows, false, false>($args) },
+                // SAFETY: as above.
+                ($rows, false, false) => unsafe { $micro::<$rows, true, false>($args) },
+                // SAFETY: as above.
+                ($rows, true, true) => unsafe { $micro::<$rows, false, true>($args) },
+                // SAFETY: as above.
+                ($rows, false, true) => unsafe { $micro::<$rows, true, true>($args) },
+            )*
+            _ => {}
+        }
+    };
+}
+
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64_neon;
 pub mod reference;
@@ -206,6 +229,78 @@ pub(crate) struct Tile {
     pub kb: usize,
     pub first: bool,
     pub a_packed: bool,
+}
+
+/// Raw pointers and strides of one tile, as the ISA micro-kernels read them: `A` at `a`
+/// (row stride `lda`, 0 when packed), `B` at `b` (row stride `ldb`), `C` at `c` (row stride
+/// `ldc`), depth `kb`; `first` overwrites `C`, else accumulates; `cols` valid columns.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TilePtrs {
+    pub a: *const f32,
+    pub lda: usize,
+    pub b: *const f32,
+    pub ldb: usize,
+    pub kb: usize,
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub first: bool,
+    pub cols: usize,
+}
+
+impl Tile {
+    /// The tile's pointers into `a` (the slice `drive` hands the callback), `b` and `c`.
+    /// Pointer arithmetic only (`wrapping_add`); dereferencing is the micro-kernel's job.
+    #[inline(always)]
+    pub(crate) fn ptrs(
+        &self,
+        a: &[f32],
+        lda: usize,
+        b: &BMatrix<'_>,
+        c: &mut [f32],
+        ldc: usize,
+    ) -> TilePtrs {
+        TilePtrs {
+            a: a.as_ptr().wrapping_add(self.a_off),
+            lda: if self.a_packed { 0 } else { lda },
+            b: b.data.as_ptr().wrapping_add(self.b_off),
+            ldb: b.row_stride,
+            kb: self.kb,
+            c: c.as_mut_ptr().wrapping_add(self.c_off),
+            ldc,
+            first: self.first,
+            cols: self.cols,
+        }
+    }
+}
+
+impl TilePtrs {
+    /// `(a, lda, b, ldb, kb, c, ldc, first, cols)`.
+    #[allow(clippy::type_complexity)]
+    #[inline(always)]
+    pub(crate) fn parts(
+        self,
+    ) -> (
+        *const f32,
+        usize,
+        *const f32,
+        usize,
+        usize,
+        *mut f32,
+        usize,
+        bool,
+        usize,
+    ) {
+        (
+            self.a, self.lda, self.b, self.ldb, self.kb, self.c, self.ldc, self.first, self.cols,
+        )
+    }
+}
+
+/// Whether copying `A` blocks into a packing buffer pays off: when each block is reused
+/// across many panels of `B`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn pack_a_pays_off(g: &Gemm<'_>, max_mr: usize, nr: usize) -> bool {
+    g.m >= 2 * max_mr.min(g.tiles.mr) && g.n >= 4 * nr
 }
 
 /// Elements of the stack buffer the x86 variants pack `A` blocks into.

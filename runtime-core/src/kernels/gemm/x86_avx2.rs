@@ -1,6 +1,6 @@
 //! x86-64 AVX2 + FMA micro-kernel: tiles of up to 6 rows × 16 columns (two ymm registers
 //! per row, 12 accumulators), FMA broadcast of one `A` element per row and depth step.
-use super::{A_PACK, BMatrix, Gemm, Tile, check_bounds, drive};
+use super::{A_PACK, BMatrix, Gemm, Tile, TilePtrs, check_bounds, drive, pack_a_pays_off};
 use core::arch::x86_64::*;
 
 /// Panel width read by this variant.
@@ -17,8 +17,7 @@ pub const MAX_MR: usize = 6;
 pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
     assert_eq!(b.nr, NR);
     check_bounds(a, &b, c, g);
-    // Packing `A` pays off when its blocks are reused across many panels.
-    if g.m >= 2 * MAX_MR.min(g.tiles.mr) && g.n >= 4 * NR {
+    if pack_a_pays_off(g, MAX_MR, NR) {
         let mut pack = [0.0f32; A_PACK];
         // SAFETY: as for this function.
         unsafe { run(a, &b, c, g, Some(&mut pack)) };
@@ -35,7 +34,6 @@ pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
 #[target_feature(enable = "avx2,fma")]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>, pack: Option<&mut [f32]>) {
-    let (bp, lda, ldb, ldc) = (b.data.as_ptr(), g.lda, b.row_stride, g.ldc);
     drive(
         a,
         b,
@@ -44,49 +42,11 @@ unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>, pack: Opt
         MAX_MR,
         pack,
         |t: Tile, a: &[f32], c: &mut [f32]| {
-            let cp = c.as_mut_ptr();
-            let (ap, lda) = if t.a_packed {
-                (a.as_ptr(), 0)
-            } else {
-                (a.as_ptr(), lda)
-            };
-            let args = (
-                ap.wrapping_add(t.a_off),
-                lda,
-                bp.wrapping_add(t.b_off),
-                ldb,
-                t.kb,
-                cp.wrapping_add(t.c_off),
-                ldc,
-                t.first,
-                t.cols,
-            );
-            macro_rules! dispatch {
-            ($($r:literal)*) => {
-                match (t.rows, t.cols == NR, t.a_packed) {
-                    // SAFETY: `check_bounds` and `drive` bound every access of the tile; AVX2 and FMA are enabled in this function.
-                    $(($r, true, false) => unsafe { micro::<$r, false, false>(args) }, ($r, false, false) => unsafe { micro::<$r, true, false>(args) },
-                    ($r, true, true) => unsafe { micro::<$r, false, true>(args) }, ($r, false, true) => unsafe { micro::<$r, true, true>(args) },)*
-                    _ => {}
-                }
-            };
-        }
-            dispatch!(1 2 3 4 5 6);
+            let ptrs = t.ptrs(a, g.lda, b, c, g.ldc);
+            dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6]);
         },
     );
 }
-
-type MicroArgs = (
-    *const f32,
-    usize,
-    *const f32,
-    usize,
-    usize,
-    *mut f32,
-    usize,
-    bool,
-    usize,
-);
 
 /// One `R×16` tile: `C = (first ? 0 : C) + A[R×kb] · B[kb×16]`.
 ///
@@ -96,9 +56,8 @@ type MicroArgs = (
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-unsafe fn micro<const R: usize, const MASKED: bool, const PACKED_A: bool>(
-    (a, lda, b, ldb, kb, c, ldc, first, cols): MicroArgs,
-) {
+unsafe fn micro<const R: usize, const MASKED: bool, const PACKED_A: bool>(tile: TilePtrs) {
+    let (a, lda, b, ldb, kb, c, ldc, first, cols) = tile.parts();
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), lanes);
     let hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32 - 8), lanes);
