@@ -17,6 +17,7 @@ pub mod kv_cache;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
+pub mod qgemm;
 pub mod reduce;
 pub mod scatter;
 pub mod softmax;

@@ -1,0 +1,866 @@
+//! Quantized GEMM: int8 weights × int8 activations with exact i32 accumulation, int4
+//! weight-only GEMM/GEMV (dequantized inside the kernel), int8/int4 row tables (Gather), and
+//! the quantizers that produce their operands.
+//!
+//! # Layouts (one byte blob per layer; every section starts on a 64-byte boundary)
+//! - **Activations** (`qa`): `m` rows of [`qa_stride`]`(k)` = `k` rounded up to 4 bytes, the
+//!   tail zero.
+//! - **int8 weights** ([`pack_i8`]): `n` padded to a multiple of `nr`; panel `P` (columns
+//!   `P·nr..`) holds `kp/4` depth groups (`kp` = `qa_stride(k)`), each `nr` columns × 4 bytes:
+//!   element `(p, j)` at `P·kp·nr + (p/4)·4·nr + (j%nr)·4 + p%4`. Four consecutive depths of a
+//!   column are one 32-bit lane, what AVX-512 VNNI `vpdpbusd` and AArch64 `sdot` read. Then
+//!   the per-column scales (f32) and column sums Σ_p q[p][j] (i32, for zero points), both
+//!   padded to the same width.
+//! - **int4 weights** ([`pack_q4`]): panel `P` holds `k` rows of `nr/2` bytes; byte `b` of row
+//!   `p` holds column `P·nr + b` in its low nibble and column `P·nr + nr/2 + b` in its high
+//!   nibble. Then scales (`groups × n_pad`, f32 or f16 bits), then optional zero points
+//!   (`groups × n_pad` bytes, 0..=15).
+//!
+//! # Panel width (`nr`) per ISA
+//! [`qgemm_nr_for`] and [`q4_nr_for`] give it from a target's arch and features (the
+//! compiler calls them with its profile); [`native_i8_nr`] / [`native_q4_nr`] give the
+//! compiled-in choice. int8: AVX-512 VNNI (`avx512vnni` + `avx512bw`) 32, AVX2 8, aarch64
+//! `dotprod` 16, aarch64 NEON 8, otherwise (portable, e.g. Cortex-M55 Helium) 16. int4: 32
+//! with `avx512f`, otherwise 16. Any `nr` in 1..=64 (even for int4) is valid: a blob packed
+//! for another width runs the portable kernel.
+//!
+//! Variants: [`reference`] (portable, the oracle of the test battery and what the compiler's
+//! reference evaluator runs). [`qgemm`] and [`gemm_q4`] pick one at compile time from the
+//! enabled target features and the blob's `nr`.
+pub mod reference;
+
+#[cfg(test)]
+mod tests;
+
+pub use crate::kernels::gemm::{Activation, Tiles};
+
+use crate::arena::cast;
+use crate::error::Error;
+use crate::kernels::gather::Index;
+use crate::kernels::gemm::{Gemm, epilogue};
+use crate::math::{f16_to_f32, f32_to_f16};
+
+/// Largest panel width any kernel accepts.
+pub const MAX_NR: usize = 64;
+/// Depth group: activation rows and weight panels are padded to a multiple of it.
+pub const DEPTH_GROUP: usize = 4;
+
+const fn align64(x: usize) -> usize {
+    x.div_ceil(64) * 64
+}
+
+/// Round half away from zero (the weight quantizers' rounding).
+#[inline]
+fn round_away(x: f32) -> f32 {
+    libm::roundf(x)
+}
+
+/// Round half to even (ONNX QuantizeLinear / DynamicQuantizeLinear).
+#[inline]
+fn round_even(x: f32) -> f32 {
+    libm::rintf(x)
+}
+
+// ---------------------------------------------------------------- int8 weights
+
+/// Quantize a row-major `k×n` f32 weight per output column (symmetric):
+/// `scale[j] = max_p |w[p][j]| / 127` (a zero column gets scale 1.0 and all-zero q),
+/// `q = round_half_away_from_zero(w / scale)` clamped to [-127, 127]. Deterministic.
+pub fn quantize_weights_i8(w: &[f32], k: usize, n: usize, q: &mut [i8], scales: &mut [f32]) {
+    assert!(w.len() >= k * n && q.len() >= k * n && scales.len() >= n);
+    for j in 0..n {
+        let mut max = 0.0f32;
+        for p in 0..k {
+            max = max.max(w[p * n + j].abs());
+        }
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        scales[j] = scale;
+        for p in 0..k {
+            q[p * n + j] = round_away(w[p * n + j] / scale).clamp(-127.0, 127.0) as i8;
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct I8Layout {
+    kp: usize,
+    n_pad: usize,
+    scales: usize,
+    sums: usize,
+    total: usize,
+}
+
+fn i8_layout(k: usize, n: usize, nr: usize) -> I8Layout {
+    assert!(
+        (1..=MAX_NR).contains(&nr),
+        "int8 panel width must be 1..=64"
+    );
+    let kp = qa_stride(k);
+    let n_pad = n.div_ceil(nr) * nr;
+    let scales = align64(kp * n_pad);
+    let sums = scales + align64(4 * n_pad);
+    I8Layout {
+        kp,
+        n_pad,
+        scales,
+        sums,
+        total: sums + align64(4 * n_pad),
+    }
+}
+
+/// Bytes of the packed int8 blob for a `k×n` weight with panel width `nr`.
+pub fn packed_i8_bytes(k: usize, n: usize, nr: usize) -> usize {
+    i8_layout(k, n, nr).total
+}
+
+/// Byte offset of weight `(p, j)` in the panel section of an int8 blob.
+#[inline]
+pub fn i8_panel_index(p: usize, j: usize, kp: usize, nr: usize) -> usize {
+    (j / nr) * kp * nr + (p / 4) * 4 * nr + (j % nr) * 4 + p % 4
+}
+
+/// Pack row-major `k×n` int8 weights `q` (any values in [-128, 127]) with per-column
+/// `scales` into `out` ([`packed_i8_bytes`] long): panels, scales and column sums.
+pub fn pack_i8(q: &[i8], scales: &[f32], k: usize, n: usize, nr: usize, out: &mut [u8]) {
+    let l = i8_layout(k, n, nr);
+    assert!(q.len() >= k * n && scales.len() >= n && out.len() == l.total);
+    out.fill(0);
+    for p in 0..k {
+        for j in 0..n {
+            out[i8_panel_index(p, j, l.kp, nr)] = q[p * n + j] as u8;
+        }
+    }
+    for j in 0..n {
+        let sum: i32 = (0..k).map(|p| q[p * n + j] as i32).sum();
+        let s = l.scales + 4 * j;
+        out[s..s + 4].copy_from_slice(&scales[j].to_le_bytes());
+        let s = l.sums + 4 * j;
+        out[s..s + 4].copy_from_slice(&sum.to_le_bytes());
+    }
+}
+
+/// A view of a packed int8 blob.
+#[derive(Clone, Copy, Debug)]
+pub struct QWeights<'a> {
+    /// `n_pad / nr` panels of `kp·nr` bytes (see the module doc).
+    pub panels: &'a [i8],
+    /// `n_pad` per-column scales.
+    pub scales: &'a [f32],
+    /// `n_pad` per-column sums of the quantized weights.
+    pub sums: &'a [i32],
+    pub k: usize,
+    pub n: usize,
+    pub nr: usize,
+    /// Depth padded to the depth group ([`qa_stride`]).
+    pub kp: usize,
+}
+
+impl<'a> QWeights<'a> {
+    /// Panics when `blob` is not [`packed_i8_bytes`] long or not 4-byte aligned: blob and
+    /// shapes are compile-time constants of a generated crate, so a mismatch is a compiler bug.
+    pub fn new(blob: &'a [u8], k: usize, n: usize, nr: usize) -> Self {
+        let l = i8_layout(k, n, nr);
+        assert_eq!(blob.len(), l.total, "int8 weight blob length");
+        QWeights {
+            panels: cast::<i8>(&blob[..l.kp * l.n_pad]),
+            scales: cast::<f32>(&blob[l.scales..l.scales + 4 * l.n_pad]),
+            sums: cast::<i32>(&blob[l.sums..l.sums + 4 * l.n_pad]),
+            k,
+            n,
+            nr,
+            kp: l.kp,
+        }
+    }
+
+    /// The `kp·nr` bytes of panel `panel`.
+    #[inline]
+    pub fn panel(&self, panel: usize) -> &'a [i8] {
+        let len = self.kp * self.nr;
+        &self.panels[panel * len..(panel + 1) * len]
+    }
+}
+
+// ---------------------------------------------------------------- activations
+
+/// Bytes per quantized activation row: `k` rounded up to the depth group (4).
+pub const fn qa_stride(k: usize) -> usize {
+    k.div_ceil(DEPTH_GROUP) * DEPTH_GROUP
+}
+
+fn check_quantize_args(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    lda: usize,
+    q: &[i8],
+    scales: &[f32],
+    zero_points: &[i32],
+) {
+    assert!(lda >= k, "activation stride too small");
+    if m > 0 {
+        assert!(a.len() >= (m - 1) * lda + k, "activation too short");
+    }
+    assert!(
+        q.len() >= m * qa_stride(k),
+        "quantized activation too short"
+    );
+    assert!(scales.len() >= m && zero_points.len() >= m);
+}
+
+/// Dynamic per-row symmetric quantization: `scale[i] = max |a[i][..k]| / 127` (0 for an
+/// all-zero row), `q = round_half_away_from_zero(a / scale)` in [-127, 127],
+/// `zero_point[i] = 0`. `q` holds `m` rows of [`qa_stride`]`(k)` bytes (zero-padded tail).
+pub fn quantize_rows_symmetric(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    lda: usize,
+    q: &mut [i8],
+    scales: &mut [f32],
+    zero_points: &mut [i32],
+) {
+    check_quantize_args(a, m, k, lda, q, scales, zero_points);
+    let kp = qa_stride(k);
+    for i in 0..m {
+        let row = &a[i * lda..i * lda + k];
+        let out = &mut q[i * kp..(i + 1) * kp];
+        let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        zero_points[i] = 0;
+        if max > 0.0 {
+            let scale = max / 127.0;
+            scales[i] = scale;
+            for (o, &x) in out.iter_mut().zip(row) {
+                *o = round_away(x / scale).clamp(-127.0, 127.0) as i8;
+            }
+        } else {
+            scales[i] = 0.0;
+            out[..k].fill(0);
+        }
+        out[k..].fill(0);
+    }
+}
+
+/// Write `round_half_even(x / scale) + zp` saturated to `[lo, hi]`, shifted by `shift`.
+#[inline]
+fn quantize_row_affine(
+    row: &[f32],
+    scale: f32,
+    zp: i32,
+    lo: i32,
+    hi: i32,
+    shift: i32,
+    out: &mut [i8],
+) {
+    let (zp, lo, hi) = (zp as f32, lo as f32, hi as f32);
+    for (o, &x) in out.iter_mut().zip(row) {
+        let v = (round_even(x / scale) + zp).clamp(lo, hi);
+        *o = (v as i32 + shift) as i8;
+    }
+}
+
+/// ONNX `DynamicQuantizeLinear` over the whole `m×k` tensor (uint8, asymmetric, one scale and
+/// zero point for all rows, round half to even), stored shifted by -128 into i8
+/// (`q_i8 = q_u8 - 128`, `zp_i8 = zp_u8 - 128`); every row gets the same scale and zero
+/// point. As ONNX Runtime does, an all-zero tensor gets scale 1.0 (and zero point 0 in u8).
+pub fn quantize_tensor_dynamic_u8(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    lda: usize,
+    q: &mut [i8],
+    scales: &mut [f32],
+    zero_points: &mut [i32],
+) {
+    check_quantize_args(a, m, k, lda, q, scales, zero_points);
+    let (mut lo, mut hi) = (0.0f32, 0.0f32);
+    for i in 0..m {
+        for &x in &a[i * lda..i * lda + k] {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        }
+    }
+    let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
+    let zp = round_even((0.0 - lo / scale).clamp(0.0, 255.0)) as i32;
+    let kp = qa_stride(k);
+    for i in 0..m {
+        let out = &mut q[i * kp..(i + 1) * kp];
+        quantize_row_affine(&a[i * lda..i * lda + k], scale, zp, 0, 255, -128, out);
+        out[k..].fill(0);
+        scales[i] = scale;
+        zero_points[i] = zp - 128;
+    }
+}
+
+/// Static quantization with a fixed `(scale, zero_point)` as ONNX `QuantizeLinear`
+/// (`u8`: uint8 semantics stored shifted by -128, zero point included; else int8), round half
+/// to even, saturating.
+#[allow(clippy::too_many_arguments)]
+pub fn quantize_rows_static(
+    a: &[f32],
+    m: usize,
+    k: usize,
+    lda: usize,
+    scale: f32,
+    zero_point: i32,
+    u8: bool,
+    q: &mut [i8],
+    scales: &mut [f32],
+    zero_points: &mut [i32],
+) {
+    check_quantize_args(a, m, k, lda, q, scales, zero_points);
+    let (lo, hi, shift) = if u8 { (0, 255, -128) } else { (-128, 127, 0) };
+    let kp = qa_stride(k);
+    for i in 0..m {
+        let out = &mut q[i * kp..(i + 1) * kp];
+        quantize_row_affine(
+            &a[i * lda..i * lda + k],
+            scale,
+            zero_point,
+            lo,
+            hi,
+            shift,
+            out,
+        );
+        out[k..].fill(0);
+        scales[i] = scale;
+        zero_points[i] = zero_point + shift;
+    }
+}
+
+// ---------------------------------------------------------------- int8 GEMM
+
+/// `C = act(a_scales[i] · w.scales[j] · Σ_p (qa[i][p] - a_zero_points[i]) · qw[p][j] + bias[j])`
+/// with exact i32 accumulation for any i8 values of `qa` and `qw`. `qa` rows are
+/// [`qa_stride`]`(k)` bytes; `tiles.mr` and `tiles.mc` block rows (`kc` is not used: a
+/// tile's whole depth accumulates in registers).
+#[derive(Clone, Copy, Debug)]
+pub struct QGemm<'a> {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// C row stride (f32 elements).
+    pub ldc: usize,
+    pub a_scales: &'a [f32],
+    pub a_zero_points: &'a [i32],
+    pub bias: Option<&'a [f32]>,
+    pub activation: Activation,
+    pub tiles: Tiles,
+}
+
+/// Check every access the kernels make, once. A failure is a compiler bug.
+pub(crate) fn check_qgemm(qa: &[i8], w: &QWeights<'_>, c: &[f32], g: &QGemm<'_>) {
+    assert!(
+        g.k == w.k && g.n == w.n,
+        "qgemm shape differs from the packed weight"
+    );
+    assert!(g.tiles.mr > 0 && g.tiles.mc > 0);
+    if g.m == 0 || g.n == 0 {
+        return;
+    }
+    assert!(g.ldc >= g.n, "qgemm C stride too small");
+    assert!(c.len() >= (g.m - 1) * g.ldc + g.n, "qgemm C too short");
+    assert!(qa.len() >= g.m * w.kp, "qgemm A too short");
+    assert!(g.a_scales.len() >= g.m && g.a_zero_points.len() >= g.m);
+    if let Some(bias) = g.bias {
+        assert!(bias.len() >= g.n, "qgemm bias too short");
+    }
+}
+
+/// The loop nest shared by the int8 variants: blocks of `mc` rows, each panel, blocks of at
+/// most `mr` rows. `micro(a, rows, panel, acc)` fills the tile's exact sums
+/// `acc[r·nr + c] = Σ_p a[r][p] · panel(p, c)` (wrapping i32) for `rows` rows of `a` (row
+/// stride `kp`) and all `nr` columns; the shared epilogue then applies zero points, scales,
+/// bias and activation, so every variant rounds identically.
+#[inline(always)]
+pub(crate) fn drive_i8(
+    qa: &[i8],
+    w: &QWeights<'_>,
+    c: &mut [f32],
+    g: &QGemm<'_>,
+    max_mr: usize,
+    mut micro: impl FnMut(&[i8], usize, &[i8], &mut [i32]),
+) {
+    let (m, n, nr, kp) = (g.m, g.n, w.nr, w.kp);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mr = g.tiles.mr.min(max_mr).min(16);
+    let mut acc = [0i32; 16 * MAX_NR];
+    let mut ic = 0;
+    while ic < m {
+        let mb = g.tiles.mc.min(m - ic);
+        for panel in 0..n.div_ceil(nr) {
+            let col0 = panel * nr;
+            let cols = nr.min(n - col0);
+            let wp = w.panel(panel);
+            let mut ir = ic;
+            while ir < ic + mb {
+                let left = ic + mb - ir;
+                let rows = left.div_ceil(left.div_ceil(mr));
+                let tile = &mut acc[..rows * nr];
+                micro(&qa[ir * kp..(ir + rows) * kp], rows, wp, tile);
+                for r in 0..rows {
+                    let i = ir + r;
+                    let (sa, zp) = (g.a_scales[i], g.a_zero_points[i]);
+                    let out = &mut c[i * g.ldc + col0..i * g.ldc + col0 + cols];
+                    let sums = &tile[r * nr..r * nr + cols];
+                    let ws = &w.scales[col0..col0 + cols];
+                    let cs = &w.sums[col0..col0 + cols];
+                    for (((o, &s), &sw), &cs) in out.iter_mut().zip(sums).zip(ws).zip(cs) {
+                        let exact = s.wrapping_sub(zp.wrapping_mul(cs));
+                        *o = exact as f32 * (sa * sw);
+                    }
+                    epilogue(out, g.bias.map(|b| &b[col0..col0 + cols]), g.activation);
+                }
+                ir += rows;
+            }
+        }
+        ic += mb;
+    }
+}
+
+/// The quantized GEMM with the fastest variant compiled in for `w.nr`.
+pub fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
+    check_qgemm(qa, &w, c, g);
+    reference::qgemm(qa, w, c, g);
+}
+
+// ---------------------------------------------------------------- int4 weights
+
+/// Quantize a row-major `k×n` f32 weight per (group of `group` rows of k, column)
+/// symmetric: `scale = max|w| / 7` (zero group: 1.0), `q = clamp(round_half_away(w / scale),
+/// -8, 7) + 8` stored as 0..=15. `scales` is `k.div_ceil(group) × n` row-major.
+pub fn quantize_weights_q4(
+    w: &[f32],
+    k: usize,
+    n: usize,
+    group: usize,
+    q: &mut [u8],
+    scales: &mut [f32],
+) {
+    assert!(group > 0);
+    let groups = k.div_ceil(group);
+    assert!(w.len() >= k * n && q.len() >= k * n && scales.len() >= groups * n);
+    for gi in 0..groups {
+        let rows = gi * group..k.min((gi + 1) * group);
+        for j in 0..n {
+            let max = rows.clone().fold(0.0f32, |m, p| m.max(w[p * n + j].abs()));
+            let scale = if max > 0.0 { max / 7.0 } else { 1.0 };
+            scales[gi * n + j] = scale;
+            for p in rows.clone() {
+                q[p * n + j] = (round_away(w[p * n + j] / scale).clamp(-8.0, 7.0) + 8.0) as u8;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Q4Layout {
+    n_pad: usize,
+    groups: usize,
+    scales: usize,
+    scale_bytes: usize,
+    zps: usize,
+    total: usize,
+}
+
+fn q4_layout(
+    k: usize,
+    n: usize,
+    group: usize,
+    nr: usize,
+    f16_scales: bool,
+    zero_points: bool,
+) -> Q4Layout {
+    assert!(group > 0, "int4 group must be positive");
+    assert!(
+        (2..=MAX_NR).contains(&nr) && nr.is_multiple_of(2),
+        "int4 panel width must be even and at most 64"
+    );
+    let n_pad = n.div_ceil(nr) * nr;
+    let groups = k.div_ceil(group);
+    let scales = align64(k * n_pad / 2);
+    let scale_bytes = groups * n_pad * if f16_scales { 2 } else { 4 };
+    let zps = scales + align64(scale_bytes);
+    let total = zps
+        + if zero_points {
+            align64(groups * n_pad)
+        } else {
+            0
+        };
+    Q4Layout {
+        n_pad,
+        groups,
+        scales,
+        scale_bytes,
+        zps,
+        total,
+    }
+}
+
+/// Bytes of the packed int4 blob. `f16_scales`: scales stored as IEEE half. `zero_points`:
+/// an explicit per-(group, column) zero point (0..=15) is stored (else 8).
+pub fn packed_q4_bytes(
+    k: usize,
+    n: usize,
+    group: usize,
+    nr: usize,
+    f16_scales: bool,
+    zero_points: bool,
+) -> usize {
+    q4_layout(k, n, group, nr, f16_scales, zero_points).total
+}
+
+/// Pack `q` (`k×n` values 0..=15), `scales` (`groups×n` f32) and optional zero points
+/// (`groups×n`, 0..=15) into `out` ([`packed_q4_bytes`] long).
+#[allow(clippy::too_many_arguments)]
+pub fn pack_q4(
+    q: &[u8],
+    scales: &[f32],
+    zero_points: Option<&[u8]>,
+    k: usize,
+    n: usize,
+    group: usize,
+    nr: usize,
+    f16_scales: bool,
+    out: &mut [u8],
+) {
+    let l = q4_layout(k, n, group, nr, f16_scales, zero_points.is_some());
+    assert!(q.len() >= k * n && scales.len() >= l.groups * n && out.len() == l.total);
+    out.fill(0);
+    let half = nr / 2;
+    for p in 0..k {
+        for j in 0..n {
+            let (panel, c) = (j / nr, j % nr);
+            let at = panel * k * half + p * half + c % half;
+            let v = q[p * n + j] & 15;
+            out[at] |= if c < half { v } else { v << 4 };
+        }
+    }
+    for gi in 0..l.groups {
+        for j in 0..n {
+            let s = scales[gi * n + j];
+            let e = gi * l.n_pad + j;
+            if f16_scales {
+                let at = l.scales + 2 * e;
+                out[at..at + 2].copy_from_slice(&f32_to_f16(s).to_le_bytes());
+            } else {
+                let at = l.scales + 4 * e;
+                out[at..at + 4].copy_from_slice(&s.to_le_bytes());
+            }
+            if let Some(zp) = zero_points {
+                out[l.zps + e] = zp[gi * n + j] & 15;
+            }
+        }
+    }
+}
+
+/// Per-(group, column) scales of an int4 blob.
+#[derive(Clone, Copy, Debug)]
+pub enum Q4Scales<'a> {
+    F32(&'a [f32]),
+    /// IEEE half bits.
+    F16(&'a [u16]),
+}
+
+impl Q4Scales<'_> {
+    #[inline]
+    pub fn get(&self, at: usize) -> f32 {
+        match self {
+            Q4Scales::F32(s) => s[at],
+            Q4Scales::F16(s) => f16_to_f32(s[at]),
+        }
+    }
+}
+
+/// A view of a packed int4 blob.
+#[derive(Clone, Copy, Debug)]
+pub struct Q4Weights<'a> {
+    /// `n_pad / nr` panels of `k · nr/2` bytes (see the module doc).
+    pub nibbles: &'a [u8],
+    /// `groups × n_pad`.
+    pub scales: Q4Scales<'a>,
+    /// `groups × n_pad` zero points, or `None` for 8.
+    pub zero_points: Option<&'a [u8]>,
+    pub k: usize,
+    pub n: usize,
+    pub group: usize,
+    pub nr: usize,
+    /// `n` padded to a multiple of `nr` (the row length of scales and zero points).
+    pub n_pad: usize,
+}
+
+impl<'a> Q4Weights<'a> {
+    /// Panics like [`QWeights::new`] on a length or alignment mismatch.
+    pub fn new(
+        blob: &'a [u8],
+        k: usize,
+        n: usize,
+        group: usize,
+        nr: usize,
+        f16_scales: bool,
+        zero_points: bool,
+    ) -> Self {
+        let l = q4_layout(k, n, group, nr, f16_scales, zero_points);
+        assert_eq!(blob.len(), l.total, "int4 weight blob length");
+        let sb = &blob[l.scales..l.scales + l.scale_bytes];
+        Q4Weights {
+            nibbles: &blob[..k * l.n_pad / 2],
+            scales: if f16_scales {
+                Q4Scales::F16(cast::<u16>(sb))
+            } else {
+                Q4Scales::F32(cast::<f32>(sb))
+            },
+            zero_points: zero_points.then(|| &blob[l.zps..l.zps + l.groups * l.n_pad]),
+            k,
+            n,
+            group,
+            nr,
+            n_pad: l.n_pad,
+        }
+    }
+
+    /// The `k · nr/2` bytes of panel `panel`.
+    #[inline]
+    pub fn panel(&self, panel: usize) -> &'a [u8] {
+        let len = self.k * self.nr / 2;
+        &self.nibbles[panel * len..(panel + 1) * len]
+    }
+
+    /// Scale and zero point of `(group, column)` as f32.
+    #[inline]
+    pub fn scale_zp(&self, gi: usize, j: usize) -> (f32, f32) {
+        let e = gi * self.n_pad + j;
+        let zp = self.zero_points.map_or(8, |z| z[e]);
+        (self.scales.get(e), zp as f32)
+    }
+}
+
+pub(crate) fn check_q4(a: &[f32], w: &Q4Weights<'_>, c: &[f32], g: &Gemm<'_>) {
+    assert!(
+        g.k == w.k && g.n == w.n,
+        "gemm_q4 shape differs from the packed weight"
+    );
+    if g.m == 0 || g.n == 0 {
+        return;
+    }
+    assert!(g.lda >= g.k && g.ldc >= g.n, "gemm_q4 strides too small");
+    assert!(c.len() >= (g.m - 1) * g.ldc + g.n, "gemm_q4 C too short");
+    assert!(a.len() >= (g.m - 1) * g.lda + g.k, "gemm_q4 A too short");
+    if let Some(bias) = g.bias {
+        assert!(bias.len() >= g.n, "gemm_q4 bias too short");
+    }
+}
+
+/// `C = act(A · W + bias)` with `W[p][j] = (q[p][j] - zp) · scale[p / group][j]`,
+/// dequantized inside the kernel. `A` is f32 `m×k` with row stride `lda`.
+pub fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) {
+    check_q4(a, &w, c, g);
+    reference::gemm_q4(a, w, c, g);
+}
+
+// ---------------------------------------------------------------- row tables
+
+#[inline]
+fn resolve(index: i64, bound: usize) -> Result<usize, crate::error::IndexError> {
+    let wrapped = if index < 0 {
+        index + bound as i64
+    } else {
+        index
+    };
+    if wrapped < 0 || wrapped >= bound as i64 {
+        return Err(crate::error::IndexError { index, bound });
+    }
+    Ok(wrapped as usize)
+}
+
+/// Bytes of a per-row symmetric int8 table: `rows` f32 scales, then `rows × cols` values.
+pub fn packed_rows_i8_bytes(rows: usize, cols: usize) -> usize {
+    align64(4 * rows) + rows * cols
+}
+
+/// Quantize a `rows × cols` f32 table per row, as [`quantize_weights_i8`] does per column.
+pub fn pack_rows_i8(table: &[f32], rows: usize, cols: usize, out: &mut [u8]) {
+    assert!(table.len() >= rows * cols && out.len() == packed_rows_i8_bytes(rows, cols));
+    out.fill(0);
+    let base = align64(4 * rows);
+    for r in 0..rows {
+        let row = &table[r * cols..(r + 1) * cols];
+        let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        out[4 * r..4 * r + 4].copy_from_slice(&scale.to_le_bytes());
+        for (o, &x) in out[base + r * cols..base + (r + 1) * cols]
+            .iter_mut()
+            .zip(row)
+        {
+            *o = round_away(x / scale).clamp(-127.0, 127.0) as i8 as u8;
+        }
+    }
+}
+
+/// `out[r][..] =` dequantized row `indices[r]` (negative indices count from the end; anything
+/// else out of range is `Error::IndexOutOfRange` naming `node`, like the float Gather).
+pub fn gather_rows_i8<I: Index>(
+    node: &'static str,
+    blob: &[u8],
+    rows: usize,
+    cols: usize,
+    indices: &[I],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    assert!(blob.len() == packed_rows_i8_bytes(rows, cols) && out.len() >= indices.len() * cols);
+    let base = align64(4 * rows);
+    let scales = cast::<f32>(&blob[..4 * rows]);
+    let values = cast::<i8>(&blob[base..]);
+    for (r, &index) in indices.iter().enumerate() {
+        let i = resolve(index.to_i64(), rows).map_err(|e| e.at(node))?;
+        let s = scales[i];
+        for (o, &q) in out[r * cols..(r + 1) * cols]
+            .iter_mut()
+            .zip(&values[i * cols..(i + 1) * cols])
+        {
+            *o = q as f32 * s;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of an int4 table: `rows × cols.div_ceil(group)` scales, then `rows ×
+/// cols.div_ceil(2)` bytes (column `2b` in the low nibble of byte `b`, `2b + 1` in the high).
+pub fn packed_rows_q4_bytes(rows: usize, cols: usize, group: usize, f16_scales: bool) -> usize {
+    assert!(group > 0);
+    let scale = if f16_scales { 2 } else { 4 };
+    align64(rows * cols.div_ceil(group) * scale) + rows * cols.div_ceil(2)
+}
+
+/// Quantize a `rows × cols` f32 table per (row, group of `group` columns), as
+/// [`quantize_weights_q4`] does per (group of rows, column).
+pub fn pack_rows_q4(
+    table: &[f32],
+    rows: usize,
+    cols: usize,
+    group: usize,
+    f16_scales: bool,
+    out: &mut [u8],
+) {
+    assert!(
+        table.len() >= rows * cols
+            && out.len() == packed_rows_q4_bytes(rows, cols, group, f16_scales)
+    );
+    out.fill(0);
+    let gpr = cols.div_ceil(group);
+    let base = align64(rows * gpr * if f16_scales { 2 } else { 4 });
+    let stride = cols.div_ceil(2);
+    for r in 0..rows {
+        for gi in 0..gpr {
+            let span = gi * group..cols.min((gi + 1) * group);
+            let vals = &table[r * cols + span.start..r * cols + span.end];
+            let max = vals.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let scale = if max > 0.0 { max / 7.0 } else { 1.0 };
+            let e = r * gpr + gi;
+            if f16_scales {
+                out[2 * e..2 * e + 2].copy_from_slice(&f32_to_f16(scale).to_le_bytes());
+            } else {
+                out[4 * e..4 * e + 4].copy_from_slice(&scale.to_le_bytes());
+            }
+            for (t, &x) in vals.iter().enumerate() {
+                let col = span.start + t;
+                let v = (round_away(x / scale).clamp(-8.0, 7.0) + 8.0) as u8;
+                out[base + r * stride + col / 2] |= if col % 2 == 0 { v } else { v << 4 };
+            }
+        }
+    }
+}
+
+/// As [`gather_rows_i8`] for an int4 table made by [`pack_rows_q4`].
+#[allow(clippy::too_many_arguments)]
+pub fn gather_rows_q4<I: Index>(
+    node: &'static str,
+    blob: &[u8],
+    rows: usize,
+    cols: usize,
+    group: usize,
+    f16_scales: bool,
+    indices: &[I],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    assert!(
+        blob.len() == packed_rows_q4_bytes(rows, cols, group, f16_scales)
+            && out.len() >= indices.len() * cols
+    );
+    let gpr = cols.div_ceil(group);
+    let scale_bytes = rows * gpr * if f16_scales { 2 } else { 4 };
+    let scales = if f16_scales {
+        Q4Scales::F16(cast::<u16>(&blob[..scale_bytes]))
+    } else {
+        Q4Scales::F32(cast::<f32>(&blob[..scale_bytes]))
+    };
+    let base = align64(scale_bytes);
+    let stride = cols.div_ceil(2);
+    for (r, &index) in indices.iter().enumerate() {
+        let i = resolve(index.to_i64(), rows).map_err(|e| e.at(node))?;
+        let bytes = &blob[base + i * stride..base + (i + 1) * stride];
+        let out = &mut out[r * cols..(r + 1) * cols];
+        for gi in 0..gpr {
+            let s = scales.get(i * gpr + gi);
+            for col in gi * group..cols.min((gi + 1) * group) {
+                let b = bytes[col / 2];
+                let v = if col % 2 == 0 { b & 15 } else { b >> 4 };
+                out[col] = (v as f32 - 8.0) * s;
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- panel widths
+
+/// The int8 panel width for a target, from its arch (`x86_64`, `aarch64`, …, the first
+/// component of the triple) and its enabled target features (as in a profile:
+/// `avx512vnni`, `avx512bw`, `avx2`, `dotprod`, `neon`, …).
+pub fn qgemm_nr_for(triple_arch: &str, features: &[&str]) -> usize {
+    let has = |f: &str| features.contains(&f);
+    match triple_arch {
+        "x86_64" if has("avx512vnni") && has("avx512bw") => 32,
+        "x86_64" if has("avx2") || has("avx512f") => 8,
+        "aarch64" if has("dotprod") => 16,
+        "aarch64" => 8,
+        _ => 16,
+    }
+}
+
+/// The int4 panel width for a target (see [`qgemm_nr_for`]).
+pub fn q4_nr_for(triple_arch: &str, features: &[&str]) -> usize {
+    match triple_arch {
+        "x86_64" if features.contains(&"avx512f") => 32,
+        _ => 16,
+    }
+}
+
+/// The int8 panel width the variant compiled in for this target reads.
+pub const fn native_i8_nr() -> usize {
+    if cfg!(all(
+        target_arch = "x86_64",
+        target_feature = "avx512vnni",
+        target_feature = "avx512bw"
+    )) {
+        32
+    } else if cfg!(all(target_arch = "x86_64", target_feature = "avx2")) {
+        8
+    } else if cfg!(all(target_arch = "aarch64", target_feature = "dotprod")) {
+        16
+    } else if cfg!(target_arch = "aarch64") {
+        8
+    } else {
+        16
+    }
+}
+
+/// The int4 panel width the variant compiled in for this target reads.
+pub const fn native_q4_nr() -> usize {
+    if cfg!(all(target_arch = "x86_64", target_feature = "avx512f")) {
+        32
+    } else {
+        16
+    }
+}

@@ -1,0 +1,605 @@
+//! The quantized-kernel test battery: every int8 and int4 variant this machine can run
+//! against ground truth (an i64 triple loop for qgemm, explicitly dequantized weights through
+//! the f32 reference GEMM for gemm_q4) over odd shapes, tails, full i8 ranges, zero points,
+//! groups and epilogues; the quantizers against their specs; the row tables.
+use super::*;
+use crate::arena::{Aligned64, from_blocks};
+use crate::kernels::gemm::{self, BMatrix, Gemm};
+use std::vec;
+use std::vec::Vec;
+
+type I8Variant = (
+    &'static str,
+    usize,
+    fn(&[i8], QWeights<'_>, &mut [f32], &QGemm<'_>),
+);
+type Q4Variant = (
+    &'static str,
+    usize,
+    fn(&[f32], Q4Weights<'_>, &mut [f32], &Gemm<'_>),
+);
+
+/// The int8 variants runnable here, with the panel width each reads.
+fn i8_variants() -> Vec<I8Variant> {
+    vec![
+        ("reference8", 8, reference::qgemm),
+        ("reference16", 16, reference::qgemm),
+        ("reference32", 32, reference::qgemm),
+        ("reference5", 5, reference::qgemm),
+        ("reference1", 1, reference::qgemm),
+        ("dispatch", native_i8_nr(), qgemm),
+    ]
+}
+
+/// The int4 variants runnable here.
+fn q4_variants() -> Vec<Q4Variant> {
+    vec![
+        ("reference16", 16, reference::gemm_q4),
+        ("reference32", 32, reference::gemm_q4),
+        ("reference6", 6, reference::gemm_q4),
+        ("reference2", 2, reference::gemm_q4),
+        ("dispatch", native_q4_nr(), gemm_q4),
+    ]
+}
+
+/// A 64-byte aligned zeroed buffer of at least `len` bytes (weight blobs are aligned so).
+fn aligned(len: usize) -> Vec<Aligned64<[u8; 64]>> {
+    vec![Aligned64([0u8; 64]); len.div_ceil(64).max(1)]
+}
+
+struct Rng(u32);
+impl Rng {
+    fn new(seed: u32) -> Self {
+        Rng(seed.wrapping_mul(2_654_435_761).wrapping_add(1))
+    }
+    fn next(&mut self) -> u32 {
+        let s = &mut self.0;
+        *s ^= *s << 13;
+        *s ^= *s >> 17;
+        *s ^= *s << 5;
+        *s
+    }
+    /// In [-1, 1).
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+    }
+    /// Any i8; every fourth value is an extreme (-128 or 127).
+    fn i8(&mut self) -> i8 {
+        let v = self.next();
+        match v % 8 {
+            0 => -128,
+            1 => 127,
+            _ => (v >> 8) as u8 as i8,
+        }
+    }
+}
+
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (1, 64, 64),
+    (1, 7, 33),
+    (3, 5, 17),
+    (6, 16, 16),
+    (7, 9, 31),
+    (13, 100, 47),
+    (14, 33, 32),
+    (15, 64, 65),
+    (29, 130, 97),
+    (2, 1027, 40),
+    (5, 0, 9),
+];
+
+const ACTIVATIONS: &[Activation] = &[
+    Activation::None,
+    Activation::Relu,
+    Activation::Gelu,
+    Activation::GeluTanh,
+    Activation::Silu,
+];
+
+const TILES: &[Tiles] = &[
+    Tiles {
+        mr: 64,
+        kc: 4096,
+        mc: 4096,
+    },
+    Tiles {
+        mr: 3,
+        kc: 17,
+        mc: 5,
+    },
+    Tiles {
+        mr: 1,
+        kc: 1,
+        mc: 1,
+    },
+    Tiles {
+        mr: 6,
+        kc: 64,
+        mc: 12,
+    },
+];
+
+#[test]
+fn pack_i8_places_every_weight_and_column_sum() {
+    let (k, n, nr) = (7, 11, 4);
+    let mut rng = Rng::new(9);
+    let q: Vec<i8> = (0..k * n).map(|_| rng.i8()).collect();
+    let scales: Vec<f32> = (0..n).map(|j| j as f32 + 0.5).collect();
+    let len = packed_i8_bytes(k, n, nr);
+    let mut buf = aligned(len);
+    let blob = &mut from_blocks(&mut buf)[..len];
+    pack_i8(&q, &scales, k, n, nr, blob);
+    let w = QWeights::new(blob, k, n, nr);
+    assert_eq!(w.kp, 8);
+    for p in 0..w.kp {
+        for j in 0..w.panels.len() / w.kp {
+            let want = if p < k && j < n { q[p * n + j] } else { 0 };
+            assert_eq!(w.panels[i8_panel_index(p, j, w.kp, nr)], want, "({p}, {j})");
+        }
+    }
+    for j in 0..n {
+        assert_eq!(w.scales[j], scales[j]);
+        let sum: i32 = (0..k).map(|p| q[p * n + j] as i32).sum();
+        assert_eq!(w.sums[j], sum);
+    }
+}
+
+#[test]
+fn every_qgemm_variant_matches_the_exact_triple_loop() {
+    for (name, nr, run) in i8_variants() {
+        for (shape, &(m, k, n)) in SHAPES.iter().enumerate() {
+            let seed = shape as u32 * 31;
+            let kp = qa_stride(k);
+            let mut rng = Rng::new(seed + 1);
+            let mut qa = vec![0i8; m * kp];
+            for i in 0..m {
+                for p in 0..k {
+                    qa[i * kp + p] = rng.i8();
+                }
+            }
+            let qw: Vec<i8> = (0..k * n).map(|_| rng.i8()).collect();
+            let w_scales: Vec<f32> = (0..n).map(|_| rng.f32().abs() * 0.01 + 1e-4).collect();
+            let a_scales: Vec<f32> = (0..m).map(|_| rng.f32().abs() * 0.01 + 1e-4).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let len = packed_i8_bytes(k, n, nr);
+            let mut buf = aligned(len);
+            let blob = &mut from_blocks(&mut buf)[..len];
+            pack_i8(&qw, &w_scales, k, n, nr, blob);
+            for (case, &act) in ACTIVATIONS.iter().enumerate() {
+                // Zero points: none, the extremes, and random ones.
+                let zps: Vec<i32> = (0..m)
+                    .map(|i| match case % 3 {
+                        0 => 0,
+                        1 if i % 2 == 0 => -128,
+                        1 => 127,
+                        _ => rng.i8() as i32,
+                    })
+                    .collect();
+                let ldc = n + 2;
+                let g = QGemm {
+                    m,
+                    k,
+                    n,
+                    ldc,
+                    a_scales: &a_scales,
+                    a_zero_points: &zps,
+                    bias: (case % 2 == 0).then_some(&bias[..]),
+                    activation: act,
+                    tiles: TILES[case % TILES.len()],
+                };
+                let mut want = vec![7.0f32; m * ldc];
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut s = 0i64;
+                        for p in 0..k {
+                            s += (qa[i * kp + p] as i64 - zps[i] as i64) * qw[p * n + j] as i64;
+                        }
+                        let s = i32::try_from(s).expect("test sums fit i32");
+                        want[i * ldc + j] = s as f32 * (a_scales[i] * w_scales[j]);
+                    }
+                    let row = &mut want[i * ldc..i * ldc + n];
+                    gemm::epilogue(row, g.bias, act);
+                }
+                let mut got = vec![7.0f32; m * ldc];
+                run(&qa, QWeights::new(blob, k, n, nr), &mut got, &g);
+                for (e, (x, y)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        x.to_bits() == y.to_bits(),
+                        "{name} {m}x{k}x{n} {act:?} zp case {}: element {e}: {x} vs {y}",
+                        case % 3
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quantized_linear_tracks_the_float_product() {
+    let (m, k, n) = (9, 70, 21);
+    let mut rng = Rng::new(5);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+    let w: Vec<f32> = (0..k * n).map(|_| rng.f32()).collect();
+    let mut qw = vec![0i8; k * n];
+    let mut ws = vec![0.0; n];
+    quantize_weights_i8(&w, k, n, &mut qw, &mut ws);
+    let len = packed_i8_bytes(k, n, 16);
+    let mut buf = aligned(len);
+    let blob = &mut from_blocks(&mut buf)[..len];
+    pack_i8(&qw, &ws, k, n, 16, blob);
+    let mut packed = vec![0.0; gemm::packed_len(k, n, 8)];
+    gemm::pack_b(&w, k, n, 8, &mut packed);
+    let fg = Gemm {
+        m,
+        k,
+        n,
+        lda: k,
+        ldc: n,
+        bias: None,
+        activation: Activation::None,
+        tiles: TILES[0],
+    };
+    let mut want = vec![0.0; m * n];
+    gemm::reference::gemm(&a, BMatrix::packed(&packed, k, 8), &mut want, &fg);
+    type Quantizer = fn(&[f32], usize, usize, usize, &mut [i8], &mut [f32], &mut [i32]);
+    let quantizers: [(&str, Quantizer); 2] = [
+        ("symmetric", quantize_rows_symmetric),
+        ("dynamic u8", quantize_tensor_dynamic_u8),
+    ];
+    for (name, quantize) in quantizers {
+        let mut qa = vec![0i8; m * qa_stride(k)];
+        let (mut sa, mut za) = (vec![0.0; m], vec![0; m]);
+        quantize(&a, m, k, k, &mut qa, &mut sa, &mut za);
+        let g = QGemm {
+            m,
+            k,
+            n,
+            ldc: n,
+            a_scales: &sa,
+            a_zero_points: &za,
+            bias: None,
+            activation: Activation::None,
+            tiles: TILES[0],
+        };
+        let mut got = vec![0.0; m * n];
+        qgemm(&qa, QWeights::new(blob, k, n, 16), &mut got, &g);
+        for (x, y) in got.iter().zip(&want) {
+            // Two 8-bit roundings of values in [-1, 1) over k = 70 products.
+            assert!((x - y).abs() < 0.15, "{name}: {x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn weight_quantizer_follows_its_spec() {
+    // Columns: max 127 (scale 1), all zero (scale 1, q 0), max 254 (scale 2); halves round
+    // away from zero.
+    let (k, n) = (4, 3);
+    let w = [
+        127.0, 0.0, 254.0, //
+        2.5, 0.0, 5.0, //
+        -2.5, 0.0, -1.0, //
+        -126.6, 0.0, 3.0,
+    ];
+    let mut q = [0i8; 12];
+    let mut s = [0.0f32; 3];
+    quantize_weights_i8(&w, k, n, &mut q, &mut s);
+    assert_eq!(s, [1.0, 1.0, 2.0]);
+    assert_eq!(q, [127, 0, 127, 3, 0, 3, -3, 0, -1, -127, 0, 2]);
+}
+
+#[test]
+fn symmetric_rows_follow_their_spec() {
+    let (m, k) = (2, 5);
+    let a = [127.0, -63.5, 0.5, 0.49, -127.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let mut q = [9i8; 16];
+    let (mut s, mut z) = ([0.0f32; 2], [5i32; 2]);
+    quantize_rows_symmetric(&a, m, k, k, &mut q, &mut s, &mut z);
+    assert_eq!(s, [1.0, 0.0]);
+    assert_eq!(z, [0, 0]);
+    assert_eq!(q, [127, -64, 1, 0, -127, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+/// Inputs and outputs of the ONNX backend tests `test_dynamicquantizelinear`,
+/// `_max_adjusted` and `_min_adjusted`: (x, scale, zero point, y), all uint8.
+#[allow(clippy::type_complexity)]
+const DYNAMIC_CASES: &[(&[f32], f32, i32, &[i32])] = &[
+    (
+        &[0.0, 2.0, -3.0, -2.5, 1.34, 0.5],
+        0.019_607_844,
+        153,
+        &[153, 255, 0, 26, 221, 179],
+    ),
+    (
+        &[-1.0, -2.1, -1.3, -2.5, -3.34, -4.0],
+        0.015_686_275,
+        255,
+        &[191, 121, 172, 96, 42, 0],
+    ),
+    (
+        &[
+            1.0, 2.1, 1.3, 2.5, 3.34, 4.0, 1.5, 2.6, 3.9, 4.0, 3.0, 2.345,
+        ],
+        0.015_686_275,
+        0,
+        &[64, 134, 83, 159, 213, 255, 96, 166, 249, 255, 191, 149],
+    ),
+];
+
+#[test]
+fn dynamic_u8_matches_the_onnx_backend_tests() {
+    for &(x, scale, zp, y) in DYNAMIC_CASES {
+        // As 2 rows with a padded stride, and as one row.
+        for (m, k, lda) in [(2, x.len() / 2, x.len() / 2), (1, x.len(), x.len())] {
+            let kp = qa_stride(k);
+            let mut q = vec![9i8; m * kp];
+            let (mut s, mut z) = (vec![0.0; m], vec![0; m]);
+            quantize_tensor_dynamic_u8(x, m, k, lda, &mut q, &mut s, &mut z);
+            for i in 0..m {
+                assert_eq!(s[i], scale);
+                assert_eq!(z[i], zp - 128);
+                for p in 0..kp {
+                    let want = if p < k { (y[i * k + p] - 128) as i8 } else { 0 };
+                    assert_eq!(q[i * kp + p], want, "{x:?} row {i} element {p}");
+                }
+            }
+        }
+    }
+    // All zero: scale 1 and zero point 0 (as ONNX Runtime), so q is 0 - 128.
+    let mut q = [5i8; 4];
+    let (mut s, mut z) = ([0.0], [0]);
+    quantize_tensor_dynamic_u8(&[0.0; 3], 1, 3, 3, &mut q, &mut s, &mut z);
+    assert_eq!((s, z, q), ([1.0], [-128], [-128, -128, -128, 0]));
+}
+
+#[test]
+fn static_quantization_rounds_half_to_even_and_saturates() {
+    let x = [0.5, 1.5, 2.5, -0.5, -1.5, 200.0, -200.0];
+    let mut q = [0i8; 8];
+    let (mut s, mut z) = ([0.0], [9]);
+    quantize_rows_static(&x, 1, 7, 7, 1.0, 0, false, &mut q, &mut s, &mut z);
+    assert_eq!((s, z), ([1.0], [0]));
+    assert_eq!(q, [0, 2, 2, 0, -2, 127, -128, 0]);
+    // uint8 with zero point 128 and scale 0.5: 0.75/0.5 = 1.5 → 2, -1.25/0.5 = -2.5 → -2.
+    let x = [0.75, -1.25, 300.0, -300.0, 0.0];
+    let mut q = [0i8; 8];
+    quantize_rows_static(&x, 1, 5, 5, 0.5, 128, true, &mut q, &mut s, &mut z);
+    assert_eq!((s, z), ([0.5], [0]));
+    assert_eq!(q, [2, -2, 127, -128, 0, 0, 0, 0]);
+    // int8 with a negative zero point.
+    let mut q = [0i8; 4];
+    quantize_rows_static(
+        &[1.0, -1.0, 0.0],
+        1,
+        3,
+        3,
+        0.25,
+        -3,
+        false,
+        &mut q,
+        &mut s,
+        &mut z,
+    );
+    assert_eq!(z, [-3]);
+    assert_eq!(q, [1, -7, -3, 0]);
+}
+
+#[test]
+fn q4_weight_quantizer_follows_its_spec() {
+    // One column, group 5 then a tail group of 2: max 7 (scale 1), then a zero group.
+    let w = [7.0, 3.5, -3.5, 0.49, -7.0, 0.0, 0.0];
+    let mut q = [0u8; 7];
+    let mut s = [0.0f32; 2];
+    quantize_weights_q4(&w, 7, 1, 5, &mut q, &mut s);
+    assert_eq!(s, [1.0, 1.0]);
+    assert_eq!(q, [15, 12, 4, 8, 1, 8, 8]);
+}
+
+/// `(q - zp) · scale` per element, with scales as the blob stores them.
+fn dequantize_q4(
+    q: &[u8],
+    scales: &[f32],
+    zps: Option<&[u8]>,
+    k: usize,
+    n: usize,
+    group: usize,
+    f16: bool,
+) -> Vec<f32> {
+    let mut w = vec![0.0; k * n];
+    for p in 0..k {
+        for j in 0..n {
+            let e = (p / group) * n + j;
+            let s = if f16 {
+                crate::math::f16_to_f32(crate::math::f32_to_f16(scales[e]))
+            } else {
+                scales[e]
+            };
+            let zp = zps.map_or(8, |z| z[e]);
+            w[p * n + j] = (q[p * n + j] as f32 - zp as f32) * s;
+        }
+    }
+    w
+}
+
+#[test]
+fn every_gemm_q4_variant_matches_dequantized_weights() {
+    let shapes: &[(usize, usize, usize)] = &[
+        (1, 1, 1),
+        (1, 64, 64),
+        (1, 100, 33),
+        (1, 257, 96),
+        (3, 130, 17),
+        (7, 33, 31),
+        (13, 192, 47),
+        (4, 0, 5),
+    ];
+    for (name, nr, run) in q4_variants() {
+        for (shape, &(m, k, n)) in shapes.iter().enumerate() {
+            for (case, &(group, f16, with_zp)) in [
+                (32, false, false),
+                (64, true, false),
+                (128, false, true),
+                (32, true, true),
+                (7, false, true),
+            ]
+            .iter()
+            .enumerate()
+            {
+                let mut rng = Rng::new(shape as u32 * 7 + case as u32);
+                let groups = k.div_ceil(group);
+                let lda = k + 1;
+                let a: Vec<f32> = (0..m * lda).map(|_| rng.f32()).collect();
+                let q: Vec<u8> = (0..k * n).map(|_| (rng.next() % 16) as u8).collect();
+                let scales: Vec<f32> = (0..groups * n).map(|_| rng.f32().abs() * 0.1).collect();
+                let zps: Vec<u8> = (0..groups * n).map(|_| (rng.next() % 16) as u8).collect();
+                let zps = with_zp.then_some(&zps[..]);
+                let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+                let len = packed_q4_bytes(k, n, group, nr, f16, with_zp);
+                let mut buf = aligned(len);
+                let blob = &mut from_blocks(&mut buf)[..len];
+                pack_q4(&q, &scales, zps, k, n, group, nr, f16, blob);
+                let wd = dequantize_q4(&q, &scales, zps, k, n, group, f16);
+                let mut packed = vec![0.0; gemm::packed_len(k, n, 8)];
+                gemm::pack_b(&wd, k, n, 8, &mut packed);
+                let act = ACTIVATIONS[(shape + case) % ACTIVATIONS.len()];
+                let ldc = n + 3;
+                let g = Gemm {
+                    m,
+                    k,
+                    n,
+                    lda,
+                    ldc,
+                    bias: (case % 2 == 0).then_some(&bias[..]),
+                    activation: act,
+                    tiles: TILES[case % TILES.len()],
+                };
+                let mut want = vec![7.0; m * ldc];
+                gemm::reference::gemm(&a, BMatrix::packed(&packed, k, 8), &mut want, &g);
+                let mut got = vec![7.0; m * ldc];
+                let w = Q4Weights::new(blob, k, n, group, nr, f16, with_zp);
+                run(&a, w, &mut got, &g);
+                for i in 0..m {
+                    for j in 0..ldc {
+                        let (x, y) = (got[i * ldc + j], want[i * ldc + j]);
+                        if j >= n {
+                            assert_eq!(x, 7.0, "{name}: wrote past the row");
+                            continue;
+                        }
+                        // The kernel factors the zero point out of each group: its error
+                        // scales with Σ|a|·(|q| + |zp|)·scale.
+                        let bound: f32 = (0..k)
+                            .map(|p| {
+                                let e = (p / group) * n + j;
+                                let zp = zps.map_or(8.0, |z| z[e] as f32);
+                                a[i * lda + p].abs() * (q[p * n + j] as f32 + zp) * scales[e]
+                            })
+                            .sum();
+                        assert!(
+                            (x - y).abs() <= 2e-5 * bound + 1e-5,
+                            "{name} {m}x{k}x{n} group {group} f16 {f16} zp {with_zp} {act:?}: \
+                             ({i}, {j}): {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_rows_gather_and_reject_out_of_range() {
+    let (rows, cols) = (5, 37);
+    let mut rng = Rng::new(3);
+    let mut table: Vec<f32> = (0..rows * cols).map(|_| rng.f32() * 3.0).collect();
+    table[2 * cols..3 * cols].fill(0.0);
+    let len = packed_rows_i8_bytes(rows, cols);
+    let mut buf = aligned(len);
+    let blob = &mut from_blocks(&mut buf)[..len];
+    pack_rows_i8(&table, rows, cols, blob);
+    let ids: [i64; 4] = [4, 0, 2, -1];
+    let mut out = vec![0.0; ids.len() * cols];
+    gather_rows_i8("g", blob, rows, cols, &ids, &mut out).unwrap();
+    for (r, &id) in ids.iter().enumerate() {
+        let src = if id < 0 { rows - 1 } else { id as usize };
+        let row = &table[src * cols..(src + 1) * cols];
+        let mut q = vec![0i8; cols];
+        let mut s = vec![0.0; 1];
+        // The per-row rule is the per-column weight rule on a k×1 matrix.
+        quantize_weights_i8(row, cols, 1, &mut q, &mut s);
+        for c in 0..cols {
+            assert_eq!(out[r * cols + c], q[c] as f32 * s[0]);
+            assert!((out[r * cols + c] - row[c]).abs() <= s[0] * 0.5 + 1e-6);
+        }
+    }
+    let ids32: [i32; 2] = [1, 3];
+    let mut out32 = vec![0.0; 2 * cols];
+    gather_rows_i8("g", blob, rows, cols, &ids32, &mut out32).unwrap();
+    let mut out64 = vec![0.0; 2 * cols];
+    gather_rows_i8("g", blob, rows, cols, &[1i64, 3], &mut out64).unwrap();
+    assert_eq!(out32, out64);
+    for bad in [5i64, -6] {
+        assert_eq!(
+            gather_rows_i8("emb", blob, rows, cols, &[0, bad], &mut out),
+            Err(Error::IndexOutOfRange {
+                node: "emb",
+                index: bad,
+                bound: rows
+            })
+        );
+    }
+}
+
+#[test]
+fn int4_rows_gather_and_reject_out_of_range() {
+    let (rows, cols) = (4, 75);
+    let mut rng = Rng::new(4);
+    let table: Vec<f32> = (0..rows * cols).map(|_| rng.f32()).collect();
+    for group in [32, 64, 128, 5] {
+        for f16 in [false, true] {
+            let len = packed_rows_q4_bytes(rows, cols, group, f16);
+            let mut buf = aligned(len);
+            let blob = &mut from_blocks(&mut buf)[..len];
+            pack_rows_q4(&table, rows, cols, group, f16, blob);
+            let ids: [i64; 3] = [3, 0, -2];
+            let mut out = vec![0.0; ids.len() * cols];
+            gather_rows_q4("g", blob, rows, cols, group, f16, &ids, &mut out).unwrap();
+            for (r, &id) in ids.iter().enumerate() {
+                let src = if id < 0 {
+                    (rows as i64 + id) as usize
+                } else {
+                    id as usize
+                };
+                let row = &table[src * cols..(src + 1) * cols];
+                // The per-(row, group) rule is the per-(group, column) weight rule on k×1.
+                let mut q = vec![0u8; cols];
+                let mut s = vec![0.0; cols.div_ceil(group)];
+                quantize_weights_q4(row, cols, 1, group, &mut q, &mut s);
+                let want = dequantize_q4(&q, &s, None, cols, 1, group, f16);
+                assert_eq!(&out[r * cols..(r + 1) * cols], &want[..], "group {group}");
+            }
+            assert_eq!(
+                gather_rows_q4("emb", blob, rows, cols, group, f16, &[7i32], &mut out),
+                Err(Error::IndexOutOfRange {
+                    node: "emb",
+                    index: 7,
+                    bound: rows
+                })
+            );
+        }
+    }
+}
+
+#[test]
+fn panel_width_rule() {
+    assert_eq!(
+        qgemm_nr_for("x86_64", &["avx512f", "avx512bw", "avx512vnni", "fma"]),
+        32
+    );
+    assert_eq!(qgemm_nr_for("x86_64", &["avx2", "fma"]), 8);
+    assert_eq!(qgemm_nr_for("aarch64", &["neon", "fp16", "dotprod"]), 16);
+    assert_eq!(qgemm_nr_for("aarch64", &["neon"]), 8);
+    assert_eq!(qgemm_nr_for("thumbv8m.main", &["mve.fp"]), 16);
+    assert_eq!(q4_nr_for("x86_64", &["avx512f"]), 32);
+    assert_eq!(q4_nr_for("aarch64", &["neon"]), 16);
+}
