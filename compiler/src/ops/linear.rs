@@ -56,23 +56,29 @@ impl Linear {
 
     /// The epilogue in words, for reports.
     pub fn epilogue(&self) -> String {
-        let act = match self.activation {
-            Activation::None => None,
-            Activation::Relu => Some("relu"),
-            Activation::Gelu => Some("gelu"),
-            Activation::GeluTanh => Some("gelu_tanh"),
-            Activation::Silu => Some("silu"),
-        };
-        match (self.bias, act) {
-            (true, Some(a)) => format!("bias+{a}"),
-            (true, None) => "bias".into(),
-            (false, Some(a)) => a.into(),
-            (false, None) => "none".into(),
-        }
+        epilogue(self.bias, self.activation)
     }
 }
 
-fn activation_path(a: Activation) -> TokenStream {
+/// A GEMM epilogue in words (`bias+gelu`, `none`, ..), for reports.
+pub fn epilogue(bias: bool, activation: Activation) -> String {
+    let act = match activation {
+        Activation::None => None,
+        Activation::Relu => Some("relu"),
+        Activation::Gelu => Some("gelu"),
+        Activation::GeluTanh => Some("gelu_tanh"),
+        Activation::Silu => Some("silu"),
+    };
+    match (bias, act) {
+        (true, Some(a)) => format!("bias+{a}"),
+        (true, None) => "bias".into(),
+        (false, Some(a)) => a.into(),
+        (false, None) => "none".into(),
+    }
+}
+
+/// `rt::kernels::gemm::Activation::X` as tokens.
+pub fn activation_path(a: Activation) -> TokenStream {
     let v = format_ident!("{}", format!("{a:?}"));
     quote!(rt::kernels::gemm::Activation::#v)
 }

@@ -30,6 +30,9 @@ pub mod linear;
 pub mod matmul;
 pub mod pad;
 pub mod pool;
+pub mod q4linear;
+pub mod qgather;
+pub mod qlinear;
 pub mod range;
 pub mod reduce;
 pub mod reshape;
@@ -114,6 +117,9 @@ ops! {
     Cast(cast::Cast),
     MatMul(matmul::MatMul),
     Linear(linear::Linear),
+    QLinear(qlinear::QLinear),
+    Q4Linear(q4linear::Q4Linear),
+    QGather(qgather::QGather),
     Attention(attention::Attention),
     Softmax(softmax::Softmax),
     LayerNorm(layer_norm::LayerNorm),

@@ -1,0 +1,276 @@
+//! `Q4Linear`: `y = act(x · W + bias)` with W stored as 4-bit integers per group of `group`
+//! rows of k and output column (f32 or f16 scales, optional zero points), dequantized inside
+//! the GEMM/GEMV kernel (made by the pass `quantize_int4` or by the import of
+//! `MatMulNBits`; no ONNX op maps to it one to one).
+use super::OpDef;
+use super::linear::activation_path;
+use super::util::{self, EmitCtx, expect_inputs, lit_usize};
+use crate::error::OpError;
+use crate::invalid;
+use crate::ir::{DType, Tensor, TensorType};
+use proc_macro2::TokenStream;
+use quote::quote;
+use runtime_core::kernels::gemm::{Activation, Gemm, Tiles};
+use runtime_core::kernels::qgemm::{self, Q4Weights};
+
+/// Inputs: `x: f32[..., k]`, the weight blob
+/// `w: u8[qgemm::packed_q4_bytes(k, n, group, nr, f16_scales, zero_points)]` and (when
+/// `bias`) `bias: f32[n]`; output `f32[..., n]`.
+/// `W[p][j] = (q[p][j] - zp[p / group][j]) · scale[p / group][j]`, `zp` = 8 unless
+/// `zero_points`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Q4Linear {
+    pub k: usize,
+    pub n: usize,
+    /// Rows of k per scale.
+    pub group: usize,
+    /// Panel width the blob was packed for.
+    pub nr: usize,
+    /// Scales stored as IEEE half (else f32).
+    pub f16_scales: bool,
+    /// An explicit zero point (0..=15) per group and column (else 8).
+    pub zero_points: bool,
+    pub bias: bool,
+    pub activation: Activation,
+    pub tiles: Tiles,
+    /// The kernel the blob was packed for (for reports).
+    pub kernel: &'static str,
+}
+
+impl Q4Linear {
+    /// Bytes of this layer's weight blob.
+    pub fn weight_bytes(&self) -> usize {
+        qgemm::packed_q4_bytes(
+            self.k,
+            self.n,
+            self.group,
+            self.nr,
+            self.f16_scales,
+            self.zero_points,
+        )
+    }
+
+    fn rows(&self, x: &TensorType) -> usize {
+        x.numel().checked_div(self.k).unwrap_or(0)
+    }
+}
+
+impl OpDef for Q4Linear {
+    fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
+        expect_inputs(inputs, 2, 3)?;
+        if inputs.len() != 2 + usize::from(self.bias) {
+            return invalid!(
+                "bias={} needs {} inputs",
+                self.bias,
+                2 + usize::from(self.bias)
+            );
+        }
+        if self.k == 0 || self.n == 0 || self.nr == 0 || self.group == 0 {
+            return invalid!("k, n, group and nr must be positive");
+        }
+        let x = inputs[0];
+        if x.dtype != DType::F32 || x.shape.last() != Some(&self.k) {
+            return invalid!("input {x} is not f32[..., {}]", self.k);
+        }
+        let w = TensorType::new(DType::U8, vec![self.weight_bytes()]);
+        if inputs[1] != &w {
+            return invalid!("weight blob is {}, expected {w}", inputs[1]);
+        }
+        if self.bias && (inputs[2].dtype != DType::F32 || inputs[2].shape != [self.n]) {
+            return invalid!("bias is {}, expected f32[{}]", inputs[2], self.n);
+        }
+        let mut shape = x.shape.clone();
+        if let Some(last) = shape.last_mut() {
+            *last = self.n;
+        }
+        crate::ir::checked_numel(&shape)?;
+        Ok(vec![TensorType::new(DType::F32, shape)])
+    }
+
+    fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
+        let x = util::data::<f32>(inputs[0])?;
+        let w = util::data::<u8>(inputs[1])?;
+        let bias = match inputs.get(2) {
+            Some(b) => Some(util::data::<f32>(b)?),
+            None => None,
+        };
+        let mut out = util::zeros(&outputs[0])?;
+        let g = Gemm {
+            m: self.rows(&inputs[0].ty),
+            k: self.k,
+            n: self.n,
+            lda: self.k,
+            ldc: self.n,
+            bias,
+            activation: self.activation,
+            tiles: self.tiles,
+        };
+        let weights = Q4Weights::new(
+            w,
+            self.k,
+            self.n,
+            self.group,
+            self.nr,
+            self.f16_scales,
+            self.zero_points,
+        );
+        qgemm::gemm_q4(x, weights, util::data_mut::<f32>(&mut out)?, &g);
+        Ok(vec![out])
+    }
+
+    fn emit(&self, ctx: &EmitCtx<'_>) -> Result<TokenStream, OpError> {
+        let m = lit_usize(self.rows(&ctx.inputs[0]));
+        let (k, n, nr, group) = (
+            lit_usize(self.k),
+            lit_usize(self.n),
+            lit_usize(self.nr),
+            lit_usize(self.group),
+        );
+        let (f16, zps) = (self.f16_scales, self.zero_points);
+        let (mr, kc, mc) = (
+            lit_usize(self.tiles.mr),
+            lit_usize(self.tiles.kc),
+            lit_usize(self.tiles.mc),
+        );
+        let (x, w, y) = (ctx.input(0), ctx.input(1), ctx.output(0));
+        let bias = if self.bias {
+            let b = ctx.input(2);
+            quote!(Some(#b))
+        } else {
+            quote!(None)
+        };
+        let act = activation_path(self.activation);
+        Ok(quote! {
+            rt::kernels::qgemm::gemm_q4(#x,
+                rt::kernels::qgemm::Q4Weights::new(#w, #k, #n, #group, #nr, #f16, #zps), #y,
+                &rt::kernels::gemm::Gemm {
+                    m: #m, k: #k, n: #n, lda: #k, ldc: #n,
+                    bias: #bias,
+                    activation: #act,
+                    tiles: rt::kernels::gemm::Tiles { mr: #mr, kc: #kc, mc: #mc },
+                });
+        })
+    }
+
+    fn attrs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("k", self.k.to_string()),
+            ("n", self.n.to_string()),
+            ("group", self.group.to_string()),
+            ("nr", self.nr.to_string()),
+            (
+                "scales",
+                if self.f16_scales { "f16" } else { "f32" }.to_string(),
+            ),
+            ("zero_points", self.zero_points.to_string()),
+            (
+                "epilogue",
+                super::linear::epilogue(self.bias, self.activation),
+            ),
+            (
+                "tiles",
+                format!(
+                    "{} {}x{} kc={} mc={}",
+                    self.kernel, self.tiles.mr, self.nr, self.tiles.kc, self.tiles.mc
+                ),
+            ),
+        ]
+    }
+}
+
+/// Quantize a row-major `f32[k, n]` weight to 4 bits per (group, column), symmetric with
+/// the implicit zero point 8, and pack it: the `Q4Linear` weight blob (build time).
+pub fn pack_weight(w: &[f32], k: usize, n: usize, group: usize, nr: usize, f16: bool) -> Vec<u8> {
+    let mut q = vec![0u8; k * n];
+    let mut scales = vec![0.0f32; k.div_ceil(group) * n];
+    qgemm::quantize_weights_q4(w, k, n, group, &mut q, &mut scales);
+    let mut out = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, f16, false)];
+    qgemm::pack_q4(&q, &scales, None, k, n, group, nr, f16, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(f16_scales: bool, zero_points: bool) -> Q4Linear {
+        Q4Linear {
+            k: 6,
+            n: 3,
+            group: 4,
+            nr: 4,
+            f16_scales,
+            zero_points,
+            bias: false,
+            activation: Activation::Relu,
+            tiles: Tiles {
+                mr: 4,
+                kc: 256,
+                mc: 64,
+            },
+            kernel: "portable",
+        }
+    }
+
+    fn blob(bytes: Vec<u8>) -> Tensor {
+        Tensor::new(
+            TensorType::new(DType::U8, vec![bytes.len()]),
+            crate::ir::Data::U8(bytes),
+        )
+        .unwrap()
+    }
+
+    /// Weights on the 4-bit grid of their group (scales that are powers of two, exact in
+    /// f16) give the float product, with f32 and f16 scales.
+    #[test]
+    fn grid_weights_give_the_float_product() {
+        // Group 0 (rows 0..4): max |w| = 7·0.25 per column; group 1 (rows 4..6): 7·0.5.
+        let w: Vec<f32> = (0..18)
+            .map(|i| {
+                let (p, j) = (i / 3, i % 3);
+                let s = if p < 4 { 0.25 } else { 0.5 };
+                let q = [7.0, -3.0, 0.0, -6.0, 7.0, 1.0][p] * if j == 1 { -1.0 } else { 1.0 };
+                q * s
+            })
+            .collect();
+        let x: Vec<f32> = (0..12).map(|v| v as f32 * 0.5 - 2.0).collect();
+        let expect: Vec<f64> = (0..2)
+            .flat_map(|i| {
+                let (x, w) = (&x, &w);
+                (0..3).map(move |j| {
+                    let s: f32 = (0..6).map(|p| x[i * 6 + p] * w[p * 3 + j]).sum();
+                    s.max(0.0) as f64
+                })
+            })
+            .collect();
+        let xt = Tensor::from_f32s(vec![2, 6], x).unwrap();
+        for f16 in [false, true] {
+            let op = layer(f16, false);
+            let wt = blob(pack_weight(&w, 6, 3, 4, 4, f16));
+            let ty = op.infer(&[&xt.ty, &wt.ty]).unwrap();
+            let got = op.eval(&[&xt, &wt], &ty).unwrap()[0].data.to_f64_vec();
+            for (g, e) in got.iter().zip(&expect) {
+                assert!((g - e).abs() < 1e-5, "f16={f16}: {got:?} vs {expect:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_zero_points_shift_the_grid() {
+        // All q = 5, zero point 3, scale 0.5: every weight is 1.0.
+        let (k, n, group, nr) = (6, 3, 4, 4);
+        let q = vec![5u8; k * n];
+        let scales = vec![0.5f32; 2 * n];
+        let zps = vec![3u8; 2 * n];
+        let mut bytes = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, false, true)];
+        qgemm::pack_q4(&q, &scales, Some(&zps), k, n, group, nr, false, &mut bytes);
+        let op = layer(false, true);
+        let xt = Tensor::from_f32s(vec![1, 6], vec![1.0, 2.0, 3.0, -1.0, 0.5, 0.5]).unwrap();
+        let wt = blob(bytes);
+        let ty = op.infer(&[&xt.ty, &wt.ty]).unwrap();
+        let got = op.eval(&[&xt, &wt], &ty).unwrap()[0].data.to_f64_vec();
+        assert_eq!(got, vec![6.0, 6.0, 6.0]);
+        let short = blob(vec![0; 3]);
+        assert!(op.infer(&[&xt.ty, &short.ty]).is_err());
+    }
+}
