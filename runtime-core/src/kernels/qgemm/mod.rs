@@ -28,6 +28,10 @@
 //! reference evaluator runs). [`qgemm`] and [`gemm_q4`] pick one at compile time from the
 //! enabled target features and the blob's `nr`.
 pub mod reference;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512;
 
 #[cfg(test)]
 mod tests;
@@ -49,16 +53,54 @@ const fn align64(x: usize) -> usize {
     x.div_ceil(64) * 64
 }
 
-/// Round half away from zero (the weight quantizers' rounding).
-#[inline]
-fn round_away(x: f32) -> f32 {
-    libm::roundf(x)
+/// 1.5·2^23: for `|x| <= 2^22`, `x + MAGIC` rounds `x` to an integer (half to even, the
+/// default rounding mode) and holds it in its low mantissa bits.
+const MAGIC: f32 = 12_582_912.0;
+
+/// `x` rounded half to even, as an integer, for `|x| <= 2^22` (pure float and integer
+/// arithmetic, so row loops vectorise without saturating conversions).
+#[inline(always)]
+fn rint_i32(x: f32) -> i32 {
+    ((x + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
 }
 
-/// Round half to even (ONNX QuantizeLinear / DynamicQuantizeLinear).
-#[inline]
+/// Round half to even (ONNX QuantizeLinear / DynamicQuantizeLinear). Inputs are clamped to
+/// ±2^22 first (which cannot change a result saturated to 8 bits).
+#[inline(always)]
 fn round_even(x: f32) -> f32 {
-    libm::rintf(x)
+    let x = x.clamp(-4_194_304.0, 4_194_304.0);
+    (x + MAGIC) - MAGIC
+}
+
+/// Round half away from zero (the weight and symmetric-row quantizers' rounding) for
+/// `|x| <= 2^22`: round to even, then move exact halves away from zero.
+#[inline(always)]
+fn round_away(x: f32) -> f32 {
+    let r = (x + MAGIC) - MAGIC;
+    if (x - r).abs() == 0.5 {
+        x + 0.5f32.copysign(x)
+    } else {
+        r
+    }
+}
+
+/// The largest `|x|` (integer maximum over the magnitude bits, which orders non-NaN floats
+/// like their values and vectorises).
+#[inline(always)]
+fn max_abs(x: &[f32]) -> f32 {
+    f32::from_bits(x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff)))
+}
+
+/// A float's bits mapped to an i32 that orders like the value (for vectorised min/max).
+#[inline(always)]
+fn ordered(x: f32) -> i32 {
+    let i = x.to_bits() as i32;
+    if i < 0 { i ^ 0x7fff_ffff } else { i }
+}
+
+#[inline(always)]
+fn from_ordered(i: i32) -> f32 {
+    f32::from_bits((if i < 0 { i ^ 0x7fff_ffff } else { i }) as u32)
 }
 
 // ---------------------------------------------------------------- int8 weights
@@ -69,14 +111,11 @@ fn round_even(x: f32) -> f32 {
 pub fn quantize_weights_i8(w: &[f32], k: usize, n: usize, q: &mut [i8], scales: &mut [f32]) {
     assert!(w.len() >= k * n && q.len() >= k * n && scales.len() >= n);
     for j in 0..n {
-        let mut max = 0.0f32;
-        for p in 0..k {
-            max = max.max(w[p * n + j].abs());
-        }
+        let max = (0..k).fold(0.0f32, |m, p| m.max(w[p * n + j].abs()));
         let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
         scales[j] = scale;
         for p in 0..k {
-            q[p * n + j] = round_away(w[p * n + j] / scale).clamp(-127.0, 127.0) as i8;
+            q[p * n + j] = round_away((w[p * n + j] / scale).clamp(-127.0, 127.0)) as i8;
         }
     }
 }
@@ -224,13 +263,13 @@ pub fn quantize_rows_symmetric(
     for i in 0..m {
         let row = &a[i * lda..i * lda + k];
         let out = &mut q[i * kp..(i + 1) * kp];
-        let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let max = max_abs(row);
         zero_points[i] = 0;
         if max > 0.0 {
             let scale = max / 127.0;
             scales[i] = scale;
             for (o, &x) in out.iter_mut().zip(row) {
-                *o = round_away(x / scale).clamp(-127.0, 127.0) as i8;
+                *o = rint_i32(round_away((x / scale).clamp(-127.0, 127.0))) as i8;
             }
         } else {
             scales[i] = 0.0;
@@ -254,7 +293,7 @@ fn quantize_row_affine(
     let (zp, lo, hi) = (zp as f32, lo as f32, hi as f32);
     for (o, &x) in out.iter_mut().zip(row) {
         let v = (round_even(x / scale) + zp).clamp(lo, hi);
-        *o = (v as i32 + shift) as i8;
+        *o = (rint_i32(v) + shift) as i8;
     }
 }
 
@@ -272,13 +311,14 @@ pub fn quantize_tensor_dynamic_u8(
     zero_points: &mut [i32],
 ) {
     check_quantize_args(a, m, k, lda, q, scales, zero_points);
-    let (mut lo, mut hi) = (0.0f32, 0.0f32);
+    let (mut lo, mut hi) = (0i32, 0i32);
     for i in 0..m {
         for &x in &a[i * lda..i * lda + k] {
-            lo = lo.min(x);
-            hi = hi.max(x);
+            lo = lo.min(ordered(x));
+            hi = hi.max(ordered(x));
         }
     }
+    let (lo, hi) = (from_ordered(lo), from_ordered(hi));
     let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
     let zp = round_even((0.0 - lo / scale).clamp(0.0, 255.0)) as i32;
     let kp = qa_stride(k);
@@ -367,9 +407,9 @@ pub(crate) fn check_qgemm(qa: &[i8], w: &QWeights<'_>, c: &[f32], g: &QGemm<'_>)
 }
 
 /// The loop nest shared by the int8 variants: blocks of `mc` rows, each panel, blocks of at
-/// most `mr` rows. `micro(a, rows, panel, acc)` fills the tile's exact sums
-/// `acc[r·nr + c] = Σ_p a[r][p] · panel(p, c)` (wrapping i32) for `rows` rows of `a` (row
-/// stride `kp`) and all `nr` columns; the shared epilogue then applies zero points, scales,
+/// most `mr` rows. `micro(ir, a, rows, panel, acc)` fills the tile's exact sums
+/// `acc[r·nr + c] = Σ_p a[r][p] · panel(p, c)` (wrapping i32) for `rows` rows of `a` (rows
+/// `ir..` of `qa`, row stride `kp`) and all `nr` columns; the shared epilogue then applies zero points, scales,
 /// bias and activation, so every variant rounds identically.
 #[inline(always)]
 pub(crate) fn drive_i8(
@@ -378,7 +418,7 @@ pub(crate) fn drive_i8(
     c: &mut [f32],
     g: &QGemm<'_>,
     max_mr: usize,
-    mut micro: impl FnMut(&[i8], usize, &[i8], &mut [i32]),
+    mut micro: impl FnMut(usize, &[i8], usize, &[i8], &mut [i32]),
 ) {
     let (m, n, nr, kp) = (g.m, g.n, w.nr, w.kp);
     if m == 0 || n == 0 {
@@ -398,7 +438,7 @@ pub(crate) fn drive_i8(
                 let left = ic + mb - ir;
                 let rows = left.div_ceil(left.div_ceil(mr));
                 let tile = &mut acc[..rows * nr];
-                micro(&qa[ir * kp..(ir + rows) * kp], rows, wp, tile);
+                micro(ir, &qa[ir * kp..(ir + rows) * kp], rows, wp, tile);
                 for r in 0..rows {
                     let i = ir + r;
                     let (sa, zp) = (g.a_scales[i], g.a_zero_points[i]);
@@ -422,6 +462,23 @@ pub(crate) fn drive_i8(
 /// The quantized GEMM with the fastest variant compiled in for `w.nr`.
 pub fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
     check_qgemm(qa, &w, c, g);
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "avx512bw",
+        target_feature = "avx512vnni"
+    ))]
+    if w.nr == x86_avx512::NR {
+        // SAFETY: this code is compiled with AVX-512F/BW/VNNI enabled, so the CPU has them.
+        unsafe { x86_avx512::qgemm(qa, w, c, g) };
+        return;
+    }
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    if w.nr == x86_avx2::NR {
+        // SAFETY: this code is compiled with AVX2 enabled, so the CPU has it.
+        unsafe { x86_avx2::qgemm(qa, w, c, g) };
+        return;
+    }
     reference::qgemm(qa, w, c, g);
 }
 
@@ -448,7 +505,7 @@ pub fn quantize_weights_q4(
             let scale = if max > 0.0 { max / 7.0 } else { 1.0 };
             scales[gi * n + j] = scale;
             for p in rows.clone() {
-                q[p * n + j] = (round_away(w[p * n + j] / scale).clamp(-8.0, 7.0) + 8.0) as u8;
+                q[p * n + j] = (round_away((w[p * n + j] / scale).clamp(-8.0, 7.0)) + 8.0) as u8;
             }
         }
     }
@@ -656,6 +713,22 @@ pub(crate) fn check_q4(a: &[f32], w: &Q4Weights<'_>, c: &[f32], g: &Gemm<'_>) {
 /// dequantized inside the kernel. `A` is f32 `m×k` with row stride `lda`.
 pub fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) {
     check_q4(a, &w, c, g);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    if w.nr == x86_avx512::Q4_NR {
+        // SAFETY: this code is compiled with AVX-512F enabled, so the CPU has it.
+        unsafe { x86_avx512::gemm_q4(a, w, c, g) };
+        return;
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    if w.nr == x86_avx2::Q4_NR {
+        // SAFETY: this code is compiled with AVX2 and FMA enabled, so the CPU has them.
+        unsafe { x86_avx2::gemm_q4(a, w, c, g) };
+        return;
+    }
     reference::gemm_q4(a, w, c, g);
 }
 
@@ -686,14 +759,14 @@ pub fn pack_rows_i8(table: &[f32], rows: usize, cols: usize, out: &mut [u8]) {
     let base = align64(4 * rows);
     for r in 0..rows {
         let row = &table[r * cols..(r + 1) * cols];
-        let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let max = max_abs(row);
         let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
         out[4 * r..4 * r + 4].copy_from_slice(&scale.to_le_bytes());
         for (o, &x) in out[base + r * cols..base + (r + 1) * cols]
             .iter_mut()
             .zip(row)
         {
-            *o = round_away(x / scale).clamp(-127.0, 127.0) as i8 as u8;
+            *o = round_away((x / scale).clamp(-127.0, 127.0)) as i8 as u8;
         }
     }
 }
@@ -765,7 +838,7 @@ pub fn pack_rows_q4(
             }
             for (t, &x) in vals.iter().enumerate() {
                 let col = span.start + t;
-                let v = (round_away(x / scale).clamp(-8.0, 7.0) + 8.0) as u8;
+                let v = (round_away((x / scale).clamp(-8.0, 7.0)) + 8.0) as u8;
                 out[base + r * stride + col / 2] |= if col % 2 == 0 { v } else { v << 4 };
             }
         }

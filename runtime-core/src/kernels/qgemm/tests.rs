@@ -21,25 +21,60 @@ type Q4Variant = (
 
 /// The int8 variants runnable here, with the panel width each reads.
 fn i8_variants() -> Vec<I8Variant> {
-    vec![
+    #[allow(unused_mut)]
+    let mut v: Vec<I8Variant> = vec![
         ("reference8", 8, reference::qgemm),
         ("reference16", 16, reference::qgemm),
         ("reference32", 32, reference::qgemm),
         ("reference5", 5, reference::qgemm),
         ("reference1", 1, reference::qgemm),
         ("dispatch", native_i8_nr(), qgemm),
-    ]
+    ];
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        v.push(("x86_avx2", x86_avx2::NR, |a, w, c, g| {
+            // SAFETY: AVX2 was detected above.
+            unsafe { x86_avx2::qgemm(a, w, c, g) }
+        }));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vnni")
+    {
+        v.push(("x86_avx512_vnni", x86_avx512::NR, |a, w, c, g| {
+            // SAFETY: AVX-512F/BW/VNNI were detected above.
+            unsafe { x86_avx512::qgemm(a, w, c, g) }
+        }));
+    }
+    v
 }
 
 /// The int4 variants runnable here.
 fn q4_variants() -> Vec<Q4Variant> {
-    vec![
+    #[allow(unused_mut)]
+    let mut v: Vec<Q4Variant> = vec![
         ("reference16", 16, reference::gemm_q4),
         ("reference32", 32, reference::gemm_q4),
         ("reference6", 6, reference::gemm_q4),
         ("reference2", 2, reference::gemm_q4),
         ("dispatch", native_q4_nr(), gemm_q4),
-    ]
+    ];
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        v.push(("x86_avx2", x86_avx2::Q4_NR, |a, w, c, g| {
+            // SAFETY: AVX2 and FMA were detected above.
+            unsafe { x86_avx2::gemm_q4(a, w, c, g) }
+        }));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        v.push(("x86_avx512", x86_avx512::Q4_NR, |a, w, c, g| {
+            // SAFETY: AVX-512F was detected above.
+            unsafe { x86_avx512::gemm_q4(a, w, c, g) }
+        }));
+    }
+    v
 }
 
 /// A 64-byte aligned zeroed buffer of at least `len` bytes (weight blobs are aligned so).
@@ -86,6 +121,7 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (15, 64, 65),
     (29, 130, 97),
     (2, 1027, 40),
+    (20, 1500, 9),
     (5, 0, 9),
 ];
 
@@ -602,4 +638,48 @@ fn panel_width_rule() {
     assert_eq!(qgemm_nr_for("thumbv8m.main", &["mve.fp"]), 16);
     assert_eq!(q4_nr_for("x86_64", &["avx512f"]), 32);
     assert_eq!(q4_nr_for("aarch64", &["neon"]), 16);
+}
+
+#[test]
+fn branch_free_rounding_matches_libm() {
+    let below_half = f32::from_bits(0.5f32.to_bits() - 1);
+    for x in [
+        0.5,
+        1.5,
+        2.5,
+        -0.5,
+        -2.5,
+        below_half,
+        -below_half,
+        126.5,
+        3.2,
+        -3.7,
+        0.0,
+    ] {
+        assert_eq!(round_away(x), libm::roundf(x), "away {x}");
+        assert_eq!(round_even(x), libm::rintf(x), "even {x}");
+    }
+    let mut rng = Rng::new(11);
+    for _ in 0..10_000 {
+        let x = rng.f32() * 300.0;
+        assert_eq!(round_away(x), libm::roundf(x), "away {x}");
+        assert_eq!(round_even(x), libm::rintf(x), "even {x}");
+    }
+    assert_eq!(round_even(1e30), 4_194_304.0);
+    for v in [
+        -128.0,
+        -127.0,
+        -1.0,
+        0.0,
+        1.0,
+        127.0,
+        255.0,
+        4_194_304.0,
+        -4_194_304.0,
+    ] {
+        assert_eq!(rint_i32(v), v as i32);
+    }
+    assert_eq!(max_abs(&[1.0, -3.5, 2.0]), 3.5);
+    assert_eq!(from_ordered(ordered(-3.5).min(ordered(-0.25))), -3.5);
+    assert_eq!(from_ordered(ordered(-3.5).max(ordered(-0.25))), -0.25);
 }

@@ -1,0 +1,232 @@
+//! x86-64 AVX-512 quantized kernels: the int8 GEMM on VNNI `vpdpbusd` (tiles of up to 12
+//! rows × 32 columns) and the int4 GEMM/GEMV (32 columns, up to 4 rows per pass over the
+//! weights).
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes. The weights are made unsigned in the
+//! register (`w ^ 0x80` = `w + 128`), so each sum is `Σ a·w + 128·Σ a`, exact in i32 for any
+//! i8 inputs; the row sum of `a` is subtracted afterwards.
+use super::{Q4Scales, Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8};
+use crate::kernels::gemm::{Gemm, epilogue};
+use core::arch::x86_64::*;
+
+/// int8 panel width read by [`qgemm`].
+pub const NR: usize = 32;
+/// int4 panel width read by [`gemm_q4`].
+pub const Q4_NR: usize = 32;
+/// The largest register block of rows of [`qgemm`].
+pub const MAX_MR: usize = 12;
+
+/// The int8 GEMM; `w.nr` must be [`NR`].
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+pub unsafe fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
+    assert_eq!(w.nr, NR);
+    check_qgemm(qa, &w, c, g);
+    let kp = w.kp;
+    drive_i8(qa, &w, c, g, MAX_MR, |_, a, rows, panel, acc| {
+        // SAFETY: `a` holds `rows` rows of `kp` bytes, `panel` holds `kp·NR` bytes and `acc`
+        // `rows·NR` sums (slices built by `drive_i8`); the CPU features are this function's.
+        unsafe {
+            match rows {
+                1 => tile::<1>(a, kp, panel, acc),
+                2 => tile::<2>(a, kp, panel, acc),
+                3 => tile::<3>(a, kp, panel, acc),
+                4 => tile::<4>(a, kp, panel, acc),
+                5 => tile::<5>(a, kp, panel, acc),
+                6 => tile::<6>(a, kp, panel, acc),
+                7 => tile::<7>(a, kp, panel, acc),
+                8 => tile::<8>(a, kp, panel, acc),
+                9 => tile::<9>(a, kp, panel, acc),
+                10 => tile::<10>(a, kp, panel, acc),
+                11 => tile::<11>(a, kp, panel, acc),
+                _ => tile::<12>(a, kp, panel, acc),
+            }
+        }
+    });
+}
+
+/// `R` rows × 32 columns of exact sums.
+///
+/// # Safety
+/// AVX-512F/BW/VNNI; `a.len() >= R·kp`, `panel.len() >= kp·NR`, `acc.len() >= R·NR`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8], acc: &mut [i32]) {
+    debug_assert!(a.len() >= R * kp && panel.len() >= kp * NR && acc.len() >= R * NR);
+    let (ap, wp) = (a.as_ptr(), panel.as_ptr());
+    let flip = _mm512_set1_epi8(-128);
+    let mut c = [[_mm512_setzero_si512(); 2]; R];
+    for gi in 0..kp / 4 {
+        // SAFETY: group `gi < kp/4` of the panel is 128 bytes at `gi·128` (length above).
+        let (w0, w1) = unsafe {
+            (
+                _mm512_loadu_si512(wp.add(gi * 128).cast()),
+                _mm512_loadu_si512(wp.add(gi * 128 + 64).cast()),
+            )
+        };
+        let (w0, w1) = (_mm512_xor_si512(w0, flip), _mm512_xor_si512(w1, flip));
+        for (r, cr) in c.iter_mut().enumerate() {
+            // SAFETY: bytes `4·gi..4·gi+4` of row `r < R` lie inside `a` (length above).
+            let x = unsafe { ap.add(r * kp + 4 * gi).cast::<i32>().read_unaligned() };
+            let x = _mm512_set1_epi32(x);
+            cr[0] = _mm512_dpbusd_epi32(cr[0], w0, x);
+            cr[1] = _mm512_dpbusd_epi32(cr[1], w1, x);
+        }
+    }
+    for (r, cr) in c.iter().enumerate() {
+        let sum: i32 = a[r * kp..(r + 1) * kp].iter().map(|&x| x as i32).sum();
+        let fix = _mm512_set1_epi32(sum.wrapping_mul(128));
+        // SAFETY: `acc` holds `R·NR` values (length above).
+        unsafe {
+            let out = acc.as_mut_ptr().add(r * NR);
+            _mm512_storeu_si512(out.cast(), _mm512_sub_epi32(cr[0], fix));
+            _mm512_storeu_si512(out.add(16).cast(), _mm512_sub_epi32(cr[1], fix));
+        }
+    }
+}
+
+/// The int4 GEMM; `w.nr` must be [`Q4_NR`].
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+pub unsafe fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) {
+    assert_eq!(w.nr, Q4_NR);
+    check_q4(a, &w, c, g);
+    if g.n == 0 {
+        return;
+    }
+    let mut i = 0;
+    while i < g.m {
+        let rows = (g.m - i).min(4);
+        // SAFETY: rows `i..i+rows` exist in `a` and `c` (checked by `check_q4`).
+        unsafe {
+            match rows {
+                1 => rows_q4::<1>(a, &w, c, g, i),
+                2 => rows_q4::<2>(a, &w, c, g, i),
+                3 => rows_q4::<3>(a, &w, c, g, i),
+                _ => rows_q4::<4>(a, &w, c, g, i),
+            }
+        }
+        for r in i..i + rows {
+            epilogue(&mut c[r * g.ldc..r * g.ldc + g.n], g.bias, g.activation);
+        }
+        i += rows;
+    }
+}
+
+/// Rows `i0..i0+R` of `C` (before the epilogue), one pass over the weights.
+///
+/// # Safety
+/// AVX-512F; `check_q4` passed for these operands and `i0 + R <= g.m`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn rows_q4<const R: usize>(
+    a: &[f32],
+    w: &Q4Weights<'_>,
+    c: &mut [f32],
+    g: &Gemm<'_>,
+    i0: usize,
+) {
+    let (k, n, lda) = (g.k, g.n, g.lda);
+    let ap = a.as_ptr();
+    let m15 = _mm512_set1_epi32(15);
+    for panel in 0..n.div_ceil(Q4_NR) {
+        let bytes = w.panel(panel).as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let mut p0 = 0;
+        let mut gi = 0;
+        while p0 < k {
+            let p1 = k.min(p0 + w.group);
+            // Two sets of partial sums (even and odd depths) hide the FMA latency.
+            let (mut even, mut odd) =
+                ([[_mm512_setzero_ps(); 2]; R], [[_mm512_setzero_ps(); 2]; R]);
+            let mut sa = [0.0f32; R];
+            let mut step = |p: usize, set: &mut [[__m512; 2]; R]| {
+                // SAFETY: row `p < k` of the panel is 16 bytes at `16·p` (`Q4Weights::new`).
+                let v = unsafe { _mm512_cvtepu8_epi32(_mm_loadu_si128(bytes.add(16 * p).cast())) };
+                let lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, m15));
+                let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(v));
+                for r in 0..R {
+                    // SAFETY: `(i0 + r, p)` is inside `A` (`check_q4`).
+                    let x = unsafe { *ap.add((i0 + r) * lda + p) };
+                    sa[r] += x;
+                    let xv = _mm512_set1_ps(x);
+                    set[r][0] = _mm512_fmadd_ps(xv, lo, set[r][0]);
+                    set[r][1] = _mm512_fmadd_ps(xv, hi, set[r][1]);
+                }
+            };
+            let mut p = p0;
+            while p + 1 < p1 {
+                step(p, &mut even);
+                step(p + 1, &mut odd);
+                p += 2;
+            }
+            if p < p1 {
+                step(p, &mut even);
+            }
+            let e = gi * w.n_pad + panel * Q4_NR;
+            // SAFETY: scales and zero points hold `groups × n_pad` entries, `n_pad` a multiple
+            // of 32, so entries `e..e+32` exist.
+            let (s, z) = unsafe {
+                let s = match w.scales {
+                    Q4Scales::F32(s) => [
+                        _mm512_loadu_ps(s.as_ptr().add(e)),
+                        _mm512_loadu_ps(s.as_ptr().add(e + 16)),
+                    ],
+                    Q4Scales::F16(s) => [
+                        _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().add(e).cast())),
+                        _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().add(e + 16).cast())),
+                    ],
+                };
+                let z = match w.zero_points {
+                    Some(z) => [
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                            z.as_ptr().add(e).cast(),
+                        ))),
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                            z.as_ptr().add(e + 16).cast(),
+                        ))),
+                    ],
+                    None => [_mm512_set1_ps(8.0); 2],
+                };
+                (s, z)
+            };
+            for r in 0..R {
+                let sa = _mm512_set1_ps(sa[r]);
+                for h in 0..2 {
+                    let q = _mm512_add_ps(even[r][h], odd[r][h]);
+                    acc[r][h] = _mm512_fmadd_ps(s[h], _mm512_fnmadd_ps(z[h], sa, q), acc[r][h]);
+                }
+            }
+            p0 = p1;
+            gi += 1;
+        }
+        let col0 = panel * Q4_NR;
+        let cols = Q4_NR.min(n - col0);
+        let lo = if cols >= 16 {
+            0xffff
+        } else {
+            (1u32 << cols) - 1
+        } as __mmask16;
+        let hi = if cols > 16 {
+            ((1u64 << (cols - 16)) - 1) as __mmask16
+        } else {
+            0
+        };
+        for (r, ar) in acc.iter().enumerate() {
+            let row = &mut c[(i0 + r) * g.ldc + col0..(i0 + r) * g.ldc + col0 + cols];
+            // SAFETY: the masks cover exactly `cols` elements of `row`.
+            unsafe {
+                _mm512_mask_storeu_ps(row.as_mut_ptr(), lo, ar[0]);
+                _mm512_mask_storeu_ps(row.as_mut_ptr().wrapping_add(16), hi, ar[1]);
+            }
+        }
+    }
+}
