@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# runtime-core's kernel tests (the NEON GEMM against the portable reference, and the rest)
+# runtime-core's kernel tests (the NEON GEMM and the quantized NEON / dotprod kernels against
+# the portable reference, and the rest)
 # cross-built for aarch64 and run under qemu-aarch64: once as the Raspberry Pi 4 build
 # (`-C target-cpu=cortex-a72` on `-cpu cortex-a72`, so an Armv8.2 instruction that leaked in
-# dies with SIGILL) and once as the Jetson Orin build (`cortex-a78ae`: fp16 + dotprod, on
+# dies with SIGILL; it runs the widening-multiply int8 kernel) and once as the Jetson Orin build
+# (`cortex-a78ae`: fp16 + dotprod, so the `sdot` int8 kernel, on
 # `-cpu max`, QEMU having no A78 model). Needs what scripts/setup.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -9,7 +9,7 @@
 //!   `P·nr..`) holds `kp/4` depth groups (`kp` = `qa_stride(k)`), each `nr` columns × 4 bytes:
 //!   element `(p, j)` at `P·kp·nr + (p/4)·4·nr + (j%nr)·4 + p%4`. Four consecutive depths of a
 //!   column are one 32-bit lane, what AVX-512 VNNI `vpdpbusd` and AArch64 `sdot` read. Then
-//!   the per-column scales (f32) and column sums Σ_p q[p][j] (i32, for zero points), both
+//!   the per-column scales (f32) and column sums `Σ_p q[p][j]` (i32, for zero points), both
 //!   padded to the same width.
 //! - **int4 weights** ([`pack_q4`]): panel `P` holds `k` rows of `nr/2` bytes; byte `b` of row
 //!   `p` holds column `P·nr + b` in its low nibble and column `P·nr + nr/2 + b` in its high
@@ -24,9 +24,20 @@
 //! with `avx512f`, otherwise 16. Any `nr` in 1..=64 (even for int4) is valid: a blob packed
 //! for another width runs the portable kernel.
 //!
-//! Variants: [`reference`] (portable, the oracle of the test battery and what the compiler's
-//! reference evaluator runs). [`qgemm`] and [`gemm_q4`] pick one at compile time from the
-//! enabled target features and the blob's `nr`.
+//! Variants (register tiles `mr × nr`; `QGemm::tiles.mr` is clamped to the variant's
+//! maximum): [`reference`](mod@reference) (portable, any `nr`; the oracle of the test battery and what the
+//! compiler's reference evaluator runs), `x86_avx512` (int8 on VNNI `vpdpbusd`, 12×32; int4
+//! 32 columns), `x86_avx2` (int8 widened to i16 for `vpmaddwd`, 6×8; int4 16 columns),
+//! `aarch64_neon` (int8 by `smull` + `sadalp`, 6×8, Armv8.0; int4 16 columns),
+//! `aarch64_dotprod` (int8 by `sdot`, 6×16). [`qgemm`] and [`gemm_q4`] pick one at compile
+//! time from the enabled target features and the blob's `nr`; anything else runs the
+//! reference. int4 kernels convert each row of nibbles once for up to 4 (x86) or 2 (NEON)
+//! rows of `A` and factor scale and zero point out of each group:
+//! `Σ_p a·(q - zp)·s = s·(Σ_p a·q - zp·Σ_p a)`.
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+pub mod aarch64_dotprod;
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64_neon;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx2;
@@ -479,6 +490,16 @@ pub fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
         unsafe { x86_avx2::qgemm(qa, w, c, g) };
         return;
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+    if w.nr == aarch64_dotprod::NR {
+        aarch64_dotprod::qgemm(qa, w, c, g);
+        return;
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if w.nr == aarch64_neon::NR {
+        aarch64_neon::qgemm(qa, w, c, g);
+        return;
+    }
     reference::qgemm(qa, w, c, g);
 }
 
@@ -727,6 +748,11 @@ pub fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) {
     if w.nr == x86_avx2::Q4_NR {
         // SAFETY: this code is compiled with AVX2 and FMA enabled, so the CPU has them.
         unsafe { x86_avx2::gemm_q4(a, w, c, g) };
+        return;
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if w.nr == aarch64_neon::Q4_NR {
+        aarch64_neon::gemm_q4(a, w, c, g);
         return;
     }
     reference::gemm_q4(a, w, c, g);

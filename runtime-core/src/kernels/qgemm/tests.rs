@@ -47,6 +47,14 @@ fn i8_variants() -> Vec<I8Variant> {
             unsafe { x86_avx512::qgemm(a, w, c, g) }
         }));
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    v.push(("aarch64_neon", aarch64_neon::NR, aarch64_neon::qgemm));
+    #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+    v.push((
+        "aarch64_dotprod",
+        aarch64_dotprod::NR,
+        aarch64_dotprod::qgemm,
+    ));
     v
 }
 
@@ -74,6 +82,8 @@ fn q4_variants() -> Vec<Q4Variant> {
             unsafe { x86_avx512::gemm_q4(a, w, c, g) }
         }));
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    v.push(("aarch64_neon", aarch64_neon::Q4_NR, aarch64_neon::gemm_q4));
     v
 }
 

@@ -1,0 +1,194 @@
+//! aarch64 NEON quantized kernels, Armv8.0 only (Cortex-A72): the int8 GEMM with widening
+//! multiplies (tiles of up to 6 rows × 8 columns) and the int4 GEMM/GEMV (16 columns, up to
+//! 2 rows per pass over the weights).
+//!
+//! int8: `smull`/`smull2` multiply a 4-deep group of two columns by the broadcast activation
+//! group into i16 (`128·128` fits), `sadalp` adds adjacent pairs into i32 accumulators:
+//! exact for the full i8 range.
+use super::{Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8};
+use crate::kernels::gemm::{Gemm, epilogue};
+use core::arch::aarch64::*;
+
+/// int8 panel width read by [`qgemm`].
+pub const NR: usize = 8;
+/// int4 panel width read by [`gemm_q4`].
+pub const Q4_NR: usize = 16;
+/// The largest register block of rows of [`qgemm`].
+pub const MAX_MR: usize = 6;
+
+/// The int8 GEMM; `w.nr` must be [`NR`].
+pub fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
+    assert_eq!(w.nr, NR);
+    check_qgemm(qa, &w, c, g);
+    let kp = w.kp;
+    drive_i8(qa, &w, c, g, MAX_MR, |_, a, rows, panel, acc| {
+        assert!(a.len() >= rows * kp && panel.len() >= kp * NR && acc.len() >= rows * NR);
+        // SAFETY: lengths checked above; NEON is part of aarch64.
+        unsafe {
+            match rows {
+                1 => tile::<1>(a, kp, panel, acc),
+                2 => tile::<2>(a, kp, panel, acc),
+                3 => tile::<3>(a, kp, panel, acc),
+                4 => tile::<4>(a, kp, panel, acc),
+                5 => tile::<5>(a, kp, panel, acc),
+                _ => tile::<6>(a, kp, panel, acc),
+            }
+        }
+    });
+}
+
+/// `R` rows × 8 columns of exact sums.
+///
+/// # Safety
+/// `a.len() >= R·kp`, `panel.len() >= kp·NR`, `acc.len() >= R·NR`.
+#[inline]
+#[target_feature(enable = "neon")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8], acc: &mut [i32]) {
+    let (ap, wp) = (a.as_ptr(), panel.as_ptr());
+    // SAFETY: group `gi < kp/4` of the panel is 32 bytes at `32·gi`, row `r < R` of `a` has
+    // bytes `4·gi..4·gi+4`, `acc` holds `R·8` values (the caller's contract).
+    unsafe {
+        // Per row: columns (0,1), (2,3), (4,5), (6,7), each as two half sums per column.
+        let mut c = [[vdupq_n_s32(0); 4]; R];
+        for gi in 0..kp / 4 {
+            let w0 = vld1q_s8(wp.add(32 * gi));
+            let w1 = vld1q_s8(wp.add(32 * gi + 16));
+            for (r, cr) in c.iter_mut().enumerate() {
+                let x = ap.add(r * kp + 4 * gi).cast::<u32>().read_unaligned();
+                let x = vreinterpretq_s8_u32(vdupq_n_u32(x));
+                cr[0] = vpadalq_s16(cr[0], vmull_s8(vget_low_s8(w0), vget_low_s8(x)));
+                cr[1] = vpadalq_s16(cr[1], vmull_high_s8(w0, x));
+                cr[2] = vpadalq_s16(cr[2], vmull_s8(vget_low_s8(w1), vget_low_s8(x)));
+                cr[3] = vpadalq_s16(cr[3], vmull_high_s8(w1, x));
+            }
+        }
+        for (r, cr) in c.iter().enumerate() {
+            let out = acc.as_mut_ptr().add(r * NR);
+            vst1q_s32(out, vpaddq_s32(cr[0], cr[1]));
+            vst1q_s32(out.add(4), vpaddq_s32(cr[2], cr[3]));
+        }
+    }
+}
+
+/// The int4 GEMM; `w.nr` must be [`Q4_NR`].
+pub fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) {
+    assert_eq!(w.nr, Q4_NR);
+    check_q4(a, &w, c, g);
+    if g.n == 0 {
+        return;
+    }
+    let mut i = 0;
+    while i < g.m {
+        let rows = (g.m - i).min(2);
+        // SAFETY: rows `i..i+rows` exist in `a` and `c` (checked by `check_q4`).
+        unsafe {
+            match rows {
+                1 => rows_q4::<1, 2>(a, &w, c, g, i),
+                _ => rows_q4::<2, 1>(a, &w, c, g, i),
+            }
+        }
+        for r in i..i + rows {
+            epilogue(&mut c[r * g.ldc..r * g.ldc + g.n], g.bias, g.activation);
+        }
+        i += rows;
+    }
+}
+
+/// Rows `i0..i0+R` of `C` (before the epilogue), one pass over the weights, with `U` sets
+/// of partial sums over consecutive depths.
+///
+/// # Safety
+/// `check_q4` passed for these operands and `i0 + R <= g.m`.
+#[inline]
+#[target_feature(enable = "neon")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn rows_q4<const R: usize, const U: usize>(
+    a: &[f32],
+    w: &Q4Weights<'_>,
+    c: &mut [f32],
+    g: &Gemm<'_>,
+    i0: usize,
+) {
+    let (k, n, lda) = (g.k, g.n, g.lda);
+    let ap = a.as_ptr();
+    for panel in 0..n.div_ceil(Q4_NR) {
+        let bytes = w.panel(panel).as_ptr();
+        let mut acc = [[vdupq_n_f32(0.0); 4]; R];
+        let mut p0 = 0;
+        let mut gi = 0;
+        while p0 < k {
+            let p1 = k.min(p0 + w.group);
+            let mut sets = [[[vdupq_n_f32(0.0); 4]; R]; U];
+            let mut sa = [0.0f32; R];
+            let mut step = |p: usize, set: &mut [[float32x4_t; 4]; R]| {
+                // SAFETY: row `p < k` of the panel is 8 bytes at `8·p` (`Q4Weights::new`);
+                // `(i0 + r, p)` is inside `A` (`check_q4`).
+                unsafe {
+                    let v = vld1_u8(bytes.add(8 * p));
+                    let lo = vmovl_u8(vand_u8(v, vdup_n_u8(15)));
+                    let hi = vmovl_u8(vshr_n_u8::<4>(v));
+                    let q = [
+                        vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))),
+                        vcvtq_f32_u32(vmovl_high_u16(lo)),
+                        vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))),
+                        vcvtq_f32_u32(vmovl_high_u16(hi)),
+                    ];
+                    for r in 0..R {
+                        let x = *ap.add((i0 + r) * lda + p);
+                        sa[r] += x;
+                        for h in 0..4 {
+                            set[r][h] = vfmaq_n_f32(set[r][h], q[h], x);
+                        }
+                    }
+                }
+            };
+            let mut p = p0;
+            while p + U <= p1 {
+                for (u, set) in sets.iter_mut().enumerate() {
+                    step(p + u, set);
+                }
+                p += U;
+            }
+            while p < p1 {
+                step(p, &mut sets[0]);
+                p += 1;
+            }
+            let mut s = [0.0f32; Q4_NR];
+            let mut z = [0.0f32; Q4_NR];
+            for (col, (s, z)) in s.iter_mut().zip(z.iter_mut()).enumerate() {
+                (*s, *z) = w.scale_zp(gi, panel * Q4_NR + col);
+            }
+            for r in 0..R {
+                let sa = vdupq_n_f32(sa[r]);
+                for h in 0..4 {
+                    let mut q = sets[0][r][h];
+                    for set in &sets[1..] {
+                        q = vaddq_f32(q, set[r][h]);
+                    }
+                    // SAFETY: `s` and `z` hold 16 values.
+                    let (sv, zv) = unsafe {
+                        (
+                            vld1q_f32(s.as_ptr().add(4 * h)),
+                            vld1q_f32(z.as_ptr().add(4 * h)),
+                        )
+                    };
+                    acc[r][h] = vfmaq_f32(acc[r][h], sv, vfmsq_f32(q, zv, sa));
+                }
+            }
+            p0 = p1;
+            gi += 1;
+        }
+        let col0 = panel * Q4_NR;
+        let cols = Q4_NR.min(n - col0);
+        for (r, ar) in acc.iter().enumerate() {
+            let mut out = [0.0f32; Q4_NR];
+            for (h, v) in ar.iter().enumerate() {
+                // SAFETY: `out` holds 16 values.
+                unsafe { vst1q_f32(out.as_mut_ptr().add(4 * h), *v) };
+            }
+            let at = (i0 + r) * g.ldc + col0;
+            c[at..at + cols].copy_from_slice(&out[..cols]);
+        }
+    }
+}
