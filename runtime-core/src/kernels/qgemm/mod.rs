@@ -57,6 +57,9 @@ use crate::math::{f16_to_f32, f32_to_f16};
 
 /// Largest panel width any kernel accepts.
 pub const MAX_NR: usize = 64;
+/// i32 sums in one register tile (`mr·nr`; `mr` shrinks for wide panels). Kept small: it
+/// lives on the stack of microcontrollers too.
+const TILE: usize = 512;
 /// Depth group: activation rows and weight panels are padded to a multiple of it.
 pub const DEPTH_GROUP: usize = 4;
 
@@ -435,8 +438,8 @@ pub(crate) fn drive_i8(
     if m == 0 || n == 0 {
         return;
     }
-    let mr = g.tiles.mr.min(max_mr).min(16);
-    let mut acc = [0i32; 16 * MAX_NR];
+    let mr = g.tiles.mr.min(max_mr).min(TILE / nr).max(1);
+    let mut acc = [0i32; TILE];
     let mut ic = 0;
     while ic < m {
         let mb = g.tiles.mc.min(m - ic);

@@ -30,7 +30,7 @@ fn micro<const NR: usize>(a: &[i8], rows: usize, panel: &[i8], nr: usize, acc: &
 pub fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
     super::check_qgemm(qa, &w, c, g);
     let nr = w.nr;
-    drive_i8(qa, &w, c, g, 16, |_, a, rows, panel, acc| match nr {
+    drive_i8(qa, &w, c, g, 8, |_, a, rows, panel, acc| match nr {
         8 => micro::<8>(a, rows, panel, nr, acc),
         16 => micro::<16>(a, rows, panel, nr, acc),
         32 => micro::<32>(a, rows, panel, nr, acc),
