@@ -1,6 +1,6 @@
 //! Speed of the quantized kernels against the f32 GEMM, as compiled for this build's target
 //! features: int8 `qgemm` on BERT-sized shapes (m = 128) and int4 `gemm_q4` on decode
-//! shapes (m = 1). Prints the median of repeated runs.
+//! shapes (m = 1) and prefill shapes. Prints the median of repeated runs.
 //!
 //! `RUSTFLAGS="-C target-cpu=native" cargo run --release -p runtime-core --example qgemm_speed`
 use runtime_core::Aligned64;
@@ -118,10 +118,16 @@ fn main() {
             (tq + tqa) / tf
         );
     }
-    for (k, n) in [(2048, 2048), (2048, 5632), (5632, 2048), (288, 768)] {
-        let m = 1;
-        let (a, w) = (values(k, 3), values(k * n, 4));
-        let ops = 2.0 * (k * n) as f64;
+    for (m, k, n) in [
+        (1, 2048, 2048),
+        (1, 2048, 5632),
+        (1, 5632, 2048),
+        (1, 288, 768),
+        (16, 2048, 2048),
+        (128, 2048, 2048),
+    ] {
+        let (a, w) = (values(m * k, 3), values(k * n, 4));
+        let ops = 2.0 * (m * k * n) as f64;
         let tf = f32_gemm_time(&a, &w, m, k, n, reps);
         let (nr, group) = (native_q4_nr(), 32);
         let mut q = vec![0u8; k * n];
@@ -132,7 +138,7 @@ fn main() {
         let bytes = &mut from_blocks(&mut buf)[..len];
         pack_q4(&q, &s, None, k, n, group, nr, true, bytes);
         let weights = Q4Weights::new(bytes, k, n, group, nr, true, false);
-        let mut c = vec![0.0; n];
+        let mut c = vec![0.0; m * n];
         let g = Gemm {
             m,
             k,
@@ -149,7 +155,7 @@ fn main() {
         };
         let tq = median(reps, || gemm_q4(&a, weights, &mut c, &g));
         println!(
-            "m=1 k={k} n={n} int4 group {group} f16 scales: f32 gemv {:.1} GFLOP/s ({:.0} us, \
+            "m={m} k={k} n={n} int4 group {group} f16 scales: f32 {:.1} GFLOP/s ({:.0} us, \
              {:.1} GB/s of weights) | gemm_q4 {:.1} GFLOP/s ({:.0} us, {:.1} GB/s of weights): \
              {:.2}x f32 time",
             ops / tf * 1e-9,

@@ -78,24 +78,27 @@ pub fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) {
     if g.n == 0 {
         return;
     }
-    let mut i = 0;
-    while i < g.m {
-        let rows = (g.m - i).min(2);
-        // SAFETY: rows `i..i+rows` exist in `a` and `c` (checked by `check_q4`).
-        unsafe {
-            match rows {
-                1 => rows_q4::<1, 2>(a, &w, c, g, i),
-                _ => rows_q4::<2, 1>(a, &w, c, g, i),
+    // Panel by panel, so a panel's nibbles stay in cache while every block of rows reads it.
+    for panel in 0..g.n.div_ceil(Q4_NR) {
+        let mut i = 0;
+        while i < g.m {
+            let rows = (g.m - i).min(2);
+            // SAFETY: rows `i..i+rows` exist in `a` and `c` (checked by `check_q4`).
+            unsafe {
+                match rows {
+                    1 => rows_q4::<1, 2>(a, &w, c, g, i, panel),
+                    _ => rows_q4::<2, 1>(a, &w, c, g, i, panel),
+                }
             }
+            i += rows;
         }
-        for r in i..i + rows {
-            epilogue(&mut c[r * g.ldc..r * g.ldc + g.n], g.bias, g.activation);
-        }
-        i += rows;
+    }
+    for r in 0..g.m {
+        epilogue(&mut c[r * g.ldc..r * g.ldc + g.n], g.bias, g.activation);
     }
 }
 
-/// Rows `i0..i0+R` of `C` (before the epilogue), one pass over the weights, with `U` sets
+/// Rows `i0..i0+R` × the columns of `panel` of `C` (before the epilogue), with `U` sets
 /// of partial sums over consecutive depths.
 ///
 /// # Safety
@@ -109,10 +112,11 @@ unsafe fn rows_q4<const R: usize, const U: usize>(
     c: &mut [f32],
     g: &Gemm<'_>,
     i0: usize,
+    panel: usize,
 ) {
     let (k, n, lda) = (g.k, g.n, g.lda);
     let ap = a.as_ptr();
-    for panel in 0..n.div_ceil(Q4_NR) {
+    {
         let bytes = w.panel(panel).as_ptr();
         let mut acc = [[vdupq_n_f32(0.0); 4]; R];
         let mut p0 = 0;

@@ -478,7 +478,10 @@ fn every_gemm_q4_variant_matches_dequantized_weights() {
         (3, 130, 17),
         (7, 33, 31),
         (13, 192, 47),
+        (9, 600, 40),
+        (70, 130, 33),
         (4, 0, 5),
+        (8, 0, 5),
     ];
     for (name, nr, run) in q4_variants() {
         for (shape, &(m, k, n)) in shapes.iter().enumerate() {

@@ -101,26 +101,29 @@ pub unsafe fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) 
     if g.n == 0 {
         return;
     }
-    let mut i = 0;
-    while i < g.m {
-        let rows = (g.m - i).min(4);
-        // SAFETY: rows `i..i+rows` exist in `a` and `c` (checked by `check_q4`).
-        unsafe {
-            match rows {
-                1 => rows_q4::<1>(a, &w, c, g, i),
-                2 => rows_q4::<2>(a, &w, c, g, i),
-                3 => rows_q4::<3>(a, &w, c, g, i),
-                _ => rows_q4::<4>(a, &w, c, g, i),
+    // Panel by panel, so a panel's nibbles stay in cache while every block of rows reads it.
+    for panel in 0..g.n.div_ceil(Q4_NR) {
+        let mut i = 0;
+        while i < g.m {
+            let rows = (g.m - i).min(4);
+            // SAFETY: rows `i..i+rows` exist in `a` and `c` (checked by `check_q4`).
+            unsafe {
+                match rows {
+                    1 => rows_q4::<1>(a, &w, c, g, i, panel),
+                    2 => rows_q4::<2>(a, &w, c, g, i, panel),
+                    3 => rows_q4::<3>(a, &w, c, g, i, panel),
+                    _ => rows_q4::<4>(a, &w, c, g, i, panel),
+                }
             }
+            i += rows;
         }
-        for r in i..i + rows {
-            epilogue(&mut c[r * g.ldc..r * g.ldc + g.n], g.bias, g.activation);
-        }
-        i += rows;
+    }
+    for r in 0..g.m {
+        epilogue(&mut c[r * g.ldc..r * g.ldc + g.n], g.bias, g.activation);
     }
 }
 
-/// Rows `i0..i0+R` of `C` (before the epilogue), one pass over the weights.
+/// Rows `i0..i0+R` × the columns of `panel` of `C` (before the epilogue).
 ///
 /// # Safety
 /// AVX-512F; `check_q4` passed for these operands and `i0 + R <= g.m`.
@@ -133,11 +136,12 @@ unsafe fn rows_q4<const R: usize>(
     c: &mut [f32],
     g: &Gemm<'_>,
     i0: usize,
+    panel: usize,
 ) {
     let (k, n, lda) = (g.k, g.n, g.lda);
     let ap = a.as_ptr();
     let m15 = _mm512_set1_epi32(15);
-    for panel in 0..n.div_ceil(Q4_NR) {
+    {
         let bytes = w.panel(panel).as_ptr();
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         let mut p0 = 0;
