@@ -21,8 +21,8 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-/// Median seconds of `f` over `reps` runs after one warm-up run.
-fn median(reps: usize, mut f: impl FnMut()) -> f64 {
+/// Median and minimum seconds of `f` over `reps` runs after one warm-up run.
+fn median(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     f();
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
@@ -32,14 +32,14 @@ fn median(reps: usize, mut f: impl FnMut()) -> f64 {
         })
         .collect();
     t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    t[reps / 2]
+    (t[reps / 2], t[0])
 }
 
 fn blob(len: usize) -> Vec<Aligned64<[u8; 64]>> {
     vec![Aligned64([0u8; 64]); len.div_ceil(64)]
 }
 
-fn f32_gemm_time(a: &[f32], w: &[f32], m: usize, k: usize, n: usize, reps: usize) -> f64 {
+fn f32_gemm_time(a: &[f32], w: &[f32], m: usize, k: usize, n: usize, reps: usize) -> (f64, f64) {
     let nr = gemm::native_nr();
     let mut packed = vec![0.0; gemm::packed_len(k, n, nr)];
     gemm::pack_b(w, k, n, nr, &mut packed);
@@ -67,7 +67,7 @@ fn f32_gemm_time(a: &[f32], w: &[f32], m: usize, k: usize, n: usize, reps: usize
 fn main() {
     let reps = 21;
     println!(
-        "int8 nr {}, int4 nr {}, f32 nr {}; medians of {reps} runs",
+        "int8 nr {}, int4 nr {}, f32 nr {}; medians (and minimums) of {reps} runs",
         native_i8_nr(),
         native_q4_nr(),
         gemm::native_nr()
@@ -108,14 +108,18 @@ fn main() {
             quantize_rows_symmetric(&a, m, k, k, &mut qa, &mut sa, &mut za)
         });
         println!(
-            "m={m} k={k} n={n}: f32 gemm {:.1} GFLOP/s ({:.0} us) | qgemm {:.1} GOP/s ({:.0} us), \
-             + row quantization {:.0} us: {:.2}x f32 time",
-            ops / tf * 1e-9,
-            tf * 1e6,
-            ops / tq * 1e-9,
-            tq * 1e6,
-            tqa * 1e6,
-            (tq + tqa) / tf
+            "int8 m={m} k={k} n={n}: f32 gemm {:.0} us (min {:.0}) {:.1} GFLOP/s | qgemm {:.0} us \
+             (min {:.0}) {:.1} GOP/s | row quantization {:.0} us | (qgemm + quantization) / f32 \
+             {:.2} (min {:.2})",
+            tf.0 * 1e6,
+            tf.1 * 1e6,
+            ops / tf.0 * 1e-9,
+            tq.0 * 1e6,
+            tq.1 * 1e6,
+            ops / tq.0 * 1e-9,
+            tqa.0 * 1e6,
+            (tq.0 + tqa.0) / tf.0,
+            (tq.1 + tqa.1) / tf.1
         );
     }
     for (m, k, n) in [
@@ -155,16 +159,18 @@ fn main() {
         };
         let tq = median(reps, || gemm_q4(&a, weights, &mut c, &g));
         println!(
-            "m={m} k={k} n={n} int4 group {group} f16 scales: f32 {:.1} GFLOP/s ({:.0} us, \
-             {:.1} GB/s of weights) | gemm_q4 {:.1} GFLOP/s ({:.0} us, {:.1} GB/s of weights): \
-             {:.2}x f32 time",
-            ops / tf * 1e-9,
-            tf * 1e6,
-            (4 * k * n) as f64 / tf * 1e-9,
-            ops / tq * 1e-9,
-            tq * 1e6,
-            len as f64 / tq * 1e-9,
-            tq / tf
+            "int4 m={m} k={k} n={n} group {group} f16 scales: f32 gemm {:.0} us (min {:.0}) \
+             {:.1} GFLOP/s | gemm_q4 {:.0} us (min {:.0}) {:.1} GFLOP/s, {:.1} GB/s of weights | \
+             gemm_q4 / f32 {:.2} (min {:.2})",
+            tf.0 * 1e6,
+            tf.1 * 1e6,
+            ops / tf.0 * 1e-9,
+            tq.0 * 1e6,
+            tq.1 * 1e6,
+            ops / tq.0 * 1e-9,
+            len as f64 / tq.0 * 1e-9,
+            tq.0 / tf.0,
+            tq.1 / tf.1
         );
     }
 }

@@ -384,7 +384,8 @@ pub fn quantize_rows_static(
 // ---------------------------------------------------------------- int8 GEMM
 
 /// `C = act(a_scales[i] · w.scales[j] · Σ_p (qa[i][p] - a_zero_points[i]) · qw[p][j] + bias[j])`
-/// with exact i32 accumulation for any i8 values of `qa` and `qw`. `qa` rows are
+/// with exact i32 accumulation for any i8 values of `qa` and `qw` and zero points in
+/// [-128, 127] (while the exact sum fits i32: any `k` up to 65 535). `qa` rows are
 /// [`qa_stride`]`(k)` bytes; `tiles.mr` and `tiles.mc` block rows (`kc` is not used: a
 /// tile's whole depth accumulates in registers).
 #[derive(Clone, Copy, Debug)]
