@@ -696,3 +696,43 @@ fn branch_free_rounding_matches_libm() {
     assert_eq!(from_ordered(ordered(-3.5).min(ordered(-0.25))), -3.5);
     assert_eq!(from_ordered(ordered(-3.5).max(ordered(-0.25))), -0.25);
 }
+
+#[test]
+fn extreme_operands_accumulate_exactly_over_a_long_depth() {
+    // Every product at its largest magnitude: (-128 - 127)·(-128) and 127·(-128), k = 8191.
+    let (m, k, n) = (3, 8191, 37);
+    let kp = qa_stride(k);
+    let mut qa = vec![0i8; m * kp];
+    for i in 0..m {
+        qa[i * kp..i * kp + k].fill(if i == 1 { 127 } else { -128 });
+    }
+    let qw = vec![-128i8; k * n];
+    let zps = [127, 0, -128];
+    let (a_scales, w_scales) = (vec![1.0f32; m], vec![1.0f32; n]);
+    for (name, nr, run) in i8_variants() {
+        let len = packed_i8_bytes(k, n, nr);
+        let mut buf = aligned(len);
+        let blob = &mut from_blocks(&mut buf)[..len];
+        pack_i8(&qw, &w_scales, k, n, nr, blob);
+        let g = QGemm {
+            m,
+            k,
+            n,
+            ldc: n,
+            a_scales: &a_scales,
+            a_zero_points: &zps,
+            bias: None,
+            activation: Activation::None,
+            tiles: TILES[0],
+        };
+        let mut got = vec![0.0f32; m * n];
+        run(&qa, QWeights::new(blob, k, n, nr), &mut got, &g);
+        for i in 0..m {
+            let a = if i == 1 { 127i64 } else { -128 };
+            let want = ((a - zps[i] as i64) * -128 * k as i64) as f32;
+            for j in 0..n {
+                assert_eq!(got[i * n + j], want, "{name} row {i} column {j}");
+            }
+        }
+    }
+}
