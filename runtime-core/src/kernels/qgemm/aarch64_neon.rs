@@ -160,9 +160,7 @@ unsafe fn rows_q4<const R: usize, const U: usize>(
             }
             let mut s = [0.0f32; Q4_NR];
             let mut z = [0.0f32; Q4_NR];
-            for (col, (s, z)) in s.iter_mut().zip(z.iter_mut()).enumerate() {
-                (*s, *z) = w.scale_zp(gi, panel * Q4_NR + col);
-            }
+            w.group_params(gi, panel * Q4_NR, &mut s, &mut z);
             for r in 0..R {
                 let sa = vdupq_n_f32(sa[r]);
                 for h in 0..4 {

@@ -53,7 +53,7 @@ use crate::arena::cast;
 use crate::error::Error;
 use crate::kernels::gather::Index;
 use crate::kernels::gemm::{Gemm, epilogue};
-use crate::math::{f16_to_f32, f32_to_f16};
+use crate::math::f32_to_f16;
 
 /// Largest panel width any kernel accepts.
 pub const MAX_NR: usize = 64;
@@ -650,9 +650,25 @@ impl Q4Scales<'_> {
     pub fn get(&self, at: usize) -> f32 {
         match self {
             Q4Scales::F32(s) => s[at],
-            Q4Scales::F16(s) => f16_to_f32(s[at]),
+            Q4Scales::F16(s) => half_to_f32(s[at]),
         }
     }
+}
+
+/// IEEE half bits → f32, branch-free (so loops over scales vectorise): the magnitude bits
+/// moved into an f32 and scaled by 2^112 give every finite value exactly (subnormals
+/// included); the all-ones exponent becomes infinity / NaN.
+#[inline(always)]
+pub fn half_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let bits = (h & 0x7fff) << 13;
+    let finite = f32::from_bits(bits) * f32::from_bits(0x7780_0000);
+    let mag = if h & 0x7c00 == 0x7c00 {
+        f32::from_bits(bits | 0x7f80_0000)
+    } else {
+        finite
+    };
+    f32::from_bits(mag.to_bits() | ((h & 0x8000) << 16))
 }
 
 /// A view of a packed int4 blob.
@@ -715,6 +731,30 @@ impl<'a> Q4Weights<'a> {
         let e = gi * self.n_pad + j;
         let zp = self.zero_points.map_or(8, |z| z[e]);
         (self.scales.get(e), zp as f32)
+    }
+
+    /// Scales and zero points of group `gi` for the `s.len()` columns from `col0` (a
+    /// vectorising loop per storage kind).
+    #[inline(always)]
+    pub fn group_params(&self, gi: usize, col0: usize, s: &mut [f32], z: &mut [f32]) {
+        let e = gi * self.n_pad + col0;
+        let len = s.len();
+        match self.scales {
+            Q4Scales::F32(v) => s.copy_from_slice(&v[e..e + len]),
+            Q4Scales::F16(v) => {
+                for (o, &h) in s.iter_mut().zip(&v[e..e + len]) {
+                    *o = half_to_f32(h);
+                }
+            }
+        }
+        match self.zero_points {
+            Some(v) => {
+                for (o, &q) in z.iter_mut().zip(&v[e..e + len]) {
+                    *o = q as f32;
+                }
+            }
+            None => z.fill(8.0),
+        }
     }
 }
 

@@ -52,6 +52,7 @@ fn row_panel<const NR: usize>(
     let bytes = w.panel(panel);
     let mut acc = [0.0f32; super::MAX_NR];
     let mut gq = [0.0f32; super::MAX_NR];
+    let (mut sc, mut zc) = ([0.0f32; super::MAX_NR], [0.0f32; super::MAX_NR]);
     let mut p0 = 0;
     let mut gi = 0;
     while p0 < w.k {
@@ -68,8 +69,8 @@ fn row_panel<const NR: usize>(
                 *h += x * (b >> 4) as f32;
             }
         }
-        for (c, (o, &q)) in acc[..nr].iter_mut().zip(gq.iter()).enumerate() {
-            let (s, zp) = w.scale_zp(gi, panel * nr + c);
+        w.group_params(gi, panel * nr, &mut sc[..nr], &mut zc[..nr]);
+        for (((o, &q), &s), &zp) in acc[..nr].iter_mut().zip(gq.iter()).zip(&sc).zip(&zc) {
             *o += s * (q - zp * sa);
         }
         p0 = p1;

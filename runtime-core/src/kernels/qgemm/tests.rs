@@ -736,3 +736,15 @@ fn extreme_operands_accumulate_exactly_over_a_long_depth() {
         }
     }
 }
+
+#[test]
+fn branch_free_half_conversion_is_exact() {
+    for h in 0..=u16::MAX {
+        let (got, want) = (half_to_f32(h), crate::math::f16_to_f32(h));
+        if want.is_nan() {
+            assert!(got.is_nan(), "{h:#06x}");
+        } else {
+            assert_eq!(got.to_bits(), want.to_bits(), "{h:#06x}");
+        }
+    }
+}
