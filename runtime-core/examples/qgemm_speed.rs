@@ -160,15 +160,19 @@ fn main() {
         let tq = median(reps, || gemm_q4(&a, weights, &mut c, &g));
         println!(
             "int4 m={m} k={k} n={n} group {group} f16 scales: f32 gemm {:.0} us (min {:.0}) \
-             {:.1} GFLOP/s | gemm_q4 {:.0} us (min {:.0}) {:.1} GFLOP/s, {:.1} GB/s of weights | \
-             gemm_q4 / f32 {:.2} (min {:.2})",
+             {:.1} GFLOP/s | gemm_q4 {:.0} us (min {:.0}) {:.1} GFLOP/s{} | gemm_q4 / f32 {:.2} \
+             (min {:.2})",
             tf.0 * 1e6,
             tf.1 * 1e6,
             ops / tf.0 * 1e-9,
             tq.0 * 1e6,
             tq.1 * 1e6,
             ops / tq.0 * 1e-9,
-            len as f64 / tq.0 * 1e-9,
+            if m == 1 {
+                format!(", weights streamed at {:.1} GB/s", len as f64 / tq.0 * 1e-9)
+            } else {
+                String::new()
+            },
             tq.0 / tf.0,
             tq.1 / tf.1
         );
