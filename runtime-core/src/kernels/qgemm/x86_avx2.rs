@@ -15,6 +15,13 @@ pub const NR: usize = 8;
 pub const Q4_NR: usize = 16;
 /// The largest register block of rows of [`qgemm`].
 pub const MAX_MR: usize = 6;
+/// From this many rows of `A` on, [`gemm_q4`] dequantizes blocks of a panel to f32 once and
+/// runs an f32 register tile over them.
+const BLOCKED_MIN_M: usize = 8;
+/// Depths per dequantized block (16 KiB of f32).
+const KB: usize = 256;
+/// Rows of the f32 register tile (12 accumulators).
+const BLOCK_MR: usize = 6;
 /// i16 elements of the widened-`A` buffer; deeper products run the portable kernel.
 const WIDE: usize = 16 * 1024;
 
@@ -128,6 +135,11 @@ pub unsafe fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) 
     }
     // Panel by panel, so a panel's nibbles stay in cache while every block of rows reads it.
     for panel in 0..g.n.div_ceil(Q4_NR) {
+        if g.m >= BLOCKED_MIN_M {
+            // SAFETY: as for this function.
+            unsafe { blocked(a, &w, c, g, panel) };
+            continue;
+        }
         let mut i = 0;
         while i < g.m {
             let rows = (g.m - i).min(4);
@@ -235,6 +247,129 @@ unsafe fn rows_q4<const R: usize, const U: usize>(
             }
             let at = (i0 + r) * g.ldc + col0;
             c[at..at + cols].copy_from_slice(&out[..cols]);
+        }
+    }
+}
+
+/// One panel of `C` (before the epilogue) for many rows: blocks of [`KB`] depths dequantized
+/// to f32, then [`f32_tile`]s of up to [`BLOCK_MR`] rows over each block.
+///
+/// # Safety
+/// AVX2 and FMA; `check_q4` passed for these operands.
+#[target_feature(enable = "avx2,fma")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, panel: usize) {
+    let (k, n) = (g.k, g.n);
+    let bytes = w.panel(panel).as_ptr();
+    let col0 = panel * Q4_NR;
+    let cols = Q4_NR.min(n - col0);
+    let m15 = _mm256_set1_epi32(15);
+    let mut block = [0.0f32; KB * Q4_NR];
+    let bp = block.as_mut_ptr();
+    let (mut s, mut z) = ([0.0f32; Q4_NR], [0.0f32; Q4_NR]);
+    if k == 0 {
+        for i in 0..g.m {
+            c[i * g.ldc + col0..i * g.ldc + col0 + cols].fill(0.0);
+        }
+    }
+    let mut pc = 0;
+    while pc < k {
+        let kb = KB.min(k - pc);
+        let mut d = pc;
+        while d < pc + kb {
+            let gi = d / w.group;
+            let end = (pc + kb).min((gi + 1) * w.group);
+            w.group_params(gi, col0, &mut s, &mut z);
+            // SAFETY: `s` and `z` hold 16 values; rows `d < k` of the panel are 8 bytes at
+            // `8·d`; the block holds `KB` rows of 16 floats and `d - pc < KB`.
+            unsafe {
+                let sv = [
+                    _mm256_loadu_ps(s.as_ptr()),
+                    _mm256_loadu_ps(s.as_ptr().add(8)),
+                ];
+                let zs = [
+                    _mm256_mul_ps(_mm256_loadu_ps(z.as_ptr()), sv[0]),
+                    _mm256_mul_ps(_mm256_loadu_ps(z.as_ptr().add(8)), sv[1]),
+                ];
+                for dd in d..end {
+                    let v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(bytes.add(8 * dd).cast()));
+                    let lo = _mm256_cvtepi32_ps(_mm256_and_si256(v, m15));
+                    let hi = _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(v));
+                    let out = bp.add((dd - pc) * Q4_NR);
+                    _mm256_storeu_ps(out, _mm256_fmsub_ps(lo, sv[0], zs[0]));
+                    _mm256_storeu_ps(out.add(8), _mm256_fmsub_ps(hi, sv[1], zs[1]));
+                }
+            }
+            d = end;
+        }
+        let mut i = 0;
+        while i < g.m {
+            let rows = (g.m - i).min(BLOCK_MR);
+            let t = (i, pc, kb, col0, cols, pc == 0);
+            // SAFETY: rows `i..i+rows` and depths `pc..pc+kb` exist in `a`, columns
+            // `col0..col0+cols` of those rows in `c` (`check_q4`); the block holds `kb` rows.
+            unsafe {
+                match rows {
+                    1 => f32_tile::<1>(a, &block, c, g, t),
+                    2 => f32_tile::<2>(a, &block, c, g, t),
+                    3 => f32_tile::<3>(a, &block, c, g, t),
+                    4 => f32_tile::<4>(a, &block, c, g, t),
+                    5 => f32_tile::<5>(a, &block, c, g, t),
+                    _ => f32_tile::<6>(a, &block, c, g, t),
+                }
+            }
+            i += rows;
+        }
+        pc += kb;
+    }
+}
+
+/// `C[i0..i0+R, col0..col0+cols] (=|+=) A[i0..i0+R, pc..pc+kb] · block[..kb]` for
+/// `(i0, pc, kb, col0, cols, first)`.
+///
+/// # Safety
+/// AVX2 and FMA; the rows, depths and columns exist in `a` and `c`, `block` holds `kb·16`
+/// floats.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn f32_tile<const R: usize>(
+    a: &[f32],
+    block: &[f32],
+    c: &mut [f32],
+    g: &Gemm<'_>,
+    (i0, pc, kb, col0, cols, first): (usize, usize, usize, usize, usize, bool),
+) {
+    let (ap, bp) = (a.as_ptr(), block.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for p in 0..kb {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let (b0, b1) = (
+                _mm256_loadu_ps(bp.add(16 * p)),
+                _mm256_loadu_ps(bp.add(16 * p + 8)),
+            );
+            for (r, ar) in acc.iter_mut().enumerate() {
+                let x = _mm256_set1_ps(*ap.add((i0 + r) * g.lda + pc + p));
+                ar[0] = _mm256_fmadd_ps(x, b0, ar[0]);
+                ar[1] = _mm256_fmadd_ps(x, b1, ar[1]);
+            }
+        }
+    }
+    for (r, ar) in acc.iter().enumerate() {
+        let mut out = [0.0f32; Q4_NR];
+        // SAFETY: `out` holds 16 values.
+        unsafe {
+            _mm256_storeu_ps(out.as_mut_ptr(), ar[0]);
+            _mm256_storeu_ps(out.as_mut_ptr().add(8), ar[1]);
+        }
+        let row = &mut c[(i0 + r) * g.ldc + col0..(i0 + r) * g.ldc + col0 + cols];
+        if first {
+            row.copy_from_slice(&out[..cols]);
+        } else {
+            for (o, &v) in row.iter_mut().zip(&out) {
+                *o += v;
+            }
         }
     }
 }

@@ -15,6 +15,13 @@ pub const NR: usize = 32;
 pub const Q4_NR: usize = 32;
 /// The largest register block of rows of [`qgemm`].
 pub const MAX_MR: usize = 12;
+/// From this many rows of `A` on, [`gemm_q4`] dequantizes blocks of a panel to f32 once and
+/// runs an f32 register tile over them.
+const BLOCKED_MIN_M: usize = 8;
+/// Depths per dequantized block (32 KiB of f32).
+const KB: usize = 256;
+/// Rows of the f32 register tile (16 accumulators).
+const BLOCK_MR: usize = 8;
 
 /// The int8 GEMM; `w.nr` must be [`NR`].
 ///
@@ -103,6 +110,11 @@ pub unsafe fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) 
     }
     // Panel by panel, so a panel's nibbles stay in cache while every block of rows reads it.
     for panel in 0..g.n.div_ceil(Q4_NR) {
+        if g.m >= BLOCKED_MIN_M {
+            // SAFETY: as for this function.
+            unsafe { blocked(a, &w, c, g, panel) };
+            continue;
+        }
         let mut i = 0;
         while i < g.m {
             let rows = (g.m - i).min(4);
@@ -231,6 +243,152 @@ unsafe fn rows_q4<const R: usize>(
                 _mm512_mask_storeu_ps(row.as_mut_ptr(), lo, ar[0]);
                 _mm512_mask_storeu_ps(row.as_mut_ptr().wrapping_add(16), hi, ar[1]);
             }
+        }
+    }
+}
+
+/// One panel of `C` (before the epilogue) for many rows: blocks of [`KB`] depths dequantized
+/// to f32 (`q·s - zp·s`), then [`f32_tile`]s of up to [`BLOCK_MR`] rows over each block.
+///
+/// # Safety
+/// AVX-512F; `check_q4` passed for these operands.
+#[target_feature(enable = "avx512f")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, panel: usize) {
+    let (k, n) = (g.k, g.n);
+    let bytes = w.panel(panel).as_ptr();
+    let col0 = panel * Q4_NR;
+    let cols = Q4_NR.min(n - col0);
+    let m15 = _mm512_set1_epi32(15);
+    let mut block = [0.0f32; KB * Q4_NR];
+    let bp = block.as_mut_ptr();
+    if k == 0 {
+        for i in 0..g.m {
+            c[i * g.ldc + col0..i * g.ldc + col0 + cols].fill(0.0);
+        }
+    }
+    let mut pc = 0;
+    while pc < k {
+        let kb = KB.min(k - pc);
+        let mut d = pc;
+        while d < pc + kb {
+            let gi = d / w.group;
+            let end = (pc + kb).min((gi + 1) * w.group);
+            let e = gi * w.n_pad + col0;
+            // SAFETY: entries `e..e+32` of scales and zero points exist (`n_pad` is a multiple
+            // of 32); rows `d < k` of the panel are 16 bytes at `16·d`; the block holds `KB`
+            // rows of 32 floats and `d - pc < KB`.
+            unsafe {
+                let s = match w.scales {
+                    Q4Scales::F32(s) => [
+                        _mm512_loadu_ps(s.as_ptr().add(e)),
+                        _mm512_loadu_ps(s.as_ptr().add(e + 16)),
+                    ],
+                    Q4Scales::F16(s) => [
+                        _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().add(e).cast())),
+                        _mm512_cvtph_ps(_mm256_loadu_si256(s.as_ptr().add(e + 16).cast())),
+                    ],
+                };
+                let z = match w.zero_points {
+                    Some(z) => [
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                            z.as_ptr().add(e).cast(),
+                        ))),
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                            z.as_ptr().add(e + 16).cast(),
+                        ))),
+                    ],
+                    None => [_mm512_set1_ps(8.0); 2],
+                };
+                let zs = [_mm512_mul_ps(z[0], s[0]), _mm512_mul_ps(z[1], s[1])];
+                for dd in d..end {
+                    let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(bytes.add(16 * dd).cast()));
+                    let lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, m15));
+                    let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(v));
+                    let out = bp.add((dd - pc) * Q4_NR);
+                    _mm512_storeu_ps(out, _mm512_fmsub_ps(lo, s[0], zs[0]));
+                    _mm512_storeu_ps(out.add(16), _mm512_fmsub_ps(hi, s[1], zs[1]));
+                }
+            }
+            d = end;
+        }
+        let mut i = 0;
+        while i < g.m {
+            let rows = (g.m - i).min(BLOCK_MR);
+            let t = (i, pc, kb, col0, cols, pc == 0);
+            // SAFETY: rows `i..i+rows` and depths `pc..pc+kb` exist in `a`, columns
+            // `col0..col0+cols` of those rows in `c` (`check_q4`); the block holds `kb` rows.
+            unsafe {
+                match rows {
+                    1 => f32_tile::<1>(a, &block, c, g, t),
+                    2 => f32_tile::<2>(a, &block, c, g, t),
+                    3 => f32_tile::<3>(a, &block, c, g, t),
+                    4 => f32_tile::<4>(a, &block, c, g, t),
+                    5 => f32_tile::<5>(a, &block, c, g, t),
+                    6 => f32_tile::<6>(a, &block, c, g, t),
+                    7 => f32_tile::<7>(a, &block, c, g, t),
+                    _ => f32_tile::<8>(a, &block, c, g, t),
+                }
+            }
+            i += rows;
+        }
+        pc += kb;
+    }
+}
+
+/// `C[i0..i0+R, col0..col0+cols] (=|+=) A[i0..i0+R, pc..pc+kb] · block[..kb]` for
+/// `(i0, pc, kb, col0, cols, first)`.
+///
+/// # Safety
+/// AVX-512F; the rows, depths and columns exist in `a` and `c`, `block` holds `kb·32` floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn f32_tile<const R: usize>(
+    a: &[f32],
+    block: &[f32],
+    c: &mut [f32],
+    g: &Gemm<'_>,
+    (i0, pc, kb, col0, cols, first): (usize, usize, usize, usize, usize, bool),
+) {
+    let (ap, bp) = (a.as_ptr(), block.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for p in 0..kb {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let (b0, b1) = (
+                _mm512_loadu_ps(bp.add(32 * p)),
+                _mm512_loadu_ps(bp.add(32 * p + 16)),
+            );
+            for (r, ar) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_ps(*ap.add((i0 + r) * g.lda + pc + p));
+                ar[0] = _mm512_fmadd_ps(x, b0, ar[0]);
+                ar[1] = _mm512_fmadd_ps(x, b1, ar[1]);
+            }
+        }
+    }
+    let lo = if cols >= 16 {
+        0xffff
+    } else {
+        (1u32 << cols) - 1
+    } as __mmask16;
+    let hi = if cols > 16 {
+        ((1u64 << (cols - 16)) - 1) as __mmask16
+    } else {
+        0
+    };
+    for (r, ar) in acc.iter().enumerate() {
+        let row = &mut c[(i0 + r) * g.ldc + col0..(i0 + r) * g.ldc + col0 + cols];
+        let (p0, p1) = (row.as_mut_ptr(), row.as_mut_ptr().wrapping_add(16));
+        // SAFETY: the masks cover exactly `cols` elements of `row`.
+        unsafe {
+            let (mut v0, mut v1) = (ar[0], ar[1]);
+            if !first {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lo, p0));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(hi, p1));
+            }
+            _mm512_mask_storeu_ps(p0, lo, v0);
+            _mm512_mask_storeu_ps(p1, hi, v1);
         }
     }
 }
