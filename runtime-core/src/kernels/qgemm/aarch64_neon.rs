@@ -15,6 +15,13 @@ pub const NR: usize = 8;
 pub const Q4_NR: usize = 16;
 /// The largest register block of rows of [`qgemm`].
 pub const MAX_MR: usize = 6;
+/// From this many rows of `A` on, [`gemm_q4`] dequantizes blocks of a panel to f32 once and
+/// runs an f32 register tile over them.
+const BLOCKED_MIN_M: usize = 8;
+/// Depths per dequantized block (16 KiB of f32).
+const KB: usize = 256;
+/// Rows of the f32 register tile (16 accumulators).
+const BLOCK_MR: usize = 4;
 
 /// The int8 GEMM; `w.nr` must be [`NR`].
 pub fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
@@ -80,6 +87,11 @@ pub fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) {
     }
     // Panel by panel, so a panel's nibbles stay in cache while every block of rows reads it.
     for panel in 0..g.n.div_ceil(Q4_NR) {
+        if g.m >= BLOCKED_MIN_M {
+            // SAFETY: `check_q4` passed; NEON is part of aarch64.
+            unsafe { blocked(a, &w, c, g, panel) };
+            continue;
+        }
         let mut i = 0;
         while i < g.m {
             let rows = (g.m - i).min(2);
@@ -191,6 +203,133 @@ unsafe fn rows_q4<const R: usize, const U: usize>(
             }
             let at = (i0 + r) * g.ldc + col0;
             c[at..at + cols].copy_from_slice(&out[..cols]);
+        }
+    }
+}
+
+/// One panel of `C` (before the epilogue) for many rows: blocks of [`KB`] depths dequantized
+/// to f32, then [`f32_tile`]s of up to [`BLOCK_MR`] rows over each block.
+///
+/// # Safety
+/// `check_q4` passed for these operands.
+#[target_feature(enable = "neon")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, panel: usize) {
+    let (k, n) = (g.k, g.n);
+    let bytes = w.panel(panel).as_ptr();
+    let col0 = panel * Q4_NR;
+    let cols = Q4_NR.min(n - col0);
+    let mut block = [0.0f32; KB * Q4_NR];
+    let bp = block.as_mut_ptr();
+    let (mut s, mut z) = ([0.0f32; Q4_NR], [0.0f32; Q4_NR]);
+    if k == 0 {
+        for i in 0..g.m {
+            c[i * g.ldc + col0..i * g.ldc + col0 + cols].fill(0.0);
+        }
+    }
+    let mut pc = 0;
+    while pc < k {
+        let kb = KB.min(k - pc);
+        let mut d = pc;
+        while d < pc + kb {
+            let gi = d / w.group;
+            let end = (pc + kb).min((gi + 1) * w.group);
+            w.group_params(gi, col0, &mut s, &mut z);
+            // SAFETY: `s` and `z` hold 16 values; rows `d < k` of the panel are 8 bytes at
+            // `8·d`; the block holds `KB` rows of 16 floats and `d - pc < KB`.
+            unsafe {
+                let mut sv = [vdupq_n_f32(0.0); 4];
+                let mut zs = [vdupq_n_f32(0.0); 4];
+                for h in 0..4 {
+                    sv[h] = vld1q_f32(s.as_ptr().add(4 * h));
+                    zs[h] = vmulq_f32(vld1q_f32(z.as_ptr().add(4 * h)), sv[h]);
+                }
+                for dd in d..end {
+                    let v = vld1_u8(bytes.add(8 * dd));
+                    let lo = vmovl_u8(vand_u8(v, vdup_n_u8(15)));
+                    let hi = vmovl_u8(vshr_n_u8::<4>(v));
+                    let q = [
+                        vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo))),
+                        vcvtq_f32_u32(vmovl_high_u16(lo)),
+                        vcvtq_f32_u32(vmovl_u16(vget_low_u16(hi))),
+                        vcvtq_f32_u32(vmovl_high_u16(hi)),
+                    ];
+                    let out = bp.add((dd - pc) * Q4_NR);
+                    for h in 0..4 {
+                        // q·s - zp·s
+                        vst1q_f32(out.add(4 * h), vsubq_f32(vmulq_f32(q[h], sv[h]), zs[h]));
+                    }
+                }
+            }
+            d = end;
+        }
+        let mut i = 0;
+        while i < g.m {
+            let rows = (g.m - i).min(BLOCK_MR);
+            let t = (i, pc, kb, col0, cols, pc == 0);
+            // SAFETY: rows `i..i+rows` and depths `pc..pc+kb` exist in `a`, columns
+            // `col0..col0+cols` of those rows in `c` (`check_q4`); the block holds `kb` rows.
+            unsafe {
+                match rows {
+                    1 => f32_tile::<1>(a, &block, c, g, t),
+                    2 => f32_tile::<2>(a, &block, c, g, t),
+                    3 => f32_tile::<3>(a, &block, c, g, t),
+                    _ => f32_tile::<4>(a, &block, c, g, t),
+                }
+            }
+            i += rows;
+        }
+        pc += kb;
+    }
+}
+
+/// `C[i0..i0+R, col0..col0+cols] (=|+=) A[i0..i0+R, pc..pc+kb] · block[..kb]` for
+/// `(i0, pc, kb, col0, cols, first)`.
+///
+/// # Safety
+/// The rows, depths and columns exist in `a` and `c`, `block` holds `kb·16` floats.
+#[inline]
+#[target_feature(enable = "neon")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn f32_tile<const R: usize>(
+    a: &[f32],
+    block: &[f32],
+    c: &mut [f32],
+    g: &Gemm<'_>,
+    (i0, pc, kb, col0, cols, first): (usize, usize, usize, usize, usize, bool),
+) {
+    let (ap, bp) = (a.as_ptr(), block.as_ptr());
+    let mut acc = [[vdupq_n_f32(0.0); 4]; R];
+    for p in 0..kb {
+        // SAFETY: the caller's contract.
+        unsafe {
+            let b = [
+                vld1q_f32(bp.add(16 * p)),
+                vld1q_f32(bp.add(16 * p + 4)),
+                vld1q_f32(bp.add(16 * p + 8)),
+                vld1q_f32(bp.add(16 * p + 12)),
+            ];
+            for (r, ar) in acc.iter_mut().enumerate() {
+                let x = *ap.add((i0 + r) * g.lda + pc + p);
+                for h in 0..4 {
+                    ar[h] = vfmaq_n_f32(ar[h], b[h], x);
+                }
+            }
+        }
+    }
+    for (r, ar) in acc.iter().enumerate() {
+        let mut out = [0.0f32; Q4_NR];
+        for (h, v) in ar.iter().enumerate() {
+            // SAFETY: `out` holds 16 values.
+            unsafe { vst1q_f32(out.as_mut_ptr().add(4 * h), *v) };
+        }
+        let row = &mut c[(i0 + r) * g.ldc + col0..(i0 + r) * g.ldc + col0 + cols];
+        if first {
+            row.copy_from_slice(&out[..cols]);
+        } else {
+            for (o, &v) in row.iter_mut().zip(&out) {
+                *o += v;
+            }
         }
     }
 }
