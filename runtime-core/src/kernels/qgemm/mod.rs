@@ -31,9 +31,11 @@
 //! `aarch64_neon` (int8 by `smull` + `sadalp`, 6×8, Armv8.0; int4 16 columns),
 //! `aarch64_dotprod` (int8 by `sdot`, 6×16). [`qgemm`] and [`gemm_q4`] pick one at compile
 //! time from the enabled target features and the blob's `nr`; anything else runs the
-//! reference. int4 kernels convert each row of nibbles once for up to 4 (x86) or 2 (NEON)
-//! rows of `A` and factor scale and zero point out of each group:
-//! `Σ_p a·(q - zp)·s = s·(Σ_p a·q - zp·Σ_p a)`.
+//! reference. The int4 kernels, for fewer than 8 rows of `A` (decoding), convert each row of
+//! nibbles once for up to 4 (x86) or 2 (NEON) rows and factor scale and zero point out of
+//! each group: `Σ_p a·(q - zp)·s = s·(Σ_p a·q - zp·Σ_p a)`; for 8 rows or more (prefill) the
+//! ISA variants dequantize 256-deep blocks of a panel to f32 once and run an f32 register
+//! tile over them.
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub mod aarch64_dotprod;
 #[cfg(target_arch = "aarch64")]
