@@ -1,6 +1,7 @@
 //! Footprint from a built artefact: section sizes read from an ELF file's section headers
 //! (32- or 64-bit, little-endian), summed into flash (what the image stores) and RAM (what
 //! runs in memory), as `slm-aot size` prints.
+#![deny(clippy::indexing_slicing)]
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -83,8 +84,9 @@ fn parse(bytes: &[u8]) -> Option<Footprint> {
         }
         let name_bytes = strtab.get(name_at as usize..)?;
         let end = name_bytes.iter().position(|&b| b == 0)?;
+        let name = name_bytes.get(..end)?;
         sections.push(Section {
-            name: String::from_utf8_lossy(&name_bytes[..end]).into_owned(),
+            name: String::from_utf8_lossy(name).into_owned(),
             addr,
             size,
             writable: flags & SHF_WRITE != 0,
@@ -122,6 +124,7 @@ pub fn report(f: &Footprint) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,7 @@
 //! `slm-aot generate`: build a stateful decoder crate, build a small host generation runner
 //! next to it (`templates/generate/main.rs`), and run it: prefill the prompt, then sample
 //! token by token with runtime-core's sampler.
+#![deny(clippy::indexing_slicing)]
 use crate::error::{Error, Result};
 use crate::pipeline::{self, BuildOptions};
 use std::collections::BTreeMap;

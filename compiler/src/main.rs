@@ -1,4 +1,5 @@
 //! The `slm-aot` command line: build, inspect, verify.
+#![deny(clippy::indexing_slicing)]
 use clap::{Args, Parser, Subcommand};
 use slm_aot::error::{Error, Result};
 use slm_aot::frontend::{ImportOptions, Limits, onnx};

@@ -1,6 +1,7 @@
 //! The integrity manifest written into every generated crate: which model files (by
 //! SHA-256), which compiler, which flags and target profile produced it, and the weight
 //! blob's digest, which the crate's build script re-checks at compile time.
+#![deny(clippy::indexing_slicing)]
 use crate::error::{Error, Result};
 use runtime_core::sha256::{self, Sha256};
 use std::io::Read;
@@ -35,7 +36,7 @@ pub fn file_digest(path: &Path) -> Result<String> {
         if n == 0 {
             break;
         }
-        h.update(&buf[..n]);
+        h.update(buf.get(..n).unwrap_or_default());
     }
     let mut out = [0u8; 64];
     sha256::hex(&h.finish(), &mut out);

@@ -1,5 +1,6 @@
 //! Minimal `.npy` (version 1–3) reader and writer for tensors of the IR's dtypes, with
 //! every header field checked.
+#![deny(clippy::indexing_slicing)]
 use crate::error::{Error, Result};
 use crate::ir::{DType, Data, Tensor, TensorType, checked_numel};
 use std::path::Path;
@@ -18,35 +19,38 @@ pub fn read(path: &Path) -> Result<Tensor> {
 }
 
 fn parse(bytes: &[u8]) -> std::result::Result<Tensor, String> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+    let Some((magic, rest)) = bytes.split_first_chunk::<6>() else {
+        return Err("missing NUMPY magic".into());
+    };
+    if magic != MAGIC {
         return Err("missing NUMPY magic".into());
     }
-    let major = bytes[6];
+    let Some(([major, _minor], rest)) = rest.split_first_chunk::<2>() else {
+        return Err("truncated header".into());
+    };
     let (header_len, start): (usize, usize) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                return Err("truncated header".into());
-            }
-            (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            )
-        }
+        1 => match rest.first_chunk::<2>() {
+            Some(&len) => (u16::from_le_bytes(len) as usize, 10),
+            None => return Err("truncated header".into()),
+        },
+        2 | 3 => match rest.first_chunk::<4>() {
+            Some(&len) => (u32::from_le_bytes(len) as usize, 12),
+            None => return Err("truncated header".into()),
+        },
         v => return Err(format!("unsupported version {v}")),
     };
     let end = start
         .checked_add(header_len)
         .filter(|&e| e <= bytes.len())
         .ok_or("truncated header")?;
-    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not UTF-8")?;
+    let header = bytes.get(start..end).ok_or("truncated header")?;
+    let header = std::str::from_utf8(header).map_err(|_| "header is not UTF-8")?;
     let field = |key: &str| -> std::result::Result<&str, String> {
-        let at = header
-            .find(&format!("'{key}'"))
+        let (_, rest) = header
+            .split_once(&format!("'{key}'"))
             .ok_or(format!("header lacks '{key}'"))?;
-        let rest = &header[at + key.len() + 2..];
-        let colon = rest.find(':').ok_or("malformed header")?;
-        Ok(rest[colon + 1..].trim_start())
+        let (_, value) = rest.split_once(':').ok_or("malformed header")?;
+        Ok(value.trim_start())
     };
     let descr = field("descr")?;
     let descr = descr
@@ -58,8 +62,12 @@ fn parse(bytes: &[u8]) -> std::result::Result<Tensor, String> {
         return Err("Fortran-ordered arrays are not supported".into());
     }
     let shape_text = field("shape")?;
-    let close = shape_text.find(')').ok_or("malformed shape")?;
-    let shape: Vec<usize> = shape_text[1..close]
+    let shape_text = shape_text
+        .strip_prefix('(')
+        .and_then(|s| s.split_once(')'))
+        .map(|(inside, _)| inside)
+        .ok_or("malformed shape")?;
+    let shape: Vec<usize> = shape_text
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -69,7 +77,7 @@ fn parse(bytes: &[u8]) -> std::result::Result<Tensor, String> {
         })
         .collect::<std::result::Result<_, _>>()?;
     let n = checked_numel(&shape).map_err(|e| e.to_string())?;
-    let data = &bytes[end..];
+    let data = bytes.get(end..).ok_or("truncated header")?;
     let want = n.checked_mul(dtype.size_bytes()).ok_or("size overflows")?;
     if data.len() != want {
         return Err(format!(
@@ -86,8 +94,8 @@ fn parse(bytes: &[u8]) -> std::result::Result<Tensor, String> {
 
 /// Write a tensor as `.npy` version 1.
 pub fn write(path: &Path, t: &Tensor) -> Result<()> {
-    let shape = match t.ty.shape.len() {
-        1 => format!("({},)", t.ty.shape[0]),
+    let shape = match t.ty.shape.as_slice() {
+        [n] => format!("({n},)"),
         _ => format!(
             "({})",
             t.ty.shape
@@ -115,6 +123,7 @@ pub fn write(path: &Path, t: &Tensor) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

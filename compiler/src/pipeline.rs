@@ -155,15 +155,39 @@ pub fn compile_bytes(bytes: &[u8], options: &ImportOptions) -> Result<GeneratedC
     let nowhere = Path::new("/nonexistent/slm-aot-in-memory");
     let graph = onnx::import(&proto, nowhere, options)?;
     verify(&graph)?;
+    emit_in_memory(&graph, options, "model.onnx")
+}
+
+/// [`compile_bytes`] for a checkpoint folder held in memory: its files by relative path
+/// (`config.json`, `model.safetensors`, …). `--max-context` builds go through
+/// [`crate::stateful`] as from disk.
+pub fn compile_checkpoint_bytes(
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+    options: &ImportOptions,
+) -> Result<GeneratedCrate> {
+    let mut graph = safetensors::import_from(safetensors::Source::Memory(files), options)?;
+    if let Some(max_context) = options.max_context {
+        crate::stateful::make_stateful(&mut graph, max_context)?;
+    }
+    verify(&graph)?;
+    emit_in_memory(&graph, options, "checkpoint")
+}
+
+/// Optimise, plan (checking the arena limit) and emit a verified graph for the x86 profile.
+fn emit_in_memory(
+    graph: &Graph,
+    options: &ImportOptions,
+    model_file: &str,
+) -> Result<GeneratedCrate> {
     let target = TargetProfile::load("x86")?;
-    let graph = optimise(&graph, &target, true)?;
+    let graph = optimise(graph, &target, true)?;
     let plan = plan::plan(&graph)?;
     if plan.arena_bytes as u64 > options.limits.max_arena_bytes {
         return Err(Error::Limit(format!("arena of {} bytes", plan.arena_bytes)));
     }
     let meta = CrateMeta {
         crate_name: "fuzzed".into(),
-        model_file: "model.onnx".into(),
+        model_file: model_file.into(),
         target,
         runtime_path: "runtime-core".into(),
         manifest: Manifest {

@@ -1,5 +1,6 @@
 //! `--verify-signature`: refuse a model whose detached Ed25519 signature does not verify
 //! against the given public key. Keys and signatures are raw bytes or hex text.
+#![deny(clippy::indexing_slicing)]
 use crate::error::{Error, Result};
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use std::path::Path;

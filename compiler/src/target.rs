@@ -1,5 +1,6 @@
 //! Target profiles: data in `targets/*.toml`, deserialised with serde. `--target NAME`
 //! picks a shipped profile; `--target path/to/file.toml` loads a user's own.
+#![deny(clippy::indexing_slicing)]
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::path::Path;
@@ -164,6 +165,7 @@ impl TargetProfile {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -4,6 +4,7 @@
 //! blob `runtime_core::tokenizer::Tokenizer` reads in place (layout documented there).
 //! A `tokenizer.json` feature the runtime does not implement is an error naming the
 //! field, never a tokenizer that gives different ids.
+#![deny(clippy::indexing_slicing)]
 use crate::codegen::GeneratedCrate;
 use crate::error::{Error, Result};
 use runtime_core::tokenizer::{Field, HEADER_WORDS, Kind, MAGIC, NONE, VERSION, flags};
@@ -54,11 +55,18 @@ pub fn find_in_checkpoint(dir: &Path) -> Option<PathBuf> {
 /// Read `tokenizer.json` or a llama2.c `tokenizer.bin`.
 pub fn load(path: &Path) -> Result<TokenizerSpec> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse(path, &bytes)
+}
+
+/// Read a tokenizer from bytes already in memory: `tokenizer.json` when `path` ends in
+/// `.json`, else llama2.c's `tokenizer.bin`. `path` only names the file in errors (the
+/// fuzzing entry point).
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<TokenizerSpec> {
     if path.extension().is_some_and(|e| e == "json") {
-        let json: Value = serde_json::from_slice(&bytes).map_err(|e| bad(path, e))?;
+        let json: Value = serde_json::from_slice(bytes).map_err(|e| bad(path, e))?;
         from_json(path, &json)
     } else {
-        from_llama2c(path, &bytes)
+        from_llama2c(path, bytes)
     }
 }
 
@@ -66,10 +74,11 @@ pub fn load(path: &Path) -> Result<TokenizerSpec> {
 fn from_llama2c(path: &Path, bytes: &[u8]) -> Result<TokenizerSpec> {
     let take = |at: &mut usize| -> Result<[u8; 4]> {
         let b = bytes
-            .get(*at..*at + 4)
+            .get(*at..)
+            .and_then(<[u8]>::first_chunk::<4>)
             .ok_or_else(|| bad(path, format!("truncated at byte {at}")))?;
         *at += 4;
-        Ok([b[0], b[1], b[2], b[3]])
+        Ok(*b)
     };
     let mut at = 0;
     let max_len = i32::from_le_bytes(take(&mut at)?);
@@ -170,7 +179,10 @@ fn place_added(
         if pieces.len() <= i {
             pieces.resize(i + 1, Vec::new());
         }
-        pieces[i] = content.as_bytes().to_vec();
+        let slot = pieces
+            .get_mut(i)
+            .ok_or_else(|| bad(path, format!("added token `{content}` has id {id}")))?;
+        *slot = content.as_bytes().to_vec();
         list.push((*id, *special));
     }
     Ok(list)
@@ -181,9 +193,9 @@ fn place_added(
 fn byte_level_chars() -> [char; 256] {
     let mut map = ['\0'; 256];
     let mut next = 256u32;
-    for b in 0..=255u8 {
+    for (b, slot) in (0..=255u8).zip(map.iter_mut()) {
         let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-        map[b as usize] = if printable {
+        *slot = if printable {
             b as char
         } else {
             let c = char::from_u32(next).unwrap_or('\0');
@@ -376,7 +388,8 @@ fn template(path: &Path, json: &Value) -> Result<(Option<u32>, Option<u32>)> {
                 .iter()
                 .position(is_a)
                 .ok_or_else(|| refuse("`single` has no $A"))?;
-            let (before, after) = (&single[..a], &single[a + 1..]);
+            let before = single.get(..a).unwrap_or_default();
+            let after = single.get(a + 1..).unwrap_or_default();
             if before.len() > 1 || after.len() > 1 {
                 return Err(refuse("`single` adds more than one token on a side"));
             }
@@ -544,11 +557,11 @@ fn from_json_bpe(path: &Path, json: &Value, model: &Value) -> Result<TokenizerSp
         .collect();
     let mut pieces = vec![Vec::new(); vocab.len()];
     for (piece, id) in vocab {
-        let id = id
+        let (id, slot) = id
             .as_u64()
-            .filter(|&i| (i as usize) < pieces.len())
+            .and_then(|i| Some((i, pieces.get_mut(usize::try_from(i).ok()?)?)))
             .ok_or_else(|| bad(path, format!("token `{piece}` has id {id}")))?;
-        pieces[id as usize] = if is_added.contains(&(id as u32)) {
+        *slot = if is_added.contains(&(id as u32)) {
             piece.as_bytes().to_vec()
         } else if byte_level {
             piece
@@ -658,11 +671,11 @@ fn from_json(path: &Path, json: &Value) -> Result<TokenizerSpec> {
         .ok_or_else(|| bad(path, "model.vocab is not an object"))?;
     let mut pieces = vec![Vec::new(); vocab.len()];
     for (piece, id) in vocab {
-        let id = id
+        let slot = id
             .as_u64()
-            .filter(|&i| (i as usize) < pieces.len())
+            .and_then(|i| pieces.get_mut(usize::try_from(i).ok()?))
             .ok_or_else(|| bad(path, format!("token `{piece}` has id {id}")))?;
-        pieces[id as usize] = piece.as_bytes().to_vec();
+        *slot = piece.as_bytes().to_vec();
     }
     let prefix = model
         .get("continuing_subword_prefix")
@@ -757,7 +770,11 @@ pub fn bake(spec: &TokenizerSpec) -> Result<Vec<u8>> {
     let n = spec.pieces.len();
     let limit = |what: &str| Error::Limit(format!("tokenizer {what} exceed 4 GiB"));
     let mut header = [0u32; HEADER_WORDS];
-    let mut set = |f: Field, v: u32| header[f as usize] = v;
+    let mut set = |f: Field, v: u32| {
+        if let Some(word) = header.get_mut(f as usize) {
+            *word = v;
+        }
+    };
     set(Field::Magic, MAGIC);
     set(Field::Version, VERSION);
     set(Field::Kind, spec.kind as u32);
@@ -827,9 +844,8 @@ pub fn bake(spec: &TokenizerSpec) -> Result<Vec<u8>> {
     blob.extend_from_slice(&offset.to_le_bytes());
     let mut sorted: Vec<u32> = (0..n as u32).collect();
     sorted.sort_by(|&a, &b| {
-        spec.pieces[a as usize]
-            .cmp(&spec.pieces[b as usize])
-            .then(a.cmp(&b))
+        let piece = |id: u32| spec.pieces.get(id as usize);
+        piece(a).cmp(&piece(b)).then(a.cmp(&b))
     });
     for id in sorted {
         blob.extend_from_slice(&id.to_le_bytes());

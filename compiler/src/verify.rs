@@ -1,6 +1,7 @@
 //! `slm-aot verify`: build the generated crate with a host runner, feed it `.npy` inputs,
 //! and compare every output with `.npy` references (or with the reference evaluator on
 //! the unoptimised graph when none are given).
+#![deny(clippy::indexing_slicing)]
 use crate::codegen::runner;
 use crate::error::{Error, Result};
 use crate::eval::evaluate;
@@ -86,8 +87,11 @@ pub fn load_inputs(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
 
 /// Load one `.npy` reference per graph output, checked against the output's type.
 pub fn load_references(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
-    (0..graph.outputs.len())
-        .map(|i| {
+    graph
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, &output)| {
             let name = graph.output_name(i);
             let path = find_npy(dir, name, "out").ok_or_else(|| {
                 Error::Usage(format!(
@@ -96,7 +100,7 @@ pub fn load_references(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
                 ))
             })?;
             let t = npy::read(&path)?;
-            let want = graph.ty(graph.outputs[i]);
+            let want = graph.ty(output);
             if &t.ty != want {
                 return Err(Error::Usage(format!(
                     "`{}` holds {}, but output `{name}` is {want}",

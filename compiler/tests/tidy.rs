@@ -1,6 +1,7 @@
 //! House rules, checked on every run: a `//!` line opens every Rust file; no panicking
 //! shortcuts in the compiler's non-test code; no ignored or should-panic tests; `unsafe`
-//! only in runtime-core, each block under a `// SAFETY:` comment.
+//! only in runtime-core, each block under a `// SAFETY:` comment; the modules that read
+//! user files deny unchecked indexing.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -133,6 +134,78 @@ fn unsafe_lives_only_in_runtime_core_with_safety_comments() {
             {
                 problems.push(format!(
                     "{}:{}: unsafe without a `// SAFETY:` comment above",
+                    p.display(),
+                    n + 1
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Modules that read bytes from files a user passes in (model files, checkpoints,
+/// tokenizers, `.npy` vectors, keys, target profiles, ELF images): indexing there must be
+/// checked, so each file denies clippy's `indexing_slicing` (CI runs clippy with
+/// `-D warnings`). Folders cover every file under them, present and future.
+const INPUT_MODULES: &[&str] = &[
+    "compiler/src/frontend",
+    "compiler/src/tokenizer.rs",
+    "compiler/src/npy.rs",
+    "compiler/src/signature.rs",
+    "compiler/src/manifest.rs",
+    "compiler/src/footprint.rs",
+    "compiler/src/target.rs",
+    "compiler/src/verify.rs",
+    "compiler/src/generate.rs",
+    "compiler/src/main.rs",
+    "compiler/src/codegen/golden.rs",
+];
+
+/// Files of those that opt out, by an `#[allow]` on their `mod` line (with the reason in a
+/// comment there): the file and that line.
+const INDEXING_EXCEPTIONS: &[(&str, &str)] = &[
+    ("compiler/src/frontend/onnx/contrib.rs", "mod contrib;"),
+    ("compiler/src/frontend/onnx/quant.rs", "mod quant;"),
+];
+
+#[test]
+fn input_modules_deny_unchecked_indexing() {
+    let deny = concat!("#![deny(clippy::", "indexing_slicing)]");
+    let allow = concat!("allow(clippy::", "indexing_slicing)");
+    let mut files = Vec::new();
+    for m in INPUT_MODULES {
+        let path = common::repo().join(m);
+        if path.is_dir() {
+            rust_files(&path, &mut files);
+        } else {
+            assert!(path.is_file(), "{m} is listed but does not exist");
+            files.push(path);
+        }
+    }
+    assert!(
+        files.len() > 20,
+        "found too few input modules: {}",
+        files.len()
+    );
+    let mut problems = Vec::new();
+    for p in files {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let code = non_test_part(&text);
+        let exempt = INDEXING_EXCEPTIONS
+            .iter()
+            .any(|(file, _)| p == common::repo().join(file));
+        if !exempt && !code.lines().any(|l| l.trim() == deny) {
+            problems.push(format!("{}: lacks `{deny}`", p.display()));
+        }
+        let lines: Vec<&str> = code.lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            if !line.contains(allow) {
+                continue;
+            }
+            let item = lines.get(n + 1).map(|l| l.trim()).unwrap_or("");
+            if !INDEXING_EXCEPTIONS.iter().any(|(_, m)| *m == item) {
+                problems.push(format!(
+                    "{}:{}: `{allow}` outside tests",
                     p.display(),
                     n + 1
                 ));

@@ -1,6 +1,7 @@
 //! `--golden`: embed input and reference vectors in the generated crate and emit a
 //! `cargo test` that runs the model on them, so a team that vendors the crate re-proves it
 //! in its own CI (on the host or under its emulator).
+#![deny(clippy::indexing_slicing)]
 use super::{GeneratedCrate, Io};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, Tensor};
@@ -28,14 +29,14 @@ pub fn add(
     let crate_ident = Ident::new(&crate_.name.replace('-', "_"), Span::call_site());
     let mut reads = Vec::new();
     let mut in_fields = Vec::new();
-    for (k, t) in inputs.iter().enumerate() {
+    for (k, (t, field)) in inputs.iter().zip(&io.input_fields).enumerate() {
         crate_.files.insert(
             PathBuf::from(format!("golden/in{k}.bin")),
             t.data.to_le_bytes(),
         );
-        let f = Ident::new(&io.input_fields[k], Span::call_site());
+        let f = Ident::new(field, Span::call_site());
         let ty = Ident::new(t.ty.dtype.rust_api(), Span::call_site());
-        let len = format_ident!("{}_LEN", io.input_fields[k].to_ascii_uppercase());
+        let len = format_ident!("{}_LEN", field.to_ascii_uppercase());
         let path = Literal::string(&format!("../golden/in{k}.bin"));
         reads.push(quote!(let #f: Box<[#ty; #crate_ident::#len]> = decode(include_bytes!(#path));));
         in_fields.push(quote!(#f: &*#f,));
@@ -43,14 +44,14 @@ pub fn add(
     let mut outs = Vec::new();
     let mut out_fields = Vec::new();
     let mut checks = Vec::new();
-    for (k, t) in references.iter().enumerate() {
+    for (k, (t, field)) in references.iter().zip(&io.output_fields).enumerate() {
         crate_.files.insert(
             PathBuf::from(format!("golden/out{k}.bin")),
             t.data.to_le_bytes(),
         );
-        let f = Ident::new(&io.output_fields[k], Span::call_site());
+        let f = Ident::new(field, Span::call_site());
         let ty = Ident::new(t.ty.dtype.rust_api(), Span::call_site());
-        let len = format_ident!("{}_LEN", io.output_fields[k].to_ascii_uppercase());
+        let len = format_ident!("{}_LEN", field.to_ascii_uppercase());
         let path = Literal::string(&format!("../golden/out{k}.bin"));
         let name = Literal::string(graph.output_name(k));
         outs.push(quote!(let mut #f: Box<[#ty; #crate_ident::#len]> = zeroed();));

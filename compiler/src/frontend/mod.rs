@@ -1,5 +1,6 @@
 //! Frontends: the only code that knows model file formats. Each produces the same typed
 //! IR [`crate::ir::Graph`].
+#![deny(clippy::indexing_slicing)]
 pub mod onnx;
 pub mod safetensors;
 

@@ -3,6 +3,7 @@
 //! `Q·Kᵀ`, softcap, additive bias (mask, causal, sliding window, padding), softmax with the
 //! fully-masked-row guard, `·V`. The bias depends only on shapes and constants except for
 //! a run-time `attn_mask`, so most of it folds at import.
+#![deny(clippy::indexing_slicing)]
 use super::node::NodeCtx;
 use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, transpose_v, un};
 use crate::error::OpError;
@@ -58,7 +59,9 @@ fn bias_where(
 /// `[b, s, heads·d]` → `[b, heads, s, d]`.
 fn split_heads(c: &mut NodeCtx<'_>, x: ValueId, heads: usize) -> Result<ValueId, OpError> {
     let shape = c.ty(x).shape.clone();
-    let (b, s, hidden) = (shape[0], shape[1], shape[2]);
+    let &[b, s, hidden] = shape.as_slice() else {
+        return invalid!("expected a 3-D input, got {}", c.ty(x));
+    };
     if heads == 0 || !hidden.is_multiple_of(heads) {
         return invalid!("hidden size {hidden} is not a multiple of {heads} heads");
     }
@@ -103,7 +106,7 @@ pub fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         k = split_heads(c, k, kvh)?;
         v = split_heads(c, v, kvh)?;
     }
-    let head_size = c.ty(q).shape[3];
+    let head_size = c.dim(q, 3)?;
     let scale = if c.has_attr("scale") {
         c.attr_float("scale", 1.0)? as f64
     } else {
@@ -128,9 +131,10 @@ pub fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     }
     let (present_key, present_value) = (k, v);
     let q_shape = c.ty(q).shape.clone();
-    let (batch, q_len) = (q_shape[0], q_shape[2]);
-    let kv_shape = c.ty(k).shape.clone();
-    let kv_len = kv_shape[2];
+    let &[batch, _, q_len, _] = q_shape.as_slice() else {
+        return invalid!("Q must be 4-D, got {}", c.ty(q));
+    };
+    let kv_len = c.dim(k, 2)?;
 
     // Per-batch key lengths of an external cache (build-time constant).
     let nonpad = match c.opt_input(6) {
@@ -184,7 +188,7 @@ pub fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let per_batch = offsets.as_ref().map(|o| o.len());
     let offset = |b: usize| -> i64 {
         match &offsets {
-            Some(o) => o[b],
+            Some(o) => o.get(b).copied().unwrap_or_default(),
             None => past_len as i64,
         }
     };
@@ -206,16 +210,20 @@ pub fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         bias = bin(c, BinaryKind::Add, bias, window)?;
     }
     if let Some(n) = &nonpad {
-        let padding = bias_where(c, Some(batch), 1, kv_len, dtype, |b, _, j| j < n[b])?;
+        let padding = bias_where(c, Some(batch), 1, kv_len, dtype, |b, _, j| {
+            n.get(b).is_some_and(|&l| j < l)
+        })?;
         bias = bin(c, BinaryKind::Add, bias, padding)?;
     }
 
     let softcap = c.attr_float("softcap", 0.0)? as f64;
     let [mut y, qk, with_bias, probs] = scaled_dot_product(c, q, k, v, bias, sqrt_scale, softcap)?;
     if rank == 3 {
-        let s = c.ty(y).shape.clone();
+        let &[b, heads, s, d] = c.ty(y).shape.as_slice() else {
+            return invalid!("attention output must be 4-D, got {}", c.ty(y));
+        };
         y = transpose_v(c, y, vec![0, 2, 1, 3])?;
-        y = reshape_v(c, y, vec![s[0], s[2], s[1] * s[3]])?;
+        y = reshape_v(c, y, vec![b, s, heads * d])?;
     }
     let qk_out = match c.attr_int("qk_matmul_output_mode", 0)? {
         0 | 1 => qk,
@@ -239,7 +247,7 @@ pub(super) fn scaled_dot_product(
     softcap: f64,
 ) -> Result<[ValueId; 4], OpError> {
     let dtype = c.ty(q).dtype;
-    let (q_heads, kv_heads) = (c.ty(q).shape[1], c.ty(k).shape[1]);
+    let (q_heads, kv_heads) = (c.dim(q, 1)?, c.dim(k, 1)?);
     // Grouped KV heads: interleave-repeat each head.
     let (mut kk, mut vv) = (k, v);
     if q_heads != kv_heads {
@@ -248,15 +256,17 @@ pub(super) fn scaled_dot_product(
         }
         let reps = q_heads / kv_heads;
         for x in [&mut kk, &mut vv] {
-            let s = c.ty(*x).shape.clone();
-            let y = reshape_v(c, *x, vec![s[0], s[1], 1, s[2], s[3]])?;
+            let &[b, h, s, d] = c.ty(*x).shape.as_slice() else {
+                return invalid!("K and V must be 4-D, got {}", c.ty(*x));
+            };
+            let y = reshape_v(c, *x, vec![b, h, 1, s, d])?;
             let y = c.add1(
                 Op::Expand(ops::expand::Expand {
-                    shape: vec![s[0], s[1], reps, s[2], s[3]],
+                    shape: vec![b, h, reps, s, d],
                 }),
                 &[y],
             )?;
-            *x = reshape_v(c, y, vec![s[0], s[1] * reps, s[2], s[3]])?;
+            *x = reshape_v(c, y, vec![b, h * reps, s, d])?;
         }
     }
 

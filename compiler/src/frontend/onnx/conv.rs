@@ -1,6 +1,7 @@
 //! ONNX convolution, pooling and batch-normalization constructors: window attributes
 //! (`kernel_shape`, `strides`, `dilations`, `pads`, `auto_pad`, `ceil_mode`) resolved into
 //! an explicit [`Geometry`].
+#![deny(clippy::indexing_slicing)]
 use super::node::NodeCtx;
 use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, un};
 use crate::error::OpError;
@@ -37,27 +38,30 @@ pub fn geometry(c: &NodeCtx<'_>, input: &[usize], kernel: Vec<usize>) -> Result<
     let (pads_begin, pads_end) = match c.attr_string("auto_pad", "NOTSET")?.as_str() {
         "NOTSET" => {
             let pads = sizes(c, "pads", 2 * n, 0)?;
-            if pads.len() != 2 * n {
-                return invalid!("pads {pads:?} need {} entries", 2 * n);
+            match pads.split_at_checked(n) {
+                Some((begin, end)) if pads.len() == 2 * n => (begin.to_vec(), end.to_vec()),
+                _ => return invalid!("pads {pads:?} need {} entries", 2 * n),
             }
-            (pads[..n].to_vec(), pads[n..].to_vec())
         }
         "VALID" => (vec![0; n], vec![0; n]),
         mode @ ("SAME_UPPER" | "SAME_LOWER") => {
-            let (mut begin, mut end) = (vec![0; n], vec![0; n]);
-            for d in 0..n {
-                if strides[d] == 0 || kernel[d] == 0 {
+            let (mut begin, mut end) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            let axes = input.iter().zip(&strides).zip(&kernel).zip(&dilations);
+            for (((&size, &stride), &k), &dilation) in axes {
+                if stride == 0 || k == 0 {
                     return invalid!("zero stride or kernel size");
                 }
-                let out = input[d].div_ceil(strides[d]);
-                let extent = (kernel[d] - 1) * dilations[d] + 1;
-                let total = ((out.max(1) - 1) * strides[d] + extent).saturating_sub(input[d]);
+                let out = size.div_ceil(stride);
+                let extent = (k - 1) * dilation + 1;
+                let total = ((out.max(1) - 1) * stride + extent).saturating_sub(size);
                 let small = total / 2;
-                (begin[d], end[d]) = if mode == "SAME_UPPER" {
+                let (b, e) = if mode == "SAME_UPPER" {
                     (small, total - small)
                 } else {
                     (total - small, small)
                 };
+                begin.push(b);
+                end.push(e);
             }
             (begin, end)
         }
@@ -75,10 +79,10 @@ pub fn geometry(c: &NodeCtx<'_>, input: &[usize], kernel: Vec<usize>) -> Result<
 
 fn spatial(c: &NodeCtx<'_>, x: ValueId) -> Result<Vec<usize>, OpError> {
     let shape = &c.ty(x).shape;
-    if shape.len() < 3 {
-        return invalid!("input must be [N, C, spatial..], got {}", c.ty(x));
+    match shape.as_slice() {
+        [_, _, spatial @ ..] if !spatial.is_empty() => Ok(spatial.to_vec()),
+        _ => invalid!("input must be [N, C, spatial..], got {}", c.ty(x)),
     }
-    Ok(shape[2..].to_vec())
 }
 
 fn group(c: &NodeCtx<'_>) -> Result<usize, OpError> {
@@ -117,7 +121,9 @@ fn minus_zero_point(
     if n > 1 {
         let rank = c.ty(v).rank();
         let mut shape = vec![1; rank];
-        shape[axis] = n;
+        *shape
+            .get_mut(axis)
+            .ok_or_else(|| OpError::Invalid(format!("axis {axis} is outside rank {rank}")))? = n;
         zp = reshape_v(c, zp, shape)?;
     }
     bin(c, BinaryKind::Sub, wide, zp)
@@ -194,12 +200,14 @@ pub fn batch_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     if rank < 2 {
         return invalid!("input must be [N, C, ..], got {}", c.ty(x));
     }
-    let channels = c.ty(x).shape[1];
+    let channels = c.dim(x, 1)?;
     let dtype = c.ty(x).dtype;
     let epsilon = c.attr_float("epsilon", 1e-5)? as f64;
     let training = c.attr_int("training_mode", 0)? != 0;
     let mut per_channel = vec![1; rank - 1];
-    per_channel[0] = channels;
+    if let Some(first) = per_channel.first_mut() {
+        *first = channels;
+    }
     let column = |c: &mut NodeCtx<'_>, v: ValueId| reshape_v(c, v, per_channel.clone());
     let (scale_c, bias_c) = (column(c, scale)?, column(c, bias)?);
     let (batch_mean, batch_var, extra) = if training {

@@ -1,5 +1,6 @@
 //! ONNX ops that are compositions of IR ops: parameterised activations, normalisations,
 //! one-hot encodings, losses, window functions and depth/space rearrangements.
+#![deny(clippy::indexing_slicing)]
 use super::node::NodeCtx;
 use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, transpose_v, un};
 use crate::error::OpError;
@@ -145,7 +146,9 @@ pub fn lp_normalization(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
 /// `[0, 1, .., n-1]` shaped to lie on `axis` of a rank-`rank` tensor.
 fn iota(c: &mut NodeCtx<'_>, n: usize, axis: usize, rank: usize) -> Result<ValueId, OpError> {
     let mut shape = vec![1; rank];
-    shape[axis] = n;
+    if let Some(d) = shape.get_mut(axis) {
+        *d = n;
+    }
     let t = Tensor::from_i64s(shape, (0..n as i64).collect())?;
     Ok(c.constant_value(t))
 }
@@ -158,7 +161,7 @@ pub fn hardmax(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         return crate::unsupported!("Hardmax before opset 13 (2-D coercion)");
     }
     let axis = normalize_axis(c.attr_int("axis", -1)?, rank)?;
-    let n = c.ty(x).shape[axis];
+    let n = c.dim(x, axis)?;
     let arg = c.add1(
         Op::ArgExtreme(ops::arg_extreme::ArgExtreme {
             axis,
@@ -338,9 +341,9 @@ pub fn window(c: &mut NodeCtx<'_>, op: &str) -> Result<Vec<ValueId>, OpError> {
 pub fn eye_like(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let x = c.input(0)?;
     let shape = c.ty(x).shape.clone();
-    if shape.len() != 2 {
+    let &[rows, cols] = shape.as_slice() else {
         return invalid!("EyeLike needs a 2-D input, got {}", c.ty(x));
-    }
+    };
     let k = c.attr_int("k", 0)?;
     let dtype = if c.has_attr("dtype") {
         super::tensor::dtype_from_onnx(c.attr_int("dtype", 1)? as i32)
@@ -348,8 +351,8 @@ pub fn eye_like(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     } else {
         c.ty(x).dtype
     };
-    let values: Vec<f32> = (0..shape[0] * shape[1])
-        .map(|i| f32::from((i % shape[1]) as i64 - (i / shape[1]) as i64 == k))
+    let values: Vec<f32> = (0..rows)
+        .flat_map(|r| (0..cols).map(move |col| f32::from(col as i64 - r as i64 == k)))
         .collect();
     let t = c.constant_value(Tensor::from_f32s(shape, values)?);
     Ok(vec![cast_v(c, t, dtype)?])
@@ -363,10 +366,9 @@ pub fn depth_space(c: &mut NodeCtx<'_>, to_space: bool) -> Result<Vec<ValueId>, 
         .ok()
         .filter(|&b| b > 0)
         .ok_or_else(|| OpError::Invalid("bad blocksize".into()))?;
-    if s.len() != 4 {
+    let &[n, ch, h, w] = s.as_slice() else {
         return invalid!("input must be 4-D, got {}", c.ty(x));
-    }
-    let (n, ch, h, w) = (s[0], s[1], s[2], s[3]);
+    };
     let y = if to_space {
         if !ch.is_multiple_of(b * b) {
             return invalid!("channels {ch} not divisible by blocksize² {}", b * b);

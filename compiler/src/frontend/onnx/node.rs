@@ -1,5 +1,6 @@
 //! The context an ONNX op constructor works in: typed attribute access, inputs, and
 //! `add`, which folds an op whose inputs are all constant or adds it to the graph.
+#![deny(clippy::indexing_slicing)]
 use super::tensor::tensor_from_proto;
 use crate::error::{NodeRef, OpError};
 use crate::invalid;
@@ -61,6 +62,15 @@ impl<'a> NodeCtx<'a> {
 
     pub fn ty(&self, v: ValueId) -> &TensorType {
         self.graph.ty(v)
+    }
+
+    /// The size of `v` along `axis`, or an error naming the type when it has no such axis.
+    pub fn dim(&self, v: ValueId, axis: usize) -> Result<usize, OpError> {
+        let ty = self.ty(v);
+        ty.shape
+            .get(axis)
+            .copied()
+            .ok_or_else(|| OpError::Invalid(format!("axis {axis} is outside {ty}")))
     }
 
     pub fn constant(&self, v: ValueId) -> Option<Arc<Tensor>> {

@@ -1,5 +1,6 @@
 //! ONNX op constructors: one function per ONNX op type, turning a node (attributes, inputs,
 //! opset) into IR ops. [`CONSTRUCTORS`] is the supported-op table.
+#![deny(clippy::indexing_slicing)]
 use super::node::NodeCtx;
 use super::tensor::dtype_from_onnx;
 use crate::error::OpError;
@@ -264,7 +265,9 @@ fn variadic(c: &mut NodeCtx<'_>, kind: BinaryKind) -> Result<Vec<ValueId>, OpErr
 
 fn mean(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let n = c.all_inputs().len();
-    let sum = variadic(c, BinaryKind::Add)?[0];
+    let Some(&sum) = variadic(c, BinaryKind::Add)?.first() else {
+        return invalid!("needs at least one input");
+    };
     let dtype = c.ty(sum).dtype;
     let count = scalar_of(dtype, n as f64)?;
     let count = c.constant_value(count);
@@ -452,11 +455,14 @@ pub fn construct(ctor: Constructor, c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>,
     let widen_f64 = F32_KERNELS.contains(&c.node.op_type.as_str());
     let mut half = None;
     for slot in 0..c.inputs.len() {
-        if let Some(v) = c.inputs[slot] {
+        if let Some(&Some(v)) = c.inputs.get(slot) {
             let dtype = c.ty(v).dtype;
             if dtype.is_half() || (widen_f64 && dtype == DType::F64) {
                 half.get_or_insert(dtype);
-                c.inputs[slot] = Some(cast_to(c, v, DType::F32)?);
+                let wide = cast_to(c, v, DType::F32)?;
+                if let Some(input) = c.inputs.get_mut(slot) {
+                    *input = Some(wide);
+                }
             }
         }
     }
@@ -779,7 +785,9 @@ fn reshape(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         if known == 0 || !total.is_multiple_of(known) {
             return invalid!("cannot infer -1 in {spec:?} for input shape {input_shape:?}");
         }
-        shape[i] = total / known;
+        if let Some(d) = shape.get_mut(i) {
+            *d = total / known;
+        }
     }
     reshape_to(c, x, shape)
 }
@@ -790,10 +798,12 @@ fn flatten(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let axis = c.attr_int("axis", 1)?;
     let r = shape.len() as i64;
     let axis = if axis < 0 { axis + r } else { axis };
-    if axis < 0 || axis > r {
+    let Some((head, tail)) = usize::try_from(axis)
+        .ok()
+        .and_then(|a| shape.split_at_checked(a))
+    else {
         return invalid!("axis {axis} out of range for rank {r}");
-    }
-    let (head, tail) = shape.split_at(axis as usize);
+    };
     reshape_to(c, x, vec![product(head), product(tail)])
 }
 
@@ -809,8 +819,10 @@ fn squeeze(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         Some(axes) => {
             let axes = axes_list(&axes, shape.len())?;
             for &a in &axes {
-                if shape[a] != 1 {
-                    return invalid!("cannot squeeze axis {a} of size {}", shape[a]);
+                match shape.get(a) {
+                    Some(1) => {}
+                    Some(d) => return invalid!("cannot squeeze axis {a} of size {d}"),
+                    None => return invalid!("cannot squeeze axis {a} of {shape:?}"),
                 }
             }
             shape
@@ -908,7 +920,7 @@ fn split(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let x = c.input(0)?;
     let shape = c.ty(x).shape.clone();
     let axis = normalize_axis(c.attr_int("axis", 0)?, shape.len())?;
-    let dim = shape[axis];
+    let dim = c.dim(x, axis)?;
     let explicit = if c.opset >= 13 {
         c.opt_const_ints(1, "split sizes")?
     } else {
@@ -1018,7 +1030,7 @@ fn shape(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let start = clamp(c.attr_int("start", 0)?);
     let end = clamp(c.attr_int("end", r)?);
     let picked: Vec<i64> = if start < end {
-        dims[start..end].to_vec()
+        dims.get(start..end).unwrap_or_default().to_vec()
     } else {
         vec![]
     };
@@ -1174,9 +1186,11 @@ fn pad(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         return invalid!("{} pads for {} axes", pads.len(), axes.len());
     }
     let (mut before, mut after) = (vec![0isize; rank], vec![0isize; rank]);
-    for (k, &a) in axes.iter().enumerate() {
-        before[a] = pads[k] as isize;
-        after[a] = pads[k + axes.len()] as isize;
+    let (pads_before, pads_after) = pads.split_at_checked(axes.len()).unwrap_or_default();
+    for ((&a, &b), &e) in axes.iter().zip(pads_before).zip(pads_after) {
+        if let (Some(before), Some(after)) = (before.get_mut(a), after.get_mut(a)) {
+            (*before, *after) = (b as isize, e as isize);
+        }
     }
     one(c.add1(
         Op::Pad(Pad {

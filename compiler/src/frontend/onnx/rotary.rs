@@ -2,6 +2,7 @@
 //! heads laid out `[batch, seq, heads, head]`, the first `rotary_embedding_dim` features
 //! rotated pairwise (halves, or interleaved even/odd) by the cos/sin caches, which are
 //! indexed by `position_ids` when given.
+#![deny(clippy::indexing_slicing)]
 use super::node::NodeCtx;
 use super::ops::{bin, reshape_v, transpose_v};
 use crate::error::OpError;
@@ -31,7 +32,10 @@ pub(super) fn last_axis_slice(
 }
 
 pub(super) fn concat_last(c: &mut NodeCtx<'_>, parts: &[ValueId]) -> Result<ValueId, OpError> {
-    let axis = c.ty(parts[0]).rank() - 1;
+    let first = parts
+        .first()
+        .ok_or_else(|| OpError::Invalid("nothing to concatenate".into()))?;
+    let axis = c.ty(*first).rank().saturating_sub(1);
     c.add1(Op::Concat(ops::concat::Concat { axis }), parts)
 }
 
@@ -44,7 +48,9 @@ pub(super) fn rotate(
     interleaved: bool,
 ) -> Result<ValueId, OpError> {
     let shape = c.ty(x).shape.clone();
-    let rd = shape[shape.len() - 1];
+    let rd = *shape
+        .last()
+        .ok_or_else(|| OpError::Invalid("cannot rotate a scalar".into()))?;
     let half = rd / 2;
     let (x1, x2) = if interleaved {
         (
@@ -112,29 +118,30 @@ pub(super) fn apply(
 ) -> Result<ValueId, OpError> {
     let original = c.ty(x).shape.clone();
     let interleaved = params.interleaved;
-    let mut y = match original.len() {
-        4 => transpose_v(c, x, vec![0, 2, 1, 3])?,
-        3 => {
+    let mut y = match *original.as_slice() {
+        [_, _, _, _] => transpose_v(c, x, vec![0, 2, 1, 3])?,
+        [d0, d1, d2] => {
             let heads = params.num_heads;
             let heads = usize::try_from(heads)
                 .ok()
-                .filter(|&h| h > 0 && original[2].is_multiple_of(h));
+                .filter(|&h| h > 0 && d2.is_multiple_of(h));
             let Some(heads) = heads else {
                 return invalid!(
                     "3-D input {} needs a num_heads dividing its hidden size",
                     c.ty(x)
                 );
             };
-            reshape_v(
-                c,
-                x,
-                vec![original[0], original[1], heads, original[2] / heads],
-            )?
+            reshape_v(c, x, vec![d0, d1, heads, d2 / heads])?
         }
         _ => return invalid!("input must be 3-D or 4-D, got {}", c.ty(x)),
     };
     let s = c.ty(y).shape.clone();
-    let head = s[3];
+    let &[_, _, _, head] = s.as_slice() else {
+        return invalid!(
+            "rotary input must be 4-D after splitting heads, got {}",
+            c.ty(y)
+        );
+    };
     let rd = match params.dim {
         0 => head,
         d => usize::try_from(d)
@@ -147,14 +154,16 @@ pub(super) fn apply(
         sin = c.add1(Op::Gather(ops::gather::Gather { axis: 0 }), &[sin, pos])?;
     }
     let cs = c.ty(cos).shape.clone();
-    if cs.len() != 3 || cs[2] != rd / 2 || c.ty(sin).shape != cs {
-        return invalid!(
-            "cos/sin caches {} / {} do not fit rotary dim {rd}",
-            c.ty(cos),
-            c.ty(sin)
-        );
-    }
-    let unsqueezed = vec![cs[0], cs[1], 1, cs[2]];
+    let unsqueezed = match *cs.as_slice() {
+        [c0, c1, c2] if c2 == rd / 2 && c.ty(sin).shape == cs => vec![c0, c1, 1, c2],
+        _ => {
+            return invalid!(
+                "cos/sin caches {} / {} do not fit rotary dim {rd}",
+                c.ty(cos),
+                c.ty(sin)
+            );
+        }
+    };
     cos = reshape_v(c, cos, unsqueezed.clone())?;
     sin = reshape_v(c, sin, unsqueezed)?;
     let rotated = if rd < head {

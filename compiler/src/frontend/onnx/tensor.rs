@@ -1,5 +1,6 @@
 //! ONNX `TensorProto` → IR [`Tensor`], including external data files, with every size and
 //! path checked before anything is read.
+#![deny(clippy::indexing_slicing)]
 use crate::ir::{DType, Data, Tensor, TensorType, checked_numel};
 use onnx_protobuf::TensorProto;
 use std::io::{Read, Seek, SeekFrom};

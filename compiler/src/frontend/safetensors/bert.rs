@@ -3,6 +3,8 @@
 //! pooled `sentence_embedding` (mean over the attention mask, optionally L2-normalised)
 //! when the folder's sentence-transformers config (`modules.json`, `1_Pooling/config.json`)
 //! asks for mean pooling.
+#![deny(clippy::indexing_slicing)]
+use super::Source;
 use super::builder::Builder;
 use super::checkpoint::Checkpoint;
 use super::config::Config;
@@ -12,7 +14,6 @@ use crate::ir::{DType, Graph, ValueId};
 use crate::ops::Op;
 use crate::ops::binary::BinaryKind;
 use crate::ops::unary::UnaryKind;
-use std::path::Path;
 
 /// What sentence-transformers puts after the transformer.
 struct Pooling {
@@ -20,17 +21,17 @@ struct Pooling {
     normalize: bool,
 }
 
-fn pooling(dir: &Path) -> Result<Option<Pooling>> {
-    let modules = dir.join("modules.json");
-    if !modules.is_file() {
+fn pooling(src: Source<'_>) -> Result<Option<Pooling>> {
+    if !src.is_file("modules.json") {
         return Ok(None);
     }
-    let read = |p: &Path| -> Result<serde_json::Value> {
-        let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::InvalidModel(format!("`{}` is not JSON: {e}", p.display())))
-    };
-    let list = read(&modules)?;
+    let text = src.read_to_string("modules.json")?;
+    let list: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::InvalidModel(format!(
+            "`{}` is not JSON: {e}",
+            src.path("modules.json").display()
+        ))
+    })?;
     let items = list.as_array().cloned().unwrap_or_default();
     let kind = |item: &serde_json::Value| {
         item.get("type")
@@ -54,7 +55,12 @@ fn pooling(dir: &Path) -> Result<Option<Pooling>> {
                     "modules.json: pooling path `{path}` leaves the checkpoint folder"
                 )));
             }
-            let cfg = Config::load(&dir.join(path).join("config.json"))?;
+            let rel = if path.is_empty() {
+                "config.json".to_string()
+            } else {
+                format!("{path}/config.json")
+            };
+            let cfg = Config::read(src, &rel)?;
             for mode in [
                 "pooling_mode_cls_token",
                 "pooling_mode_max_tokens",
@@ -78,7 +84,12 @@ fn pooling(dir: &Path) -> Result<Option<Pooling>> {
     Ok(out.mean.then_some(out))
 }
 
-pub fn build(c: &Config, ckpt: &Checkpoint, dir: &Path, options: &ImportOptions) -> Result<Graph> {
+pub fn build(
+    c: &Config,
+    ckpt: &Checkpoint,
+    src: Source<'_>,
+    options: &ImportOptions,
+) -> Result<Graph> {
     if options.max_context.is_some() {
         return Err(Error::Usage(
             "--max-context is for decoders; a BERT encoder is stateless".into(),
@@ -119,7 +130,7 @@ pub fn build(c: &Config, ckpt: &Checkpoint, dir: &Path, options: &ImportOptions)
         ));
     }
     let hd = dim / heads;
-    let pooling = pooling(dir)?;
+    let pooling = pooling(src)?;
     let mut b = Builder::new(ckpt);
     let ids = b.input("input_ids", DType::I64, vec![1, seq]);
     let mask_in = b.input("attention_mask", DType::I64, vec![1, seq]);
@@ -138,8 +149,14 @@ pub fn build(c: &Config, ckpt: &Checkpoint, dir: &Path, options: &ImportOptions)
         .data
         .to_f64_vec();
     // Positions 0..seq and token type 0, folded into one constant.
-    let fixed: Vec<f32> = (0..seq * dim)
-        .map(|i| (pos_table[i] + type_table[i % dim]) as f32)
+    let type0 = type_table
+        .get(..dim)
+        .ok_or_else(|| c.error("type_vocab_size", "must be at least 1"))?;
+    let fixed: Vec<f32> = pos_table
+        .iter()
+        .take(seq * dim)
+        .zip(type0.iter().cycle())
+        .map(|(p, t)| (p + t) as f32)
         .collect();
     let fixed = b.f32_constant(&format!("{e}.position_and_type"), vec![1, seq, dim], fixed)?;
     let x = b.binary(&format!("{e}.sum"), BinaryKind::Add, words, fixed)?;

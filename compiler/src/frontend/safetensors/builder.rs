@@ -1,6 +1,7 @@
 //! Building IR from code: typed helpers over [`Graph::add_node`] that the family builders
 //! share (linear layers, norms, attention pieces). Node names follow the checkpoint's
 //! tensor names so generated code traces back to the model.
+#![deny(clippy::indexing_slicing)]
 use super::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, Tensor, TensorType, ValueId};
@@ -64,12 +65,10 @@ impl<'a> Builder<'a> {
     pub fn weight_transposed(&mut self, name: &str, rows: usize, cols: usize) -> Result<ValueId> {
         let t = self.checkpoint.get(name, &[rows, cols])?;
         let src = t.data.to_f64_vec();
-        let mut out = vec![0f32; rows * cols];
-        for r in 0..rows {
-            for c in 0..cols {
-                out[c * rows + r] = src[r * cols + c] as f32;
-            }
-        }
+        let out: Vec<f32> = (0..cols)
+            .flat_map(|c| (0..rows).map(move |r| r * cols + c))
+            .map(|i| src.get(i).copied().unwrap_or_default() as f32)
+            .collect();
         self.f32_constant(&format!("{name}:transposed"), vec![cols, rows], out)
     }
 
@@ -229,13 +228,8 @@ impl<'a> Builder<'a> {
 /// `g * seq + s` is query `s`), where query `s` may see keys `0..=past + s`.
 pub fn causal_mask(groups: usize, seq: usize, past: usize) -> Vec<f32> {
     let keys = past + seq;
-    let mut mask = vec![0f32; groups * seq * keys];
-    for g in 0..groups {
-        for s in 0..seq {
-            for k in past + s + 1..keys {
-                mask[(g * seq + s) * keys + k] = f32::NEG_INFINITY;
-            }
-        }
-    }
-    mask
+    (0..groups)
+        .flat_map(|_| 0..seq)
+        .flat_map(|s| (0..keys).map(move |k| if k > past + s { f32::NEG_INFINITY } else { 0.0 }))
+        .collect()
 }

@@ -1,10 +1,12 @@
 //! safetensors files: an 8-byte little-endian header length, a JSON header mapping tensor
 //! names to `{dtype, shape, data_offsets}`, then the raw data. One file or a sharded set
 //! (`model.safetensors.index.json`); f32, f16 and bf16 tensors are read as f32.
+#![deny(clippy::indexing_slicing)]
+use super::Source;
 use crate::error::{Error, Result};
 use crate::ir::{Tensor, TensorType};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Largest header accepted (a real one is kilobytes).
 const MAX_HEADER_BYTES: u64 = 100 << 20;
@@ -34,16 +36,16 @@ fn bad(tensor: &str, reason: impl Into<String>) -> Error {
 
 impl Checkpoint {
     /// Load `model.safetensors`, or the shards a `model.safetensors.index.json` lists, or
-    /// else every `*.safetensors` file of `dir` (sorted by name).
-    pub fn load(dir: &Path, max_bytes: u64) -> Result<Checkpoint> {
-        let index = dir.join("model.safetensors.index.json");
-        let single = dir.join("model.safetensors");
-        let paths: Vec<PathBuf> = if single.is_file() {
-            vec![single]
-        } else if index.is_file() {
-            let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
+    /// else every `*.safetensors` file of the folder (sorted by name).
+    pub fn load(src: Source<'_>, max_bytes: u64) -> Result<Checkpoint> {
+        let index = "model.safetensors.index.json";
+        let single = "model.safetensors";
+        let names: Vec<String> = if src.is_file(single) {
+            vec![single.to_string()]
+        } else if src.is_file(index) {
+            let text = src.read_to_string(index)?;
             let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                Error::InvalidModel(format!("`{}` is not JSON: {e}", index.display()))
+                Error::InvalidModel(format!("`{}` is not JSON: {e}", src.path(index).display()))
             })?;
             let mut shards: Vec<String> = json
                 .get("weight_map")
@@ -56,37 +58,30 @@ impl Checkpoint {
                 .unwrap_or_default();
             shards.sort();
             shards.dedup();
-            let mut paths = Vec::new();
-            for shard in shards {
+            for shard in &shards {
                 if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
                     return Err(Error::InvalidModel(format!(
                         "`{}` names shard `{shard}` outside the checkpoint folder",
-                        index.display()
+                        src.path(index).display()
                     )));
                 }
-                paths.push(dir.join(shard));
             }
-            paths
+            shards
         } else {
-            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-                .collect();
-            paths.sort();
-            paths
+            src.file_names()?
+                .into_iter()
+                .filter(|n| n.ends_with(".safetensors"))
+                .collect()
         };
-        if paths.is_empty() {
+        if names.is_empty() {
             return Err(Error::Usage(format!(
                 "`{}` has a config.json but no .safetensors weights",
-                dir.display()
+                src.path("").display()
             )));
         }
         let mut total = 0u64;
-        for path in &paths {
-            total += std::fs::metadata(path)
-                .map_err(|e| Error::io(path, e))?
-                .len();
+        for name in &names {
+            total = total.saturating_add(src.len(name)?);
         }
         if total > max_bytes {
             return Err(Error::Limit(format!(
@@ -95,9 +90,9 @@ impl Checkpoint {
             )));
         }
         let mut checkpoint = Checkpoint::default();
-        for path in paths {
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            checkpoint.add_file(&path, bytes)?;
+        for name in names {
+            let bytes = src.read(&name)?;
+            checkpoint.add_file(&src.path(&name), bytes)?;
         }
         Ok(checkpoint)
     }
@@ -120,7 +115,10 @@ impl Checkpoint {
             )));
         }
         let data_start = 8 + header_len as usize;
-        let header: serde_json::Value = serde_json::from_slice(&bytes[8..data_start])
+        let header = bytes
+            .get(8..data_start)
+            .ok_or_else(|| invalid("shorter than its header".into()))?;
+        let header: serde_json::Value = serde_json::from_slice(header)
             .map_err(|e| invalid(format!("header is not JSON: {e}")))?;
         let header = header
             .as_object()
@@ -154,7 +152,7 @@ impl Checkpoint {
                         .collect()
                 })
                 .unwrap_or_default();
-            let [start, end] = offsets[..] else {
+            let &[start, end] = offsets.as_slice() else {
                 return Err(bad(name, "data_offsets is not [start, end]"));
             };
             if start > end || end > data_len {
@@ -173,11 +171,12 @@ impl Checkpoint {
             if width != 0 && numel.checked_mul(width) != Some(end - start) {
                 return Err(bad(
                     name,
-                    format!(
-                        "{dtype} {shape:?} needs {} bytes, has {}",
-                        numel * width,
-                        end - start
-                    ),
+                    match numel.checked_mul(width) {
+                        Some(need) => {
+                            format!("{dtype} {shape:?} needs {need} bytes, has {}", end - start)
+                        }
+                        None => format!("{dtype} {shape:?} needs more bytes than a usize counts"),
+                    },
                 ));
             }
             spans.push((start, end, name));
@@ -196,7 +195,9 @@ impl Checkpoint {
         // overlap is lying about the data.
         spans.sort();
         for pair in spans.windows(2) {
-            let ((_, end_a, a), (start_b, _, b)) = (pair[0], pair[1]);
+            let &[(_, end_a, a), (start_b, _, b)] = pair else {
+                continue;
+            };
             if start_b < end_a {
                 return Err(bad(
                     b,
@@ -237,26 +238,39 @@ impl Checkpoint {
         let stored = self
             .resolve(name)
             .ok_or_else(|| bad(name, "missing from the checkpoint"))?;
-        let e = &self.entries[&stored];
+        let e = self
+            .entries
+            .get(&stored)
+            .ok_or_else(|| bad(&stored, "missing from the checkpoint"))?;
         if e.shape != shape {
             return Err(bad(
                 &stored,
                 format!("has shape {:?}, the config implies {shape:?}", e.shape),
             ));
         }
-        let raw = &self.files[e.file][e.start..e.end];
+        let raw = self
+            .files
+            .get(e.file)
+            .and_then(|f| f.get(e.start..e.end))
+            .ok_or_else(|| bad(&stored, "data outside its file"))?;
         let values: Vec<f32> = match e.dtype.as_str() {
             "F32" => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|&c| f32::from_le_bytes(c))
                 .collect(),
             "F16" => raw
-                .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .map(|&c| f16_to_f32(u16::from_le_bytes(c)))
                 .collect(),
             "BF16" => raw
-                .chunks_exact(2)
-                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .map(|&c| f32::from_bits((u16::from_le_bytes(c) as u32) << 16))
                 .collect(),
             other => {
                 return Err(bad(
@@ -293,6 +307,7 @@ fn f16_to_f32(h: u16) -> f32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

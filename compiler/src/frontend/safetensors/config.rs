@@ -1,4 +1,5 @@
 //! `config.json` with typed, named access: every error names the field.
+#![deny(clippy::indexing_slicing)]
 use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -20,6 +21,13 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Config::parse(&text).map_err(|e| Error::InvalidModel(format!("`{}`: {e}", path.display())))
+    }
+
+    /// The JSON file `rel` of a checkpoint.
+    pub fn read(src: super::Source<'_>, rel: &str) -> Result<Config> {
+        let text = src.read_to_string(rel)?;
+        Config::parse(&text)
+            .map_err(|e| Error::InvalidModel(format!("`{}`: {e}", src.path(rel).display())))
     }
 
     pub fn parse(text: &str) -> std::result::Result<Config, String> {

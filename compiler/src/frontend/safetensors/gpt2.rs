@@ -1,6 +1,7 @@
 //! GPT-2 decoders (`model_type: gpt2`): learned positions, pre-LayerNorm blocks, fused
 //! `c_attn` projection (Conv1D weights stored `[in, out]`), GELU (tanh) MLP, tied head —
 //! as Hugging Face `GPT2LMHeadModel` computes them.
+#![deny(clippy::indexing_slicing)]
 use super::builder::{Builder, causal_mask};
 use super::checkpoint::Checkpoint;
 use super::config::Config;
@@ -75,7 +76,7 @@ pub fn build(c: &Config, ckpt: &Checkpoint, options: &ImportOptions) -> Result<G
         }
         None => {
             let table = ckpt.get("wpe.weight", &[positions, dim])?.data.to_f64_vec();
-            let first: Vec<f32> = table[..seq * dim].iter().map(|&v| v as f32).collect();
+            let first: Vec<f32> = table.iter().take(seq * dim).map(|&v| v as f32).collect();
             b.f32_constant("wpe:positions", vec![1, seq, dim], first)?
         }
     };
@@ -118,7 +119,9 @@ pub fn build(c: &Config, ckpt: &Checkpoint, options: &ImportOptions) -> Result<G
             let t = b.reshape(&format!("{a}.{what}/heads"), t, vec![1, seq, heads, hd])?;
             split.push(b.transpose(&format!("{a}.{what}/transpose"), t, vec![0, 2, 1, 3])?);
         }
-        let (q, mut k, mut v) = (split[0], split[1], split[2]);
+        let [q, mut k, mut v]: [ValueId; 3] = split
+            .try_into()
+            .map_err(|_| crate::error::Error::Internal("q, k, v split".into()))?;
         if stateful.is_some() {
             let pk = b.input(
                 &format!("past_key_values.{layer}.key"),

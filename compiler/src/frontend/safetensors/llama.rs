@@ -1,6 +1,7 @@
 //! Llama-family decoders (`model_type: llama`): RMSNorm, rotary embeddings (rope_theta,
 //! `linear` and `llama3` scaling), grouped-query attention, SiLU-gated MLP, tied or untied
 //! embeddings — as Hugging Face `LlamaForCausalLM` computes them.
+#![deny(clippy::indexing_slicing)]
 use super::builder::{Builder, causal_mask};
 use super::checkpoint::Checkpoint;
 use super::config::Config;
@@ -126,11 +127,10 @@ pub fn inv_freq(c: &Config, head_dim: usize) -> Result<Vec<f64>> {
 
 /// `cos` and `sin` tables `[positions, head_dim]` in rotate-half layout.
 pub fn rope_tables(inv: &[f64], positions: usize) -> (Vec<f32>, Vec<f32>) {
-    let half = inv.len();
     let (mut cos, mut sin) = (Vec::new(), Vec::new());
     for p in 0..positions {
-        for k in 0..2 * half {
-            let angle = (p as f32 * inv[k % half] as f32) as f64;
+        for &f in inv.iter().chain(inv) {
+            let angle = (p as f32 * f as f32) as f64;
             cos.push(angle.cos() as f32);
             sin.push(angle.sin() as f32);
         }
