@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-scripts/fuzz.sh 2000
+scripts/fuzz.sh 2000 400 800
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
