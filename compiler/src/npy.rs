@@ -138,4 +138,17 @@ mod tests {
         assert!(parse(b"\x93NUMPY\x01\x00\xff\xff{").is_err());
         assert!(parse(b"garbage").is_err());
     }
+
+    /// Headers whose shape text is not `(..)` used to slice out of bounds.
+    #[test]
+    fn malformed_shape_text_is_an_error() {
+        for shape in [")", "", "\u{e9})", "(1, 2"] {
+            let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}}}");
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(header.as_bytes());
+            let err = parse(&bytes).unwrap_err();
+            assert!(err.contains("malformed shape"), "{shape:?}: {err}");
+        }
+    }
 }

@@ -79,3 +79,54 @@ fn implausible_header_and_truncated_files() {
     std::fs::write(dir.join("model.safetensors"), [1u8, 2]).unwrap();
     expect_error(&dir, &["is not a safetensors file"]);
 }
+
+/// A copy of the committed BERT (sentence-transformers) checkpoint with `edit` applied to
+/// its config and safetensors header (both as JSON).
+fn edited_bert(
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value, &mut serde_json::Value),
+) -> PathBuf {
+    let src = common::repo().join("tests/checkpoints/tiny_bert_st");
+    let dir = common::scratch("hostile-checkpoints").join(name);
+    std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+    for f in ["modules.json", "1_Pooling/config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    edit(&mut config, &mut header);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let header = header.to_string();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&bytes[8 + header_len..]);
+    std::fs::write(dir.join("model.safetensors"), out).unwrap();
+    dir
+}
+
+/// `type_vocab_size: 0` with a matching empty token-type table used to index past the
+/// table's end while folding the position and token-type embeddings.
+#[test]
+fn bert_without_token_types() {
+    let dir = edited_bert("no-token-types", |config, header| {
+        config["type_vocab_size"] = 0.into();
+        let (key, entry) = header
+            .as_object_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|(k, _)| k.ends_with("token_type_embeddings.weight"))
+            .unwrap();
+        assert!(key.contains("token_type"));
+        let start = entry["data_offsets"][0].clone();
+        entry["shape"][0] = 0.into();
+        entry["data_offsets"][1] = start;
+    });
+    common::expect_build_error(
+        &dir,
+        &["--dim", "sequence=4"],
+        &["type_vocab_size", "must be at least 1"],
+    );
+}
