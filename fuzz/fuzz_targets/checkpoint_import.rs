@@ -5,8 +5,8 @@
 //!
 //! Input layout (made by `scripts/fuzz.sh` from `tests/checkpoints/*`): one mode byte (bit 0:
 //! a `--max-context 8` stateful build instead of `--dim sequence=4`), then files, each a
-//! little-endian `u32` length and that many bytes, in the order above; missing trailing
-//! files are absent from the folder and a short length takes what is left.
+//! little-endian `u32` length and that many bytes, in the order above; an empty or missing
+//! trailing file is absent from the folder, and a length past the end takes what is left.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
         };
         let len = (u32::from_le_bytes(*len) as usize).min(tail.len());
         let (file, tail) = tail.split_at(len);
-        files.insert(name.to_string(), file.to_vec());
+        if !file.is_empty() {
+            files.insert(name.to_string(), file.to_vec());
+        }
         rest = tail;
     }
     let mut options = ImportOptions {
