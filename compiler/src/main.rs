@@ -67,7 +67,8 @@ enum Command {
         #[arg(long, default_value = "x86")]
         target: String,
     },
-    /// Build, run on the host and compare outputs with references.
+    /// Build for the target, run (natively, or under QEMU for an aarch64 or Cortex-M profile)
+    /// and compare outputs with references.
     Verify {
         #[command(flatten)]
         model: ModelArgs,
@@ -90,6 +91,10 @@ enum Command {
         /// Working folder for the generated crate and runner (default: a temporary folder).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Cargo target directory of the runner builds (default: WORK_DIR/target); share one
+        /// between runs to reuse the builds of runtime-core and the runner's dependencies.
+        #[arg(long)]
+        cargo_target_dir: Option<PathBuf>,
     },
     /// Build a stateful decoder and generate tokens with it on the host.
     Generate {
@@ -334,6 +339,7 @@ fn run(cli: Cli) -> Result<()> {
             atol,
             rtol,
             work_dir,
+            cargo_target_dir,
         } => {
             let work_dir = work_dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("slm-aot-verify-{}", std::process::id()))
@@ -343,12 +349,17 @@ fn run(cli: Cli) -> Result<()> {
                 inputs,
                 reference: reference.clone(),
                 work_dir,
-                cargo_target_dir: None,
+                cargo_target_dir,
                 save_outputs,
                 atol,
                 rtol,
             };
             let checks = verify::verify(&opts)?;
+            say!(
+                "target `{}`, run {}",
+                opts.build.target.name,
+                verify::Runner::for_target(&opts.build.target)?.describe()
+            );
             say!(
                 "compared {} output(s) (atol {atol}, rtol {rtol}):",
                 checks.len()

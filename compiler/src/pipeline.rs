@@ -382,7 +382,7 @@ pub fn check_budget(graph: &Graph, plan: &Plan, target: &TargetProfile) -> Resul
 }
 
 /// Bytes of the model's state (the KV cache), kept by the generated `Model` between steps.
-fn state_bytes(graph: &Graph) -> usize {
+pub fn state_bytes(graph: &Graph) -> usize {
     graph
         .states
         .iter()

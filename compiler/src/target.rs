@@ -38,6 +38,21 @@ pub struct TargetProfile {
     /// Optional overrides of the derived GEMM tiles (see [`TargetProfile::gemm_tiling`]).
     #[serde(default)]
     pub gemm: GemmOverrides,
+    /// How `slm-aot verify` emulates the target when this machine cannot run it.
+    #[serde(default)]
+    pub emulator: Emulator,
+}
+
+/// `[emulator]` in a profile: the QEMU model `slm-aot verify --target` runs the build on.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Emulator {
+    /// `-cpu` of QEMU's user-mode emulator (`qemu-aarch64`) for a Linux triple; `max` when
+    /// absent.
+    pub cpu: Option<String>,
+    /// `-machine` of `qemu-system-arm` for a bare-metal triple (only `mps3-an547`, whose
+    /// memory map the firmware runner knows, is supported).
+    pub machine: Option<String>,
 }
 
 /// `[gemm]` in a profile: any of `mr`, `kc`, `mc` replaces the derived value.
@@ -85,6 +100,18 @@ pub struct Memory {
     /// Linker section for the weight blob ("" keeps the default `.rodata`).
     #[serde(default)]
     pub weights_section: String,
+    /// Alignment in bytes the target's vector loads want for weights and arena buffers (a
+    /// power of two, at most [`PLAN_ALIGNMENT`]: the planner places every tensor on a
+    /// 64-byte boundary, which satisfies any such value).
+    #[serde(default = "default_alignment")]
+    pub alignment_bytes: usize,
+}
+
+/// The alignment of every weight and arena offset in a plan.
+pub const PLAN_ALIGNMENT: usize = crate::plan::ALIGN;
+
+fn default_alignment() -> usize {
+    PLAN_ALIGNMENT
 }
 
 impl TargetProfile {
@@ -108,6 +135,19 @@ impl TargetProfile {
         let mut profile: TargetProfile = toml::from_str(text)
             .map_err(|e| Error::Usage(format!("target profile `{origin}` is invalid: {e}")))?;
         profile.source_sha256 = crate::manifest::hex_digest(text.as_bytes());
+        let align = profile.memory.alignment_bytes;
+        if !align.is_power_of_two() || align > PLAN_ALIGNMENT {
+            return Err(Error::Usage(format!(
+                "target profile `{origin}`: memory.alignment_bytes = {align} must be a power of \
+                 two no larger than {PLAN_ALIGNMENT} (the planner's alignment)"
+            )));
+        }
+        if !matches!(profile.memory.weights_in.as_str(), "ram" | "flash") {
+            return Err(Error::Usage(format!(
+                "target profile `{origin}`: memory.weights_in = {:?} must be \"ram\" or \"flash\"",
+                profile.memory.weights_in
+            )));
+        }
         Ok(profile)
     }
 

@@ -1,6 +1,7 @@
 //! Crate emission: turns a verified graph and its plan into the files of a generated crate
 //! (`Cargo.toml`, `src/lib.rs`, `weights.bin`, `model.ir`, `README.md`), in memory first so
 //! a build can be written or compared byte for byte.
+pub mod firmware_runner;
 pub mod golden;
 pub mod naming;
 pub mod runner;
@@ -443,6 +444,7 @@ fn lib_rs(
     let arena_bytes = lit_usize(plan.arena_bytes);
     let weight_bytes = lit_usize(plan.weight_bytes);
     let lower = lit_usize(plan.lower_bound_bytes);
+    let state_bytes = lit_usize(crate::pipeline::state_bytes(graph));
     let ram = Literal::u64_unsuffixed(meta.target.memory.ram_bytes as u64);
     let flash = Literal::u64_unsuffixed(meta.target.memory.flash_bytes as u64);
     let weights_in_ram = meta.target.memory.weights_in == "ram";
@@ -518,13 +520,15 @@ fn lib_rs(
             &mut comments,
         )?);
     }
+    // The same sums as `pipeline::check_budget`, so a crate whose plan was refused at build
+    // time (or edited by hand) does not compile either.
     let budget_check = if weights_in_ram {
         quote! {
-            const _: () = assert!((ARENA_BYTES as u64) + (WEIGHT_BYTES as u64) <= RAM_BUDGET_BYTES, "arena and weights exceed the target's RAM budget");
+            const _: () = assert!((ARENA_BYTES as u64) + (STATE_BYTES as u64) + (WEIGHT_BYTES as u64) <= RAM_BUDGET_BYTES, "arena, state and weights exceed the target's RAM budget");
         }
     } else {
         quote! {
-            const _: () = assert!((ARENA_BYTES as u64) <= RAM_BUDGET_BYTES, "the arena exceeds the target's RAM budget");
+            const _: () = assert!((ARENA_BYTES as u64) + (STATE_BYTES as u64) <= RAM_BUDGET_BYTES, "arena and state exceed the target's RAM budget");
             const _: () = assert!((WEIGHT_BYTES as u64) <= FLASH_BUDGET_BYTES, "the weights exceed the target's flash budget");
         }
     };
@@ -588,6 +592,8 @@ fn lib_rs(
         pub const ARENA_LOWER_BOUND_BYTES: usize = #lower;
         /// Bytes of the baked weight blob.
         pub const WEIGHT_BYTES: usize = #weight_bytes;
+        /// Bytes of the state kept between steps (a decoder's KV cache; 0 when stateless).
+        pub const STATE_BYTES: usize = #state_bytes;
         /// The target profile's RAM budget.
         pub const RAM_BUDGET_BYTES: u64 = #ram;
         /// The target profile's flash budget.
