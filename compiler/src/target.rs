@@ -219,6 +219,27 @@ mod tests {
     }
 
     #[test]
+    fn alignment_and_weights_in_are_checked_and_emulators_named() {
+        let m55 = TargetProfile::load("cortex-m55").unwrap();
+        assert_eq!(m55.memory.alignment_bytes, 16);
+        assert_eq!(m55.emulator.machine.as_deref(), Some("mps3-an547"));
+        assert_eq!(
+            TargetProfile::load("rpi4").unwrap().emulator.cpu.as_deref(),
+            Some("cortex-a72")
+        );
+        let text = include_str!("../../targets/rpi4.toml");
+        let without = text.replace("alignment_bytes = 16\n", "");
+        let p = TargetProfile::parse(&without, "t").unwrap();
+        assert_eq!(p.memory.alignment_bytes, PLAN_ALIGNMENT);
+        for bad in ["alignment_bytes = 128", "alignment_bytes = 24"] {
+            let e = TargetProfile::parse(&text.replace("alignment_bytes = 16", bad), "t");
+            assert!(e.unwrap_err().to_string().contains("power of"), "{bad}");
+        }
+        let e = TargetProfile::parse(&text.replace("\"ram\"", "\"rom\""), "t");
+        assert!(e.unwrap_err().to_string().contains("weights_in"));
+    }
+
+    #[test]
     fn gemm_tiles_follow_registers_and_caches() {
         let t = |name: &str| TargetProfile::load(name).unwrap().gemm_tiling();
         let avx512 = t("x86-avx512");

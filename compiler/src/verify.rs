@@ -793,3 +793,52 @@ fn parse_hex_outputs(graph: &Graph, stdout: &str) -> Result<Vec<Tensor>> {
         .map(|(k, b)| output_tensor(graph, k, b))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::DType;
+
+    /// The mapping as seen from an x86-64 Linux machine (the CI host).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn each_shipped_profile_has_a_runner() {
+        let runner = |name: &str| Runner::for_target(&TargetProfile::load(name).unwrap());
+        assert_eq!(runner("x86").unwrap(), Runner::Host);
+        let rpi4 = runner("rpi4").unwrap();
+        assert!(matches!(rpi4, Runner::User { ref cpu, .. } if cpu == "cortex-a72"));
+        let jetson = runner("jetson").unwrap();
+        assert!(matches!(jetson, Runner::User { ref cpu, .. } if cpu == "neoverse-n1"));
+        assert_eq!(
+            runner("cortex-m55").unwrap(),
+            Runner::Board {
+                machine: "mps3-an547".into()
+            }
+        );
+        let mut other = TargetProfile::load("cortex-m55").unwrap();
+        other.emulator.machine = Some("mps2-an386".into());
+        assert!(Runner::for_target(&other).is_err());
+        other.emulator.machine = None;
+        assert!(Runner::for_target(&other).is_err());
+    }
+
+    #[test]
+    fn firmware_hex_lines_become_tensors() {
+        let mut g = Graph::new(17);
+        let x = g.add_value("x", TensorType::new(DType::F32, vec![3]));
+        g.inputs.push(x);
+        g.outputs.push(x);
+        g.output_names.push("x".into());
+        let hex: String = [1.0f32, -2.5, 0.125]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let stdout = format!("noise\nout 0 {}\nout 0 {}\ndone\n", &hex[..10], &hex[10..]);
+        let t = parse_hex_outputs(&g, &stdout).unwrap();
+        assert_eq!(t[0].to_f64_vec(), vec![1.0, -2.5, 0.125]);
+        assert!(parse_hex_outputs(&g, "out 0 0000\n").is_err());
+        assert!(parse_hex_outputs(&g, "out 1 00000000\n").is_err());
+        assert!(parse_hex_outputs(&g, "out 0 0g\n").is_err());
+    }
+}
