@@ -2,7 +2,8 @@
 //! `slm-aot verify --target`: x86 natively, rpi4 under `qemu-aarch64 -cpu cortex-a72` (an
 //! Armv8.2 instruction would die with SIGILL), jetson under `qemu-aarch64 -cpu neoverse-n1`,
 //! cortex-m55 as bare-metal firmware on `qemu-system-arm -machine mps3-an547`; outputs are
-//! checked against ONNX Runtime's. Also: what `verify` says when an emulator is missing, and
+//! checked against ONNX Runtime's; a jetson build on the emulated A72 dies with SIGILL (the
+//! guard the rpi4 run relies on). Also: what `verify` says when an emulator is missing, and
 //! a model over a profile's memory budget refused both by `slm-aot build` and by the
 //! generated crate's `const` asserts.
 mod common;
@@ -132,6 +133,47 @@ fn cortex_m55_as_firmware_on_mps3_an547() {
     verify_on(
         "cortex-m55",
         "as firmware on `qemu-system-arm -machine mps3-an547` (semihosting)",
+    );
+}
+
+/// The guard the rpi4 run relies on: the jetson build (`-C target-cpu=cortex-a78ae`) run on an
+/// emulated Cortex-A72 dies with SIGILL, and `verify` reports it. The profile keeps the name
+/// `jetson`, so the runner's build folder is shared with the jetson test.
+#[test]
+fn a_jetson_build_on_an_emulated_cortex_a72_dies_with_an_illegal_instruction() {
+    let repo = common::repo();
+    let dir = common::scratch("targets/jetson-on-a72");
+    let shipped = std::fs::read_to_string(repo.join("targets/jetson.toml")).expect("profile");
+    assert!(shipped.contains("cpu = \"neoverse-n1\""));
+    let profile = dir.join("jetson-on-a72.toml");
+    std::fs::write(
+        &profile,
+        shipped.replace("cpu = \"neoverse-n1\"", "cpu = \"cortex-a72\""),
+    )
+    .expect("write profile");
+    let bert = repo.join("tests/models/tiny_bert_ts");
+    let out = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+        .arg("verify")
+        .arg(bert.join("model.onnx"))
+        .args(["--dim", "batch=1", "--dim", "sequence=16", "--target"])
+        .arg(&profile)
+        .arg("--inputs")
+        .arg(bert.join("inputs"))
+        .arg("--reference")
+        .arg(bert.join("reference"))
+        .arg("--work-dir")
+        .arg(dir.join("work"))
+        .arg("--cargo-target-dir")
+        .arg(common::scratch("targets/cargo-target"))
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run slm-aot verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("failed under `qemu-aarch64 -cpu cortex-a72`")
+            && stderr.contains("Illegal instruction"),
+        "{stderr}"
     );
 }
 
