@@ -124,8 +124,10 @@ fn rpi4_under_qemu_aarch64_cortex_a72() {
 }
 
 #[test]
-fn jetson_under_qemu_aarch64_neoverse_n1() {
+fn jetson_under_qemu_aarch64_neoverse_n1_and_not_on_a_cortex_a72() {
     verify_on("jetson", "under `qemu-aarch64 -cpu neoverse-n1`");
+    // After the jetson run: both build the same runner in the same folder.
+    jetson_build_dies_on_an_emulated_cortex_a72();
 }
 
 #[test]
@@ -138,9 +140,8 @@ fn cortex_m55_as_firmware_on_mps3_an547() {
 
 /// The guard the rpi4 run relies on: the jetson build (`-C target-cpu=cortex-a78ae`) run on an
 /// emulated Cortex-A72 dies with SIGILL, and `verify` reports it. The profile keeps the name
-/// `jetson`, so the runner's build folder is shared with the jetson test.
-#[test]
-fn a_jetson_build_on_an_emulated_cortex_a72_dies_with_an_illegal_instruction() {
+/// `jetson`, so the runner's build folder is the jetson run's.
+fn jetson_build_dies_on_an_emulated_cortex_a72() {
     let repo = common::repo();
     let dir = common::scratch("targets/jetson-on-a72");
     let shipped = std::fs::read_to_string(repo.join("targets/jetson.toml")).expect("profile");
