@@ -565,8 +565,7 @@ fn run_cargo(mut cmd: Command, what: &Path) -> Result<()> {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().collect();
-    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    let tail = last_lines(&stderr, 40);
     Err(Error::Internal(format!(
         "the generated crate in `{}` does not build:\n{tail}",
         what.display()
@@ -714,7 +713,7 @@ pub fn run_target_runner(
             if !ok || !stdout.lines().any(|l| l == "done") {
                 return Err(Error::Mismatch(format!(
                     "the firmware failed on `qemu-system-arm -machine {machine}`:\n{}\n{}",
-                    tail(&stdout),
+                    last_lines(&stdout, 20),
                     stderr.trim()
                 )));
             }
@@ -723,10 +722,13 @@ pub fn run_target_runner(
     }
 }
 
-/// The last lines of a long text.
-fn tail(text: &str) -> String {
+/// The last `n` lines of a text.
+fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+    lines
+        .get(lines.len().saturating_sub(n)..)
+        .unwrap_or_default()
+        .join("\n")
 }
 
 /// Write `in/{k}.bin` for a runner; returns (in, out) folders.
@@ -755,7 +757,11 @@ fn read_outputs(graph: &Graph, out_dir: &Path) -> Result<Vec<Tensor>> {
 
 /// Output `k` from its raw little-endian bytes, checked against its type's size.
 fn output_tensor(graph: &Graph, k: usize, bytes: &[u8]) -> Result<Tensor> {
-    let ty: TensorType = graph.ty(graph.outputs[k]).clone();
+    let value = graph
+        .outputs
+        .get(k)
+        .ok_or_else(|| Error::Internal(format!("no graph output {k}")))?;
+    let ty: TensorType = graph.ty(*value).clone();
     if bytes.len() != ty.size_bytes() {
         return Err(Error::Internal(format!(
             "runner wrote {} bytes for output {k}, expected {}",
@@ -836,7 +842,7 @@ mod tests {
             .collect();
         let stdout = format!("noise\nout 0 {}\nout 0 {}\ndone\n", &hex[..10], &hex[10..]);
         let t = parse_hex_outputs(&g, &stdout).unwrap();
-        assert_eq!(t[0].to_f64_vec(), vec![1.0, -2.5, 0.125]);
+        assert_eq!(t.first().unwrap().to_f64_vec(), vec![1.0, -2.5, 0.125]);
         assert!(parse_hex_outputs(&g, "out 0 0000\n").is_err());
         assert!(parse_hex_outputs(&g, "out 1 00000000\n").is_err());
         assert!(parse_hex_outputs(&g, "out 0 0g\n").is_err());
