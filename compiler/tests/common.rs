@@ -79,6 +79,7 @@ impl Fixture {
             verify_each_pass: true,
             tokenizer: self.case.tokenizer.as_ref().map(|t| self.dir.join(t)),
             golden: None,
+            quantize: None,
         }
     }
 }
