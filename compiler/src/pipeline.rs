@@ -419,7 +419,7 @@ fn quant_summary(
 }
 
 /// Refuse a plan that cannot fit the target, saying by how much and whether quantized
-/// weights would fit (quantization itself is not implemented yet, and the message says so).
+/// weights would fit (and the `--quantize` flag that builds them).
 ///
 /// RAM holds the arena, the model state (a decoder's KV cache) and, for `weights_in = "ram"`
 /// profiles, the weights; the stack comes on top and is measured on the board (README).
@@ -507,14 +507,13 @@ fn quantized_hint(graph: &Graph, plan: &Plan, available: usize, memory: &str) ->
     if fits(int8) {
         format!(
             ". Quantized to int8 ({estimate}) the weights would take ≈ {int8} bytes: int8 \
-             would fit the {available} bytes of {memory} available, once quantization is \
-             supported (not yet implemented)"
+             would fit the {available} bytes of {memory} available: build with --quantize int8"
         )
     } else if fits(int4) {
         format!(
             ". Quantized to int8 ({estimate}) the weights would take ≈ {int8} bytes, still too \
              many; int4 (≈ {int4} bytes) would fit the {available} bytes of {memory} available, \
-             once quantized to int4 (not yet supported)"
+             with --quantize int4 --group-size 32"
         )
     } else {
         format!(
