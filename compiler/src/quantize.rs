@@ -168,10 +168,7 @@ pub fn float_layers(graph: &Graph, q: &QuantOptions) -> Vec<FloatLayer> {
             }),
             Op::Gather(g) if constant(0) && g.axis == 0 => Some(match q.kept(&node.name) {
                 Some(p) => format!("--keep-float {p}"),
-                None => format!(
-                    "table {} is not a 2-D f32 table gathered on axis 0",
-                    graph.ty(node.inputs[0])
-                ),
+                None => format!("table {} is not a 2-D f32 table", graph.ty(node.inputs[0])),
             }),
             Op::MatMul(_) => Some("both operands are activations (no constant weight)".into()),
             Op::Attention(_) => Some("activation × activation products (attention)".into()),

@@ -1,7 +1,9 @@
 //! Quantize every float `Linear` to a weight-only `Q4Linear` (4 bits per group of `group`
 //! rows of k and output column, f16 or f32 scales, dequantized inside the kernel) and every
 //! embedding `Gather` on a constant table to a `QGather` with 4 bits per (row, group of
-//! columns). Layers whose node name matches a `--keep-float` pattern stay in float.
+//! columns); tables of fewer than [`MIN_INT4_TABLE_COLS`] columns (rotary position tables:
+//! small and precision-critical) get int8 rows instead. Layers whose node name matches a
+//! `--keep-float` pattern stay in float.
 //!
 //! Before: `y = Linear{k, n, nr=0, epilogue}(x, W: f32[k, n], b?)`.
 //! After: `y = Q4Linear{k, n, group, nr, scales, epilogue}(x, W.q4g<group>: u8[..], b?)`,
@@ -20,6 +22,9 @@ use crate::ops::qgather::{self, QGather};
 use crate::quantize::QuantOptions;
 use crate::target::QuantTiling;
 use std::collections::BTreeMap;
+
+/// Narrower tables are stored as int8 rows.
+pub const MIN_INT4_TABLE_COLS: usize = 16;
 
 pub struct QuantizeInt4 {
     pub tiling: QuantTiling,
@@ -44,19 +49,21 @@ impl Pass for QuantizeInt4 {
                 continue;
             }
             if let Some((rows, cols, table)) = embedding_table(graph, id) {
+                let int4 = cols >= MIN_INT4_TABLE_COLS;
                 let op = QGather {
                     rows,
                     cols,
-                    bits: 4,
-                    group,
-                    f16_scales: f16,
+                    bits: if int4 { 4 } else { 8 },
+                    group: if int4 { group } else { cols },
+                    f16_scales: int4 && f16,
                 };
                 let (t, ids) = (node.inputs[0], node.inputs[1]);
                 let packed = match blobs.get(&t) {
                     Some(&v) => v,
                     None => {
                         let bytes = qgather::pack_table(&op, table);
-                        let name = format!("{}.q4rows", graph.value(t).name);
+                        let suffix = if int4 { "q4rows" } else { "q8rows" };
+                        let name = format!("{}.{suffix}", graph.value(t).name);
                         let v = graph.add_constant(name, blob(bytes)?);
                         blobs.insert(t, v);
                         v
