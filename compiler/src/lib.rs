@@ -1,6 +1,7 @@
 //! slm-aot: an ahead-of-time compiler from small language models to allocation-free,
 //! `no_std` Rust crates. See `ARCHITECTURE.md` for the map; [`pipeline`] is the whole flow.
 pub mod bench;
+pub mod calibrate;
 pub mod codegen;
 pub mod error;
 pub mod eval;
@@ -14,6 +15,7 @@ pub mod ops;
 pub mod passes;
 pub mod pipeline;
 pub mod plan;
+pub mod quantize;
 pub mod report;
 pub mod signature;
 pub mod stateful;

@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use slm_aot::error::{Error, Result};
 use slm_aot::frontend::{ImportOptions, Limits, onnx};
 use slm_aot::pipeline::{self, BuildOptions};
+use slm_aot::quantize::{CalibrationMethod, QuantMode, QuantOptions};
 use slm_aot::target::TargetProfile;
 use slm_aot::{bench, generate, report, verify};
 use std::path::PathBuf;
@@ -215,6 +216,38 @@ struct ModelArgs {
     /// a checkpoint folder's own `tokenizer.json` is used by default).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Quantize the weights: `int8` (per output channel; activations per row at run time),
+    /// `int8-static` (activation scales from --calibration) or `int4` (weight-only, per
+    /// group of --group-size).
+    #[arg(long, value_name = "MODE")]
+    quantize: Option<String>,
+    /// int4: weights per scale along k (32, 64 or 128).
+    #[arg(long, default_value_t = 32)]
+    group_size: usize,
+    /// int4: scale storage, `f16` or `f32`.
+    #[arg(long, default_value = "f16")]
+    scales: String,
+    /// Keep layers whose node name matches PATTERN in float (`*` wildcards; without one, a
+    /// substring). Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    keep_float: Vec<String>,
+    /// int8-static: folder of sample sets, `DIR/<set>/<input name>.npy`.
+    #[arg(long, value_name = "DIR")]
+    calibration: Option<PathBuf>,
+    /// int8-static: `minmax` or `percentile`.
+    #[arg(long, default_value = "minmax")]
+    calibration_method: String,
+    /// int8-static with `--calibration-method percentile`: the percentile kept (of each
+    /// tail).
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f64,
+    /// Compare the quantized model with the float one on DIR's sample sets
+    /// (`DIR/<set>/<input name>.npy`) at build time: per-output cosine and max abs error.
+    #[arg(long, value_name = "DIR")]
+    validate: Option<PathBuf>,
+    /// With --validate: fail the build when an output's cosine is below X.
+    #[arg(long, value_name = "X", requires = "validate")]
+    min_cosine: Option<f64>,
 }
 
 fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
@@ -268,7 +301,71 @@ impl ModelArgs {
             verify_each_pass: false,
             golden: None,
             tokenizer: self.tokenizer.clone(),
+            quantize: self.quant_options()?,
         })
+    }
+
+    fn quant_options(&self) -> Result<Option<QuantOptions>> {
+        let quant_only =
+            !self.keep_float.is_empty() || self.calibration.is_some() || self.validate.is_some();
+        let Some(mode) = &self.quantize else {
+            if quant_only {
+                return Err(Error::Usage(
+                    "--keep-float, --calibration and --validate need --quantize".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let mode = QuantMode::parse(mode).ok_or_else(|| {
+            Error::Usage(format!(
+                "--quantize `{mode}`: use int8, int8-static or int4"
+            ))
+        })?;
+        let mut q = QuantOptions::new(mode);
+        if ![32, 64, 128].contains(&self.group_size) {
+            return Err(Error::Usage(format!(
+                "--group-size {}: use 32, 64 or 128",
+                self.group_size
+            )));
+        }
+        q.group = self.group_size;
+        q.f16_scales = match self.scales.as_str() {
+            "f16" => true,
+            "f32" => false,
+            other => return Err(Error::Usage(format!("--scales `{other}`: use f16 or f32"))),
+        };
+        q.keep_float = self.keep_float.clone();
+        q.method = match self.calibration_method.as_str() {
+            "minmax" => CalibrationMethod::MinMax,
+            "percentile" if self.percentile > 50.0 && self.percentile <= 100.0 => {
+                CalibrationMethod::Percentile(self.percentile)
+            }
+            "percentile" => {
+                return Err(Error::Usage(format!(
+                    "--percentile {}: use a value in (50, 100]",
+                    self.percentile
+                )));
+            }
+            other => {
+                return Err(Error::Usage(format!(
+                    "--calibration-method `{other}`: use minmax or percentile"
+                )));
+            }
+        };
+        if mode == QuantMode::Int8Static && self.calibration.is_none() {
+            return Err(Error::Usage(
+                "--quantize int8-static needs --calibration DIR".into(),
+            ));
+        }
+        if mode != QuantMode::Int8Static && self.calibration.is_some() {
+            return Err(Error::Usage(
+                "--calibration is only used by --quantize int8-static".into(),
+            ));
+        }
+        q.calibration = self.calibration.clone();
+        q.validate = self.validate.clone();
+        q.min_cosine = self.min_cosine;
+        Ok(Some(q))
     }
 }
 
@@ -306,6 +403,12 @@ fn run(cli: Cli) -> Result<()> {
                 "{}",
                 report::build_report(&build.source, &build.graph, &build.plan).trim_end()
             );
+            if let Some(q) = &build.quantization {
+                say!(
+                    "{}",
+                    report::quantization_report(q, &build.graph, &build.plan).trim_end()
+                );
+            }
             say!(
                 "wrote crate `{}` to {}",
                 build.generated.name,

@@ -29,6 +29,8 @@ pub struct BuildOptions {
     /// A tokenizer to bake into the crate (`tokenizer.json` or a llama2.c `tokenizer.bin`);
     /// a checkpoint folder's own `tokenizer.json` is used when this is `None`.
     pub tokenizer: Option<PathBuf>,
+    /// Post-training quantization (`--quantize`); `None` keeps the float weights.
+    pub quantize: Option<crate::quantize::QuantOptions>,
 }
 
 impl BuildOptions {
@@ -46,6 +48,9 @@ impl BuildOptions {
         }
         if let Some(file) = self.tokenizer.as_ref().and_then(|p| p.file_name()) {
             parts.push(format!("--tokenizer {}", file.to_string_lossy()));
+        }
+        if let Some(q) = &self.quantize {
+            parts.push(q.flags());
         }
         if let Some((_, tolerance)) = &self.golden {
             parts.push(format!("--golden DIR --golden-tolerance {tolerance}"));
@@ -105,6 +110,8 @@ impl BuildOptions {
 
 /// What a build made, for the report.
 pub struct Build {
+    /// What quantization did (for the report); `None` for a float build.
+    pub quantization: Option<crate::quantize::QuantSummary>,
     pub source: Graph,
     pub graph: Graph,
     pub plan: Plan,
@@ -209,6 +216,55 @@ pub fn optimise(graph: &Graph, target: &TargetProfile, verify_each_pass: bool) -
     Ok(g)
 }
 
+/// Optimise a verified graph for a target, quantizing it as `quantize` asks: the quantization
+/// pass runs where the float pipeline would pack the `Linear` weights (after fusion); static
+/// int8 first calibrates on the fused float graph.
+pub fn optimise_quantized(
+    graph: &Graph,
+    target: &TargetProfile,
+    quantize: Option<&crate::quantize::QuantOptions>,
+    verify_each_pass: bool,
+) -> Result<Graph> {
+    use crate::quantize::QuantMode;
+    let Some(q) = quantize else {
+        return optimise(graph, target, verify_each_pass);
+    };
+    let list = passes::pipeline(target);
+    let at = list
+        .iter()
+        .position(|p| p.name() == "pack_linear_weights")
+        .unwrap_or(list.len());
+    let mut g = graph.clone();
+    passes::run(&mut g, &list[..at], verify_each_pass)?;
+    let tiling = target.quant_tiling();
+    let pass: Box<dyn passes::Pass> = match q.mode {
+        QuantMode::Int4 => Box::new(passes::quantize_int4::QuantizeInt4 {
+            tiling,
+            options: q.clone(),
+        }),
+        QuantMode::Int8 | QuantMode::Int8Static => {
+            let static_act = match (q.mode, &q.calibration) {
+                (QuantMode::Int8Static, Some(dir)) => crate::calibrate::calibrate(&g, q, dir)?,
+                (QuantMode::Int8Static, None) => {
+                    return Err(Error::Usage(
+                        "--quantize int8-static needs --calibration DIR".into(),
+                    ));
+                }
+                _ => Default::default(),
+            };
+            Box::new(passes::quantize_int8::QuantizeInt8 {
+                tiling,
+                options: q.clone(),
+                static_act,
+            })
+        }
+    };
+    passes::run(&mut g, std::slice::from_ref(&pass), verify_each_pass)?;
+    passes::run(&mut g, &list[at..], verify_each_pass)?;
+    verify(&g)?;
+    Ok(g)
+}
+
 /// The default `runtime-core` path for a crate written to `out_dir`.
 pub fn default_runtime_path(out_dir: &Path) -> String {
     let runtime = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -258,7 +314,12 @@ pub fn compile(options: &BuildOptions) -> Result<Compiled> {
         let source = import_proto(&proto, &options.model, &options.import)?;
         (source, options.manifest(&proto)?)
     };
-    let graph = optimise(&source, &options.target, options.verify_each_pass)?;
+    let graph = optimise_quantized(
+        &source,
+        &options.target,
+        options.quantize.as_ref(),
+        options.verify_each_pass,
+    )?;
     let plan = plan::plan(&graph)?;
     let max_arena = options.import.limits.max_arena_bytes;
     if plan.arena_bytes as u64 > max_arena {
@@ -322,7 +383,12 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
         let spec = crate::tokenizer::load(&path)?;
         crate::tokenizer::add_to_crate(&mut generated, crate::tokenizer::bake(&spec)?)?;
     }
+    let quantization = match &options.quantize {
+        Some(q) => Some(quant_summary(options, q, &source, &graph)?),
+        None => None,
+    };
     Ok(Build {
+        quantization,
         source,
         graph,
         plan,
@@ -330,8 +396,30 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
     })
 }
 
+/// The float build's weight bytes, the layers left in float and, with `--validate`, the
+/// accuracy against the float graph (which fails the build below `--min-cosine`).
+fn quant_summary(
+    options: &BuildOptions,
+    q: &crate::quantize::QuantOptions,
+    source: &Graph,
+    graph: &Graph,
+) -> Result<crate::quantize::QuantSummary> {
+    let float = optimise(source, &options.target, false)?;
+    let float_weight_bytes = plan::plan(&float)?.weight_bytes;
+    let accuracy = match &q.validate {
+        Some(dir) => crate::quantize::validate(source, graph, dir, q.min_cosine)?,
+        None => Vec::new(),
+    };
+    Ok(crate::quantize::QuantSummary {
+        options: q.clone(),
+        float_weight_bytes,
+        float_layers: crate::quantize::float_layers(graph, q),
+        accuracy,
+    })
+}
+
 /// Refuse a plan that cannot fit the target, saying by how much and whether quantized
-/// weights would fit (quantization itself is not implemented yet, and the message says so).
+/// weights would fit (and the `--quantize` flag that builds them).
 ///
 /// RAM holds the arena, the model state (a decoder's KV cache) and, for `weights_in = "ram"`
 /// profiles, the weights; the stack comes on top and is measured on the board (README).
@@ -419,14 +507,13 @@ fn quantized_hint(graph: &Graph, plan: &Plan, available: usize, memory: &str) ->
     if fits(int8) {
         format!(
             ". Quantized to int8 ({estimate}) the weights would take ≈ {int8} bytes: int8 \
-             would fit the {available} bytes of {memory} available, once quantization is \
-             supported (not yet implemented)"
+             would fit the {available} bytes of {memory} available: build with --quantize int8"
         )
     } else if fits(int4) {
         format!(
             ". Quantized to int8 ({estimate}) the weights would take ≈ {int8} bytes, still too \
              many; int4 (≈ {int4} bytes) would fit the {available} bytes of {memory} available, \
-             once quantized to int4 (not yet supported)"
+             with --quantize int4 --group-size 32"
         )
     } else {
         format!(

@@ -72,6 +72,81 @@ pub fn build_report(source: &Graph, graph: &Graph, plan: &Plan) -> String {
     s
 }
 
+/// The quantization section of the build report: mode, weight bytes against the float
+/// build, the quantized layers, every layer left in float with the reason, and the
+/// `--validate` accuracy.
+pub fn quantization_report(
+    q: &crate::quantize::QuantSummary,
+    graph: &Graph,
+    plan: &Plan,
+) -> String {
+    use crate::ops::Op;
+    use crate::ops::qlinear::ActQuant;
+    let o = &q.options;
+    let mut s = format!("quantization: {}\n", o.flags());
+    s.push_str(&format!(
+        "  weights: {} quantized vs {} float ({:.3}x)\n",
+        kib(plan.weight_bytes),
+        kib(q.float_weight_bytes),
+        plan.weight_bytes as f64 / q.float_weight_bytes.max(1) as f64
+    ));
+    let mut layers = Vec::new();
+    for id in graph.node_ids() {
+        let node = graph.node(id);
+        let line = match &node.op {
+            Op::QLinear(l) => format!(
+                "int8 {}x{} per-channel, activations {}, {} nr={}, epilogue {}",
+                l.k,
+                l.n,
+                match l.act_quant {
+                    ActQuant::DynamicRow => "dynamic per row".to_string(),
+                    ActQuant::DynamicTensorU8 => "dynamic per tensor u8".to_string(),
+                    a => a.describe(),
+                },
+                l.kernel,
+                l.nr,
+                crate::ops::linear::epilogue(l.bias, l.activation)
+            ),
+            Op::Q4Linear(l) => format!(
+                "int4 {}x{} group {} ({} scales{}), {} nr={}, epilogue {}",
+                l.k,
+                l.n,
+                l.group,
+                if l.f16_scales { "f16" } else { "f32" },
+                if l.zero_points { ", zero points" } else { "" },
+                l.kernel,
+                l.nr,
+                crate::ops::linear::epilogue(l.bias, l.activation)
+            ),
+            Op::QGather(g) => format!("int{} table {}x{}", g.bits, g.rows, g.cols),
+            _ => continue,
+        };
+        layers.push(format!("    {}: {line}", node.name));
+    }
+    s.push_str(&format!("  quantized layers: {}\n", layers.len()));
+    for l in layers {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "  layers left in float: {}\n",
+        q.float_layers.len()
+    ));
+    for f in &q.float_layers {
+        s.push_str(&format!("    {} ({}): {}\n", f.node, f.op, f.reason));
+    }
+    if !q.accuracy.is_empty() {
+        s.push_str("  accuracy vs float (worst over the --validate sample sets):\n");
+        for a in &q.accuracy {
+            s.push_str(&format!(
+                "    {:<32} cosine {:.6}  max abs error {:.3e}  ({} sets)\n",
+                a.name, a.min_cosine, a.max_abs_error, a.sets
+            ));
+        }
+    }
+    s
+}
+
 /// `inspect`: what the file holds, without needing dims or support for every op.
 pub fn inspect(model: &ModelProto) -> String {
     use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;

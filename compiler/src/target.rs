@@ -65,6 +65,18 @@ pub struct GemmOverrides {
 }
 
 /// The GEMM kernel and tiles chosen for a target.
+/// The quantized kernels a profile selects (`TargetProfile::quant_tiling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantTiling {
+    /// `avx512vnni`, `avx2`, `dotprod`, `neon` or `portable`, for reports.
+    pub kernel: &'static str,
+    /// Panel width of int8 weight blobs.
+    pub i8_nr: usize,
+    /// Panel width of int4 weight blobs.
+    pub q4_nr: usize,
+    pub tiles: runtime_core::kernels::gemm::Tiles,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GemmTiling {
     /// The micro-kernel family: `avx512`, `avx2`, `neon` or `portable`.
@@ -199,6 +211,42 @@ impl TargetProfile {
         }
     }
 
+    /// The quantized GEMM kernels this profile's features select and the panel widths their
+    /// weight blobs are packed for (int8, int4: runtime-core's `qgemm_nr_for`/`q4_nr_for`
+    /// rule); the register and cache tiles are the f32 GEMM's (`gemm_tiling`).
+    pub fn quant_tiling(&self) -> QuantTiling {
+        use runtime_core::kernels::qgemm;
+        let arch = self.triple.split('-').next().unwrap_or("");
+        let features: Vec<&str> = self.features.iter().map(String::as_str).collect();
+        let (x86, arm64) = (arch == "x86_64", arch == "aarch64");
+        let kernel = if x86 && self.has("avx512vnni") && self.has("avx512bw") {
+            "avx512vnni"
+        } else if x86 && (self.has("avx2") || self.has("avx512f")) {
+            "avx2"
+        } else if arm64 && self.has("dotprod") {
+            "dotprod"
+        } else if arm64 {
+            "neon"
+        } else {
+            "portable"
+        };
+        let (i8_nr, q4_nr) = (
+            qgemm::qgemm_nr_for(arch, &features),
+            qgemm::q4_nr_for(arch, &features),
+        );
+        let g = self.gemm_tiling();
+        QuantTiling {
+            kernel,
+            i8_nr,
+            q4_nr,
+            tiles: runtime_core::kernels::gemm::Tiles {
+                mr: g.mr,
+                kc: g.kc,
+                mc: g.mc,
+            },
+        }
+    }
+
     pub fn shipped_names() -> Vec<&'static str> {
         SHIPPED.iter().map(|(n, _)| *n).collect()
     }
@@ -208,6 +256,19 @@ impl TargetProfile {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantized_panel_widths_follow_the_isa() {
+        let q = |name: &str| {
+            let t = TargetProfile::load(name).unwrap().quant_tiling();
+            (t.kernel, t.i8_nr, t.q4_nr)
+        };
+        assert_eq!(q("x86"), ("avx2", 8, 16));
+        assert_eq!(q("x86-avx512"), ("avx512vnni", 32, 32));
+        assert_eq!(q("jetson"), ("dotprod", 16, 16));
+        assert_eq!(q("rpi4"), ("neon", 8, 16));
+        assert_eq!(q("cortex-m55"), ("portable", 16, 16));
+    }
 
     #[test]
     fn every_shipped_profile_parses() {

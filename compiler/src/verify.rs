@@ -196,6 +196,11 @@ pub fn host_rustflags(target: &TargetProfile) -> String {
             flags.push(' ');
         }
         flags.push_str(&format!("-C target-cpu={}", target.cpu));
+        // Features the cpu name does not imply (x86-64-v4 lacks VNNI) select kernels too.
+        if !target.features.is_empty() {
+            let list: Vec<String> = target.features.iter().map(|f| format!("+{f}")).collect();
+            flags.push_str(&format!(" -C target-feature={}", list.join(",")));
+        }
     }
     flags
 }

@@ -41,6 +41,23 @@ pub struct Case {
     /// A tokenizer to bake into the crate, relative to the fixture folder.
     #[serde(default)]
     pub tokenizer: Option<String>,
+    /// Quantized builds of this fixture (`[quantized.int8]`, `[quantized.int8-static]`,
+    /// `[quantized.int4]`) and the accuracy they must keep against the float references.
+    #[serde(default)]
+    pub quantized: BTreeMap<String, QuantCase>,
+}
+
+/// `[quantized.<mode>]` in a `case.toml`: a build with `--quantize <mode>` must reach
+/// `min_cosine` and stay within `max_abs` of ONNX Runtime's float references on every output.
+/// `int8-static` calibrates on the fixture's own `inputs/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantCase {
+    pub min_cosine: f64,
+    pub max_abs: f64,
+    /// int4 group size (default 32).
+    #[serde(default)]
+    pub group_size: Option<usize>,
 }
 
 /// One fixture folder.
@@ -79,7 +96,27 @@ impl Fixture {
             verify_each_pass: true,
             tokenizer: self.case.tokenizer.as_ref().map(|t| self.dir.join(t)),
             golden: None,
+            quantize: None,
         }
+    }
+}
+
+impl Fixture {
+    /// Build options for the fixture's `[quantized.<mode>]` case.
+    pub fn quantized_build_options(&self, mode: &str) -> BuildOptions {
+        use slm_aot::quantize::{QuantMode, QuantOptions};
+        let m = QuantMode::parse(mode).unwrap_or_else(|| panic!("{}: mode `{mode}`", self.name));
+        let mut q = QuantOptions::new(m);
+        if let Some(g) = self.case.quantized.get(mode).and_then(|c| c.group_size) {
+            q.group = g;
+        }
+        if m == QuantMode::Int8Static {
+            q.calibration = Some(self.dir.join("inputs"));
+        }
+        let mut o = self.build_options();
+        o.quantize = Some(q);
+        o.crate_name = Some(format!("{}-{mode}", self.name.replace('_', "-")));
+        o
     }
 }
 

@@ -144,7 +144,10 @@ fn a_model_over_the_flash_budget_is_refused_saying_what_would_fit() {
     // attributes, not constants); int8 ≈ 1/4 of that, int4 ≈ 1/8.
     let cases = [
         (600_000, "int8 would fit"),
-        (200_000, "once quantized to int4 (not yet supported)"),
+        (
+            200_000,
+            "would fit the 200000 bytes of flash available, with --quantize int4",
+        ),
         (50_000, "use a smaller model or a target with more flash"),
     ];
     for (flash, expected) in cases {

@@ -5,6 +5,7 @@ mod common;
 
 use slm_aot::codegen::Io;
 use slm_aot::pipeline;
+use slm_aot::target::TargetProfile;
 use std::fmt::Write as _;
 use std::process::Command;
 
@@ -15,15 +16,25 @@ fn generated_crates_link_into_a_no_std_binary_without_an_allocator() {
     let root = common::scratch("nostd");
     let mut deps = String::new();
     let mut calls = String::new();
+    // Every fixture, and its quantized builds for the Cortex-M55 profile.
+    let mut variants = Vec::new();
     for fx in common::fixtures() {
-        let gen_dir = root.join("gen").join(&fx.name);
-        let build = pipeline::build(&fx.build_options(), &gen_dir).expect("build");
+        variants.push((fx.name.clone(), fx.build_options()));
+        for mode in fx.case.quantized.keys() {
+            let mut options = fx.quantized_build_options(mode);
+            options.target = TargetProfile::load("cortex-m55").expect("cortex-m55 profile");
+            variants.push((format!("{}_{}", fx.name, mode.replace('-', "_")), options));
+        }
+    }
+    for (name, options) in variants {
+        let gen_dir = root.join("gen").join(&name);
+        let build = pipeline::build(&options, &gen_dir).expect("build");
         build.generated.write(&gen_dir).expect("write");
-        let krate = fx.name.clone();
+        let krate = name.clone();
         writeln!(
             deps,
             "{} = {{ package = \"{}\", path = \"../gen/{}\" }}",
-            krate, build.generated.name, fx.name
+            krate, build.generated.name, name
         )
         .unwrap();
         let io = Io::new(&build.graph);

@@ -10,6 +10,8 @@ pub mod fuse_attention;
 pub mod fuse_linear;
 pub mod fuse_linear_activation;
 pub mod pack_linear_weights;
+pub mod quantize_int4;
+pub mod quantize_int8;
 pub mod simplify_reshapes;
 
 /// A graph rewrite. Returns whether it changed anything.

@@ -417,6 +417,7 @@ fn options(model: PathBuf) -> BuildOptions {
         verify_each_pass: true,
         tokenizer: None,
         golden: None,
+        quantize: None,
     }
 }
 

@@ -1,0 +1,114 @@
+//! Static int8 calibration: run the float graph (fused, not yet quantized) on the sample sets
+//! of `--calibration DIR` (`DIR/<set>/<input>.npy`) and turn the range of every `Linear`'s
+//! input into a fixed uint8 scale and zero point (ONNX `QuantizeLinear` semantics).
+use crate::error::{Error, Result};
+use crate::ir::Graph;
+use crate::ops::Op;
+use crate::ops::qlinear::ActQuant;
+use crate::quantize::{CalibrationMethod, QuantOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The sample sets of a calibration (or validation) folder: its subfolders in name order,
+/// or the folder itself when it holds `.npy` files directly.
+pub fn sample_sets(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut sets: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    sets.sort();
+    if sets.is_empty() {
+        sets.push(dir.to_path_buf());
+    }
+    Ok(sets)
+}
+
+/// Per `Linear` node name, the static activation quantization derived from the samples.
+pub fn calibrate(
+    graph: &Graph,
+    q: &QuantOptions,
+    dir: &Path,
+) -> Result<BTreeMap<String, ActQuant>> {
+    let mut probe = graph.clone();
+    let mut layers: Vec<String> = Vec::new();
+    for id in graph.node_ids() {
+        let node = graph.node(id);
+        if let Op::Linear(_) = node.op
+            && graph.constant(node.inputs[1]).is_some()
+            && q.kept(&node.name).is_none()
+        {
+            probe.outputs.push(node.inputs[0]);
+            probe.output_names.push(format!("{}:x", node.name));
+            layers.push(node.name.clone());
+        }
+    }
+    let first = graph.outputs.len();
+    let mut seen: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
+    let mut ranges: Vec<(f32, f32)> = vec![(0.0, 0.0); layers.len()];
+    for set in sample_sets(dir)? {
+        let inputs = crate::verify::load_inputs(graph, &set)?;
+        let outs = crate::eval::evaluate(&probe, &inputs)?;
+        for (i, t) in outs[first..].iter().enumerate() {
+            let crate::ir::Data::F32(v) = &t.data else {
+                continue;
+            };
+            for &x in v.iter().filter(|x| x.is_finite()) {
+                ranges[i].0 = ranges[i].0.min(x);
+                ranges[i].1 = ranges[i].1.max(x);
+            }
+            if let CalibrationMethod::Percentile(_) = q.method {
+                seen[i].extend(v.iter().copied().filter(|x| x.is_finite()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (i, name) in layers.into_iter().enumerate() {
+        let (mut lo, mut hi) = ranges[i];
+        if let CalibrationMethod::Percentile(p) = q.method {
+            let v = &mut seen[i];
+            v.sort_by(f32::total_cmp);
+            if !v.is_empty() {
+                let at = |f: f64| v[((v.len() - 1) as f64 * f / 100.0).round() as usize];
+                lo = at(100.0 - p).min(0.0);
+                hi = at(p).max(0.0);
+            }
+        }
+        out.insert(name, u8_params(lo, hi));
+    }
+    Ok(out)
+}
+
+/// uint8 asymmetric parameters covering `[min(lo, 0), max(hi, 0)]`, as ONNX Runtime's
+/// static quantizer computes them.
+pub fn u8_params(lo: f32, hi: f32) -> ActQuant {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    let zero_point = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as i32;
+    ActQuant::Static {
+        scale,
+        zero_point,
+        u8: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_cover_the_range_and_zero() {
+        let ActQuant::Static {
+            scale, zero_point, ..
+        } = u8_params(-1.0, 3.0)
+        else {
+            panic!()
+        };
+        assert!((scale - 4.0 / 255.0).abs() < 1e-7);
+        assert_eq!(zero_point, 64);
+        let ActQuant::Static { zero_point, .. } = u8_params(0.5, 2.0) else {
+            panic!()
+        };
+        assert_eq!(zero_point, 0);
+    }
+}

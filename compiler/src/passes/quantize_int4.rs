@@ -1,0 +1,149 @@
+//! Quantize every float `Linear` to a weight-only `Q4Linear` (4 bits per group of `group`
+//! rows of k and output column, f16 or f32 scales, dequantized inside the kernel) and every
+//! embedding `Gather` on a constant table to a `QGather` with 4 bits per (row, group of
+//! columns); tables of fewer than [`MIN_INT4_TABLE_COLS`] columns (rotary position tables:
+//! small and precision-critical) get int8 rows instead. Layers whose node name matches a
+//! `--keep-float` pattern stay in float.
+//!
+//! Before: `y = Linear{k, n, nr=0, epilogue}(x, W: f32[k, n], b?)`.
+//! After: `y = Q4Linear{k, n, group, nr, scales, epilogue}(x, W.q4g<group>: u8[..], b?)`,
+//! `W.q4g<group>` made once per weight and shared.
+//!
+//! Before: `e = Gather{axis=0}(T: f32[rows, cols], ids)`.
+//! After: `e = QGather{rows, cols, bits=4, group}(T.q4rows: u8[..], ids)`.
+//! Runs after `fuse_linear_activation` and before `pack_linear_weights`.
+use super::Pass;
+use super::quantize_int8::{blob, embedding_table, replace_node};
+use crate::error::{Error, Result};
+use crate::ir::{Data, Graph, ValueId};
+use crate::ops::Op;
+use crate::ops::q4linear::{self, Q4Linear};
+use crate::ops::qgather::{self, QGather};
+use crate::quantize::QuantOptions;
+use crate::target::QuantTiling;
+use std::collections::BTreeMap;
+
+/// Narrower tables are stored as int8 rows.
+pub const MIN_INT4_TABLE_COLS: usize = 16;
+
+pub struct QuantizeInt4 {
+    pub tiling: QuantTiling,
+    pub options: QuantOptions,
+}
+
+impl Pass for QuantizeInt4 {
+    fn name(&self) -> &'static str {
+        "quantize_int4"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<bool> {
+        let (group, f16) = (self.options.group, self.options.f16_scales);
+        let mut blobs: BTreeMap<ValueId, ValueId> = BTreeMap::new();
+        let mut changed = false;
+        let order = graph
+            .topo_order()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        for id in order {
+            let node = graph.node(id);
+            if self.options.kept(&node.name).is_some() {
+                continue;
+            }
+            if let Some((rows, cols, table)) = embedding_table(graph, id) {
+                let int4 = cols >= MIN_INT4_TABLE_COLS;
+                let op = QGather {
+                    rows,
+                    cols,
+                    bits: if int4 { 4 } else { 8 },
+                    group: if int4 { group } else { cols },
+                    f16_scales: int4 && f16,
+                };
+                let (t, ids) = (node.inputs[0], node.inputs[1]);
+                let packed = match blobs.get(&t) {
+                    Some(&v) => v,
+                    None => {
+                        let bytes = qgather::pack_table(&op, table);
+                        let suffix = if int4 { "q4rows" } else { "q8rows" };
+                        let name = format!("{}.{suffix}", graph.value(t).name);
+                        let v = graph.add_constant(name, blob(bytes)?);
+                        blobs.insert(t, v);
+                        v
+                    }
+                };
+                replace_node(graph, id, Op::QGather(op), vec![packed, ids], &[])?;
+                changed = true;
+                continue;
+            }
+            let Op::Linear(l) = &node.op else { continue };
+            let w = node.inputs[1];
+            if l.nr != 0 {
+                continue;
+            }
+            let Some(weight) = graph.constant(w) else {
+                continue;
+            };
+            let Data::F32(wdata) = &weight.data else {
+                continue;
+            };
+            let nr = self.tiling.q4_nr;
+            let op = Q4Linear {
+                k: l.k,
+                n: l.n,
+                group,
+                nr,
+                f16_scales: f16,
+                zero_points: false,
+                bias: l.bias,
+                activation: l.activation,
+                tiles: self.tiling.tiles,
+                kernel: self.tiling.kernel,
+            };
+            let mut inputs = node.inputs.clone();
+            inputs[1] = match blobs.get(&w) {
+                Some(&v) => v,
+                None => {
+                    let bytes = q4linear::pack_weight(wdata, l.k, l.n, group, nr, f16);
+                    let name = format!("{}.q4g{group}", graph.value(w).name);
+                    let v = graph.add_constant(name, blob(bytes)?);
+                    blobs.insert(w, v);
+                    v
+                }
+            };
+            replace_node(graph, id, Op::Q4Linear(op), inputs, &[])?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Tensor;
+    use crate::ir::printer::print;
+    use crate::quantize::QuantMode;
+
+    #[test]
+    fn linears_and_embeddings_become_int4() {
+        let mut g = crate::passes::quantize_int8::tests::graph();
+        let ids = Tensor::from_i64s(vec![1, 3], vec![2, 7, 0]).unwrap();
+        let reference = crate::eval::evaluate(&g, std::slice::from_ref(&ids)).unwrap();
+        let mut options = QuantOptions::new(QuantMode::Int4);
+        options.group = 2;
+        let tiling = crate::target::TargetProfile::load("cortex-m55")
+            .unwrap()
+            .quant_tiling();
+        let pass = QuantizeInt4 { tiling, options };
+        assert!(pass.run(&mut g).unwrap());
+        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
+            .run(&mut g)
+            .unwrap();
+        crate::ir::verify::verify(&g).unwrap();
+        insta::assert_snapshot!(print(&g).unwrap());
+        let got = crate::eval::evaluate(&g, &[ids]).unwrap();
+        let (a, b) = (reference[0].data.to_f64_vec(), got[0].data.to_f64_vec());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 0.5, "{a:?} vs {b:?}");
+        }
+        assert!(crate::quantize::float_layers(&g, &pass.options).is_empty());
+    }
+}
