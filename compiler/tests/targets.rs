@@ -269,6 +269,7 @@ fn stories_options(profile: &Path) -> BuildOptions {
         verify_each_pass: false,
         golden: None,
         tokenizer: None,
+        quantize: None,
     }
 }
 
