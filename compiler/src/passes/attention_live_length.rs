@@ -4,6 +4,7 @@
 //! Before (a fixed-slot KV cache export; view ops between `m` and the attention allowed):
 //! `c = LessOrEqual(r, p)` (or `Less`) with `r` the constant `[0, 1, …, skv-1]` and `p` one
 //! `i64`; `m = Where(c, a, b)` with scalar constants `a` finite and `b ≤ -1e8` (or `-inf`);
+//! or, as `make_stateful` masks a growing cache, `m = Where(Greater(r, p), b, a)`;
 //! `o = Attention{mask}(q, k, m', v)` where `m'` is `m` reshaped so it varies along the keys
 //! only. After: `o = Attention{live_offset=1 (0 for Less)}(q, k, m', v, p)`, which attends
 //! to slots `0 ..= p` (`0 .. p`) only, all of them when none is unmasked. The skipped slots'
@@ -38,10 +39,7 @@ fn slot_bound(graph: &Graph, mut m: ValueId, skv: usize) -> Option<(ValueId, i64
             .filter(|t| t.ty.numel() == 1)
             .and_then(|t| t.scalar_f64().ok())
     };
-    let (a, b) = (scalar(wn.inputs[1])?, scalar(wn.inputs[2])?);
-    if !a.is_finite() || b > MASKED || b.is_nan() {
-        return None;
-    }
+    let (t, f) = (scalar(wn.inputs[1])?, scalar(wn.inputs[2])?);
     let shape = &graph.ty(m).shape;
     if graph.ty(wn.inputs[0]).shape != *shape || shape.last() != Some(&skv) {
         return None;
@@ -50,14 +48,22 @@ fn slot_bound(graph: &Graph, mut m: ValueId, skv: usize) -> Option<(ValueId, i64
     let Op::Binary(bin) = &graph.node(c).op else {
         return None;
     };
-    let offset = match bin.kind {
-        BinaryKind::LessOrEqual => 1,
-        BinaryKind::Less => 0,
+    // (slots kept while the condition holds, the offset, the kept and the hidden bias)
+    let (offset, a, b) = match bin.kind {
+        BinaryKind::LessOrEqual => (1, t, f),
+        BinaryKind::Less => (0, t, f),
+        BinaryKind::Greater => (1, f, t),
+        BinaryKind::GreaterOrEqual => (0, f, t),
         _ => return None,
     };
+    if !a.is_finite() || b > MASKED || b.is_nan() {
+        return None;
+    }
     let (r, p) = (graph.node(c).inputs[0], graph.node(c).inputs[1]);
     let slots = graph.constant(r)?.to_i64_vec().ok()?;
-    let is_range = graph.ty(r).shape == *shape
+    let rs = &graph.ty(r).shape;
+    let is_range = rs.last() == Some(&skv)
+        && rs.iter().rev().skip(1).all(|&n| n == 1)
         && slots.len() == skv
         && slots.iter().enumerate().all(|(j, &s)| s == j as i64);
     let pt = graph.ty(p);
@@ -192,10 +198,35 @@ mod tests {
     }
 
     #[test]
+    fn growing_cache_mask_bounds_the_attended_slots() {
+        // `Where(slot > p, 0, -inf)` keeps the *hidden* slots, so it is not a bound; the
+        // stateful rewrite's `Where(slot > p, -inf, 0)` is.
+        let mut g = graph(BinaryKind::Greater, -1e9);
+        assert!(!AttentionLiveLength.run(&mut g).unwrap());
+        let mut g = graph(BinaryKind::Greater, -1e9);
+        for id in g.node_ids() {
+            if g.node(id).name == "w" {
+                g.node_mut(id).inputs.swap(1, 2);
+            }
+        }
+        g.rebuild_edges();
+        assert!(AttentionLiveLength.run(&mut g).unwrap());
+        let att = g
+            .node_ids()
+            .into_iter()
+            .find(|&n| g.node(n).name == "att")
+            .unwrap();
+        let Op::Attention(a) = &g.node(att).op else {
+            unreachable!()
+        };
+        assert_eq!(a.live_offset, Some(1));
+    }
+
+    #[test]
     fn a_small_bias_or_other_comparison_is_left_alone() {
         let mut g = graph(BinaryKind::LessOrEqual, -100.0);
         assert!(!AttentionLiveLength.run(&mut g).unwrap());
-        let mut g = graph(BinaryKind::Greater, -1e9);
+        let mut g = graph(BinaryKind::Equal, -1e9);
         assert!(!AttentionLiveLength.run(&mut g).unwrap());
     }
 }
