@@ -293,7 +293,9 @@ fn slot_select(graph: &Graph, cond: ValueId, cache: &TensorType) -> Option<(usiz
 }
 
 /// Before every softmax over the slots of a growing cache, hide the slots after the
-/// position: `Where(slot > position, -inf, scores)`.
+/// position: `scores + Where(slot > position, -inf, 0)` (an additive mask, so
+/// `fuse_attention` takes it as the attention's mask and `attention_live_length` skips the
+/// hidden slots).
 fn mask_unused_slots(
     graph: &mut Graph,
     growing: &[(ValueId, usize)],
@@ -353,6 +355,21 @@ fn mask_unused_slots(
             &["kv_cache:unused_slots".into()],
         )
         .map_err(|e| Error::Internal(e.to_string()))?;
+    let constant = |graph: &mut Graph, name: &str, v: f32| -> Result<ValueId> {
+        let t = Tensor::from_f32s(vec![], vec![v]).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(graph.add_constant(name, t))
+    };
+    let neg_inf = constant(graph, "kv_cache:-inf", f32::NEG_INFINITY)?;
+    let zero = constant(graph, "kv_cache:zero", 0.0)?;
+    let (_, bias) = graph
+        .add_node(
+            "kv_cache:slot_bias",
+            "Where",
+            Op::Where(Where {}),
+            vec![hidden[0], neg_inf, zero],
+            &["kv_cache:slot_bias".into()],
+        )
+        .map_err(|e| Error::Internal(e.to_string()))?;
     for id in softmaxes {
         let node = graph.node(id).clone();
         let scores = node.inputs[0];
@@ -362,15 +379,14 @@ fn mask_unused_slots(
                 node.name
             )));
         }
-        let neg_inf = Tensor::from_f32s(vec![], vec![f32::NEG_INFINITY])
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let neg_inf = graph.add_constant(format!("{}/mask:-inf", node.name), neg_inf);
         let (_, masked) = graph
             .add_node(
                 format!("{}/mask", node.name),
-                "Where",
-                Op::Where(Where {}),
-                vec![hidden[0], neg_inf, scores],
+                "Add",
+                Op::Binary(Binary {
+                    kind: BinaryKind::Add,
+                }),
+                vec![scores, bias[0]],
                 &[format!("{}/masked", node.name)],
             )
             .map_err(|e| Error::Internal(e.to_string()))?;

@@ -192,7 +192,8 @@ pub fn fast_exp(x: f32) -> f32 {
     // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.336_55, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -201,8 +202,11 @@ pub fn fast_exp(x: f32) -> f32 {
     p = p * r + 0.166_666_65;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    // `n` is in [-126, 127] after the clamp, so the exponent field is valid.
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // `n` is in [-126, 127] after the clamp, so the exponent field is valid. It is read from
+    // the low mantissa bits of `t` (`1.5 · 2^23 + n`) rather than by a float-to-int cast,
+    // which does not vectorise.
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    y * f32::from_bits((ni.wrapping_add(127) as u32) << 23)
 }
 
 /// `erf` without libm, branch-free: a rational approximation (odd degree-13 numerator,
@@ -368,5 +372,23 @@ mod half_tests {
         assert_eq!(f32_to_bf16(1.0), 0x3f80);
         assert_eq!(f32_to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
         assert!(bf16_to_f32(f32_to_bf16(f32::NAN)).is_nan());
+    }
+}
+
+#[cfg(test)]
+mod fast_exp_tests {
+    #[test]
+    fn exponent_from_mantissa_bits_equals_the_integer_cast() {
+        let mut x = -100.0f32;
+        while x < 100.0 {
+            let c = x.clamp(-87.336_55, 88.0);
+            let n = (c * core::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+            let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+            let y = super::fast_exp(x) / scale;
+            // The polynomial part is the same; only the power of two is formed differently.
+            assert_eq!(super::fast_exp(x), y * scale, "x = {x}");
+            assert!((0.70..1.42).contains(&y), "x = {x}: {y}");
+            x += 0.0137;
+        }
     }
 }

@@ -7,12 +7,15 @@ use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType};
 use proc_macro2::TokenStream;
 use quote::quote;
-use runtime_core::kernels::attention::{self, AttentionSpec};
+use runtime_core::kernels::attention::{self, AttentionSpec, Keys};
 use runtime_core::kernels::gemm::Tiles;
 
-/// Inputs: `q: f32[..., sq, d]`, `kt: f32[..., d, skv]` (keys already transposed), then
-/// `mask` (when `mask`) broadcastable to `[..., sq, skv]`, then `v: f32[..., skv, dv]`; the
-/// leading axes of `q`, `kt`, `v` are equal. Outputs: `f32[..., sq, dv]` and the scores
+/// Inputs: `q: f32[..., sq, d]`, `kt: f32[..., d, skv]` (keys already transposed; with
+/// `key_rows`, `k: f32[..., skv, d]`), then `mask` (when `mask`) broadcastable to
+/// `[..., sq, skv]`, then `v: f32[..., skv, dv]`, then (when `live_offset` is set) a one-element
+/// `i64` position `p`; the leading axes of `q`, `k`, `v` are equal. With `p`, only the first
+/// `min(p + live_offset, skv)` key slots are attended (all when that is ≤ 0): the pass that sets
+/// it has proved the mask gives the others a large negative bias. Outputs: `f32[..., sq, dv]` and the scores
 /// tile `f32[rows · skv]` (scratch: planned in the arena, never read).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attention {
@@ -25,6 +28,10 @@ pub struct Attention {
     /// Query rows per tile.
     pub rows: usize,
     pub tiles: Tiles,
+    /// The keys are stored one per row (`[..., skv, d]`), not transposed.
+    pub key_rows: bool,
+    /// Attend only to the key slots below `p + live_offset` (`p` the last input).
+    pub live_offset: Option<i64>,
 }
 
 struct Geometry {
@@ -40,18 +47,27 @@ struct Geometry {
 
 impl Attention {
     fn geometry(&self, inputs: &[&TensorType]) -> Result<Geometry, OpError> {
-        expect_inputs(inputs, 3, 4)?;
-        if inputs.len() != 3 + usize::from(self.mask) {
+        expect_inputs(inputs, 3, 5)?;
+        let want = 3 + usize::from(self.mask) + usize::from(self.live_offset.is_some());
+        if inputs.len() != want {
             return invalid!(
-                "mask={} needs {} inputs",
+                "mask={} live_offset={:?} needs {want} inputs",
                 self.mask,
-                3 + usize::from(self.mask)
+                self.live_offset
             );
         }
-        if inputs.iter().any(|t| t.dtype != DType::F32) {
+        let (q, kt, v) = (inputs[0], inputs[1], inputs[self.v_index()]);
+        if [q, kt, v].iter().any(|t| t.dtype != DType::F32)
+            || (self.mask && inputs[2].dtype != DType::F32)
+        {
             return invalid!("Attention is f32 only");
         }
-        let (q, kt, v) = (inputs[0], inputs[1], inputs[inputs.len() - 1]);
+        if self.live_offset.is_some() {
+            let p = inputs[want - 1];
+            if p.dtype != DType::I64 || p.numel() != 1 {
+                return invalid!("the live-length position must be one i64, not {p}");
+            }
+        }
         let r = q.rank();
         if r < 2 || kt.rank() != r || v.rank() != r {
             return invalid!("q, kt, v need one rank >= 2: {q}, {kt}, {v}");
@@ -61,7 +77,11 @@ impl Attention {
             return invalid!("leading axes differ: {q}, {kt}, {v}");
         }
         let (sq, d) = (q.shape[r - 2], q.shape[r - 1]);
-        let (d2, skv) = (kt.shape[r - 2], kt.shape[r - 1]);
+        let (d2, skv) = if self.key_rows {
+            (kt.shape[r - 1], kt.shape[r - 2])
+        } else {
+            (kt.shape[r - 2], kt.shape[r - 1])
+        };
         let (skv2, dv) = (v.shape[r - 2], v.shape[r - 1]);
         if d != d2 || skv != skv2 {
             return invalid!("inner dimensions differ: {q}, {kt}, {v}");
@@ -106,6 +126,10 @@ impl Attention {
         })
     }
 
+    fn v_index(&self) -> usize {
+        2 + usize::from(self.mask)
+    }
+
     fn spec(&self, g: &Geometry) -> AttentionSpec {
         AttentionSpec {
             heads: g.heads,
@@ -119,6 +143,11 @@ impl Attention {
             nan_to_zero: self.nan_to_zero,
             rows: self.rows,
             tiles: self.tiles,
+            keys: if self.key_rows {
+                Keys::Rows
+            } else {
+                Keys::Transposed
+            },
         }
     }
 }
@@ -143,14 +172,22 @@ impl OpDef for Attention {
         } else {
             None
         };
+        let live = match self.live_offset {
+            Some(offset) => {
+                let p = util::data::<i64>(inputs[self.v_index() + 1])?;
+                attention::live_slots(p[0], offset, g.skv)
+            }
+            None => g.skv,
+        };
         attention::attention(
             util::data::<f32>(inputs[0])?,
             util::data::<f32>(inputs[1])?,
             mask,
-            util::data::<f32>(inputs[inputs.len() - 1])?,
+            util::data::<f32>(inputs[self.v_index()])?,
             util::data_mut::<f32>(&mut out)?,
             util::data_mut::<f32>(&mut scratch)?,
             &self.spec(&g),
+            live,
         );
         Ok(vec![out, scratch])
     }
@@ -179,7 +216,20 @@ impl OpDef for Attention {
         let nan = self.nan_to_zero;
         let scale = proc_macro2::Literal::f32_suffixed(self.scale);
         let (q, kt) = (ctx.input(0), ctx.input(1));
-        let v = ctx.input(ctx.inputs.len() - 1);
+        let v = ctx.input(self.v_index());
+        let keys = if self.key_rows {
+            quote!(rt::kernels::attention::Keys::Rows)
+        } else {
+            quote!(rt::kernels::attention::Keys::Transposed)
+        };
+        let live = match self.live_offset {
+            Some(offset) => {
+                let p = ctx.input(self.v_index() + 1);
+                let offset = proc_macro2::Literal::i64_suffixed(offset);
+                quote!(rt::kernels::attention::live_slots(#p[0], #offset, #skv))
+            }
+            None => quote!(#skv),
+        };
         let mask = if self.mask {
             let m = ctx.input(2);
             quote!(Some(#m))
@@ -193,12 +243,13 @@ impl OpDef for Attention {
                 mask_head_stride: #mhs, mask_row_stride: #mrs, scale: #scale,
                 nan_to_zero: #nan, rows: #rows,
                 tiles: rt::kernels::gemm::Tiles { mr: #mr, kc: #kc, mc: #mc },
-            });
+                keys: #keys,
+            }, #live);
         })
     }
 
     fn attrs(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut a = vec![
             ("mask", self.mask.to_string()),
             ("scale", format!("{:?}", self.scale)),
             ("nan_to_zero", self.nan_to_zero.to_string()),
@@ -210,6 +261,13 @@ impl OpDef for Attention {
                     self.tiles.mr, self.tiles.kc, self.tiles.mc
                 ),
             ),
-        ]
+        ];
+        if self.key_rows {
+            a.push(("key_rows", "true".into()));
+        }
+        if let Some(o) = self.live_offset {
+            a.push(("live_offset", o.to_string()));
+        }
+        a
     }
 }

@@ -168,6 +168,12 @@ impl OpDef for Linear {
             quote!(None)
         };
         let act = activation_path(self.activation);
+        if numel == self.n && self.nr != 0 {
+            // One row (a decode step): the matrix-vector kernel over the same packed panels.
+            return Ok(quote! {
+                rt::kernels::gemv::gemv(#x, #b, #o, #k, #n, #bias, #act);
+            });
+        }
         Ok(quote! {
             rt::kernels::gemm::gemm(#x, #b, #o, &rt::kernels::gemm::Gemm {
                 m: #m, k: #k, n: #n, lda: #k, ldc: #n,

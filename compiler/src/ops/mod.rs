@@ -36,6 +36,8 @@ pub mod qlinear;
 pub mod range;
 pub mod reduce;
 pub mod reshape;
+pub mod rms_norm;
+pub mod rotary;
 pub mod scatter;
 pub mod slice;
 pub mod softmax;
@@ -123,6 +125,8 @@ ops! {
     Attention(attention::Attention),
     Softmax(softmax::Softmax),
     LayerNorm(layer_norm::LayerNorm),
+    RmsNorm(rms_norm::RmsNorm),
+    Rotary(rotary::Rotary),
     Reduce(reduce::Reduce),
     ArgExtreme(arg_extreme::ArgExtreme),
     Gather(gather::Gather),

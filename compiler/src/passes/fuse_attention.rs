@@ -198,6 +198,8 @@ impl Pass for FuseAttention {
                     kc: t.kc,
                     mc: t.mc,
                 },
+                key_rows: false,
+                live_offset: None,
             };
             let mut inputs = vec![m.q, m.kt];
             inputs.extend(m.mask);

@@ -4,15 +4,20 @@ use crate::error::Result;
 use crate::ir::{Graph, verify::verify};
 use crate::target::TargetProfile;
 
+pub mod attention_live_length;
 pub mod eliminate_dead_nodes;
 pub mod fold_constants;
+pub mod fold_key_transpose;
 pub mod fuse_attention;
 pub mod fuse_linear;
 pub mod fuse_linear_activation;
+pub mod fuse_rms_norm;
+pub mod fuse_rotary;
 pub mod pack_linear_weights;
 pub mod quantize_int4;
 pub mod quantize_int8;
 pub mod simplify_reshapes;
+pub mod transpose_unit_axes;
 
 /// A graph rewrite. Returns whether it changed anything.
 pub trait Pass {
@@ -24,11 +29,16 @@ pub trait Pass {
 pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(fold_constants::FoldConstants),
+        Box::new(transpose_unit_axes::TransposeUnitAxes),
         Box::new(simplify_reshapes::SimplifyReshapes),
         Box::new(eliminate_dead_nodes::EliminateDeadNodes),
         Box::new(fuse_attention::FuseAttention {
             tiling: target.gemm_tiling(),
         }),
+        Box::new(fuse_rms_norm::FuseRmsNorm),
+        Box::new(fuse_rotary::FuseRotary),
+        Box::new(fold_key_transpose::FoldKeyTranspose),
+        Box::new(attention_live_length::AttentionLiveLength),
         Box::new(fuse_linear::FuseLinear),
         Box::new(fuse_linear_activation::FuseLinearActivation),
         Box::new(pack_linear_weights::PackLinearWeights {

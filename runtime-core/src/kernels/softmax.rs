@@ -62,6 +62,25 @@ pub fn row_max(row: &[f32]) -> f32 {
     max
 }
 
+/// `row[i] = exp(row[i] - max)` (by [`crate::math::fast_exp`]); returns the sum.
+#[inline]
+pub fn exp_sub_sum_in_place(row: &mut [f32], max: f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (v, l) in chunk.iter_mut().zip(lanes.iter_mut()) {
+            *v = crate::math::fast_exp(*v - max);
+            *l += *v;
+        }
+    }
+    let mut sum = 0.0f32;
+    for v in chunks.into_remainder() {
+        *v = crate::math::fast_exp(*v - max);
+        sum += *v;
+    }
+    sum + lanes.iter().sum::<f32>()
+}
+
 /// `out[i] = exp(row[i] - max)` (by [`crate::math::fast_exp`]); returns the sum.
 #[inline]
 pub fn exp_sub_sum(row: &[f32], max: f32, out: &mut [f32]) -> f32 {
