@@ -1,7 +1,9 @@
 //! `slm-aot bench`: build a model, time the generated crate on this machine (warm-up, many
 //! runs, median/min/max) and, with `--vs`, ONNX Runtime (Python, one thread, all graph
 //! optimisations) and tract (`tract-onnx`, one thread) on the same ONNX file and inputs in
-//! the same run, interleaved in rounds, with each engine's peak RSS.
+//! the same run, interleaved in rounds, with each engine's peak RSS. `--ort-model` adds
+//! ONNX Runtime on another file of the same network (engine `ort-model`: typically ORT's
+//! own int8 model, `quantize_dynamic`'s output), fed the same inputs.
 //!
 //! Every engine is a long-lived child process that answers "run N times" requests on stdin
 //! and reports each run's time measured in-process, so process start-up and model loading are
@@ -25,6 +27,8 @@ const TRACT_MAIN: &str = include_str!("../../templates/bench/tract/src/main.rs")
 pub enum Engine {
     SlmAot,
     Ort,
+    /// ONNX Runtime on [`BenchOptions::ort_model`] instead of the built model.
+    OrtModel,
     Tract,
 }
 
@@ -33,6 +37,7 @@ impl Engine {
         match self {
             Engine::SlmAot => "slm-aot",
             Engine::Ort => "ort",
+            Engine::OrtModel => "ort-model",
             Engine::Tract => "tract",
         }
     }
@@ -40,9 +45,10 @@ impl Engine {
     pub fn parse(s: &str) -> Result<Engine> {
         match s.trim() {
             "ort" | "onnxruntime" => Ok(Engine::Ort),
+            "ort-model" => Ok(Engine::OrtModel),
             "tract" => Ok(Engine::Tract),
             other => Err(Error::Usage(format!(
-                "unknown engine `{other}` for --vs (use ort, tract)"
+                "unknown engine `{other}` for --vs (use ort, ort-model, tract)"
             ))),
         }
     }
@@ -61,6 +67,9 @@ pub struct BenchOptions {
     /// Python with `onnxruntime` and `numpy`; default `target/benchenv/bin/python`, then
     /// `python3`.
     pub python: Option<PathBuf>,
+    /// Another ONNX file of the same network (same input names and shapes) for engine
+    /// `ort-model`, e.g. ONNX Runtime's int8 model to compare an int8 build with.
+    pub ort_model: Option<PathBuf>,
 }
 
 /// One engine's timings.
@@ -228,7 +237,9 @@ impl Server {
             line.trim(),
             tail.join("\n")
         );
-        if self.engine == Engine::Ort && stderr.contains("missing python package") {
+        if matches!(self.engine, Engine::Ort | Engine::OrtModel)
+            && stderr.contains("missing python package")
+        {
             msg.push_str(
                 "\nONNX Runtime is not installed for this python; make a venv with\n  \
                  python3 -m venv target/benchenv && target/benchenv/bin/pip install onnxruntime numpy\n\
@@ -378,11 +389,20 @@ pub fn bench(opts: &BenchOptions) -> Result<Vec<EngineResult>> {
     for &engine in &opts.vs {
         let cmd = match engine {
             Engine::SlmAot => continue,
-            Engine::Ort => {
+            Engine::Ort | Engine::OrtModel => {
+                let model = match (engine, &opts.ort_model) {
+                    (Engine::Ort, _) => &opts.build.model,
+                    (_, Some(m)) => m,
+                    (_, None) => {
+                        return Err(Error::Usage(
+                            "engine `ort-model` needs --ort-model FILE".into(),
+                        ));
+                    }
+                };
                 let script = opts.work_dir.join("ort_server.py");
                 std::fs::write(&script, ORT_SERVER).map_err(|e| Error::io(&script, e))?;
                 let mut c = Command::new(python(opts));
-                c.arg(&script).arg(&opts.build.model).arg(&in_dir);
+                c.arg(&script).arg(model).arg(&in_dir);
                 c.env("OMP_NUM_THREADS", "1");
                 c
             }
@@ -412,12 +432,12 @@ pub fn bench(opts: &BenchOptions) -> Result<Vec<EngineResult>> {
 pub fn table(results: &[EngineResult]) -> String {
     let ours = results.first().map(|r| r.median_ms).unwrap_or(0.0);
     let mut s = format!(
-        "{:<8} {:>11} {:>11} {:>11} {:>6} {:>13} {:>16}\n",
+        "{:<10} {:>11} {:>11} {:>11} {:>6} {:>13} {:>16}\n",
         "engine", "median ms", "min ms", "max ms", "runs", "peak RSS MiB", "slm-aot / engine"
     );
     for r in results {
         s.push_str(&format!(
-            "{:<8} {:>11.4} {:>11.4} {:>11.4} {:>6} {:>13.1} {:>16}\n",
+            "{:<10} {:>11.4} {:>11.4} {:>11.4} {:>6} {:>13.1} {:>16}\n",
             r.engine.name(),
             r.median_ms,
             r.min_ms,

@@ -148,9 +148,13 @@ enum Command {
         /// floats pseudo-random).
         #[arg(long)]
         inputs: Option<PathBuf>,
-        /// Engines to compare with, comma-separated: ort, tract.
+        /// Engines to compare with, comma-separated: ort, ort-model, tract.
         #[arg(long, value_delimiter = ',')]
         vs: Vec<String>,
+        /// Another ONNX file of the same network for ONNX Runtime (engine `ort-model`, added
+        /// to --vs when given), e.g. its `quantize_dynamic` int8 model vs an int8 build.
+        #[arg(long)]
+        ort_model: Option<PathBuf>,
         /// Timed runs per engine.
         #[arg(long, default_value_t = 100)]
         runs: usize,
@@ -541,6 +545,7 @@ fn run(cli: Cli) -> Result<()> {
             model,
             inputs,
             vs,
+            ort_model,
             runs,
             warmup,
             rounds,
@@ -556,6 +561,10 @@ fn run(cli: Cli) -> Result<()> {
                 .filter(|s| !s.trim().is_empty())
                 .map(|s| bench::Engine::parse(s))
                 .collect::<Result<Vec<_>>>()?;
+            let mut vs = vs;
+            if ort_model.is_some() && !vs.contains(&bench::Engine::OrtModel) {
+                vs.push(bench::Engine::OrtModel);
+            }
             let opts = bench::BenchOptions {
                 build: model.build_options()?,
                 inputs,
@@ -565,6 +574,7 @@ fn run(cli: Cli) -> Result<()> {
                 rounds,
                 vs,
                 python,
+                ort_model,
             };
             let results = bench::bench(&opts)?;
             if json {
