@@ -281,6 +281,7 @@ fn import_options(dims: &[(String, usize)]) -> ImportOptions {
         dims: dims.iter().cloned().collect(),
         limits: Limits::default(),
         max_context: None,
+        quant_tiling: None,
     }
 }
 

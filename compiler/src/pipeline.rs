@@ -304,14 +304,19 @@ pub struct Compiled {
 
 /// Read, import, optimise and plan, checking the limits and the target's budget.
 pub fn compile(options: &BuildOptions) -> Result<Compiled> {
+    let mut import_options = options.import.clone();
+    if import_options.quant_tiling.is_none() {
+        import_options.quant_tiling =
+            Some(crate::frontend::QuantKernels::for_target(&options.target));
+    }
     let (source, manifest) = if safetensors::is_checkpoint(&options.model) {
         (
-            import(&options.model, &options.import)?,
+            import(&options.model, &import_options)?,
             options.checkpoint_manifest()?,
         )
     } else {
         let proto = onnx::read_model(&options.model)?;
-        let source = import_proto(&proto, &options.model, &options.import)?;
+        let source = import_proto(&proto, &options.model, &import_options)?;
         (source, options.manifest(&proto)?)
     };
     let graph = optimise_quantized(

@@ -59,6 +59,15 @@ pub fn build_report(source: &Graph, graph: &Graph, plan: &Plan) -> String {
             _ => None,
         })
         .collect();
+    if !source.float_notes.is_empty() {
+        s.push_str(&format!(
+            "quantized nodes imported as float/i32 arithmetic ({}):\n",
+            source.float_notes.len()
+        ));
+        for (node, why) in &source.float_notes {
+            s.push_str(&format!("  {node}: {why}\n"));
+        }
+    }
     if !linears.is_empty() {
         s.push_str(&format!(
             "GEMM kernels ({} with pre-packed weights):\n",

@@ -88,6 +88,7 @@ impl Fixture {
             target: TargetProfile::load("x86").expect("x86 profile"),
             import: ImportOptions {
                 limits: Default::default(),
+                quant_tiling: None,
                 dims: self.case.dims.clone(),
                 max_context: self.case.max_context,
             },

@@ -112,3 +112,62 @@ fn builds_are_byte_identical() {
         }
     }
 }
+
+/// The `ort_*` fixtures (ONNX Runtime's quantization tools, `make_quantized.py`) keep their
+/// quantized matmuls integer: every weight-constant matmul of the optimised graph is a
+/// `QLinear`/`Q4Linear`, and the weights take at most a third of the float fixture's bytes
+/// (int8 ≈ ¼, int4 ≈ ⅛ plus scales; embeddings, LayerNorm and biases stay f32).
+#[test]
+fn pre_quantized_fixtures_stay_integer() {
+    use slm_aot::ops::Op;
+    let fixtures = common::fixtures();
+    let float_bytes = |name: &str| {
+        let fx = fixtures
+            .iter()
+            .find(|f| f.name == name)
+            .expect("float fixture");
+        pipeline::compile(&fx.build_options())
+            .expect("float build")
+            .plan
+            .weight_bytes
+    };
+    let mut seen = 0;
+    for fx in fixtures.iter().filter(|f| f.name.starts_with("ort_")) {
+        seen += 1;
+        let built = pipeline::compile(&fx.build_options()).expect("build");
+        let g = &built.graph;
+        let (mut integer, mut float) = (0, Vec::new());
+        for id in g.node_ids() {
+            let node = g.node(id);
+            match &node.op {
+                Op::QLinear(_) | Op::Q4Linear(_) => integer += 1,
+                Op::Linear(_) => float.push(node.name.clone()),
+                _ => {}
+            }
+        }
+        let source = if fx.name.contains("llama") {
+            "tiny_llama_ts"
+        } else {
+            "tiny_bert_ts"
+        };
+        let ratio = built.plan.weight_bytes as f64 / float_bytes(source) as f64;
+        println!(
+            "{:<24} {integer} integer matmuls, float Linear {float:?}, weights {:.3} of {source}",
+            fx.name, ratio
+        );
+        assert!(integer >= 12, "{}: only {integer} integer matmuls", fx.name);
+        // QOperator static leaves the pooler's Gemm float (ONNX Runtime does not quantize it).
+        let allowed = usize::from(fx.name == "ort_qop_static_bert");
+        assert!(
+            float.len() <= allowed,
+            "{}: float layers {float:?}",
+            fx.name
+        );
+        assert!(
+            ratio < 0.6,
+            "{}: weights are {ratio:.3} of the float model",
+            fx.name
+        );
+    }
+    assert!(seen >= 6, "expected the six ort_* fixtures, found {seen}");
+}

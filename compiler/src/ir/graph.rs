@@ -71,6 +71,9 @@ pub struct Graph {
     pub opset: i64,
     /// State carried between runs; empty for a stateless model.
     pub states: Vec<StateSlot>,
+    /// Quantized model nodes imported as float/i32 arithmetic rather than integer kernels:
+    /// `(node name, why)`, for the build report.
+    pub float_notes: Vec<(String, String)>,
 }
 
 impl Graph {

@@ -410,6 +410,7 @@ fn options(model: PathBuf) -> BuildOptions {
         import: ImportOptions {
             dims: BTreeMap::new(),
             limits: Default::default(),
+            quant_tiling: None,
             max_context: None,
         },
         crate_name: None,

@@ -7,9 +7,12 @@ use super::quant::{dynamic_quantize, shifted};
 use crate::error::OpError;
 use crate::ir::{DType, Data, Tensor, TensorType, ValueId};
 use crate::ops::binary::BinaryKind;
+use crate::ops::q4linear::Q4Linear;
 use crate::ops::unary::UnaryKind;
 use crate::ops::{self, Op};
 use crate::{invalid, unsupported};
+use runtime_core::kernels::gemm::Activation;
+use runtime_core::kernels::qgemm;
 use runtime_core::kernels::reduce::ReduceKind;
 
 /// The contrib ops' domain.
@@ -129,8 +132,9 @@ fn skip_norm(c: &mut NodeCtx<'_>, simplified: bool) -> Result<Vec<ValueId>, OpEr
 }
 
 /// `MatMulNBits(A, B, scales, zero_points?, g_idx?, bias?)`: `A · Wᵀ` with `W` `[N, K]`
-/// block-quantized to `bits` (4 or 8) bits; the constant weights are dequantized at build
-/// time.
+/// block-quantized to `bits` (4 or 8) bits. 4 bits with f32 scales and packed 4-bit (or no)
+/// zero points become a `Q4Linear` (the weights stay 4-bit, dequantized in the kernel);
+/// other forms are dequantized to f32 at build time.
 fn matmul_nbits(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let a = c.input(0)?;
     let attr = |c: &NodeCtx<'_>, name: &str, default: i64| -> Result<usize, OpError> {
@@ -183,6 +187,60 @@ fn matmul_nbits(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
             },
         }
     };
+    if bits == 4 && c.ty(a).dtype == DType::F32 && c.ty(a).shape.last() == Some(&k) {
+        let zp_u8 = match &zero_points {
+            None => Some(None),
+            Some(t) => match &t.data {
+                Data::U8(z) if z.len() == n * zp_row => Some(Some(())),
+                _ => None,
+            },
+        };
+        if let Some(zp) = zp_u8 {
+            // q [K, N] in 0..=15, scales and zero points [blocks, N].
+            let mut qk = vec![0u8; k * n];
+            let mut sk = vec![0f32; blocks * n];
+            let mut zk = vec![8u8; blocks * n];
+            for row in 0..n {
+                for b in 0..blocks {
+                    sk[b * n + row] = scales[row * blocks + b] as f32;
+                    zk[b * n + row] = zero_point(row, b) as u8;
+                    for j in 0..block.min(k - b * block) {
+                        let byte = q[(row * blocks + b) * blob + j / 2];
+                        qk[(b * block + j) * n + row] = (byte >> ((j % 2) * 4)) & 15;
+                    }
+                }
+            }
+            let nr = c.quant.q4_nr;
+            let zps = zp.map(|_| zk.as_slice());
+            let mut packed =
+                vec![0u8; qgemm::packed_q4_bytes(k, n, block, nr, false, zps.is_some())];
+            qgemm::pack_q4(&qk, &sk, zps, k, n, block, nr, false, &mut packed);
+            let w = super::quant::blob(c, packed)?;
+            let mut inputs = vec![a, w];
+            let bias = c.opt_input(5);
+            let fused_bias = bias.filter(|&b| {
+                c.constant(b).is_some() && c.ty(b).dtype == DType::F32 && c.ty(b).shape == [n]
+            });
+            inputs.extend(fused_bias);
+            let op = Q4Linear {
+                k,
+                n,
+                group: block,
+                nr,
+                f16_scales: false,
+                zero_points: zps.is_some(),
+                bias: fused_bias.is_some(),
+                activation: Activation::None,
+                tiles: c.quant.tiles,
+                kernel: c.quant.kernel,
+            };
+            let y = c.add1(Op::Q4Linear(op), &inputs)?;
+            return match (bias, fused_bias) {
+                (Some(b), None) => Ok(vec![bin(c, BinaryKind::Add, y, b)?]),
+                _ => Ok(vec![y]),
+            };
+        }
+    }
     // Wᵀ, [K, N].
     let mut wt = vec![0f32; k * n];
     for row in 0..n {

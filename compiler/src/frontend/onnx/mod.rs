@@ -14,6 +14,7 @@ mod node;
 mod ops;
 #[allow(clippy::indexing_slicing)]
 mod quant;
+mod quant_fuse;
 pub(super) mod rotary;
 pub mod tensor;
 
@@ -160,7 +161,15 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
         names.insert(input.name.clone(), id);
     }
 
+    let quant_plan = quant_fuse::plan(g, &|name: &str| {
+        names.get(name).and_then(|&id| graph.constant(id).cloned())
+    });
+    graph.float_notes = quant_plan.notes.clone();
     for index in schedule(&g.node, &names)? {
+        if quant_plan.skip.contains(&index) {
+            continue;
+        }
+        let fusion = quant_plan.fused.get(&index);
         let proto = g
             .node
             .get(index)
@@ -171,7 +180,11 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
             opset,
         };
         let mut inputs = Vec::with_capacity(proto.input.len());
-        for name in &proto.input {
+        let read: Vec<&str> = match fusion {
+            Some(f) => f.reads(),
+            None => proto.input.iter().map(String::as_str).collect(),
+        };
+        for &name in &read {
             if name.is_empty() {
                 inputs.push(None);
                 continue;
@@ -192,7 +205,14 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
             .ok_or_else(|| Error::UnsupportedOps(vec![]))?;
         let first_new = graph.value_count();
         let mut ctx = NodeCtx::new(proto, node.clone(), opset, &mut graph, inputs);
-        let outputs = ops::construct(ctor, &mut ctx).map_err(|e| e.at(node.clone()))?;
+        if let Some(t) = options.quant_tiling {
+            ctx.quant = t;
+        }
+        let outputs = match fusion {
+            Some(f) => quant::fused_matmul(&mut ctx, f),
+            None => ops::construct(ctor, &mut ctx),
+        }
+        .map_err(|e| e.at(node.clone()))?;
         for (name, &v) in proto.output.iter().zip(outputs.iter()) {
             if name.is_empty() {
                 continue;

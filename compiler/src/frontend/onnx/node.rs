@@ -3,6 +3,7 @@
 #![deny(clippy::indexing_slicing)]
 use super::tensor::tensor_from_proto;
 use crate::error::{NodeRef, OpError};
+use crate::frontend::QuantKernels;
 use crate::invalid;
 use crate::ir::{Graph, Tensor, TensorType, ValueId};
 use crate::ops::Op;
@@ -19,6 +20,8 @@ pub struct NodeCtx<'a> {
     pub opset: i64,
     pub graph: &'a mut Graph,
     pub inputs: Vec<Option<ValueId>>,
+    /// The integer kernels quantized layers are packed for.
+    pub quant: QuantKernels,
     added: usize,
     nodes_added: usize,
 }
@@ -37,6 +40,7 @@ impl<'a> NodeCtx<'a> {
             opset,
             graph,
             inputs,
+            quant: QuantKernels::portable(),
             added: 0,
             nodes_added: 0,
         }

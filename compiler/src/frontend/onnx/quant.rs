@@ -1,17 +1,22 @@
 //! ONNX quantization ops lowered to IR arithmetic: (de)quantization with per-tensor,
 //! per-axis and blocked parameters, dynamic quantization, and the integer matmul and
-//! convolution families (computed in i32, requantized through f32 as ONNX's reference does).
+//! convolution families (computed in i32, requantized through f32 as ONNX's reference does),
+//! and the integer layers (`QLinear`) the matmul patterns `quant_fuse` recognises become.
 use super::conv::geometry;
 use super::node::NodeCtx;
 use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, un};
+use super::quant_fuse::{Act, Fusion};
 use crate::error::OpError;
-use crate::ir::{DType, Tensor, ValueId};
+use crate::ir::{DType, Data, Tensor, TensorType, ValueId};
 use crate::ops::binary::BinaryKind;
 use crate::ops::conv::Conv;
+use crate::ops::qlinear::{ActQuant, QLinear};
 use crate::ops::unary::UnaryKind;
 use crate::ops::util::normalize_axis;
 use crate::ops::{self, Op};
 use crate::{invalid, unsupported};
+use runtime_core::kernels::gemm::Activation;
+use runtime_core::kernels::qgemm;
 use runtime_core::kernels::reduce::ReduceKind;
 
 /// A scale or zero point broadcast against `x`: as is when it has one element, reshaped
@@ -268,4 +273,80 @@ pub fn qlinear_conv(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         reshape_if_single(c, sw)?
     };
     Ok(vec![requantize(c, acc, [sx, sw, sy], zy, dtype)?])
+}
+
+/// A `u8` blob constant.
+pub(super) fn blob(c: &mut NodeCtx<'_>, bytes: Vec<u8>) -> Result<ValueId, OpError> {
+    let t = Tensor::new(
+        TensorType::new(DType::U8, vec![bytes.len()]),
+        Data::U8(bytes),
+    )?;
+    Ok(c.constant_value(t))
+}
+
+/// A recognised quantized matmul as one `QLinear`; the context's inputs are
+/// [`Fusion::reads`]: `x`, then the bias, then (`QLinearMatMul`) the output scale and zero
+/// point, which requantize the float result as the ONNX op does.
+pub(super) fn fused_matmul(c: &mut NodeCtx<'_>, f: &Fusion) -> Result<Vec<ValueId>, OpError> {
+    let x = c.input(0)?;
+    let xt = c.ty(x).clone();
+    if xt.dtype != DType::F32 || xt.shape.last() != Some(&f.k) || xt.rank() < 2 {
+        return invalid!("quantized matmul of {xt} with a {}x{} weight", f.k, f.n);
+    }
+    let nr = c.quant.i8_nr;
+    let mut packed = vec![0u8; qgemm::packed_i8_bytes(f.k, f.n, nr)];
+    qgemm::pack_i8(&f.q, &f.scales, f.k, f.n, nr, &mut packed);
+    let w = blob(c, packed)?;
+    let mut next = 1;
+    let mut inputs = vec![x, w];
+    let mut bias_after = None;
+    if f.bias.is_some() {
+        let b = c.input(next)?;
+        next += 1;
+        let bt = c.ty(b);
+        if c.constant(b).is_some() && bt.dtype == DType::F32 && bt.shape == [f.n] {
+            inputs.push(b);
+        } else {
+            bias_after = Some(b);
+        }
+    }
+    let act_quant = match f.act {
+        Act::DynamicU8 => ActQuant::DynamicTensorU8,
+        Act::Static {
+            scale,
+            zero_point,
+            u8,
+        } => ActQuant::Static {
+            scale,
+            zero_point,
+            u8,
+        },
+    };
+    let op = QLinear {
+        k: f.k,
+        n: f.n,
+        nr,
+        bias: inputs.len() == 3,
+        activation: Activation::None,
+        act_quant,
+        tiles: c.quant.tiles,
+        kernel: c.quant.kernel,
+    };
+    let mut y = c.add(Op::QLinear(op), &inputs)?[0];
+    if let Some(b) = bias_after {
+        y = bin(c, BinaryKind::Add, y, b)?;
+    }
+    if f.requant.is_some() {
+        let (sy, zy) = (c.input(next)?, c.input(next + 1)?);
+        let dtype = c.ty(zy).dtype;
+        let sy = reshape_if_single(c, sy)?;
+        let sy = cast_v(c, sy, DType::F32)?;
+        let q = bin(c, BinaryKind::Div, y, sy)?;
+        let q = un(c, UnaryKind::Round, q)?;
+        let zy = reshape_if_single(c, zy)?;
+        let zy = cast_v(c, zy, DType::F32)?;
+        let q = bin(c, BinaryKind::Add, q, zy)?;
+        y = saturate(c, q, dtype)?;
+    }
+    Ok(vec![y])
 }

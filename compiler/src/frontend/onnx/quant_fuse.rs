@@ -1,0 +1,484 @@
+//! Recognition of ONNX Runtime's quantized matmul patterns before import, so they become
+//! integer IR (`QLinear`) instead of the float/i32 arithmetic of `quant.rs`:
+//!
+//! - QOperator dynamic (`quantize_dynamic`): `DynamicQuantizeLinear(x)` → `MatMulInteger(xq,
+//!   W: int8 const, x_zp, w_zp = 0)` → `Cast(float)` → `Mul(·, Mul(x_scale, w_scale))`
+//!   becomes `QLinear{act = dynamic-tensor-u8}(x)` (the Mul is the anchor).
+//! - QDQ static (`quantize_static`, QDQ): `MatMul`/`Gemm(DQ(Q(x, s, z)), DQ(W: int8 const,
+//!   per tensor or per output channel, zero point 0))` becomes `QLinear{act = static s, z}(x)`
+//!   (+ Gemm's bias).
+//! - QOperator static: `QLinearMatMul(Q(x, s, z), s, z, W, sw, 0, sy, zy)` becomes
+//!   `QuantizeLinear(QLinear{act = static s, z}(x), sy, zy)`.
+//!
+//! Nodes whose only readers were absorbed are not imported at all. Every quantized node
+//! that still goes through the float lowering gets a note saying why (the build report
+//! prints them).
+use crate::ir::{DType, Data, Tensor};
+use onnx_protobuf::{GraphProto, NodeProto};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// How the fused layer quantizes its activations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Act {
+    /// ONNX `DynamicQuantizeLinear` over the whole tensor (uint8, asymmetric).
+    DynamicU8,
+    /// `QuantizeLinear` with a constant scale and zero point.
+    Static {
+        scale: f32,
+        zero_point: i32,
+        u8: bool,
+    },
+}
+
+/// One recognised quantized matmul, imported at its anchor node.
+#[derive(Debug, Clone)]
+pub struct Fusion {
+    /// The f32 activation the pattern quantizes.
+    pub x: String,
+    /// Row-major `k × n` int8 weight and its per-column scales.
+    pub k: usize,
+    pub n: usize,
+    pub q: Vec<i8>,
+    pub scales: Vec<f32>,
+    pub act: Act,
+    /// A bias value (`Gemm`'s C), added after the product.
+    pub bias: Option<String>,
+    /// `QLinearMatMul`: the output scale and zero point to requantize to.
+    pub requant: Option<(String, String)>,
+}
+
+impl Fusion {
+    /// The values the anchor reads in place of its ONNX inputs, in order.
+    pub fn reads(&self) -> Vec<&str> {
+        let mut r = vec![self.x.as_str()];
+        r.extend(self.bias.as_deref());
+        if let Some((s, z)) = &self.requant {
+            r.push(s);
+            r.push(z);
+        }
+        r
+    }
+}
+
+/// What import does differently: anchors imported as fusions, nodes skipped, notes.
+#[derive(Debug, Default)]
+pub struct QuantPlan {
+    pub fused: BTreeMap<usize, Fusion>,
+    pub skip: BTreeSet<usize>,
+    /// `(node name, why it runs through the float lowering)`.
+    pub notes: Vec<(String, String)>,
+}
+
+const ACT_BY_ACT: &str =
+    "activation × activation product (the right operand is computed at run time)";
+
+const QUANT_OPS: &[&str] = &[
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "QLinearMatMul",
+    "ConvInteger",
+    "QLinearConv",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+];
+
+struct View<'a> {
+    nodes: &'a [NodeProto],
+    producer: HashMap<&'a str, (usize, usize)>,
+    consts: &'a dyn Fn(&str) -> Option<Arc<Tensor>>,
+}
+
+impl<'a> View<'a> {
+    fn from(&self, value: &str, op: &str) -> Option<(usize, usize)> {
+        let &(i, slot) = self.producer.get(value)?;
+        (self.nodes[i].op_type == op && self.nodes[i].domain.is_empty()).then_some((i, slot))
+    }
+    fn input(&self, node: usize, i: usize) -> Option<&'a str> {
+        self.nodes[node]
+            .input
+            .get(i)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+    fn int_attr(&self, node: usize, name: &str, default: i64) -> i64 {
+        self.nodes[node]
+            .attribute
+            .iter()
+            .find(|a| a.name == name)
+            .map_or(default, |a| a.i)
+    }
+    fn float_attr(&self, node: usize, name: &str, default: f32) -> f32 {
+        self.nodes[node]
+            .attribute
+            .iter()
+            .find(|a| a.name == name)
+            .map_or(default, |a| a.f)
+    }
+    /// A constant scalar (one element) as f64.
+    fn scalar(&self, value: Option<&str>) -> Option<f64> {
+        let t = (self.consts)(value?)?;
+        (t.ty.numel() == 1).then(|| t.to_f64_vec()[0])
+    }
+    /// A constant zero point: absent, or every element 0.
+    fn zero(&self, value: Option<&str>) -> Result<(), String> {
+        let Some(v) = value else { return Ok(()) };
+        match (self.consts)(v) {
+            Some(t) if t.to_f64_vec().iter().all(|&z| z == 0.0) => Ok(()),
+            Some(_) => Err("the weight zero point is not 0 (asymmetric weights)".into()),
+            None => Err("the weight zero point is computed at run time".into()),
+        }
+    }
+}
+
+/// A constant 2-D int8 weight `[rows, cols]`.
+fn int8_weight(t: &Tensor) -> Result<(usize, usize, &[i8]), String> {
+    match (&t.data, t.ty.shape.as_slice()) {
+        (Data::I8(q), &[r, c]) => Ok((r, c, q)),
+        (Data::I8(_), _) => Err(format!("the weight is {}, not 2-D", t.ty)),
+        _ => Err(format!(
+            "the weight is {} (only int8 weights map to the integer kernels)",
+            t.ty.dtype
+        )),
+    }
+}
+
+/// Per-column scales of a weight with `n` output columns from a scale of one or `n` values.
+fn column_scales(t: &Tensor, n: usize) -> Result<Vec<f32>, String> {
+    let s: Vec<f32> = t.to_f64_vec().iter().map(|&v| v as f32).collect();
+    match s.len() {
+        1 => Ok(vec![s[0]; n]),
+        len if len == n => Ok(s),
+        len => Err(format!("{len} weight scales for {n} output columns")),
+    }
+}
+
+fn transpose(q: &[i8], rows: usize, cols: usize) -> Vec<i8> {
+    let mut t = vec![0i8; q.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = q[r * cols + c];
+        }
+    }
+    t
+}
+
+/// `x` behind `DQ(Q(x, s, z), s, z)` (or `Q(x, s, z)` itself when `dq` is false) with the
+/// static activation quantization.
+fn static_act(v: &View<'_>, value: &str, dq: bool) -> Result<(String, Act), String> {
+    let (q_out, s1, z1) = if dq {
+        let (d, _) = v
+            .from(value, "DequantizeLinear")
+            .ok_or("the activation does not come from DequantizeLinear")?;
+        let q_out = v.input(d, 0).ok_or("DequantizeLinear without input")?;
+        (q_out, v.scalar(v.input(d, 1)), v.scalar(v.input(d, 2)))
+    } else {
+        (value, None, None)
+    };
+    let (q, _) = v
+        .from(q_out, "QuantizeLinear")
+        .ok_or("the activation is not quantized by QuantizeLinear")?;
+    let x = v.input(q, 0).ok_or("QuantizeLinear without input")?;
+    let scale = v
+        .scalar(v.input(q, 1))
+        .ok_or("the activation scale is not a constant scalar")?;
+    let zp_name = v.input(q, 2);
+    let zero_point = v.scalar(zp_name).unwrap_or(0.0);
+    if dq && (s1 != Some(scale) || z1.unwrap_or(0.0) != zero_point) {
+        return Err("DequantizeLinear and QuantizeLinear parameters differ".into());
+    }
+    let u8 = match zp_name.and_then(|z| (v.consts)(z)) {
+        None => true,
+        Some(t) => match t.ty.dtype {
+            DType::U8 => true,
+            DType::I8 => false,
+            d => return Err(format!("{d} activations")),
+        },
+    };
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(format!("activation scale {scale}"));
+    }
+    Ok((
+        x.to_string(),
+        Act::Static {
+            scale: scale as f32,
+            zero_point: zero_point as i32,
+            u8,
+        },
+    ))
+}
+
+/// `DQ(W)` of a constant int8 weight with zero point 0, as `(k, n, q [k, n], scales [n])`;
+/// `trans`: W is `[n, k]` (Gemm's transB).
+fn dq_weight(
+    v: &View<'_>,
+    value: &str,
+    trans: bool,
+) -> Result<(usize, usize, Vec<i8>, Vec<f32>), String> {
+    let (d, _) = v
+        .from(value, "DequantizeLinear")
+        .ok_or("the weight is not a DequantizeLinear of a constant")?;
+    let w = (v.consts)(v.input(d, 0).unwrap_or("")).ok_or(ACT_BY_ACT)?;
+    let (rows, cols, q) = int8_weight(&w)?;
+    v.zero(v.input(d, 2))?;
+    let scale = (v.consts)(v.input(d, 1).unwrap_or("")).ok_or("the weight scale is computed")?;
+    let (k, n) = if trans { (cols, rows) } else { (rows, cols) };
+    if scale.ty.numel() > 1 {
+        if v.int_attr(d, "block_size", 0) != 0 {
+            return Err("blocked weight scales".into());
+        }
+        let axis = v.int_attr(d, "axis", 1);
+        let axis = if axis < 0 { axis + 2 } else { axis };
+        if axis != if trans { 0 } else { 1 } {
+            return Err("weight scales are not per output channel".into());
+        }
+    }
+    let scales = column_scales(&scale, n)?;
+    let q = if trans {
+        transpose(q, rows, cols)
+    } else {
+        q.to_vec()
+    };
+    Ok((k, n, q, scales))
+}
+
+fn dynamic(v: &View<'_>, mul: usize) -> Result<Fusion, String> {
+    let n = &v.nodes[mul];
+    let (a, b) = (v.input(mul, 0).unwrap_or(""), v.input(mul, 1).unwrap_or(""));
+    let (cast, scales_v) = match (v.from(a, "Cast"), v.from(b, "Cast")) {
+        (Some((c, _)), _) => (c, b),
+        (_, Some((c, _))) => (c, a),
+        _ => return Err(format!("`{}` does not scale a Cast", n.name)),
+    };
+    if v.int_attr(cast, "to", 0) != 1 {
+        return Err("the integer product is not cast to float".into());
+    }
+    let acc = v.input(cast, 0).unwrap_or("");
+    let (mm, _) = v
+        .from(acc, "MatMulInteger")
+        .ok_or("the Cast does not read a MatMulInteger")?;
+    let xq = v.input(mm, 0).unwrap_or("");
+    let (dql, 0) = v
+        .from(xq, "DynamicQuantizeLinear")
+        .ok_or("the activation is not from DynamicQuantizeLinear")?
+    else {
+        return Err("the activation is not DynamicQuantizeLinear's first output".into());
+    };
+    let dq_out = &v.nodes[dql].output;
+    if v.input(mm, 2) != dq_out.get(2).map(String::as_str) {
+        return Err("the activation zero point is not DynamicQuantizeLinear's".into());
+    }
+    let w = (v.consts)(v.input(mm, 1).unwrap_or("")).ok_or(ACT_BY_ACT)?;
+    let (k, cols, q) = int8_weight(&w)?;
+    v.zero(v.input(mm, 3))?;
+    // scales_v = Mul(x_scale, w_scale), either order.
+    let (smul, _) = v
+        .from(scales_v, "Mul")
+        .ok_or("the scale is not x_scale · w_scale")?;
+    let x_scale = dq_out.get(1).map(String::as_str);
+    let w_scale = match (v.input(smul, 0), v.input(smul, 1)) {
+        (s, Some(w)) if s == x_scale => w,
+        (Some(w), s) if s == x_scale => w,
+        _ => return Err("the scale is not x_scale · w_scale".into()),
+    };
+    let w_scale = (v.consts)(w_scale).ok_or("the weight scale is computed")?;
+    let scales = column_scales(&w_scale, cols)?;
+    let x = v
+        .input(dql, 0)
+        .ok_or("DynamicQuantizeLinear without input")?;
+    Ok(Fusion {
+        x: x.to_string(),
+        k,
+        n: cols,
+        q: q.to_vec(),
+        scales,
+        act: Act::DynamicU8,
+        bias: None,
+        requant: None,
+    })
+}
+
+fn qdq(v: &View<'_>, i: usize) -> Result<Fusion, String> {
+    let node = &v.nodes[i];
+    let gemm = node.op_type == "Gemm";
+    if gemm
+        && (v.int_attr(i, "transA", 0) != 0
+            || v.float_attr(i, "alpha", 1.0) != 1.0
+            || v.float_attr(i, "beta", 1.0) != 1.0)
+    {
+        return Err("Gemm with transA, alpha or beta".into());
+    }
+    let trans = gemm && v.int_attr(i, "transB", 0) != 0;
+    let (k, n, q, scales) = dq_weight(v, v.input(i, 1).unwrap_or(""), trans)?;
+    let (x, act) = static_act(v, v.input(i, 0).unwrap_or(""), true)?;
+    Ok(Fusion {
+        x,
+        k,
+        n,
+        q,
+        scales,
+        act,
+        bias: if gemm {
+            v.input(i, 2).map(str::to_string)
+        } else {
+            None
+        },
+        requant: None,
+    })
+}
+
+fn qlinear_matmul(v: &View<'_>, i: usize) -> Result<Fusion, String> {
+    let (x, act) = static_act(v, v.input(i, 0).unwrap_or(""), false)?;
+    let Act::Static {
+        scale, zero_point, ..
+    } = act
+    else {
+        return Err("not a static activation".into());
+    };
+    if v.scalar(v.input(i, 1)) != Some(scale as f64)
+        || v.scalar(v.input(i, 2)).unwrap_or(0.0) != zero_point as f64
+    {
+        return Err("the input scale differs from its QuantizeLinear's".into());
+    }
+    let w = (v.consts)(v.input(i, 3).unwrap_or("")).ok_or(ACT_BY_ACT)?;
+    let (k, n, q) = int8_weight(&w)?;
+    v.zero(v.input(i, 5))?;
+    let sw = (v.consts)(v.input(i, 4).unwrap_or("")).ok_or("the weight scale is computed")?;
+    let scales = column_scales(&sw, n)?;
+    let (Some(sy), Some(zy)) = (v.input(i, 6), v.input(i, 7)) else {
+        return Err("no output zero point".into());
+    };
+    Ok(Fusion {
+        x,
+        k,
+        n,
+        q: q.to_vec(),
+        scales,
+        act,
+        bias: None,
+        requant: Some((sy.to_string(), zy.to_string())),
+    })
+}
+
+/// Nodes needed for the graph outputs when each anchor reads `reads(anchor)` instead of its
+/// ONNX inputs.
+fn live(v: &View<'_>, outputs: &[&str], reads: &BTreeMap<usize, Vec<&str>>) -> BTreeSet<usize> {
+    let mut live = BTreeSet::new();
+    let mut work: Vec<&str> = outputs.to_vec();
+    while let Some(value) = work.pop() {
+        let Some(&(i, _)) = v.producer.get(value) else {
+            continue;
+        };
+        if !live.insert(i) {
+            continue;
+        }
+        match reads.get(&i) {
+            Some(r) => work.extend(r.iter().copied()),
+            None => work.extend(v.nodes[i].input.iter().map(String::as_str)),
+        }
+    }
+    live
+}
+
+/// Find every fusion in `g`; `consts` gives the value of a constant (initializer) by name.
+pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> QuantPlan {
+    let nodes = g.node.as_slice();
+    let mut producer = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for (slot, o) in n.output.iter().enumerate() {
+            producer.insert(o.as_str(), (i, slot));
+        }
+    }
+    let v = View {
+        nodes,
+        producer,
+        consts,
+    };
+    let mut out = QuantPlan::default();
+    let mut why: BTreeMap<usize, String> = BTreeMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if !n.domain.is_empty() {
+            continue;
+        }
+        let found = match n.op_type.as_str() {
+            "Mul" => match dynamic(&v, i) {
+                Ok(f) => Ok(Some(f)),
+                Err(e) => {
+                    // Only a Mul that scales a MatMulInteger's product is worth a note.
+                    let product = (0..2).find_map(|s| {
+                        v.from(v.input(i, s).unwrap_or(""), "Cast")
+                            .and_then(|(c, _)| v.from(v.input(c, 0).unwrap_or(""), "MatMulInteger"))
+                    });
+                    if let Some((mm, _)) = product {
+                        why.insert(mm, e);
+                    }
+                    Ok(None)
+                }
+            },
+            "MatMul" | "Gemm" => {
+                let is_qdq = v
+                    .from(v.input(i, 1).unwrap_or(""), "DequantizeLinear")
+                    .is_some();
+                match is_qdq.then(|| qdq(&v, i)) {
+                    Some(Ok(f)) => Ok(Some(f)),
+                    Some(Err(e)) => Err(e),
+                    None => Ok(None),
+                }
+            }
+            "QLinearMatMul" => qlinear_matmul(&v, i).map(Some),
+            _ => Ok(None),
+        };
+        match found {
+            Ok(Some(f)) => {
+                out.fused.insert(i, f);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                why.insert(i, e);
+            }
+        }
+    }
+    let outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let before = live(&v, &outputs, &BTreeMap::new());
+    let reads: BTreeMap<usize, Vec<&str>> =
+        out.fused.iter().map(|(&i, f)| (i, f.reads())).collect();
+    let after = live(&v, &outputs, &reads);
+    out.skip = before.difference(&after).copied().collect();
+    let mut elementwise = 0;
+    for (i, n) in nodes.iter().enumerate() {
+        if out.fused.contains_key(&i) || out.skip.contains(&i) || !after.contains(&i) {
+            continue;
+        }
+        let quant = n.domain.is_empty() && QUANT_OPS.contains(&n.op_type.as_str());
+        let reason = match why.remove(&i) {
+            Some(r) => format!("{} not fused: {r}", n.op_type),
+            None if !quant => continue,
+            None => match n.op_type.as_str() {
+                "DequantizeLinear" if v.input(i, 0).and_then(consts).is_some() => {
+                    "constant weight dequantized to f32 at build time (no integer consumer recognised)".into()
+                }
+                "QuantizeLinear" | "DequantizeLinear" | "DynamicQuantizeLinear" => {
+                    elementwise += 1;
+                    continue;
+                }
+                op => format!("{op} runs as i32/float arithmetic (no integer kernel for it)"),
+            },
+        };
+        let name = if n.name.is_empty() {
+            format!("{}_{i}", n.op_type)
+        } else {
+            n.name.clone()
+        };
+        out.notes.push((name, reason));
+    }
+    if elementwise > 0 {
+        out.notes.push((
+            format!("{elementwise} QuantizeLinear/DequantizeLinear nodes"),
+            "elementwise rounding of activations to their quantization grid, computed in float"
+                .into(),
+        ));
+    }
+    out
+}
