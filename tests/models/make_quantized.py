@@ -8,6 +8,8 @@ Writes, in the usual fixture layout (model.onnx, inputs/, reference/, case.toml)
 
   ort_dynamic_int8_bert     quantize_dynamic (QOperator: DynamicQuantizeLinear, MatMulInteger,
                             int8 weights per tensor)
+  ort_dynamic_uint8_bert    quantize_dynamic with uint8 weights (asymmetric: not mapped to the
+                            integer kernels, kept on the exact float/i32 lowering)
   ort_qdq_static_bert       quantize_static, QDQ, per-channel int8 weights, uint8 activations
   ort_qdq_static_s8_bert    quantize_static, QDQ, per-tensor int8 weights, int8 activations
   ort_qop_static_bert       quantize_static, QOperator (QLinearMatMul), uint8 activations
@@ -122,6 +124,14 @@ def main():
          "the same integer products as ORT; the float parts (LayerNorm, softmax, GELU) round "
          "differently, which can move an activation across a uint8 rounding boundary: one step "
          "is scale_x * |w| (about 1e-3 here) on one term, seen as < 1e-4 at the outputs")
+
+    out = os.path.join(tmp, "dyn_u8.onnx")
+    quantize_dynamic(bert, out, weight_type=QuantType.QUInt8)
+    save("ort_dynamic_uint8_bert", out, "tiny_bert_ts",
+         "tiny_bert_ts through onnxruntime quantize_dynamic with uint8 (asymmetric) weights",
+         1e-4,
+         "imported as the exact float/i32 lowering of the ONNX ops (uint8 weights with zero "
+         "points have no integer kernel here), so only float summation order differs")
 
     static_cases = [
         ("ort_qdq_static_bert", QuantFormat.QDQ, True, QuantType.QUInt8,

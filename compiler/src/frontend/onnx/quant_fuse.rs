@@ -3,7 +3,8 @@
 //!
 //! - QOperator dynamic (`quantize_dynamic`): `DynamicQuantizeLinear(x)` → `MatMulInteger(xq,
 //!   W: int8 const, x_zp, w_zp = 0)` → `Cast(float)` → `Mul(·, Mul(x_scale, w_scale))`
-//!   becomes `QLinear{act = dynamic-tensor-u8}(x)` (the Mul is the anchor).
+//!   (→ `Add(·, bias)`) becomes `QLinear{act = dynamic-tensor-u8}(x, bias?)` (anchored at
+//!   the Mul, or the bias Add).
 //! - QDQ static (`quantize_static`, QDQ): `MatMul`/`Gemm(DQ(Q(x, s, z)), DQ(W: int8 const,
 //!   per tensor or per output channel, zero point 0))` becomes `QLinear{act = static s, z}(x)`
 //!   (+ Gemm's bias).
@@ -42,7 +43,7 @@ pub struct Fusion {
     pub q: Vec<i8>,
     pub scales: Vec<f32>,
     pub act: Act,
-    /// A bias value (`Gemm`'s C), added after the product.
+    /// A bias value (`Gemm`'s C, or a constant `[n]` added to a dynamic product).
     pub bias: Option<String>,
     /// `QLinearMatMul`: the output scale and zero point to requantize to.
     pub requant: Option<(String, String)>,
@@ -88,6 +89,7 @@ const QUANT_OPS: &[&str] = &[
 struct View<'a> {
     nodes: &'a [NodeProto],
     producer: HashMap<&'a str, (usize, usize)>,
+    consumers: HashMap<&'a str, Vec<usize>>,
     consts: &'a dyn Fn(&str) -> Option<Arc<Tensor>>,
 }
 
@@ -102,6 +104,19 @@ impl<'a> View<'a> {
             .get(i)
             .map(String::as_str)
             .filter(|s| !s.is_empty())
+    }
+    /// A constant's value by name, through `Identity` nodes (exporters alias shared
+    /// weights that way).
+    fn konst(&self, value: &str) -> Option<Arc<Tensor>> {
+        let mut value = value;
+        for _ in 0..8 {
+            if let Some(t) = (self.consts)(value) {
+                return Some(t);
+            }
+            let (i, _) = self.from(value, "Identity")?;
+            value = self.input(i, 0)?;
+        }
+        None
     }
     fn int_attr(&self, node: usize, name: &str, default: i64) -> i64 {
         self.nodes[node]
@@ -119,13 +134,13 @@ impl<'a> View<'a> {
     }
     /// A constant scalar (one element) as f64.
     fn scalar(&self, value: Option<&str>) -> Option<f64> {
-        let t = (self.consts)(value?)?;
+        let t = self.konst(value?)?;
         (t.ty.numel() == 1).then(|| t.to_f64_vec()[0])
     }
     /// A constant zero point: absent, or every element 0.
     fn zero(&self, value: Option<&str>) -> Result<(), String> {
         let Some(v) = value else { return Ok(()) };
-        match (self.consts)(v) {
+        match self.konst(v) {
             Some(t) if t.to_f64_vec().iter().all(|&z| z == 0.0) => Ok(()),
             Some(_) => Err("the weight zero point is not 0 (asymmetric weights)".into()),
             None => Err("the weight zero point is computed at run time".into()),
@@ -189,7 +204,7 @@ fn static_act(v: &View<'_>, value: &str, dq: bool) -> Result<(String, Act), Stri
     if dq && (s1 != Some(scale) || z1.unwrap_or(0.0) != zero_point) {
         return Err("DequantizeLinear and QuantizeLinear parameters differ".into());
     }
-    let u8 = match zp_name.and_then(|z| (v.consts)(z)) {
+    let u8 = match zp_name.and_then(|z| v.konst(z)) {
         None => true,
         Some(t) => match t.ty.dtype {
             DType::U8 => true,
@@ -220,10 +235,12 @@ fn dq_weight(
     let (d, _) = v
         .from(value, "DequantizeLinear")
         .ok_or("the weight is not a DequantizeLinear of a constant")?;
-    let w = (v.consts)(v.input(d, 0).unwrap_or("")).ok_or(ACT_BY_ACT)?;
+    let w = v.konst(v.input(d, 0).unwrap_or("")).ok_or(ACT_BY_ACT)?;
     let (rows, cols, q) = int8_weight(&w)?;
     v.zero(v.input(d, 2))?;
-    let scale = (v.consts)(v.input(d, 1).unwrap_or("")).ok_or("the weight scale is computed")?;
+    let scale = v
+        .konst(v.input(d, 1).unwrap_or(""))
+        .ok_or("the weight scale is computed")?;
     let (k, n) = if trans { (cols, rows) } else { (rows, cols) };
     if scale.ty.numel() > 1 {
         if v.int_attr(d, "block_size", 0) != 0 {
@@ -270,7 +287,7 @@ fn dynamic(v: &View<'_>, mul: usize) -> Result<Fusion, String> {
     if v.input(mm, 2) != dq_out.get(2).map(String::as_str) {
         return Err("the activation zero point is not DynamicQuantizeLinear's".into());
     }
-    let w = (v.consts)(v.input(mm, 1).unwrap_or("")).ok_or(ACT_BY_ACT)?;
+    let w = v.konst(v.input(mm, 1).unwrap_or("")).ok_or(ACT_BY_ACT)?;
     let (k, cols, q) = int8_weight(&w)?;
     v.zero(v.input(mm, 3))?;
     // scales_v = Mul(x_scale, w_scale), either order.
@@ -283,7 +300,7 @@ fn dynamic(v: &View<'_>, mul: usize) -> Result<Fusion, String> {
         (Some(w), s) if s == x_scale => w,
         _ => return Err("the scale is not x_scale · w_scale".into()),
     };
-    let w_scale = (v.consts)(w_scale).ok_or("the weight scale is computed")?;
+    let w_scale = v.konst(w_scale).ok_or("the weight scale is computed")?;
     let scales = column_scales(&w_scale, cols)?;
     let x = v
         .input(dql, 0)
@@ -342,10 +359,12 @@ fn qlinear_matmul(v: &View<'_>, i: usize) -> Result<Fusion, String> {
     {
         return Err("the input scale differs from its QuantizeLinear's".into());
     }
-    let w = (v.consts)(v.input(i, 3).unwrap_or("")).ok_or(ACT_BY_ACT)?;
+    let w = v.konst(v.input(i, 3).unwrap_or("")).ok_or(ACT_BY_ACT)?;
     let (k, n, q) = int8_weight(&w)?;
     v.zero(v.input(i, 5))?;
-    let sw = (v.consts)(v.input(i, 4).unwrap_or("")).ok_or("the weight scale is computed")?;
+    let sw = v
+        .konst(v.input(i, 4).unwrap_or(""))
+        .ok_or("the weight scale is computed")?;
     let scales = column_scales(&sw, n)?;
     let (Some(sy), Some(zy)) = (v.input(i, 6), v.input(i, 7)) else {
         return Err("no output zero point".into());
@@ -360,6 +379,25 @@ fn qlinear_matmul(v: &View<'_>, i: usize) -> Result<Fusion, String> {
         bias: None,
         requant: Some((sy.to_string(), zy.to_string())),
     })
+}
+
+/// The `Add` of a constant f32 `[n]` bias that is the only reader of node `i`'s output
+/// (`quantize_dynamic` leaves the bias as its own Add), as `(add node, bias name)`.
+fn bias_add(v: &View<'_>, i: usize, n: usize, outputs: &[&str]) -> Option<(usize, String)> {
+    let y = v.nodes[i].output.first()?.as_str();
+    let &[add] = v.consumers.get(y)?.as_slice() else {
+        return None;
+    };
+    if outputs.contains(&y) || v.nodes[add].op_type != "Add" || !v.nodes[add].domain.is_empty() {
+        return None;
+    }
+    let other = match (v.input(add, 0), v.input(add, 1)) {
+        (Some(a), Some(b)) if a == y => b,
+        (Some(a), Some(b)) if b == y => a,
+        _ => return None,
+    };
+    let t = v.konst(other)?;
+    (t.ty.dtype == DType::F32 && t.ty.shape == [n]).then(|| (add, other.to_string()))
 }
 
 /// Nodes needed for the graph outputs when each anchor reads `reads(anchor)` instead of its
@@ -386,16 +424,22 @@ fn live(v: &View<'_>, outputs: &[&str], reads: &BTreeMap<usize, Vec<&str>>) -> B
 pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> QuantPlan {
     let nodes = g.node.as_slice();
     let mut producer = HashMap::new();
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
         for (slot, o) in n.output.iter().enumerate() {
             producer.insert(o.as_str(), (i, slot));
+        }
+        for input in n.input.iter().filter(|s| !s.is_empty()) {
+            consumers.entry(input.as_str()).or_default().push(i);
         }
     }
     let v = View {
         nodes,
         producer,
+        consumers,
         consts,
     };
+    let outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
     let mut out = QuantPlan::default();
     let mut why: BTreeMap<usize, String> = BTreeMap::new();
     for (i, n) in nodes.iter().enumerate() {
@@ -431,8 +475,15 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
             _ => Ok(None),
         };
         match found {
-            Ok(Some(f)) => {
-                out.fused.insert(i, f);
+            Ok(Some(mut f)) => {
+                let anchor = match bias_add(&v, i, f.n, &outputs) {
+                    Some((add, bias)) if f.bias.is_none() && f.requant.is_none() => {
+                        f.bias = Some(bias);
+                        add
+                    }
+                    _ => i,
+                };
+                out.fused.insert(anchor, f);
             }
             Ok(None) => {}
             Err(e) => {
@@ -440,7 +491,6 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
             }
         }
     }
-    let outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
     let before = live(&v, &outputs, &BTreeMap::new());
     let reads: BTreeMap<usize, Vec<&str>> =
         out.fused.iter().map(|(&i, f)| (i, f.reads())).collect();
