@@ -288,8 +288,12 @@ fn integer_product_to_float(
 }
 
 /// `DynamicQuantizeMatMul(A, B, b_scale, b_zero_point?, bias?)`: A quantized to uint8 at
-/// run time, then an integer product scaled back to float.
+/// run time, then an integer product scaled back to float (a `QLinear` when B is a constant
+/// int8 with zero point 0).
 fn dynamic_quantize_matmul(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    if let Some(y) = super::quant::dynamic_quantize_matmul_int8(c)? {
+        return Ok(vec![y]);
+    }
     let a = c.input(0)?;
     let [qa, a_scale, a_zp] = dynamic_quantize(c, a)?;
     let (b, b_scale, b_zp, bias) = (c.input(1)?, c.input(2)?, c.opt_input(3), c.opt_input(4));

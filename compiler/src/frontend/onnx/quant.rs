@@ -293,24 +293,15 @@ pub(super) fn fused_matmul(c: &mut NodeCtx<'_>, f: &Fusion) -> Result<Vec<ValueI
     if xt.dtype != DType::F32 || xt.shape.last() != Some(&f.k) || xt.rank() < 2 {
         return invalid!("quantized matmul of {xt} with a {}x{} weight", f.k, f.n);
     }
-    let nr = c.quant.i8_nr;
-    let mut packed = vec![0u8; qgemm::packed_i8_bytes(f.k, f.n, nr)];
-    qgemm::pack_i8(&f.q, &f.scales, f.k, f.n, nr, &mut packed);
-    let w = blob(c, packed)?;
     let mut next = 1;
-    let mut inputs = vec![x, w];
-    let mut bias_after = None;
-    if f.bias.is_some() {
-        let b = c.input(next)?;
-        next += 1;
-        let bt = c.ty(b);
-        if c.constant(b).is_some() && bt.dtype == DType::F32 && bt.shape == [f.n] {
-            inputs.push(b);
-        } else {
-            bias_after = Some(b);
+    let bias = match f.bias {
+        Some(_) => {
+            next += 1;
+            Some(c.input(1)?)
         }
-    }
-    let act_quant = match f.act {
+        None => None,
+    };
+    let act = match f.act {
         Act::DynamicU8 => ActQuant::DynamicTensorU8,
         Act::Static {
             scale,
@@ -322,20 +313,7 @@ pub(super) fn fused_matmul(c: &mut NodeCtx<'_>, f: &Fusion) -> Result<Vec<ValueI
             u8,
         },
     };
-    let op = QLinear {
-        k: f.k,
-        n: f.n,
-        nr,
-        bias: inputs.len() == 3,
-        activation: Activation::None,
-        act_quant,
-        tiles: c.quant.tiles,
-        kernel: c.quant.kernel,
-    };
-    let mut y = c.add(Op::QLinear(op), &inputs)?[0];
-    if let Some(b) = bias_after {
-        y = bin(c, BinaryKind::Add, y, b)?;
-    }
+    let mut y = qlinear(c, x, (&f.q, &f.scales, f.k, f.n), act, bias)?;
     if f.requant.is_some() {
         let (sy, zy) = (c.input(next)?, c.input(next + 1)?);
         let dtype = c.ty(zy).dtype;
@@ -349,4 +327,83 @@ pub(super) fn fused_matmul(c: &mut NodeCtx<'_>, f: &Fusion) -> Result<Vec<ValueI
         y = saturate(c, q, dtype)?;
     }
     Ok(vec![y])
+}
+
+/// `act(x) · W (+ bias)` as a `QLinear` over `(q [k, n] int8, scales [n], k, n)`, packed for
+/// the context's kernels; a bias that is not a constant f32 `[n]` is added afterwards.
+pub(super) fn qlinear(
+    c: &mut NodeCtx<'_>,
+    x: ValueId,
+    (q, scales, k, n): (&[i8], &[f32], usize, usize),
+    act_quant: ActQuant,
+    bias: Option<ValueId>,
+) -> Result<ValueId, OpError> {
+    let nr = c.quant.i8_nr;
+    let mut packed = vec![0u8; qgemm::packed_i8_bytes(k, n, nr)];
+    qgemm::pack_i8(q, scales, k, n, nr, &mut packed);
+    let w = blob(c, packed)?;
+    let mut inputs = vec![x, w];
+    let mut bias_after = None;
+    if let Some(b) = bias {
+        let bt = c.ty(b);
+        if c.constant(b).is_some() && bt.dtype == DType::F32 && bt.shape == [n] {
+            inputs.push(b);
+        } else {
+            bias_after = Some(b);
+        }
+    }
+    let op = QLinear {
+        k,
+        n,
+        nr,
+        bias: inputs.len() == 3,
+        activation: Activation::None,
+        act_quant,
+        tiles: c.quant.tiles,
+        kernel: c.quant.kernel,
+    };
+    let y = c.add(Op::QLinear(op), &inputs)?[0];
+    match bias_after {
+        Some(b) => bin(c, BinaryKind::Add, y, b),
+        None => Ok(y),
+    }
+}
+
+/// `com.microsoft.DynamicQuantizeMatMul(A, B, b_scale, b_zp?, bias?)` with a constant int8
+/// `B` (zero point 0) as one `QLinear` with ONNX's per-tensor uint8 dynamic activations;
+/// `None` (and a report note) for other forms, which keep the float/i32 lowering.
+pub(super) fn dynamic_quantize_matmul_int8(
+    c: &mut NodeCtx<'_>,
+) -> Result<Option<ValueId>, OpError> {
+    let (a, b, bs) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let why = (|| {
+        let (bt, st) = (c.constant(b)?, c.constant(bs)?);
+        let Data::I8(q) = &bt.data else { return None };
+        let &[k, n] = bt.ty.shape.as_slice() else {
+            return None;
+        };
+        let zero = match c.opt_input(3) {
+            None => true,
+            Some(z) => c.constant(z)?.to_f64_vec().iter().all(|&v| v == 0.0),
+        };
+        let s: Vec<f32> = st.to_f64_vec().iter().map(|&v| v as f32).collect();
+        let scales = match s.len() {
+            1 => vec![s[0]; n],
+            len if len == n => s,
+            _ => return None,
+        };
+        let at = c.ty(a);
+        let fits = at.dtype == DType::F32 && at.rank() >= 2 && at.shape.last() == Some(&k);
+        (zero && fits).then(|| (q.clone(), scales, k, n))
+    })();
+    let Some((q, scales, k, n)) = why else {
+        let note = (
+            c.node.name.clone(),
+            "DynamicQuantizeMatMul not fused: needs a constant 2-D int8 B with zero point 0".into(),
+        );
+        c.graph.float_notes.push(note);
+        return Ok(None);
+    };
+    let bias = c.opt_input(4);
+    qlinear(c, a, (&q, &scales, k, n), ActQuant::DynamicTensorU8, bias).map(Some)
 }
