@@ -1,4 +1,5 @@
-//! Fold the activation after a `Linear` into its epilogue.
+//! Fold the activation after a `Linear` (or an imported `QLinear`/`Q4Linear`) into its
+//! epilogue.
 //!
 //! Patterns, on `y = Linear(..)` without an activation (operands of commutative ops in
 //! either order; every intermediate read only inside the pattern):
@@ -145,10 +146,13 @@ impl Pass for FuseLinearActivation {
             if !graph.has_node(id) {
                 continue;
             }
-            let Op::Linear(linear) = &graph.node(id).op else {
-                continue;
+            let current = match &graph.node(id).op {
+                Op::Linear(l) => l.activation,
+                Op::QLinear(l) => l.activation,
+                Op::Q4Linear(l) => l.activation,
+                _ => continue,
             };
-            if linear.activation != Activation::None {
+            if current != Activation::None {
                 continue;
             }
             let y = out(graph, id);
@@ -161,8 +165,11 @@ impl Pass for FuseLinearActivation {
             for n in nodes {
                 graph.remove_node(n);
             }
-            if let Op::Linear(linear) = &mut graph.node_mut(id).op {
-                linear.activation = act;
+            match &mut graph.node_mut(id).op {
+                Op::Linear(l) => l.activation = act,
+                Op::QLinear(l) => l.activation = act,
+                Op::Q4Linear(l) => l.activation = act,
+                _ => {}
             }
             graph.replace_uses(result, y);
             changed = true;
@@ -234,6 +241,56 @@ mod tests {
         crate::passes::eliminate_dead_nodes::EliminateDeadNodes
             .run(&mut g)
             .unwrap();
+        crate::ir::verify::verify(&g).unwrap();
+        insta::assert_snapshot!(print(&g).unwrap());
+    }
+
+    /// An imported int8 layer (`QLinear`, from the ONNX frontend) takes its ReLU too.
+    #[test]
+    fn relu_after_an_imported_qlinear_folds() {
+        use crate::ops::qlinear::{ActQuant, QLinear};
+        use runtime_core::kernels::gemm::Tiles;
+        use runtime_core::kernels::qgemm;
+        let mut g = Graph::new(17);
+        let x = g.add_value("x", TensorType::new(DType::F32, vec![2, 3]));
+        g.inputs.push(x);
+        let op = QLinear {
+            k: 3,
+            n: 4,
+            nr: 4,
+            bias: false,
+            activation: Activation::None,
+            act_quant: ActQuant::DynamicTensorU8,
+            tiles: Tiles {
+                mr: 4,
+                kc: 256,
+                mc: 64,
+            },
+            kernel: "portable",
+        };
+        let bytes = qgemm::packed_i8_bytes(3, 4, 4);
+        let blob = Tensor::new(
+            TensorType::new(DType::U8, vec![bytes]),
+            crate::ir::Data::U8(vec![0; bytes]),
+        )
+        .unwrap();
+        let w = g.add_constant("w.q8", blob);
+        let names: Vec<String> = ["y", "y.qa", "y.qa_scales", "y.qa_zero_points"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (_, outs) = g
+            .add_node("fc", "MatMul", Op::QLinear(op), vec![x, w], &names)
+            .unwrap();
+        let relu = Op::Unary(Unary {
+            kind: UnaryKind::Relu,
+        });
+        let r = g
+            .add_node("relu", "Relu", relu, vec![outs[0]], &["r".into()])
+            .unwrap()
+            .1[0];
+        g.outputs.push(r);
+        assert!(FuseLinearActivation.run(&mut g).unwrap());
         crate::ir::verify::verify(&g).unwrap();
         insta::assert_snapshot!(print(&g).unwrap());
     }
