@@ -14,6 +14,7 @@
 //! Nodes whose only readers were absorbed are not imported at all. Every quantized node
 //! that still goes through the float lowering gets a note saying why (the build report
 //! prints them).
+#![deny(clippy::indexing_slicing)]
 use crate::ir::{DType, Data, Tensor};
 use onnx_protobuf::{GraphProto, NodeProto};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -96,10 +97,12 @@ struct View<'a> {
 impl<'a> View<'a> {
     fn from(&self, value: &str, op: &str) -> Option<(usize, usize)> {
         let &(i, slot) = self.producer.get(value)?;
-        (self.nodes[i].op_type == op && self.nodes[i].domain.is_empty()).then_some((i, slot))
+        let n = self.nodes.get(i)?;
+        (n.op_type == op && n.domain.is_empty()).then_some((i, slot))
     }
     fn input(&self, node: usize, i: usize) -> Option<&'a str> {
-        self.nodes[node]
+        self.nodes
+            .get(node)?
             .input
             .get(i)
             .map(String::as_str)
@@ -119,23 +122,21 @@ impl<'a> View<'a> {
         None
     }
     fn int_attr(&self, node: usize, name: &str, default: i64) -> i64 {
-        self.nodes[node]
-            .attribute
-            .iter()
-            .find(|a| a.name == name)
+        self.nodes
+            .get(node)
+            .and_then(|n| n.attribute.iter().find(|a| a.name == name))
             .map_or(default, |a| a.i)
     }
     fn float_attr(&self, node: usize, name: &str, default: f32) -> f32 {
-        self.nodes[node]
-            .attribute
-            .iter()
-            .find(|a| a.name == name)
+        self.nodes
+            .get(node)
+            .and_then(|n| n.attribute.iter().find(|a| a.name == name))
             .map_or(default, |a| a.f)
     }
     /// A constant scalar (one element) as f64.
     fn scalar(&self, value: Option<&str>) -> Option<f64> {
         let t = self.konst(value?)?;
-        (t.ty.numel() == 1).then(|| t.to_f64_vec()[0])
+        (t.ty.numel() == 1).then(|| t.to_f64_vec().first().copied())?
     }
     /// A constant zero point: absent, or every element 0.
     fn zero(&self, value: Option<&str>) -> Result<(), String> {
@@ -164,20 +165,17 @@ fn int8_weight(t: &Tensor) -> Result<(usize, usize, &[i8]), String> {
 fn column_scales(t: &Tensor, n: usize) -> Result<Vec<f32>, String> {
     let s: Vec<f32> = t.to_f64_vec().iter().map(|&v| v as f32).collect();
     match s.len() {
-        1 => Ok(vec![s[0]; n]),
+        1 => Ok(vec![s.first().copied().unwrap_or(0.0); n]),
         len if len == n => Ok(s),
         len => Err(format!("{len} weight scales for {n} output columns")),
     }
 }
 
+/// `[rows, cols]` row-major → `[cols, rows]`.
 fn transpose(q: &[i8], rows: usize, cols: usize) -> Vec<i8> {
-    let mut t = vec![0i8; q.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = q[r * cols + c];
-        }
-    }
-    t
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| q.get(r * cols + c).copied().unwrap_or(0)))
+        .collect()
 }
 
 /// `x` behind `DQ(Q(x, s, z), s, z)` (or `Q(x, s, z)` itself when `dq` is false) with the
@@ -262,7 +260,7 @@ fn dq_weight(
 }
 
 fn dynamic(v: &View<'_>, mul: usize) -> Result<Fusion, String> {
-    let n = &v.nodes[mul];
+    let n = v.nodes.get(mul).ok_or("no such node")?;
     let (a, b) = (v.input(mul, 0).unwrap_or(""), v.input(mul, 1).unwrap_or(""));
     let (cast, scales_v) = match (v.from(a, "Cast"), v.from(b, "Cast")) {
         (Some((c, _)), _) => (c, b),
@@ -283,7 +281,7 @@ fn dynamic(v: &View<'_>, mul: usize) -> Result<Fusion, String> {
     else {
         return Err("the activation is not DynamicQuantizeLinear's first output".into());
     };
-    let dq_out = &v.nodes[dql].output;
+    let dq_out = &v.nodes.get(dql).ok_or("no such node")?.output;
     if v.input(mm, 2) != dq_out.get(2).map(String::as_str) {
         return Err("the activation zero point is not DynamicQuantizeLinear's".into());
     }
@@ -318,7 +316,7 @@ fn dynamic(v: &View<'_>, mul: usize) -> Result<Fusion, String> {
 }
 
 fn qdq(v: &View<'_>, i: usize) -> Result<Fusion, String> {
-    let node = &v.nodes[i];
+    let node = v.nodes.get(i).ok_or("no such node")?;
     let gemm = node.op_type == "Gemm";
     if gemm
         && (v.int_attr(i, "transA", 0) != 0
@@ -384,11 +382,12 @@ fn qlinear_matmul(v: &View<'_>, i: usize) -> Result<Fusion, String> {
 /// The `Add` of a constant f32 `[n]` bias that is the only reader of node `i`'s output
 /// (`quantize_dynamic` leaves the bias as its own Add), as `(add node, bias name)`.
 fn bias_add(v: &View<'_>, i: usize, n: usize, outputs: &[&str]) -> Option<(usize, String)> {
-    let y = v.nodes[i].output.first()?.as_str();
+    let y = v.nodes.get(i)?.output.first()?.as_str();
     let &[add] = v.consumers.get(y)?.as_slice() else {
         return None;
     };
-    if outputs.contains(&y) || v.nodes[add].op_type != "Add" || !v.nodes[add].domain.is_empty() {
+    let a = v.nodes.get(add)?;
+    if outputs.contains(&y) || a.op_type != "Add" || !a.domain.is_empty() {
         return None;
     }
     let other = match (v.input(add, 0), v.input(add, 1)) {
@@ -414,7 +413,12 @@ fn live(v: &View<'_>, outputs: &[&str], reads: &BTreeMap<usize, Vec<&str>>) -> B
         }
         match reads.get(&i) {
             Some(r) => work.extend(r.iter().copied()),
-            None => work.extend(v.nodes[i].input.iter().map(String::as_str)),
+            None => work.extend(
+                v.nodes
+                    .get(i)
+                    .into_iter()
+                    .flat_map(|n| n.input.iter().map(String::as_str)),
+            ),
         }
     }
     live
