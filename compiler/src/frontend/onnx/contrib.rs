@@ -156,6 +156,9 @@ fn matmul_nbits(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         return unsupported!("MatMulNBits with g_idx");
     }
     let blocks = k.div_ceil(block);
+    if block < 2 || (block * bits) % 8 != 0 {
+        return invalid!("block_size {block} does not pack whole bytes of {bits}-bit values");
+    }
     let blob = block * bits / 8;
     let packed = c.const_tensor(1, "quantized weights")?;
     let scales = c.const_tensor(2, "scales")?.to_f64_vec();
