@@ -306,8 +306,7 @@ pub struct Compiled {
 pub fn compile(options: &BuildOptions) -> Result<Compiled> {
     let mut import_options = options.import.clone();
     if import_options.quant_tiling.is_none() {
-        import_options.quant_tiling =
-            Some(crate::frontend::QuantKernels::for_target(&options.target));
+        import_options.quant_tiling = Some(options.target.quant_tiling());
     }
     let (source, manifest) = if safetensors::is_checkpoint(&options.model) {
         (

@@ -263,6 +263,7 @@ fn stories_options(profile: &Path) -> BuildOptions {
             limits: Default::default(),
             dims: Default::default(),
             max_context: Some(256),
+            quant_tiling: None,
         },
         crate_name: Some("stories-over-budget".into()),
         runtime_path: None,

@@ -3,10 +3,10 @@
 #![deny(clippy::indexing_slicing)]
 use super::tensor::tensor_from_proto;
 use crate::error::{NodeRef, OpError};
-use crate::frontend::QuantKernels;
 use crate::invalid;
 use crate::ir::{Graph, Tensor, TensorType, ValueId};
 use crate::ops::Op;
+use crate::target::QuantTiling;
 use onnx_protobuf::{AttributeProto, NodeProto};
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ pub struct NodeCtx<'a> {
     pub graph: &'a mut Graph,
     pub inputs: Vec<Option<ValueId>>,
     /// The integer kernels quantized layers are packed for.
-    pub quant: QuantKernels,
+    pub quant: QuantTiling,
     added: usize,
     nodes_added: usize,
 }
@@ -40,7 +40,7 @@ impl<'a> NodeCtx<'a> {
             opset,
             graph,
             inputs,
-            quant: QuantKernels::portable(),
+            quant: crate::frontend::portable_quant_tiling(),
             added: 0,
             nodes_added: 0,
         }
