@@ -161,13 +161,6 @@ const INPUT_MODULES: &[&str] = &[
     "compiler/src/codegen/golden.rs",
 ];
 
-/// Files of those that opt out, by an `#[allow]` on their `mod` line (with the reason in a
-/// comment there): the file and that line.
-const INDEXING_EXCEPTIONS: &[(&str, &str)] = &[
-    ("compiler/src/frontend/onnx/contrib.rs", "mod contrib;"),
-    ("compiler/src/frontend/onnx/quant.rs", "mod quant;"),
-];
-
 #[test]
 fn input_modules_deny_unchecked_indexing() {
     let deny = concat!("#![deny(clippy::", "indexing_slicing)]");
@@ -191,19 +184,11 @@ fn input_modules_deny_unchecked_indexing() {
     for p in files {
         let text = std::fs::read_to_string(&p).unwrap_or_default();
         let code = non_test_part(&text);
-        let exempt = INDEXING_EXCEPTIONS
-            .iter()
-            .any(|(file, _)| p == common::repo().join(file));
-        if !exempt && !code.lines().any(|l| l.trim() == deny) {
+        if !code.lines().any(|l| l.trim() == deny) {
             problems.push(format!("{}: lacks `{deny}`", p.display()));
         }
-        let lines: Vec<&str> = code.lines().collect();
-        for (n, line) in lines.iter().enumerate() {
-            if !line.contains(allow) {
-                continue;
-            }
-            let item = lines.get(n + 1).map(|l| l.trim()).unwrap_or("");
-            if !INDEXING_EXCEPTIONS.iter().any(|(_, m)| *m == item) {
+        for (n, line) in code.lines().enumerate() {
+            if line.contains(allow) {
                 problems.push(format!(
                     "{}:{}: `{allow}` outside tests",
                     p.display(),

@@ -1,6 +1,7 @@
 //! ONNX Runtime's `com.microsoft` contrib ops that ORT-optimised and ORT-quantised exports
 //! carry, lowered to IR ops. Semantics follow ORT's contrib-op documentation; the golden
 //! fixtures in `tests/models/contrib_*` hold ORT's outputs.
+#![deny(clippy::indexing_slicing)]
 use super::node::NodeCtx;
 use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, un};
 use super::quant::{dynamic_quantize, shifted};
@@ -190,6 +191,20 @@ fn matmul_nbits(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
             },
         }
     };
+    // Block `b` of row `row`: its (scale, zero point), and its `bits`-bit value `j`. The
+    // lengths of `q` and `scales` were checked above, so these reads are in range.
+    let zp_values: Vec<f64> = (0..n * blocks)
+        .map(|i| zero_point(i / blocks, i % blocks))
+        .collect();
+    let param = |row: usize, b: usize| {
+        let at = row * blocks + b;
+        let scale = scales.get(at).copied().unwrap_or(0.0);
+        (scale, zp_values.get(at).copied().unwrap_or(0.0))
+    };
+    let value = |row: usize, b: usize, j: usize| -> u8 {
+        let byte = q.get((row * blocks + b) * blob + j / per_byte).copied();
+        (byte.unwrap_or(0) >> ((j % per_byte) * bits)) & ((1u16 << bits) - 1) as u8
+    };
     if bits == 4 && c.ty(a).dtype == DType::F32 && c.ty(a).shape.last() == Some(&k) {
         let zp_u8 = match &zero_points {
             None => Some(None),
@@ -200,19 +215,15 @@ fn matmul_nbits(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         };
         if let Some(zp) = zp_u8 {
             // q [K, N] in 0..=15, scales and zero points [blocks, N].
-            let mut qk = vec![0u8; k * n];
-            let mut sk = vec![0f32; blocks * n];
-            let mut zk = vec![8u8; blocks * n];
-            for row in 0..n {
-                for b in 0..blocks {
-                    sk[b * n + row] = scales[row * blocks + b] as f32;
-                    zk[b * n + row] = zero_point(row, b) as u8;
-                    for j in 0..block.min(k - b * block) {
-                        let byte = q[(row * blocks + b) * blob + j / 2];
-                        qk[(b * block + j) * n + row] = (byte >> ((j % 2) * 4)) & 15;
-                    }
-                }
-            }
+            let qk: Vec<u8> = (0..k)
+                .flat_map(|col| (0..n).map(move |row| value(row, col / block, col % block)))
+                .collect();
+            let sk: Vec<f32> = (0..blocks)
+                .flat_map(|b| (0..n).map(move |row| param(row, b).0 as f32))
+                .collect();
+            let zk: Vec<u8> = (0..blocks)
+                .flat_map(|b| (0..n).map(move |row| param(row, b).1 as u8))
+                .collect();
             let nr = c.quant.q4_nr;
             let zps = zp.map(|_| zk.as_slice());
             let mut packed =
@@ -245,22 +256,15 @@ fn matmul_nbits(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         }
     }
     // Wᵀ, [K, N].
-    let mut wt = vec![0f32; k * n];
-    for row in 0..n {
-        for b in 0..blocks {
-            let (scale, zp) = (scales[row * blocks + b], zero_point(row, b));
-            for j in 0..block {
-                let col = b * block + j;
-                if col >= k {
-                    break;
-                }
-                let byte = q[(row * blocks + b) * blob + j / per_byte];
-                let shift = (j % per_byte) * bits;
-                let v = ((byte >> shift) & ((1u16 << bits) - 1) as u8) as f64;
-                wt[col * n + row] = ((v - zp) * scale) as f32;
-            }
-        }
-    }
+    let wt: Vec<f32> = (0..k)
+        .flat_map(|col| {
+            (0..n).map(move |row| {
+                let (b, j) = (col / block, col % block);
+                let (scale, zp) = param(row, b);
+                ((value(row, b, j) as f64 - zp) * scale) as f32
+            })
+        })
+        .collect();
     let w = c.constant_value(Tensor::from_f32s(vec![k, n], wt)?);
     let w = cast_v(c, w, c.ty(a).dtype)?;
     let y = c.add1(Op::MatMul(ops::matmul::MatMul {}), &[a, w])?;
@@ -331,9 +335,8 @@ fn rotary_embedding(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         return unsupported!("a rotary scale other than 1");
     }
     let shape = c.ty(x).shape.clone();
-    let (batch, seq) = match shape.len() {
-        3 => (shape[0], shape[1]),
-        4 => (shape[0], shape[2]),
+    let (batch, seq) = match *shape.as_slice() {
+        [batch, seq, _] | [batch, _, seq, _] => (batch, seq),
         _ => return invalid!("input must be 3-D or 4-D, got {}", c.ty(x)),
     };
     let pos = cast_v(c, pos, DType::I64)?;
@@ -380,13 +383,11 @@ fn group_query_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     if (9..c.proto.input.len()).any(|i| c.opt_input(i).is_some()) {
         return unsupported!("position_ids / attention_bias / head_sink inputs");
     }
-    let qs = c.ty(q).shape.clone();
-    if qs.len() != 3 || c.ty(k).rank() != 3 {
+    let (&[batch, seq, _], 3) = (c.ty(q).shape.as_slice(), c.ty(k).rank()) else {
         return invalid!(
             "query and key must be [batch, seq, hidden] (packed QKV is not supported)"
         );
-    }
-    let (batch, seq) = (qs[0], qs[1]);
+    };
     let seqlens = c.const_ints(5, "key sequence lengths")?;
     let total = c.const_ints(6, "total sequence length")?;
     let total = total.first().copied().unwrap_or(0);
@@ -414,14 +415,16 @@ fn group_query_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         }
     }
     let split = |c: &mut NodeCtx<'_>, x: ValueId, h: i64| -> Result<ValueId, OpError> {
-        let s = c.ty(x).shape.clone();
+        let &[b, s, hidden] = c.ty(x).shape.as_slice() else {
+            return invalid!("query, key and value must be 3-D, got {}", c.ty(x));
+        };
         let h = usize::try_from(h)
             .ok()
-            .filter(|&h| h > 0 && s[2].is_multiple_of(h));
+            .filter(|&h| h > 0 && hidden.is_multiple_of(h));
         let Some(h) = h else {
             return invalid!("head counts do not divide {}", c.ty(x));
         };
-        let y = reshape_v(c, x, vec![s[0], s[1], h, s[2] / h])?;
+        let y = reshape_v(c, x, vec![b, s, h, hidden / h])?;
         super::ops::transpose_v(c, y, vec![0, 2, 1, 3])
     };
     let q4 = split(c, q4, heads)?;
@@ -437,7 +440,7 @@ fn group_query_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         k4 = c.add1(Op::Concat(ops::concat::Concat { axis: 2 }), &[pk, k4])?;
         v4 = c.add1(Op::Concat(ops::concat::Concat { axis: 2 }), &[pv, v4])?;
     }
-    let head = c.ty(q4).shape[3];
+    let head = c.dim(q4, 3)?;
     let dtype = c.ty(q4).dtype;
     let scale = match c.attr_float("scale", 0.0)? {
         s if s != 0.0 => s as f64,
@@ -461,7 +464,9 @@ fn group_query_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let softcap = c.attr_float("softcap", 0.0)? as f64;
     let [y, ..] = scaled_dot_product(c, q4, k4, v4, bias, sqrt_scale, softcap)?;
     let y = super::ops::transpose_v(c, y, vec![0, 2, 1, 3])?;
-    let s = c.ty(y).shape.clone();
-    let y = reshape_v(c, y, vec![s[0], s[1], s[2] * s[3]])?;
+    let &[b, s, h, d] = c.ty(y).shape.as_slice() else {
+        return invalid!("attention output {} is not 4-D", c.ty(y));
+    };
+    let y = reshape_v(c, y, vec![b, s, h * d])?;
     Ok(vec![y, k4, v4])
 }

@@ -3,16 +3,12 @@
 //! every value is typed with a static shape the moment it exists.
 #![deny(clippy::indexing_slicing)]
 mod attention;
-// `contrib` and `quant` are being rewritten on another branch; their indexing is made
-// checked once that lands.
-#[allow(clippy::indexing_slicing)]
 mod contrib;
 mod conv;
 mod einsum;
 mod extra;
 mod node;
 mod ops;
-#[allow(clippy::indexing_slicing)]
 mod quant;
 mod quant_fuse;
 pub(super) mod rotary;

@@ -2,6 +2,7 @@
 //! per-axis and blocked parameters, dynamic quantization, and the integer matmul and
 //! convolution families (computed in i32, requantized through f32 as ONNX's reference does),
 //! and the integer layers (`QLinear`) the matmul patterns `quant_fuse` recognises become.
+#![deny(clippy::indexing_slicing)]
 use super::conv::geometry;
 use super::node::NodeCtx;
 use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, un};
@@ -32,18 +33,21 @@ fn broadcast_param(
     if pt.numel() == 1 {
         return reshape_v(c, p, vec![]);
     }
+    let along = xt.shape.get(axis).copied();
     if block_size == 0 {
-        if pt.rank() != 1 || pt.shape[0] != xt.shape[axis] {
+        let Some(n) = along.filter(|&n| pt.shape == [n]) else {
             return invalid!("per-axis parameter {pt} does not fit axis {axis} of {xt}");
-        }
-        let mut shape = vec![1; xt.rank()];
-        shape[axis] = pt.shape[0];
+        };
+        let shape = (0..xt.rank())
+            .map(|d| if d == axis { n } else { 1 })
+            .collect();
         return reshape_v(c, p, shape);
     }
-    if pt.rank() != xt.rank() || pt.shape[axis] != xt.shape[axis].div_ceil(block_size) {
+    let fits =
+        |n: &usize| pt.rank() == xt.rank() && pt.shape.get(axis) == Some(&n.div_ceil(block_size));
+    let Some(n) = along.filter(fits) else {
         return invalid!("blocked parameter {pt} does not fit {xt} with block size {block_size}");
-    }
-    let n = xt.shape[axis];
+    };
     let index: Vec<i64> = (0..n).map(|i| (i / block_size) as i64).collect();
     let index = c.constant_value(Tensor::from_i64s(vec![n], index)?);
     c.add1(Op::Gather(ops::gather::Gather { axis }), &[p, index])
@@ -177,11 +181,11 @@ pub(super) fn shifted(
     } else {
         let a = if axis < 0 { rank as isize + axis } else { axis };
         let a = usize::try_from(a).map_err(|_| OpError::Invalid("bad zero point axis".into()))?;
-        if a >= rank || c.ty(v).shape[a] != n {
+        if c.ty(v).shape.get(a) != Some(&n) {
             return invalid!("zero point {} does not fit {}", c.ty(zp), c.ty(v));
         }
-        let mut shape = vec![1; rank - a];
-        shape[0] = n;
+        // `n` on axis `a`, broadcast over the axes after it.
+        let shape = (a..rank).map(|d| if d == a { n } else { 1 }).collect();
         zp = reshape_v(c, zp, shape)?;
     }
     bin(c, BinaryKind::Sub, wide, zp)
@@ -247,11 +251,11 @@ pub fn qlinear_conv(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let (sy, zy) = (c.input(6)?, c.opt_input(7));
     let dtype = zy.map_or(c.ty(x).dtype, |z| c.ty(z).dtype);
     let xs = c.ty(x).shape.clone();
-    if xs.len() < 3 {
+    let Some(spatial) = xs.get(2..).filter(|s| !s.is_empty()) else {
         return invalid!("input must be [N, C, spatial..], got {}", c.ty(x));
-    }
+    };
     let kernel = c.ty(w).shape.get(2..).unwrap_or(&[]).to_vec();
-    let geometry = geometry(c, &xs[2..], kernel)?;
+    let geometry = geometry(c, spatial, kernel)?;
     let group = usize::try_from(c.attr_int("group", 1)?)
         .map_err(|_| OpError::Invalid("bad group".into()))?;
     let rank = xs.len();
@@ -266,8 +270,7 @@ pub fn qlinear_conv(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let sy = reshape_if_single(c, sy)?;
     let sw = if c.ty(sw).numel() > 1 {
         let n = c.ty(sw).numel();
-        let mut shape = vec![1; rank];
-        shape[1] = n;
+        let shape = (0..rank).map(|d| if d == 1 { n } else { 1 }).collect();
         reshape_v(c, sw, shape)?
     } else {
         reshape_if_single(c, sw)?
@@ -362,7 +365,7 @@ pub(super) fn qlinear(
         tiles: c.quant.tiles,
         kernel: c.quant.kernel,
     };
-    let y = c.add(Op::QLinear(op), &inputs)?[0];
+    let y = c.add1(Op::QLinear(op), &inputs)?;
     match bias_after {
         Some(b) => bin(c, BinaryKind::Add, y, b),
         None => Ok(y),
@@ -387,9 +390,9 @@ pub(super) fn dynamic_quantize_matmul_int8(
             Some(z) => c.constant(z)?.to_f64_vec().iter().all(|&v| v == 0.0),
         };
         let s: Vec<f32> = st.to_f64_vec().iter().map(|&v| v as f32).collect();
-        let scales = match s.len() {
-            1 => vec![s[0]; n],
-            len if len == n => s,
+        let scales = match *s.as_slice() {
+            [one] => vec![one; n],
+            _ if s.len() == n => s,
             _ => return None,
         };
         let at = c.ty(a);
