@@ -406,7 +406,7 @@ fn run(cli: Cli) -> Result<()> {
             build.generated.write(&out)?;
             say!(
                 "{}",
-                report::build_report(&build.source, &build.graph, &build.plan).trim_end()
+                report::build_report(&build.imported, &build.graph, &build.plan).trim_end()
             );
             if let Some(q) = &build.quantization {
                 say!(

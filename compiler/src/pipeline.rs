@@ -112,10 +112,27 @@ impl BuildOptions {
 pub struct Build {
     /// What quantization did (for the report); `None` for a float build.
     pub quantization: Option<crate::quantize::QuantSummary>,
-    pub source: Graph,
+    pub imported: Imported,
     pub graph: Graph,
     pub plan: Plan,
     pub generated: GeneratedCrate,
+}
+
+/// What the report says of the imported graph. A build keeps this rather than the graph,
+/// whose weights would be a second copy next to the optimised ones.
+pub struct Imported {
+    pub node_count: usize,
+    /// Quantized nodes imported as float/i32 arithmetic, with why.
+    pub float_notes: Vec<(String, String)>,
+}
+
+impl Imported {
+    pub fn of(graph: &Graph) -> Self {
+        Imported {
+            node_count: graph.node_count(),
+            float_notes: graph.float_notes.clone(),
+        }
+    }
 }
 
 /// Load and import a model file into a verified graph.
@@ -208,33 +225,32 @@ fn emit_in_memory(
     codegen::emit(&graph, &plan, &meta)
 }
 
-/// Optimise a verified graph for a target.
+/// Optimise a copy of a verified graph for a target.
 pub fn optimise(graph: &Graph, target: &TargetProfile, verify_each_pass: bool) -> Result<Graph> {
-    let mut g = graph.clone();
-    passes::run(&mut g, &passes::pipeline(target), verify_each_pass)?;
-    verify(&g)?;
-    Ok(g)
+    optimise_quantized(graph.clone(), target, None, verify_each_pass)
 }
 
-/// Optimise a verified graph for a target, quantizing it as `quantize` asks: the quantization
-/// pass runs where the float pipeline would pack the `Linear` weights (after fusion); static
-/// int8 first calibrates on the fused float graph.
+/// Optimise a verified graph for a target in place, quantizing it as `quantize` asks: the
+/// quantization pass runs where the float pipeline would pack the `Linear` weights (after
+/// fusion); static int8 first calibrates on the fused float graph.
 pub fn optimise_quantized(
-    graph: &Graph,
+    mut g: Graph,
     target: &TargetProfile,
     quantize: Option<&crate::quantize::QuantOptions>,
     verify_each_pass: bool,
 ) -> Result<Graph> {
     use crate::quantize::QuantMode;
-    let Some(q) = quantize else {
-        return optimise(graph, target, verify_each_pass);
-    };
     let list = passes::pipeline(target);
+    let Some(q) = quantize else {
+        passes::run(&mut g, &list, verify_each_pass)?;
+        g.drop_unread_constants();
+        verify(&g)?;
+        return Ok(g);
+    };
     let at = list
         .iter()
         .position(|p| p.name() == "pack_linear_weights")
         .unwrap_or(list.len());
-    let mut g = graph.clone();
     passes::run(&mut g, &list[..at], verify_each_pass)?;
     let tiling = target.quant_tiling();
     let pass: Box<dyn passes::Pass> = match q.mode {
@@ -261,6 +277,7 @@ pub fn optimise_quantized(
     };
     passes::run(&mut g, std::slice::from_ref(&pass), verify_each_pass)?;
     passes::run(&mut g, &list[at..], verify_each_pass)?;
+    g.drop_unread_constants();
     verify(&g)?;
     Ok(g)
 }
@@ -302,24 +319,42 @@ pub struct Compiled {
     pub plan: Plan,
 }
 
-/// Read, import, optimise and plan, checking the limits and the target's budget.
+/// Read, import, optimise and plan, checking the limits and the target's budget; keeps the
+/// imported graph (for a reference evaluation) next to the optimised one.
 pub fn compile(options: &BuildOptions) -> Result<Compiled> {
+    let (source, manifest) = load(options)?;
+    let (graph, plan) = lower(source.clone(), options)?;
+    Ok(Compiled {
+        manifest,
+        source,
+        graph,
+        plan,
+    })
+}
+
+/// Read and import the model named by `options`, with the manifest of the files read.
+pub fn load(options: &BuildOptions) -> Result<(Graph, Manifest)> {
     let mut import_options = options.import.clone();
     if import_options.quant_tiling.is_none() {
         import_options.quant_tiling = Some(options.target.quant_tiling());
     }
-    let (source, manifest) = if safetensors::is_checkpoint(&options.model) {
-        (
+    if safetensors::is_checkpoint(&options.model) {
+        Ok((
             import(&options.model, &import_options)?,
             options.checkpoint_manifest()?,
-        )
+        ))
     } else {
         let proto = onnx::read_model(&options.model)?;
         let source = import_proto(&proto, &options.model, &import_options)?;
-        (source, options.manifest(&proto)?)
-    };
+        Ok((source, options.manifest(&proto)?))
+    }
+}
+
+/// Optimise (in place) and plan an imported graph, checking the limits and the target's
+/// budget.
+fn lower(source: Graph, options: &BuildOptions) -> Result<(Graph, Plan)> {
     let graph = optimise_quantized(
-        &source,
+        source,
         &options.target,
         options.quantize.as_ref(),
         options.verify_each_pass,
@@ -333,22 +368,21 @@ pub fn compile(options: &BuildOptions) -> Result<Compiled> {
         )));
     }
     check_budget(&graph, &plan, &options.target)?;
-    Ok(Compiled {
-        manifest,
-        source,
-        graph,
-        plan,
-    })
+    Ok((graph, plan))
 }
 
-/// The straight line: import, optimise, plan, emit (in memory).
+/// The straight line: import, optimise, plan, emit (in memory). The imported graph is
+/// optimised in place (a quantized build clones it for its summary, dropped before emission),
+/// so a float build holds at most about two copies of the weights at once.
 pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
-    let Compiled {
-        manifest,
-        source,
-        graph,
-        plan,
-    } = compile(options)?;
+    let (source, manifest) = load(options)?;
+    let imported = Imported::of(&source);
+    let float = options.quantize.is_some().then(|| source.clone());
+    let (graph, plan) = lower(source, options)?;
+    let quantization = match (&options.quantize, float) {
+        (Some(q), Some(float)) => Some(quant_summary(options, q, &float, &graph)?),
+        _ => None,
+    };
     let stem = options
         .model
         .file_stem()
@@ -387,13 +421,9 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
         let spec = crate::tokenizer::load(&path)?;
         crate::tokenizer::add_to_crate(&mut generated, crate::tokenizer::bake(&spec)?)?;
     }
-    let quantization = match &options.quantize {
-        Some(q) => Some(quant_summary(options, q, &source, &graph)?),
-        None => None,
-    };
     Ok(Build {
         quantization,
-        source,
+        imported,
         graph,
         plan,
         generated,

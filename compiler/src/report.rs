@@ -1,6 +1,7 @@
 //! Human-readable reports: the build summary and `inspect`.
 use crate::frontend::onnx;
 use crate::ir::Graph;
+use crate::pipeline::Imported;
 use crate::plan::Plan;
 use onnx_protobuf::ModelProto;
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ fn kib(bytes: usize) -> String {
 }
 
 /// The build report: graph size, memory plan, weights.
-pub fn build_report(source: &Graph, graph: &Graph, plan: &Plan) -> String {
+pub fn build_report(imported: &Imported, graph: &Graph, plan: &Plan) -> String {
     let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
     for id in graph.node_ids() {
         *ops.entry(graph.node(id).op.name()).or_default() += 1;
@@ -19,7 +20,7 @@ pub fn build_report(source: &Graph, graph: &Graph, plan: &Plan) -> String {
     let mut s = String::new();
     s.push_str(&format!(
         "nodes: {} after import, {} after optimisation ({})\n",
-        source.node_count(),
+        imported.node_count,
         graph.node_count(),
         hist.join(", ")
     ));
@@ -59,12 +60,12 @@ pub fn build_report(source: &Graph, graph: &Graph, plan: &Plan) -> String {
             _ => None,
         })
         .collect();
-    if !source.float_notes.is_empty() {
+    if !imported.float_notes.is_empty() {
         s.push_str(&format!(
             "quantized nodes imported as float/i32 arithmetic ({}):\n",
-            source.float_notes.len()
+            imported.float_notes.len()
         ));
-        for (node, why) in &source.float_notes {
+        for (node, why) in &imported.float_notes {
             s.push_str(&format!("  {node}: {why}\n"));
         }
     }

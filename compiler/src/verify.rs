@@ -361,7 +361,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<Vec<OutputCheck>> {
         })
         .collect();
     let evaluated = if files.iter().any(Option::is_none) {
-        Some(evaluate(&build.source, &inputs)?)
+        // A build keeps only the optimised graph: the reference evaluates a fresh import.
+        Some(evaluate(&pipeline::load(&opts.build)?.0, &inputs)?)
     } else {
         None
     };

@@ -314,6 +314,22 @@ impl Graph {
         Ok(order)
     }
 
+    /// Drop the data of every constant that no node, graph output or state reads (a pass
+    /// that rewrote a weight, as packing does, leaves the original behind), so that no dead
+    /// copy of the weights stays in memory.
+    pub fn drop_unread_constants(&mut self) {
+        let mut read: BTreeSet<ValueId> = self.outputs.iter().copied().collect();
+        read.extend(self.states.iter().flat_map(|s| [s.input, s.output]));
+        for id in self.node_ids() {
+            read.extend(self.node(id).inputs.iter().copied());
+        }
+        for (i, value) in self.values.iter_mut().enumerate() {
+            if !read.contains(&ValueId(i as u32)) {
+                value.constant = None;
+            }
+        }
+    }
+
     /// Values read by nodes or graph outputs that are constants, in first-use order of `order`.
     pub fn used_constants(&self, order: &[NodeId]) -> Vec<ValueId> {
         let mut seen = BTreeSet::new();
