@@ -776,6 +776,53 @@ pub(crate) fn check_q4(a: &[f32], w: &Q4Weights<'_>, c: &[f32], g: &Gemm<'_>) {
     }
 }
 
+/// One f32 register tile of the int4 blocked path: `(i0, pc, kb, col0, cols, first)` —
+/// rows `i0..`, depths `pc..pc+kb`, columns `col0..col0+cols`, and whether `C` is written
+/// (`first`) or accumulated into.
+pub(crate) type Q4Tile = (usize, usize, usize, usize, usize, bool);
+
+/// The loop nest shared by the int4 blocked (prefill) variants for the panel of columns
+/// `col0..col0+cols`: for each block of at most `kb_max` depths from `pc`,
+/// `dequant(gi, d, end, pc)` writes depths `d..end` (all in quantization group `gi`) of the
+/// block as f32, then `tile(c, rows, t)` multiplies `rows` rows of `A` (at most `block_mr`)
+/// by the block. With `k == 0` the panel of `C` is zeroed. Inlined, so closures defined in a
+/// `#[target_feature]` function keep its features.
+#[inline(always)]
+pub(crate) fn drive_q4_blocked(
+    c: &mut [f32],
+    g: &Gemm<'_>,
+    group: usize,
+    (col0, cols): (usize, usize),
+    (kb_max, block_mr): (usize, usize),
+    mut dequant: impl FnMut(usize, usize, usize, usize),
+    mut tile: impl FnMut(&mut [f32], usize, Q4Tile),
+) {
+    let k = g.k;
+    if k == 0 {
+        for i in 0..g.m {
+            c[i * g.ldc + col0..i * g.ldc + col0 + cols].fill(0.0);
+        }
+    }
+    let mut pc = 0;
+    while pc < k {
+        let kb = kb_max.min(k - pc);
+        let mut d = pc;
+        while d < pc + kb {
+            let gi = d / group;
+            let end = (pc + kb).min((gi + 1) * group);
+            dequant(gi, d, end, pc);
+            d = end;
+        }
+        let mut i = 0;
+        while i < g.m {
+            let rows = (g.m - i).min(block_mr);
+            tile(c, rows, (i, pc, kb, col0, cols, pc == 0));
+            i += rows;
+        }
+        pc += kb;
+    }
+}
+
 /// `C = act(A · W + bias)` with `W[p][j] = (q[p][j] - zp) · scale[p / group][j]`,
 /// dequantized inside the kernel. `A` is f32 `m×k` with row stride `lda`.
 pub fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) {
