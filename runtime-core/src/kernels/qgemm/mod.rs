@@ -36,6 +36,17 @@
 //! each group: `Σ_p a·(q - zp)·s = s·(Σ_p a·q - zp·Σ_p a)`; for 8 rows or more (prefill) the
 //! ISA variants dequantize 256-deep blocks of a panel to f32 once and run an f32 register
 //! tile over them.
+/// `by_rows!(rows, f, (args..), [1 2 ..] _ => last)`: calls the const-generic `f::<R>(args..)`
+/// for the run-time row count `rows`, `f::<last>` for any other count.
+macro_rules! by_rows {
+    ($rows:expr, $f:ident, $args:tt, [$($r:literal)*] _ => $last:literal) => {
+        match $rows {
+            $($r => $f::<$r> $args,)*
+            _ => $f::<$last> $args,
+        }
+    };
+}
+
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub mod aarch64_dotprod;
 #[cfg(target_arch = "aarch64")]

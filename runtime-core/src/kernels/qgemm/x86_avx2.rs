@@ -70,16 +70,7 @@ pub unsafe fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
                 let a = &wide[ir * kp..(ir + rows) * kp];
                 // SAFETY: `a` holds `rows` widened rows of `kp`, `panel` `kp·NR` bytes and
                 // `acc` `rows·NR` sums; the CPU features are this function's.
-                unsafe {
-                    match rows {
-                        1 => tile::<1>(a, kp, panel, acc),
-                        2 => tile::<2>(a, kp, panel, acc),
-                        3 => tile::<3>(a, kp, panel, acc),
-                        4 => tile::<4>(a, kp, panel, acc),
-                        5 => tile::<5>(a, kp, panel, acc),
-                        _ => tile::<6>(a, kp, panel, acc),
-                    }
-                }
+                unsafe { by_rows!(rows, tile, (a, kp, panel, acc), [1 2 3 4 5] _ => 6) }
             },
         );
         ic += rows;
@@ -301,16 +292,7 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
         |c, rows, t| {
             // SAFETY: rows `i..i+rows` and depths `pc..pc+kb` exist in `a`, columns
             // `col0..col0+cols` of those rows in `c` (`check_q4`); the block holds `kb` rows.
-            unsafe {
-                match rows {
-                    1 => f32_tile::<1>(a, &block, c, g, t),
-                    2 => f32_tile::<2>(a, &block, c, g, t),
-                    3 => f32_tile::<3>(a, &block, c, g, t),
-                    4 => f32_tile::<4>(a, &block, c, g, t),
-                    5 => f32_tile::<5>(a, &block, c, g, t),
-                    _ => f32_tile::<6>(a, &block, c, g, t),
-                }
-            }
+            unsafe { by_rows!(rows, f32_tile, (a, &block, c, g, t), [1 2 3 4 5] _ => 6) }
         },
     );
 }

@@ -38,22 +38,7 @@ pub unsafe fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
     drive_i8(qa, &w, c, g, MAX_MR, |_, a, rows, panel, acc| {
         // SAFETY: `a` holds `rows` rows of `kp` bytes, `panel` holds `kp·NR` bytes and `acc`
         // `rows·NR` sums (slices built by `drive_i8`); the CPU features are this function's.
-        unsafe {
-            match rows {
-                1 => tile::<1>(a, kp, panel, acc),
-                2 => tile::<2>(a, kp, panel, acc),
-                3 => tile::<3>(a, kp, panel, acc),
-                4 => tile::<4>(a, kp, panel, acc),
-                5 => tile::<5>(a, kp, panel, acc),
-                6 => tile::<6>(a, kp, panel, acc),
-                7 => tile::<7>(a, kp, panel, acc),
-                8 => tile::<8>(a, kp, panel, acc),
-                9 => tile::<9>(a, kp, panel, acc),
-                10 => tile::<10>(a, kp, panel, acc),
-                11 => tile::<11>(a, kp, panel, acc),
-                _ => tile::<12>(a, kp, panel, acc),
-            }
-        }
+        unsafe { by_rows!(rows, tile, (a, kp, panel, acc), [1 2 3 4 5 6 7 8 9 10 11] _ => 12) }
     });
 }
 
@@ -121,14 +106,7 @@ pub unsafe fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) 
         while i < g.m {
             let rows = (g.m - i).min(4);
             // SAFETY: rows `i..i+rows` exist in `a` and `c` (checked by `check_q4`).
-            unsafe {
-                match rows {
-                    1 => rows_q4::<1>(a, &w, c, g, i, panel),
-                    2 => rows_q4::<2>(a, &w, c, g, i, panel),
-                    3 => rows_q4::<3>(a, &w, c, g, i, panel),
-                    _ => rows_q4::<4>(a, &w, c, g, i, panel),
-                }
-            }
+            unsafe { by_rows!(rows, rows_q4, (a, &w, c, g, i, panel), [1 2 3] _ => 4) }
             i += rows;
         }
     }
@@ -311,18 +289,7 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
         |c, rows, t| {
             // SAFETY: rows `i..i+rows` and depths `pc..pc+kb` exist in `a`, columns
             // `col0..col0+cols` of those rows in `c` (`check_q4`); the block holds `kb` rows.
-            unsafe {
-                match rows {
-                    1 => f32_tile::<1>(a, &block, c, g, t),
-                    2 => f32_tile::<2>(a, &block, c, g, t),
-                    3 => f32_tile::<3>(a, &block, c, g, t),
-                    4 => f32_tile::<4>(a, &block, c, g, t),
-                    5 => f32_tile::<5>(a, &block, c, g, t),
-                    6 => f32_tile::<6>(a, &block, c, g, t),
-                    7 => f32_tile::<7>(a, &block, c, g, t),
-                    _ => f32_tile::<8>(a, &block, c, g, t),
-                }
-            }
+            unsafe { by_rows!(rows, f32_tile, (a, &block, c, g, t), [1 2 3 4 5 6 7] _ => 8) }
         },
     );
 }
