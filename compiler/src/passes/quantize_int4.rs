@@ -13,15 +13,14 @@
 //! After: `e = QGather{rows, cols, bits=4, group}(T.q4rows: u8[..], ids)`.
 //! Runs after `fuse_linear_activation` and before `pack_linear_weights`.
 use super::Pass;
-use super::quantize_int8::{blob, embedding_table, replace_node};
+use super::quantize_int8::{PackedConstants, embedding_table, float_linear, replace_node};
 use crate::error::{Error, Result};
-use crate::ir::{Data, Graph, ValueId};
+use crate::ir::Graph;
 use crate::ops::Op;
 use crate::ops::q4linear::{self, Q4Linear};
 use crate::ops::qgather::{self, QGather};
 use crate::quantize::QuantOptions;
 use crate::target::QuantTiling;
-use std::collections::BTreeMap;
 
 /// Narrower tables are stored as int8 rows.
 pub const MIN_INT4_TABLE_COLS: usize = 16;
@@ -38,7 +37,7 @@ impl Pass for QuantizeInt4 {
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
         let (group, f16) = (self.options.group, self.options.f16_scales);
-        let mut blobs: BTreeMap<ValueId, ValueId> = BTreeMap::new();
+        let mut packed = PackedConstants::default();
         let mut changed = false;
         let order = graph
             .topo_order()
@@ -48,7 +47,7 @@ impl Pass for QuantizeInt4 {
             if self.options.kept(&node.name).is_some() {
                 continue;
             }
-            if let Some((rows, cols, table)) = embedding_table(graph, id) {
+            if let Some((rows, cols)) = embedding_table(graph, id) {
                 let int4 = cols >= MIN_INT4_TABLE_COLS;
                 let op = QGather {
                     rows,
@@ -58,32 +57,17 @@ impl Pass for QuantizeInt4 {
                     f16_scales: int4 && f16,
                 };
                 let (t, ids) = (node.inputs[0], node.inputs[1]);
-                let packed = match blobs.get(&t) {
-                    Some(&v) => v,
-                    None => {
-                        let bytes = qgather::pack_table(&op, table);
-                        let suffix = if int4 { "q4rows" } else { "q8rows" };
-                        let name = format!("{}.{suffix}", graph.value(t).name);
-                        let v = graph.add_constant(name, blob(bytes)?);
-                        blobs.insert(t, v);
-                        v
-                    }
-                };
-                replace_node(graph, id, Op::QGather(op), vec![packed, ids], &[])?;
+                let suffix = if int4 { "q4rows" } else { "q8rows" };
+                let table =
+                    packed.get_or_pack(graph, t, suffix, |d| qgather::pack_table(&op, d))?;
+                replace_node(graph, id, Op::QGather(op), vec![table, ids], &[])?;
                 changed = true;
                 continue;
             }
-            let Op::Linear(l) = &node.op else { continue };
+            let Some(l) = float_linear(graph, id) else {
+                continue;
+            };
             let w = node.inputs[1];
-            if l.nr != 0 {
-                continue;
-            }
-            let Some(weight) = graph.constant(w) else {
-                continue;
-            };
-            let Data::F32(wdata) = &weight.data else {
-                continue;
-            };
             let nr = self.tiling.q4_nr;
             let op = Q4Linear {
                 k: l.k,
@@ -98,16 +82,10 @@ impl Pass for QuantizeInt4 {
                 kernel: self.tiling.kernel,
             };
             let mut inputs = node.inputs.clone();
-            inputs[1] = match blobs.get(&w) {
-                Some(&v) => v,
-                None => {
-                    let bytes = q4linear::pack_weight(wdata, l.k, l.n, group, nr, f16);
-                    let name = format!("{}.q4g{group}", graph.value(w).name);
-                    let v = graph.add_constant(name, blob(bytes)?);
-                    blobs.insert(w, v);
-                    v
-                }
-            };
+            let (k, n) = (l.k, l.n);
+            inputs[1] = packed.get_or_pack(graph, w, &format!("q4g{group}"), |d| {
+                q4linear::pack_weight(d, k, n, group, nr, f16)
+            })?;
             replace_node(graph, id, Op::Q4Linear(op), inputs, &[])?;
             changed = true;
         }

@@ -15,6 +15,7 @@ use super::Pass;
 use crate::error::{Error, Result};
 use crate::ir::{DType, Data, Graph, NodeId, Tensor, TensorType, ValueId};
 use crate::ops::Op;
+use crate::ops::linear::Linear;
 use crate::ops::qgather::{self, QGather};
 use crate::ops::qlinear::{self, ActQuant, QLinear};
 use crate::quantize::QuantOptions;
@@ -60,16 +61,60 @@ pub(crate) fn replace_node(
     Ok(())
 }
 
-/// A constant 2-D f32 table read by a `Gather` on axis 0, as `(rows, cols, data)`.
-pub(crate) fn embedding_table(graph: &Graph, id: NodeId) -> Option<(usize, usize, &[f32])> {
+/// A constant 2-D f32 table read by a `Gather` on axis 0, as `(rows, cols)`.
+pub(crate) fn embedding_table(graph: &Graph, id: NodeId) -> Option<(usize, usize)> {
     let node = graph.node(id);
     let Op::Gather(g) = &node.op else { return None };
     let t = graph.constant(node.inputs[0])?;
     if g.axis != 0 || t.ty.dtype != DType::F32 || t.ty.rank() != 2 {
         return None;
     }
-    let Data::F32(v) = &t.data else { return None };
-    Some((t.ty.shape[0], t.ty.shape[1], v.as_slice()))
+    let Data::F32(_) = &t.data else { return None };
+    Some((t.ty.shape[0], t.ty.shape[1]))
+}
+
+/// The float `Linear` node `id` still to be quantized: not yet packed (`nr == 0`), its weight
+/// an f32 constant.
+pub(crate) fn float_linear(graph: &Graph, id: NodeId) -> Option<&Linear> {
+    let node = graph.node(id);
+    let Op::Linear(l) = &node.op else { return None };
+    let weight = graph.constant(node.inputs[1])?;
+    match &weight.data {
+        Data::F32(_) if l.nr == 0 => Some(l),
+        _ => None,
+    }
+}
+
+/// The packed forms of f32 constants made by a quantization pass, each made once per source
+/// constant and shared by every node reading it.
+#[derive(Default)]
+pub(crate) struct PackedConstants(BTreeMap<ValueId, ValueId>);
+
+impl PackedConstants {
+    /// The u8 constant `<src name>.<suffix>` holding `pack(data of src)`, made on the first
+    /// call for `src`; `src` must be an f32 constant.
+    pub(crate) fn get_or_pack(
+        &mut self,
+        graph: &mut Graph,
+        src: ValueId,
+        suffix: &str,
+        pack: impl FnOnce(&[f32]) -> Vec<u8>,
+    ) -> Result<ValueId> {
+        if let Some(&v) = self.0.get(&src) {
+            return Ok(v);
+        }
+        let Some(Data::F32(data)) = graph.constant(src).map(|t| &t.data) else {
+            return Err(Error::Internal(format!(
+                "quantize: {} is not an f32 constant",
+                graph.value(src).name
+            )));
+        };
+        let bytes = pack(data);
+        let name = format!("{}.{suffix}", graph.value(src).name);
+        let v = graph.add_constant(name, blob(bytes)?);
+        self.0.insert(src, v);
+        Ok(v)
+    }
 }
 
 impl Pass for QuantizeInt8 {
@@ -78,7 +123,7 @@ impl Pass for QuantizeInt8 {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut blobs: BTreeMap<ValueId, ValueId> = BTreeMap::new();
+        let mut packed = PackedConstants::default();
         let mut changed = false;
         let order = graph
             .topo_order()
@@ -88,7 +133,7 @@ impl Pass for QuantizeInt8 {
             if self.options.kept(&node.name).is_some() {
                 continue;
             }
-            if let Some((rows, cols, table)) = embedding_table(graph, id) {
+            if let Some((rows, cols)) = embedding_table(graph, id) {
                 let op = QGather {
                     rows,
                     cols,
@@ -96,33 +141,17 @@ impl Pass for QuantizeInt8 {
                     group: cols,
                     f16_scales: false,
                 };
-                let t = node.inputs[0];
-                let ids = node.inputs[1];
-                let packed = match blobs.get(&t) {
-                    Some(&v) => v,
-                    None => {
-                        let bytes = qgather::pack_table(&op, table);
-                        let name = format!("{}.q8rows", graph.value(t).name);
-                        let v = graph.add_constant(name, blob(bytes)?);
-                        blobs.insert(t, v);
-                        v
-                    }
-                };
-                replace_node(graph, id, Op::QGather(op), vec![packed, ids], &[])?;
+                let (t, ids) = (node.inputs[0], node.inputs[1]);
+                let table =
+                    packed.get_or_pack(graph, t, "q8rows", |d| qgather::pack_table(&op, d))?;
+                replace_node(graph, id, Op::QGather(op), vec![table, ids], &[])?;
                 changed = true;
                 continue;
             }
-            let Op::Linear(l) = &node.op else { continue };
+            let Some(l) = float_linear(graph, id) else {
+                continue;
+            };
             let w = node.inputs[1];
-            if l.nr != 0 {
-                continue;
-            }
-            let Some(weight) = graph.constant(w) else {
-                continue;
-            };
-            let Data::F32(wdata) = &weight.data else {
-                continue;
-            };
             let nr = self.tiling.i8_nr;
             let op = QLinear {
                 k: l.k,
@@ -139,16 +168,9 @@ impl Pass for QuantizeInt8 {
                 kernel: self.tiling.kernel,
             };
             let mut inputs = node.inputs.clone();
-            inputs[1] = match blobs.get(&w) {
-                Some(&v) => v,
-                None => {
-                    let bytes = qlinear::pack_weight(wdata, l.k, l.n, nr);
-                    let name = format!("{}.q8", graph.value(w).name);
-                    let v = graph.add_constant(name, blob(bytes)?);
-                    blobs.insert(w, v);
-                    v
-                }
-            };
+            let (k, n) = (l.k, l.n);
+            inputs[1] =
+                packed.get_or_pack(graph, w, "q8", |d| qlinear::pack_weight(d, k, n, nr))?;
             replace_node(
                 graph,
                 id,

@@ -19,16 +19,7 @@ pub fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
     drive_i8(qa, &w, c, g, MAX_MR, |_, a, rows, panel, acc| {
         assert!(a.len() >= rows * kp && panel.len() >= kp * NR && acc.len() >= rows * NR);
         // SAFETY: lengths checked above; this module is compiled only with `dotprod`.
-        unsafe {
-            match rows {
-                1 => tile::<1>(a, kp, panel, acc),
-                2 => tile::<2>(a, kp, panel, acc),
-                3 => tile::<3>(a, kp, panel, acc),
-                4 => tile::<4>(a, kp, panel, acc),
-                5 => tile::<5>(a, kp, panel, acc),
-                _ => tile::<6>(a, kp, panel, acc),
-            }
-        }
+        unsafe { by_rows!(rows, tile, (a, kp, panel, acc), [1 2 3 4 5] _ => 6) }
     });
 }
 

@@ -36,6 +36,17 @@
 //! each group: `Σ_p a·(q - zp)·s = s·(Σ_p a·q - zp·Σ_p a)`; for 8 rows or more (prefill) the
 //! ISA variants dequantize 256-deep blocks of a panel to f32 once and run an f32 register
 //! tile over them.
+/// `by_rows!(rows, f, (args..), [1 2 ..] _ => last)`: calls the const-generic `f::<R>(args..)`
+/// for the run-time row count `rows`, `f::<last>` for any other count.
+macro_rules! by_rows {
+    ($rows:expr, $f:ident, $args:tt, [$($r:literal)*] _ => $last:literal) => {
+        match $rows {
+            $($r => $f::<$r> $args,)*
+            _ => $f::<$last> $args,
+        }
+    };
+}
+
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub mod aarch64_dotprod;
 #[cfg(target_arch = "aarch64")]
@@ -773,6 +784,53 @@ pub(crate) fn check_q4(a: &[f32], w: &Q4Weights<'_>, c: &[f32], g: &Gemm<'_>) {
     assert!(a.len() >= (g.m - 1) * g.lda + g.k, "gemm_q4 A too short");
     if let Some(bias) = g.bias {
         assert!(bias.len() >= g.n, "gemm_q4 bias too short");
+    }
+}
+
+/// One f32 register tile of the int4 blocked path: `(i0, pc, kb, col0, cols, first)` —
+/// rows `i0..`, depths `pc..pc+kb`, columns `col0..col0+cols`, and whether `C` is written
+/// (`first`) or accumulated into.
+pub(crate) type Q4Tile = (usize, usize, usize, usize, usize, bool);
+
+/// The loop nest shared by the int4 blocked (prefill) variants for the panel of columns
+/// `col0..col0+cols`: for each block of at most `kb_max` depths from `pc`,
+/// `dequant(gi, d, end, pc)` writes depths `d..end` (all in quantization group `gi`) of the
+/// block as f32, then `tile(c, rows, t)` multiplies `rows` rows of `A` (at most `block_mr`)
+/// by the block. With `k == 0` the panel of `C` is zeroed. Inlined, so closures defined in a
+/// `#[target_feature]` function keep its features.
+#[inline(always)]
+pub(crate) fn drive_q4_blocked(
+    c: &mut [f32],
+    g: &Gemm<'_>,
+    group: usize,
+    (col0, cols): (usize, usize),
+    (kb_max, block_mr): (usize, usize),
+    mut dequant: impl FnMut(usize, usize, usize, usize),
+    mut tile: impl FnMut(&mut [f32], usize, Q4Tile),
+) {
+    let k = g.k;
+    if k == 0 {
+        for i in 0..g.m {
+            c[i * g.ldc + col0..i * g.ldc + col0 + cols].fill(0.0);
+        }
+    }
+    let mut pc = 0;
+    while pc < k {
+        let kb = kb_max.min(k - pc);
+        let mut d = pc;
+        while d < pc + kb {
+            let gi = d / group;
+            let end = (pc + kb).min((gi + 1) * group);
+            dequant(gi, d, end, pc);
+            d = end;
+        }
+        let mut i = 0;
+        while i < g.m {
+            let rows = (g.m - i).min(block_mr);
+            tile(c, rows, (i, pc, kb, col0, cols, pc == 0));
+            i += rows;
+        }
+        pc += kb;
     }
 }
 

@@ -5,7 +5,9 @@
 //! saturate (`2·255·128` does not fit i16), so both operands are sign-extended to i16 and
 //! `vpmaddwd` sums pairs of products into i32 (`2·128·128` fits). Each block of rows of `A`
 //! is widened once into a stack buffer and read by every panel with 64-bit broadcasts.
-use super::{Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8, reference};
+use super::{
+    Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8, drive_q4_blocked, reference,
+};
 use crate::kernels::gemm::{Gemm, epilogue};
 use core::arch::x86_64::*;
 
@@ -68,16 +70,7 @@ pub unsafe fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
                 let a = &wide[ir * kp..(ir + rows) * kp];
                 // SAFETY: `a` holds `rows` widened rows of `kp`, `panel` `kp·NR` bytes and
                 // `acc` `rows·NR` sums; the CPU features are this function's.
-                unsafe {
-                    match rows {
-                        1 => tile::<1>(a, kp, panel, acc),
-                        2 => tile::<2>(a, kp, panel, acc),
-                        3 => tile::<3>(a, kp, panel, acc),
-                        4 => tile::<4>(a, kp, panel, acc),
-                        5 => tile::<5>(a, kp, panel, acc),
-                        _ => tile::<6>(a, kp, panel, acc),
-                    }
-                }
+                unsafe { by_rows!(rows, tile, (a, kp, panel, acc), [1 2 3 4 5] _ => 6) }
             },
         );
         ic += rows;
@@ -259,7 +252,7 @@ unsafe fn rows_q4<const R: usize, const U: usize>(
 #[target_feature(enable = "avx2,fma")]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, panel: usize) {
-    let (k, n) = (g.k, g.n);
+    let n = g.n;
     let bytes = w.panel(panel).as_ptr();
     let col0 = panel * Q4_NR;
     let cols = Q4_NR.min(n - col0);
@@ -267,18 +260,13 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
     let mut block = [0.0f32; KB * Q4_NR];
     let bp = block.as_mut_ptr();
     let (mut s, mut z) = ([0.0f32; Q4_NR], [0.0f32; Q4_NR]);
-    if k == 0 {
-        for i in 0..g.m {
-            c[i * g.ldc + col0..i * g.ldc + col0 + cols].fill(0.0);
-        }
-    }
-    let mut pc = 0;
-    while pc < k {
-        let kb = KB.min(k - pc);
-        let mut d = pc;
-        while d < pc + kb {
-            let gi = d / w.group;
-            let end = (pc + kb).min((gi + 1) * w.group);
+    drive_q4_blocked(
+        c,
+        g,
+        w.group,
+        (col0, cols),
+        (KB, BLOCK_MR),
+        |gi, d, end, pc| {
             w.group_params(gi, col0, &mut s, &mut z);
             // SAFETY: `s` and `z` hold 16 values; rows `d < k` of the panel are 8 bytes at
             // `8·d`; the block holds `KB` rows of 16 floats and `d - pc < KB`.
@@ -300,28 +288,13 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
                     _mm256_storeu_ps(out.add(8), _mm256_fmsub_ps(hi, sv[1], zs[1]));
                 }
             }
-            d = end;
-        }
-        let mut i = 0;
-        while i < g.m {
-            let rows = (g.m - i).min(BLOCK_MR);
-            let t = (i, pc, kb, col0, cols, pc == 0);
+        },
+        |c, rows, t| {
             // SAFETY: rows `i..i+rows` and depths `pc..pc+kb` exist in `a`, columns
             // `col0..col0+cols` of those rows in `c` (`check_q4`); the block holds `kb` rows.
-            unsafe {
-                match rows {
-                    1 => f32_tile::<1>(a, &block, c, g, t),
-                    2 => f32_tile::<2>(a, &block, c, g, t),
-                    3 => f32_tile::<3>(a, &block, c, g, t),
-                    4 => f32_tile::<4>(a, &block, c, g, t),
-                    5 => f32_tile::<5>(a, &block, c, g, t),
-                    _ => f32_tile::<6>(a, &block, c, g, t),
-                }
-            }
-            i += rows;
-        }
-        pc += kb;
-    }
+            unsafe { by_rows!(rows, f32_tile, (a, &block, c, g, t), [1 2 3 4 5] _ => 6) }
+        },
+    );
 }
 
 /// `C[i0..i0+R, col0..col0+cols] (=|+=) A[i0..i0+R, pc..pc+kb] · block[..kb]` for

@@ -5,7 +5,9 @@
 //! `vpdpbusd` multiplies unsigned by signed bytes. The weights are made unsigned in the
 //! register (`w ^ 0x80` = `w + 128`), so each sum is `Σ a·w + 128·Σ a`, exact in i32 for any
 //! i8 inputs; the row sum of `a` is subtracted afterwards.
-use super::{Q4Scales, Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8};
+use super::{
+    Q4Scales, Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8, drive_q4_blocked,
+};
 use crate::kernels::gemm::{Gemm, epilogue};
 use core::arch::x86_64::*;
 
@@ -36,22 +38,7 @@ pub unsafe fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
     drive_i8(qa, &w, c, g, MAX_MR, |_, a, rows, panel, acc| {
         // SAFETY: `a` holds `rows` rows of `kp` bytes, `panel` holds `kp·NR` bytes and `acc`
         // `rows·NR` sums (slices built by `drive_i8`); the CPU features are this function's.
-        unsafe {
-            match rows {
-                1 => tile::<1>(a, kp, panel, acc),
-                2 => tile::<2>(a, kp, panel, acc),
-                3 => tile::<3>(a, kp, panel, acc),
-                4 => tile::<4>(a, kp, panel, acc),
-                5 => tile::<5>(a, kp, panel, acc),
-                6 => tile::<6>(a, kp, panel, acc),
-                7 => tile::<7>(a, kp, panel, acc),
-                8 => tile::<8>(a, kp, panel, acc),
-                9 => tile::<9>(a, kp, panel, acc),
-                10 => tile::<10>(a, kp, panel, acc),
-                11 => tile::<11>(a, kp, panel, acc),
-                _ => tile::<12>(a, kp, panel, acc),
-            }
-        }
+        unsafe { by_rows!(rows, tile, (a, kp, panel, acc), [1 2 3 4 5 6 7 8 9 10 11] _ => 12) }
     });
 }
 
@@ -119,14 +106,7 @@ pub unsafe fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) 
         while i < g.m {
             let rows = (g.m - i).min(4);
             // SAFETY: rows `i..i+rows` exist in `a` and `c` (checked by `check_q4`).
-            unsafe {
-                match rows {
-                    1 => rows_q4::<1>(a, &w, c, g, i, panel),
-                    2 => rows_q4::<2>(a, &w, c, g, i, panel),
-                    3 => rows_q4::<3>(a, &w, c, g, i, panel),
-                    _ => rows_q4::<4>(a, &w, c, g, i, panel),
-                }
-            }
+            unsafe { by_rows!(rows, rows_q4, (a, &w, c, g, i, panel), [1 2 3] _ => 4) }
             i += rows;
         }
     }
@@ -255,25 +235,20 @@ unsafe fn rows_q4<const R: usize>(
 #[target_feature(enable = "avx512f")]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, panel: usize) {
-    let (k, n) = (g.k, g.n);
+    let n = g.n;
     let bytes = w.panel(panel).as_ptr();
     let col0 = panel * Q4_NR;
     let cols = Q4_NR.min(n - col0);
     let m15 = _mm512_set1_epi32(15);
     let mut block = [0.0f32; KB * Q4_NR];
     let bp = block.as_mut_ptr();
-    if k == 0 {
-        for i in 0..g.m {
-            c[i * g.ldc + col0..i * g.ldc + col0 + cols].fill(0.0);
-        }
-    }
-    let mut pc = 0;
-    while pc < k {
-        let kb = KB.min(k - pc);
-        let mut d = pc;
-        while d < pc + kb {
-            let gi = d / w.group;
-            let end = (pc + kb).min((gi + 1) * w.group);
+    drive_q4_blocked(
+        c,
+        g,
+        w.group,
+        (col0, cols),
+        (KB, BLOCK_MR),
+        |gi, d, end, pc| {
             let e = gi * w.n_pad + col0;
             // SAFETY: entries `e..e+32` of scales and zero points exist (`n_pad` is a multiple
             // of 32); rows `d < k` of the panel are 16 bytes at `16·d`; the block holds `KB`
@@ -310,30 +285,13 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
                     _mm512_storeu_ps(out.add(16), _mm512_fmsub_ps(hi, s[1], zs[1]));
                 }
             }
-            d = end;
-        }
-        let mut i = 0;
-        while i < g.m {
-            let rows = (g.m - i).min(BLOCK_MR);
-            let t = (i, pc, kb, col0, cols, pc == 0);
+        },
+        |c, rows, t| {
             // SAFETY: rows `i..i+rows` and depths `pc..pc+kb` exist in `a`, columns
             // `col0..col0+cols` of those rows in `c` (`check_q4`); the block holds `kb` rows.
-            unsafe {
-                match rows {
-                    1 => f32_tile::<1>(a, &block, c, g, t),
-                    2 => f32_tile::<2>(a, &block, c, g, t),
-                    3 => f32_tile::<3>(a, &block, c, g, t),
-                    4 => f32_tile::<4>(a, &block, c, g, t),
-                    5 => f32_tile::<5>(a, &block, c, g, t),
-                    6 => f32_tile::<6>(a, &block, c, g, t),
-                    7 => f32_tile::<7>(a, &block, c, g, t),
-                    _ => f32_tile::<8>(a, &block, c, g, t),
-                }
-            }
-            i += rows;
-        }
-        pc += kb;
-    }
+            unsafe { by_rows!(rows, f32_tile, (a, &block, c, g, t), [1 2 3 4 5 6 7] _ => 8) }
+        },
+    );
 }
 
 /// `C[i0..i0+R, col0..col0+cols] (=|+=) A[i0..i0+R, pc..pc+kb] · block[..kb]` for
