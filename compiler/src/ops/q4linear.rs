@@ -76,24 +76,14 @@ impl OpDef for Q4Linear {
         if inputs[1] != &w {
             return invalid!("weight blob is {}, expected {w}", inputs[1]);
         }
-        if self.bias && (inputs[2].dtype != DType::F32 || inputs[2].shape != [self.n]) {
-            return invalid!("bias is {}, expected f32[{}]", inputs[2], self.n);
-        }
-        let mut shape = x.shape.clone();
-        if let Some(last) = shape.last_mut() {
-            *last = self.n;
-        }
-        crate::ir::checked_numel(&shape)?;
-        Ok(vec![TensorType::new(DType::F32, shape)])
+        let output = util::linear_output(x, self.n, self.bias.then(|| inputs[2]))?;
+        Ok(vec![output])
     }
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
         let x = util::data::<f32>(inputs[0])?;
         let w = util::data::<u8>(inputs[1])?;
-        let bias = match inputs.get(2) {
-            Some(b) => Some(util::data::<f32>(b)?),
-            None => None,
-        };
+        let bias = util::optional_bias(inputs)?;
         let mut out = util::zeros(&outputs[0])?;
         let g = Gemm {
             m: self.rows(&inputs[0].ty),

@@ -101,9 +101,6 @@ impl OpDef for QLinear {
         if inputs[1] != &w {
             return invalid!("weight blob is {}, expected {w}", inputs[1]);
         }
-        if self.bias && (inputs[2].dtype != DType::F32 || inputs[2].shape != [self.n]) {
-            return invalid!("bias is {}, expected f32[{}]", inputs[2], self.n);
-        }
         if let ActQuant::Static {
             scale, zero_point, ..
         } = self.act_quant
@@ -117,17 +114,13 @@ impl OpDef for QLinear {
                 return invalid!("static activation scale {scale} / zero point {zero_point}");
             }
         }
-        let mut shape = x.shape.clone();
-        if let Some(last) = shape.last_mut() {
-            *last = self.n;
-        }
-        crate::ir::checked_numel(&shape)?;
+        let output = util::linear_output(x, self.n, self.bias.then(|| inputs[2]))?;
         let m = self.rows(x);
         let qa = m
             .checked_mul(qgemm::qa_stride(self.k))
             .ok_or_else(|| OpError::Invalid("activation scratch overflows".into()))?;
         Ok(vec![
-            TensorType::new(DType::F32, shape),
+            output,
             TensorType::new(DType::I8, vec![qa]),
             TensorType::new(DType::F32, vec![m]),
             TensorType::new(DType::I32, vec![m]),
@@ -137,10 +130,7 @@ impl OpDef for QLinear {
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
         let x = util::data::<f32>(inputs[0])?;
         let w = util::data::<u8>(inputs[1])?;
-        let bias = match inputs.get(2) {
-            Some(b) => Some(util::data::<f32>(b)?),
-            None => None,
-        };
+        let bias = util::optional_bias(inputs)?;
         let m = self.rows(&inputs[0].ty);
         let mut out = util::zeros(&outputs[0])?;
         let mut qa = util::zeros(&outputs[1])?;

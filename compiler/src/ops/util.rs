@@ -136,6 +136,31 @@ pub fn product(dims: &[usize]) -> usize {
     dims.iter().product()
 }
 
+/// A linear layer's output type: `x` with its last dim replaced by `n`, after checking the
+/// optional bias is `f32[n]`.
+pub fn linear_output(
+    x: &TensorType,
+    n: usize,
+    bias: Option<&TensorType>,
+) -> Result<TensorType, OpError> {
+    if let Some(bias) = bias
+        && (bias.dtype != DType::F32 || bias.shape != [n])
+    {
+        return invalid!("bias is {bias}, expected f32[{n}]");
+    }
+    let mut shape = x.shape.clone();
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    crate::ir::checked_numel(&shape)?;
+    Ok(TensorType::new(DType::F32, shape))
+}
+
+/// A linear layer's optional bias (its third input).
+pub fn optional_bias<'a>(inputs: &[&'a Tensor]) -> Result<Option<&'a [f32]>, OpError> {
+    inputs.get(2).map(|b| data::<f32>(b)).transpose()
+}
+
 /// Zero-filled output tensor of a type.
 pub fn zeros(ty: &TensorType) -> Result<Tensor, OpError> {
     Tensor::zeros(ty.clone())
