@@ -323,43 +323,34 @@ fn deeply_nested_subgraphs_hit_the_decoder_depth_limit() {
 #[test]
 fn unsupported_and_mismatched_dtypes() {
     let d = dir();
+    // `y = x + w` for an initializer `w` of two elements.
+    let add_with = |w| {
+        model(
+            vec![node("add", "Add", &["x", "w"], &["y"])],
+            vec![w],
+            vec![value_info("x", &[Ok(2)])],
+            &["y"],
+        )
+    };
     let mut w = tensor("w", &[2], vec![]);
     w.data_type = 8;
     w.string_data = vec![b"a".to_vec(), b"b".to_vec()];
-    let m = model(
-        vec![node("add", "Add", &["x", "w"], &["y"])],
-        vec![w],
-        vec![value_info("x", &[Ok(2)])],
-        &["y"],
-    );
     expect_error(
-        &write(&d, "string.onnx", &m),
+        &write(&d, "string.onnx", &add_with(w)),
         &[],
         &["initializer `w`", "string tensors are not supported"],
     );
     let mut w = tensor("w", &[2], vec![0; 8]);
     w.data_type = 99;
-    let m = model(
-        vec![node("add", "Add", &["x", "w"], &["y"])],
-        vec![w],
-        vec![value_info("x", &[Ok(2)])],
-        &["y"],
-    );
     expect_error(
-        &write(&d, "dtype99.onnx", &m),
+        &write(&d, "dtype99.onnx", &add_with(w)),
         &[],
         &["initializer `w`", "unknown ONNX element type 99"],
     );
     let mut w = tensor("w", &[2], vec![0; 16]);
     w.data_type = 7;
-    let m = model(
-        vec![node("add", "Add", &["x", "w"], &["y"])],
-        vec![w],
-        vec![value_info("x", &[Ok(2)])],
-        &["y"],
-    );
     expect_error(
-        &write(&d, "mixed.onnx", &m),
+        &write(&d, "mixed.onnx", &add_with(w)),
         &[],
         &[
             "node `add` (Add, opset 17)",

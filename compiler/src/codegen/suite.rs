@@ -2,16 +2,14 @@
 //! host runner that runs every module on the inputs it finds. Test harnesses (the ONNX
 //! conformance suite) use it so a thousand small models cost one rustc invocation, not a
 //! thousand.
-use super::{GeneratedCrate, GeneratedModule, Io, naming};
+use super::runner::{IoGlue, runner_crate};
+use super::{GeneratedCrate, GeneratedModule, naming};
 use crate::error::Result;
 use crate::ir::Graph;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::quote;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-const MAIN: &str = include_str!("../../../templates/runner/main.rs");
-const CARGO: &str = include_str!("../../../templates/runner/Cargo.toml.in");
 
 /// One model of a suite: its module identifier, graph and emitted module.
 pub struct SuiteModel<'a> {
@@ -79,33 +77,14 @@ pub fn emit_crate(
 /// The body of `fn <module>(input_dir, output_dir)`: read the inputs, run once, write the
 /// outputs.
 fn model_fn(module: &str, graph: &Graph) -> TokenStream {
-    let io = Io::new(graph);
     let m = Ident::new(module, Span::call_site());
-    let mut reads = Vec::new();
-    let mut in_fields = Vec::new();
-    for (k, &v) in graph.inputs.iter().enumerate() {
-        let f = Ident::new(&io.input_fields[k], Span::call_site());
-        let len = format_ident!("{}_LEN", io.input_fields[k].to_ascii_uppercase());
-        let t = Ident::new(graph.ty(v).dtype.rust_api(), Span::call_site());
-        let kk = Literal::usize_unsuffixed(k);
-        reads.push(quote!(let #f: Box<[#t; model::#m::#len]> = crate::read(input_dir, #kk)?;));
-        in_fields.push(quote!(#f: &#f,));
-    }
-    if graph.inputs.is_empty() {
-        in_fields.push(quote!(none: core::marker::PhantomData,));
-    }
-    let mut allocs = Vec::new();
-    let mut out_fields = Vec::new();
-    let mut writes = Vec::new();
-    for (k, &v) in graph.outputs.iter().enumerate() {
-        let f = Ident::new(&io.output_fields[k], Span::call_site());
-        let len = format_ident!("{}_LEN", io.output_fields[k].to_ascii_uppercase());
-        let t = Ident::new(graph.ty(v).dtype.rust_api(), Span::call_site());
-        let kk = Literal::usize_unsuffixed(k);
-        allocs.push(quote!(let mut #f: Box<[#t; model::#m::#len]> = crate::zeroed();));
-        out_fields.push(quote!(#f: &mut #f,));
-        writes.push(quote!(crate::write(output_dir, #kk, &outputs.#f[..])?;));
-    }
+    let IoGlue {
+        reads,
+        allocs,
+        in_fields,
+        out_fields,
+        writes,
+    } = IoGlue::new(graph, &quote!(model::#m));
     quote! {
         fn #m(input_dir: &Path, output_dir: &Path) -> Result<(), String> {
             #(#reads)*
@@ -173,19 +152,5 @@ pub fn emit_runner(
             Ok(())
         }
     };
-    let glue = super::format_file(glue, &[])?;
-    let runner_name = format!("{crate_name}-runner");
-    let cargo = CARGO
-        .replace("{{crate_name}}", crate_name)
-        .replace("{{runner_name}}", &runner_name)
-        .replace("{{model_path}}", suite_path)
-        .replace("{{runtime_path}}", runtime_path);
-    let mut files = BTreeMap::new();
-    files.insert(PathBuf::from("Cargo.toml"), cargo.into_bytes());
-    files.insert(PathBuf::from("src/main.rs"), MAIN.as_bytes().to_vec());
-    files.insert(PathBuf::from("src/glue.rs"), glue.into_bytes());
-    Ok(GeneratedCrate {
-        name: runner_name,
-        files,
-    })
+    runner_crate(crate_name, suite_path, runtime_path, glue)
 }

@@ -51,65 +51,46 @@ mod tests {
     use crate::ops::reshape::Reshape;
     use crate::ops::unary::{Unary, UnaryKind};
 
-    #[test]
-    fn collapses_chains_and_drops_identity_reshapes() {
+    /// `x: f32[2,3]` through one Reshape per entry of `shapes` (named a, b, c, ..) into a
+    /// Neg `y`, after the pass and dead-node elimination, printed.
+    fn simplified(shapes: &[&[usize]]) -> String {
         let mut g = Graph::new(17);
-        let x = g.add_value("x", TensorType::new(DType::F32, vec![2, 3]));
-        g.inputs.push(x);
-        let r = |shape: Vec<usize>| Op::Reshape(Reshape { shape });
-        let (_, a) = g
-            .add_node("a", "Reshape", r(vec![6]), vec![x], &["a".into()])
-            .unwrap();
-        let (_, b) = g
-            .add_node("b", "Reshape", r(vec![3, 2]), vec![a[0]], &["b".into()])
-            .unwrap();
-        let (_, c) = g
-            .add_node("c", "Reshape", r(vec![3, 2]), vec![b[0]], &["c".into()])
-            .unwrap();
+        let mut v = g.add_value("x", TensorType::new(DType::F32, vec![2, 3]));
+        g.inputs.push(v);
+        for (name, shape) in ["a", "b", "c", "d"].iter().zip(shapes) {
+            let op = Op::Reshape(Reshape {
+                shape: shape.to_vec(),
+            });
+            v = g
+                .add_node(*name, "Reshape", op, vec![v], &[(*name).into()])
+                .unwrap()
+                .1[0];
+        }
         let neg = Op::Unary(Unary {
             kind: UnaryKind::Neg,
         });
-        let (_, y) = g
-            .add_node("y", "Neg", neg, vec![c[0]], &["y".into()])
-            .unwrap();
+        let (_, y) = g.add_node("y", "Neg", neg, vec![v], &["y".into()]).unwrap();
         g.outputs.push(y[0]);
         assert!(SimplifyReshapes.run(&mut g).unwrap());
         crate::passes::eliminate_dead_nodes::EliminateDeadNodes
             .run(&mut g)
             .unwrap();
         crate::ir::verify::verify(&g).unwrap();
+        print(&g).unwrap()
+    }
+
+    #[test]
+    fn collapses_chains_and_drops_identity_reshapes() {
         assert_eq!(
-            print(&g).unwrap(),
+            simplified(&[&[6], &[3, 2], &[3, 2]]),
             "graph(%x: f32[2,3]) -> (%y)\n  c: %c: f32[3,2] = Reshape{shape=[3, 2]}(%x)\n  y: %y: f32[3,2] = Unary{kind=Neg}(%c)\n"
         );
     }
 
     #[test]
     fn a_round_trip_reshape_disappears() {
-        let mut g = Graph::new(17);
-        let x = g.add_value("x", TensorType::new(DType::F32, vec![2, 3]));
-        g.inputs.push(x);
-        let r = |shape: Vec<usize>| Op::Reshape(Reshape { shape });
-        let (_, a) = g
-            .add_node("a", "Reshape", r(vec![6]), vec![x], &["a".into()])
-            .unwrap();
-        let (_, b) = g
-            .add_node("b", "Reshape", r(vec![2, 3]), vec![a[0]], &["b".into()])
-            .unwrap();
-        let neg = Op::Unary(Unary {
-            kind: UnaryKind::Neg,
-        });
-        let (_, y) = g
-            .add_node("y", "Neg", neg, vec![b[0]], &["y".into()])
-            .unwrap();
-        g.outputs.push(y[0]);
-        assert!(SimplifyReshapes.run(&mut g).unwrap());
-        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
-            .run(&mut g)
-            .unwrap();
-        crate::ir::verify::verify(&g).unwrap();
         assert_eq!(
-            print(&g).unwrap(),
+            simplified(&[&[6], &[2, 3]]),
             "graph(%x: f32[2,3]) -> (%y)\n  y: %y: f32[2,3] = Unary{kind=Neg}(%x)\n"
         );
     }
