@@ -794,10 +794,21 @@ fn build_and_run(ready: &[(usize, Prepared)], paths: &Paths) -> Vec<Result<(), S
         }
     }
     let _ = std::fs::create_dir_all(&out_dir);
-    let status = Command::new(&binary).arg(&in_dir).arg(&out_dir).output();
-    if let Err(e) = &status {
-        return vec![Err(format!("cannot run {}: {e}", binary.display())); ready.len()];
-    }
+    let run = match Command::new(&binary).arg(&in_dir).arg(&out_dir).output() {
+        Ok(run) => run,
+        Err(e) => return vec![Err(format!("cannot run {}: {e}", binary.display())); ready.len()],
+    };
+    // The runner catches panics per model; a run that did not exit cleanly (a signal, a stack
+    // overflow) leaves the remaining models without outputs, so say why next to each of them.
+    let died = (!run.status.success()).then(|| {
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        format!(
+            "the suite runner exited with {} before writing this output (stderr ends: {})",
+            run.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        )
+    });
     for (i, (_, p)) in ready.iter().enumerate() {
         if excluded.contains(&p.module) {
             continue;
@@ -816,8 +827,10 @@ fn build_and_run(ready: &[(usize, Prepared)], paths: &Paths) -> Vec<Result<(), S
                 .map(|(k, &v)| {
                     let ty = p.graph.ty(v).clone();
                     let path = dir.join(format!("{k}.bin"));
-                    let bytes =
-                        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let bytes = std::fs::read(&path).map_err(|e| match &died {
+                        Some(why) => format!("{}: {e}; {why}", path.display()),
+                        None => format!("{}: {e}", path.display()),
+                    })?;
                     if bytes.len() != ty.size_bytes() {
                         return Err(format!("output {k}: {} bytes written", bytes.len()));
                     }
