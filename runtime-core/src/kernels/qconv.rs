@@ -70,7 +70,7 @@ pub struct QConv<'a> {
     pub in_channels: usize,
     pub out_channels: usize,
     pub group: usize,
-    pub win: Window<'a>,
+    pub win: &'a Window<'a>,
     /// Panel width the weight blob was packed for.
     pub nr: usize,
     /// Output positions per im2col block ([`block_rows`]).
@@ -112,7 +112,7 @@ pub fn qconv(
     s: Scratch<'_>,
     p: &QConv<'_>,
 ) {
-    let win = &p.win;
+    let win = p.win;
     let (in_size, out_size, ksize) = (product(win.input), product(win.output), product(win.kernel));
     let (c_in, m_out, group) = (p.in_channels, p.out_channels, p.group);
     assert!(
@@ -472,7 +472,7 @@ mod tests {
                         in_channels: cs.c,
                         out_channels: cs.m,
                         group: cs.group,
-                        win,
+                        win: &win,
                         nr,
                         rows,
                         tiles: Tiles {
