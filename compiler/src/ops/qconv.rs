@@ -20,7 +20,11 @@ pub enum QConvInput {
     /// `x: f32`, quantized per tensor to uint8 at run time (ONNX `DynamicQuantizeLinear`).
     Dynamic,
     /// `x` already quantized: `u8` (uint8) or int8, with this scale and zero point.
-    Quantized { scale: f32, zero_point: i32, u8: bool },
+    Quantized {
+        scale: f32,
+        zero_point: i32,
+        u8: bool,
+    },
 }
 
 /// The result.
@@ -479,7 +483,9 @@ mod tests {
         let (c, m, g) = (4, 4, 2);
         let xq: Vec<u8> = (0..c * 5 * 4).map(|i| (i * 37 % 256) as u8).collect();
         let kg = c / g * 9;
-        let wq: Vec<i8> = (0..m * kg).map(|i| (i as i32 * 53 % 255 - 127) as i8).collect();
+        let wq: Vec<i8> = (0..m * kg)
+            .map(|i| (i as i32 * 53 % 255 - 127) as i8)
+            .collect();
         let (sx, zx) = (0.02f32, 120);
         let sw = [0.5f32, 0.25, 0.125, 1.0];
         let bias = vec![0.5f32, -1.0, 2.0, 0.0];
@@ -515,9 +521,14 @@ mod tests {
         let wf = Tensor::from_f32s(vec![m, c / g, 3, 3], wf).unwrap();
         let cty = conv.infer(&[&xf.ty, &wf.ty, &b.ty]).unwrap();
         assert_eq!(cty[0], ty[0]);
-        let want = conv.eval(&[&xf, &wf, &b], &cty).unwrap()[0].data.to_f64_vec();
+        let want = conv.eval(&[&xf, &wf, &b], &cty).unwrap()[0]
+            .data
+            .to_f64_vec();
         for (a, e) in got.iter().zip(&want) {
-            assert!((a - e).abs() <= 1e-4 * e.abs().max(1.0), "{got:?} vs {want:?}");
+            assert!(
+                (a - e).abs() <= 1e-4 * e.abs().max(1.0),
+                "{got:?} vs {want:?}"
+            );
         }
     }
 
