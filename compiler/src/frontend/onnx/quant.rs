@@ -292,7 +292,19 @@ pub(super) fn blob(c: &mut NodeCtx<'_>, bytes: Vec<u8>) -> Result<ValueId, OpErr
 pub(super) fn fused<'a>(c: &mut NodeCtx<'a>, f: &'a Fused) -> Result<Vec<ValueId>, OpError> {
     match f {
         Fused::MatMul(f) => fused_matmul(c, f),
-        Fused::Conv(f) => fused_conv(c, f),
+        Fused::Conv(f) if f.conv.op_type == c.proto.op_type => fused_conv(c, f),
+        // Anchored at the Mul/Add after a ConvInteger: name the convolution too.
+        Fused::Conv(f) => {
+            let conv = if f.conv.name.is_empty() {
+                f.conv.op_type.clone()
+            } else {
+                format!("{} `{}`", f.conv.op_type, f.conv.name)
+            };
+            fused_conv(c, f).map_err(|e| match e {
+                OpError::Invalid(r) => OpError::Invalid(format!("{conv}: {r}")),
+                OpError::Unsupported(r) => OpError::Unsupported(format!("{conv}: {r}")),
+            })
+        }
     }
 }
 

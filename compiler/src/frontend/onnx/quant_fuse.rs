@@ -479,6 +479,12 @@ fn conv_weight(
             ));
         }
     };
+    if let Some(z) = zero_point.and_then(|z| v.konst(z))
+        && z.ty.numel() != 1
+        && z.ty.numel() != m
+    {
+        return Err(format!("weight zero point {} for {m} output channels", z.ty));
+    }
     v.zero(zero_point)?;
     let scale = v
         .konst(scale.ok_or("no weight scale")?)
