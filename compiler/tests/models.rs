@@ -201,7 +201,7 @@ fn pre_quantized_fixtures_stay_integer() {
 /// The `ort_conv_*` fixtures (a conv net through `quantize_dynamic`, QDQ `quantize_static`
 /// with uint8 and int8 activations, and QOperator `QLinearConv`) keep every convolution
 /// integer: four `QConv`, no float `Conv`, and no build-report note about a convolution;
-/// `QLinearConv` chains stay uint8 between layers (requantized inside the kernel).
+/// `QLinearConv` and QDQ chains stay uint8/int8 between layers (requantized in the kernel).
 #[test]
 fn pre_quantized_convolutions_stay_integer() {
     use slm_aot::ir::DType;
@@ -223,7 +223,9 @@ fn pre_quantized_convolutions_stay_integer() {
                     integer.push(q.group);
                     let out = g.ty(node.outputs[0]).dtype;
                     if let QConvOutput::Quantized { .. } = q.output {
-                        assert_eq!(out, DType::U8, "{}: {}", fx.name, node.name);
+                        let int8 = fx.name.ends_with("_s8");
+                        let want = if int8 { DType::I8 } else { DType::U8 };
+                        assert_eq!(out, want, "{}: {}", fx.name, node.name);
                         requantized += 1;
                     }
                     let dynamic = q.input == QConvInput::Dynamic;
@@ -241,7 +243,8 @@ fn pre_quantized_convolutions_stay_integer() {
         // The net's four convolutions: plain, depthwise (8 groups), pointwise, grouped 1-D.
         assert_eq!(integer, [1, 8, 1, 2], "{}", fx.name);
         assert!(float.is_empty(), "{}: float Conv {float:?}", fx.name);
-        let expect_requantized = if fx.name == "ort_conv_qop" { 4 } else { 0 };
+        // QLinearConv, and QDQ's QuantizeLinear after each Conv, requantize in the kernel.
+        let expect_requantized = if fx.name == "ort_conv_dynamic" { 0 } else { 4 };
         assert_eq!(requantized, expect_requantized, "{}", fx.name);
         assert!(
             !notes

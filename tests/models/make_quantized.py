@@ -272,10 +272,11 @@ def make_conv_fixtures(tmp):
                                "and only the final DequantizeLinear is float")
         else:
             atol, why = round(1.01 * y_scale, 6), (
-                "ORT runs the QDQ graph as float Conv of dequantized operands; the kernel's "
-                "exact integer sum times x_scale*w_scale can differ by an ulp and flip one "
-                "QuantizeLinear rounding; the output is DequantizeLinear(QuantizeLinear(y)), "
-                "so that reaches it as one step of y_scale = "
+                "ORT runs the QDQ graph as float Conv of dequantized operands, then "
+                "QuantizeLinear; the kernel requantizes the exact integer sum with one "
+                "multiplier x_scale*w_scale/y_scale, which can round a value within an ulp of "
+                "a tie the other way; the output is DequantizeLinear(QuantizeLinear(y)), so "
+                "that reaches it as one step of y_scale = "
                 f"{y_scale:.3g} (seen: 0)")
         save(name, out, "conv_net", f"conv net through onnxruntime quantize_static {desc}, "
              "per-channel int8 weights", atol, why, feeds)

@@ -13,7 +13,8 @@
 //!
 //! - Convolutions become `QConv` (int8 weights packed per group at build time): QDQ
 //!   `Conv(DQ(xq, s, z), DQ(W: int8 const, per tensor or per output channel, zero point 0),
-//!   bias?)` reads the integer `xq`; dynamic `DynamicQuantizeLinear(x)` → `ConvInteger` →
+//!   bias?)` reads the integer `xq` (and a `QuantizeLinear` that is its only reader folds in
+//!   as a requantization, so QDQ conv chains stay integer); dynamic `DynamicQuantizeLinear(x)` → `ConvInteger` →
 //!   `Cast` → `Mul(x_scale · w_scale)` (→ `Add(bias)`) reads `x`; `QLinearConv(xq, …)` reads
 //!   `xq` and requantizes to its output scale and zero point inside the kernel.
 //!
@@ -483,7 +484,10 @@ fn conv_weight(
         && z.ty.numel() != 1
         && z.ty.numel() != m
     {
-        return Err(format!("weight zero point {} for {m} output channels", z.ty));
+        return Err(format!(
+            "weight zero point {} for {m} output channels",
+            z.ty
+        ));
     }
     v.zero(zero_point)?;
     let scale = v
@@ -565,6 +569,50 @@ fn qdq_conv(v: &View<'_>, i: usize) -> Result<ConvFusion, String> {
             .map_or(ConvBias::None, |b| ConvBias::Input(b.to_string())),
         requant: None,
     })
+}
+
+/// QDQ `Q(Conv(DQ(xq, sx, zx), DQ(W, sw), DQ(b: int32, sx·sw)?), sy, zy)`: the QuantizeLinear
+/// that is the convolution's only reader folds into the kernel as a requantization (as
+/// `QLinearConv`), so the layer reads and writes integers. Returns the Q node (the new
+/// anchor) and turns `f` into the requantizing form; `None` (and `f` unchanged) when the
+/// output or the bias does not have that form.
+fn qdq_requant(v: &View<'_>, i: usize, f: &mut ConvFusion, outputs: &[&str]) -> Option<usize> {
+    let y = v.nodes.get(i)?.output.first()?.as_str();
+    let &[q] = v.consumers.get(y)?.as_slice() else {
+        return None;
+    };
+    let qn = v.nodes.get(q)?;
+    if outputs.contains(&y) || qn.op_type != "QuantizeLinear" || !qn.domain.is_empty() {
+        return None;
+    }
+    let (sy, zy, y_u8) = act_params(v, v.input(q, 1), v.input(q, 2)).ok()?;
+    let ConvAct::Quantized { scale: sx, .. } = f.act else {
+        return None;
+    };
+    let m = f.scales.len();
+    let bias = match &f.bias {
+        ConvBias::None => ConvBias::None,
+        ConvBias::Input(b) => {
+            // DQ(int32 [M], scale sx·sw[m] per channel or one value, zero point 0).
+            let (d, _) = v.from(b, "DequantizeLinear")?;
+            let t = v.konst(v.input(d, 0)?)?;
+            let Data::I32(q) = &t.data else { return None };
+            let scale = v.konst(v.input(d, 1)?)?;
+            let bs = column_scales(&scale, m).ok()?;
+            v.zero(v.input(d, 2)).ok()?;
+            let fits = q.len() == m && bs.iter().zip(&f.scales).all(|(&b, &w)| b == sx * w);
+            if !fits {
+                return None;
+            }
+            ConvBias::Int(q.clone())
+        }
+        ConvBias::Add(_) | ConvBias::Int(_) => return None,
+    };
+    let multipliers = f.scales.iter().map(|&w| sx * w / sy).collect();
+    f.requant = Some((multipliers, zy, y_u8));
+    f.scales = vec![1.0; m];
+    f.bias = bias;
+    Some(q)
 }
 
 /// `QLinearConv(xq, sx, zx, W, sw, 0, sy, zy, B?)` requantized inside the kernel.
@@ -796,7 +844,12 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
         };
         match found_conv {
             Ok(Some(mut f)) => {
+                let requant = match n.op_type.as_str() {
+                    "Conv" => qdq_requant(&v, i, &mut f, &outputs),
+                    _ => None,
+                };
                 let anchor = match conv_bias_add(&v, i, &outputs) {
+                    _ if requant.is_some() => requant.unwrap_or(i),
                     Some((add, bias)) if f.bias == ConvBias::None && f.requant.is_none() => {
                         f.bias = ConvBias::Add(bias);
                         add
