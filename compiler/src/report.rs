@@ -129,6 +129,10 @@ pub fn quantization_report(
                 crate::ops::linear::epilogue(l.bias, l.activation)
             ),
             Op::QGather(g) => format!("int{} table {}x{}", g.bits, g.rows, g.cols),
+            Op::QConv(c) => format!(
+                "int8 conv kernel {:?} group {} -> {} channels, {} nr={}",
+                c.geometry.kernel, c.group, c.out_channels, c.kernel, c.nr
+            ),
             _ => continue,
         };
         layers.push(format!("    {}: {line}", node.name));

@@ -132,7 +132,9 @@ fn pre_quantized_fixtures_stay_integer() {
             .weight_bytes
     };
     let mut seen = 0;
-    for fx in fixtures.iter().filter(|f| f.name.starts_with("ort_")) {
+    let matmul_fixture =
+        |f: &&common::Fixture| f.name.starts_with("ort_") && !f.name.starts_with("ort_conv_");
+    for fx in fixtures.iter().filter(matmul_fixture) {
         seen += 1;
         let built = pipeline::compile(&fx.build_options()).expect("build");
         let g = &built.graph;
@@ -194,4 +196,63 @@ fn pre_quantized_fixtures_stay_integer() {
         }
     }
     assert!(seen >= 7, "expected the seven ort_* fixtures, found {seen}");
+}
+
+/// The `ort_conv_*` fixtures (a conv net through `quantize_dynamic`, QDQ `quantize_static`
+/// with uint8 and int8 activations, and QOperator `QLinearConv`) keep every convolution
+/// integer: four `QConv`, no float `Conv`, and no build-report note about a convolution;
+/// `QLinearConv` and QDQ chains stay uint8/int8 between layers (requantized in the kernel).
+#[test]
+fn pre_quantized_convolutions_stay_integer() {
+    use slm_aot::ir::DType;
+    use slm_aot::ops::Op;
+    use slm_aot::ops::qconv::{QConvInput, QConvOutput};
+    let mut seen = 0;
+    for fx in common::fixtures()
+        .iter()
+        .filter(|f| f.name.starts_with("ort_conv_"))
+    {
+        seen += 1;
+        let built = pipeline::compile(&fx.build_options()).expect("build");
+        let g = &built.graph;
+        let (mut integer, mut float, mut requantized) = (Vec::new(), Vec::new(), 0);
+        for id in g.node_ids() {
+            let node = g.node(id);
+            match &node.op {
+                Op::QConv(q) => {
+                    integer.push(q.group);
+                    let out = g.ty(node.outputs[0]).dtype;
+                    if let QConvOutput::Quantized { .. } = q.output {
+                        let int8 = fx.name.ends_with("_s8");
+                        let want = if int8 { DType::I8 } else { DType::U8 };
+                        assert_eq!(out, want, "{}: {}", fx.name, node.name);
+                        requantized += 1;
+                    }
+                    let dynamic = q.input == QConvInput::Dynamic;
+                    assert_eq!(dynamic, fx.name == "ort_conv_dynamic", "{}", fx.name);
+                }
+                Op::Conv(_) => float.push(node.name.clone()),
+                _ => {}
+            }
+        }
+        let notes = &built.source.float_notes;
+        println!(
+            "{:<20} QConv groups {integer:?}, float Conv {float:?}, notes {notes:?}",
+            fx.name
+        );
+        // The net's four convolutions: plain, depthwise (8 groups), pointwise, grouped 1-D.
+        assert_eq!(integer, [1, 8, 1, 2], "{}", fx.name);
+        assert!(float.is_empty(), "{}: float Conv {float:?}", fx.name);
+        // QLinearConv, and QDQ's QuantizeLinear after each Conv, requantize in the kernel.
+        let expect_requantized = if fx.name == "ort_conv_dynamic" { 0 } else { 4 };
+        assert_eq!(requantized, expect_requantized, "{}", fx.name);
+        assert!(
+            !notes
+                .iter()
+                .any(|(n, why)| n.contains("Conv") || why.contains("Conv")),
+            "{}: the report still names a convolution: {notes:?}",
+            fx.name
+        );
+    }
+    assert_eq!(seen, 4, "expected the four ort_conv_* fixtures");
 }

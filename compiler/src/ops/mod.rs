@@ -31,6 +31,7 @@ pub mod matmul;
 pub mod pad;
 pub mod pool;
 pub mod q4linear;
+pub mod qconv;
 pub mod qgather;
 pub mod qlinear;
 pub mod range;
@@ -146,6 +147,7 @@ ops! {
     KvWrite(kv_write::KvWrite),
     Pad(pad::Pad),
     Conv(conv::Conv),
+    QConv(qconv::QConv),
     Pool(pool::Pool),
     ScatterNd(scatter::ScatterNd),
     Einsum(einsum::Einsum),

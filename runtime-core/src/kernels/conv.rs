@@ -21,7 +21,7 @@ fn product(dims: &[usize]) -> usize {
 
 /// Advance a row-major multi-index over `dims`.
 #[inline]
-fn advance(index: &mut [usize; MAX_RANK], dims: &[usize]) {
+pub(crate) fn advance(index: &mut [usize; MAX_RANK], dims: &[usize]) {
     let mut axis = dims.len();
     while axis > 0 {
         axis -= 1;
@@ -43,7 +43,7 @@ impl Window<'_> {
 
     /// Row-major offset of the input position, or `None` in the padding.
     #[inline]
-    fn offset(&self, o: &[usize; MAX_RANK], k: &[usize; MAX_RANK]) -> Option<usize> {
+    pub(crate) fn offset(&self, o: &[usize; MAX_RANK], k: &[usize; MAX_RANK]) -> Option<usize> {
         let mut off = 0usize;
         for d in 0..self.input.len() {
             let i = self.coordinate(o, k, d);

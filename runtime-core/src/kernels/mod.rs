@@ -18,6 +18,7 @@ pub mod kv_cache;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
+pub mod qconv;
 pub mod qgemm;
 pub mod reduce;
 pub mod rotary;

@@ -205,7 +205,7 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
             ctx.quant = t;
         }
         let outputs = match fusion {
-            Some(f) => quant::fused_matmul(&mut ctx, f),
+            Some(f) => quant::fused(&mut ctx, f),
             None => ops::construct(ctor, &mut ctx),
         }
         .map_err(|e| e.at(node.clone()))?;

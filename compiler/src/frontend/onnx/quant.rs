@@ -6,11 +6,12 @@
 use super::conv::geometry;
 use super::node::NodeCtx;
 use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, un};
-use super::quant_fuse::{Act, Fusion};
+use super::quant_fuse::{Act, ConvAct, ConvBias, ConvFusion, Fused, Fusion};
 use crate::error::OpError;
 use crate::ir::{DType, Data, Tensor, TensorType, ValueId};
 use crate::ops::binary::BinaryKind;
 use crate::ops::conv::Conv;
+use crate::ops::qconv::{self, QConv, QConvInput, QConvOutput};
 use crate::ops::qlinear::{ActQuant, QLinear};
 use crate::ops::unary::UnaryKind;
 use crate::ops::util::normalize_axis;
@@ -287,10 +288,154 @@ pub(super) fn blob(c: &mut NodeCtx<'_>, bytes: Vec<u8>) -> Result<ValueId, OpErr
     Ok(c.constant_value(t))
 }
 
+/// A recognised quantized pattern (see `quant_fuse`) as integer IR.
+pub(super) fn fused<'a>(c: &mut NodeCtx<'a>, f: &'a Fused) -> Result<Vec<ValueId>, OpError> {
+    match f {
+        Fused::MatMul(f) => fused_matmul(c, f),
+        Fused::Conv(f) if f.conv.op_type == c.proto.op_type => fused_conv(c, f),
+        // Anchored at the Mul/Add after a ConvInteger: name the convolution too.
+        Fused::Conv(f) => {
+            let conv = if f.conv.name.is_empty() {
+                f.conv.op_type.clone()
+            } else {
+                format!("{} `{}`", f.conv.op_type, f.conv.name)
+            };
+            fused_conv(c, f).map_err(|e| match e {
+                OpError::Invalid(r) => OpError::Invalid(format!("{conv}: {r}")),
+                OpError::Unsupported(r) => OpError::Unsupported(format!("{conv}: {r}")),
+            })
+        }
+    }
+}
+
+/// A recognised quantized convolution as one `QConv`; the context's inputs are
+/// [`Fused::reads`]: `x`, then a bias value. The geometry comes from the convolution node's
+/// attributes.
+fn fused_conv<'a>(c: &mut NodeCtx<'a>, f: &'a ConvFusion) -> Result<Vec<ValueId>, OpError> {
+    let x = c.input(0)?;
+    let xt = c.ty(x).clone();
+    let anchor = c.proto;
+    c.proto = &f.conv;
+    let attrs = (|| {
+        let kernel = f.w_shape.get(2..).unwrap_or(&[]).to_vec();
+        let spatial = match xt.shape.get(2..) {
+            Some(s) if !s.is_empty() && xt.rank() == f.w_shape.len() => s.to_vec(),
+            _ => return invalid!("input {xt} does not fit the weight {:?}", f.w_shape),
+        };
+        let geometry = geometry(c, &spatial, kernel)?;
+        let group = c.attr_int("group", 1)?;
+        Ok((geometry, group))
+    })();
+    c.proto = anchor;
+    let (geometry, group) = attrs?;
+    let (m, cg) = match f.w_shape.as_slice() {
+        [m, cg, ..] => (*m, *cg),
+        _ => return invalid!("weight {:?} is not [M, C/group, kernel..]", f.w_shape),
+    };
+    let channels = xt.shape.get(1).copied().unwrap_or(0);
+    let group = usize::try_from(group)
+        .ok()
+        .filter(|&g| g > 0 && m % g == 0 && cg * g == channels)
+        .ok_or_else(|| {
+            OpError::Invalid(format!(
+                "group {group} does not fit input {xt} and weight {:?}",
+                f.w_shape
+            ))
+        })?;
+    let input = match f.act {
+        ConvAct::DynamicU8 => QConvInput::Dynamic,
+        ConvAct::Quantized {
+            scale,
+            zero_point,
+            u8,
+        } => {
+            let want = if u8 { DType::U8 } else { DType::I8 };
+            if xt.dtype != want {
+                return invalid!("the quantized input is {xt}, its zero point says {want}");
+            }
+            QConvInput::Quantized {
+                scale,
+                zero_point,
+                u8,
+            }
+        }
+    };
+    let kg = cg * f.w_shape.iter().skip(2).product::<usize>();
+    let nr = c.quant.i8_nr;
+    let packed = qconv::pack_weight(&f.w, &f.scales, m, group, kg, nr)?;
+    let w = blob(c, packed)?;
+    let mut inputs = vec![x, w];
+    let mut bias_after = None;
+    match &f.bias {
+        ConvBias::None => {}
+        ConvBias::Int(b) => {
+            let b = b.iter().map(|&v| v as f32).collect();
+            inputs.push(c.constant_value(Tensor::from_f32s(vec![m], b)?));
+        }
+        ConvBias::Input(_) | ConvBias::Add(_) => {
+            let b = c.input(1)?;
+            let bt = c.ty(b).clone();
+            let per_channel = if matches!(f.bias, ConvBias::Input(_)) {
+                if bt.shape != [m] {
+                    return invalid!("bias {bt} is not [{m}]");
+                }
+                true
+            } else {
+                // [1, M, 1..] or [M, 1..] broadcasting against [N, M, spatial..].
+                let ones = bt.shape.iter().rev().take_while(|&&d| d == 1).count();
+                bt.numel() == m
+                    && bt.rank() < xt.rank() + 1
+                    && ones + 2 == xt.rank()
+                    && bt.shape.iter().rev().nth(ones) == Some(&m)
+            };
+            match c.constant(b) {
+                Some(t) if bt.dtype == DType::F32 && per_channel => {
+                    let v: Vec<f32> = t.to_f64_vec().iter().map(|&v| v as f32).collect();
+                    inputs.push(c.constant_value(Tensor::from_f32s(vec![m], v)?));
+                }
+                _ if matches!(f.bias, ConvBias::Input(_)) => {
+                    let shape = std::iter::once(m)
+                        .chain(std::iter::repeat_n(1, xt.rank() - 2))
+                        .collect();
+                    bias_after = Some(reshape_v(c, b, shape)?);
+                }
+                _ => bias_after = Some(b),
+            }
+        }
+    }
+    let has_bias = inputs.len() == 3;
+    let output = match &f.requant {
+        None => QConvOutput::F32,
+        Some((multipliers, zero_point, u8)) => {
+            inputs.push(c.constant_value(Tensor::from_f32s(vec![m], multipliers.clone())?));
+            QConvOutput::Quantized {
+                zero_point: *zero_point,
+                u8: *u8,
+            }
+        }
+    };
+    let op = QConv {
+        geometry,
+        group,
+        out_channels: m,
+        nr,
+        bias: has_bias,
+        input,
+        output,
+        tiles: c.quant.tiles,
+        kernel: c.quant.kernel,
+    };
+    let y = c.add1(Op::QConv(op), &inputs)?;
+    match bias_after {
+        Some(b) => Ok(vec![bin(c, BinaryKind::Add, y, b)?]),
+        None => Ok(vec![y]),
+    }
+}
+
 /// A recognised quantized matmul as one `QLinear`; the context's inputs are
 /// [`Fusion::reads`]: `x`, then the bias, then (`QLinearMatMul`) the output scale and zero
 /// point, which requantize the float result as the ONNX op does.
-pub(super) fn fused_matmul(c: &mut NodeCtx<'_>, f: &Fusion) -> Result<Vec<ValueId>, OpError> {
+fn fused_matmul(c: &mut NodeCtx<'_>, f: &Fusion) -> Result<Vec<ValueId>, OpError> {
     let x = c.input(0)?;
     let xt = c.ty(x).clone();
     if xt.dtype != DType::F32 || xt.shape.last() != Some(&f.k) || xt.rank() < 2 {

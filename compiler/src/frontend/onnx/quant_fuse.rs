@@ -11,6 +11,13 @@
 //! - QOperator static: `QLinearMatMul(Q(x, s, z), s, z, W, sw, 0, sy, zy)` becomes
 //!   `QuantizeLinear(QLinear{act = static s, z}(x), sy, zy)`.
 //!
+//! - Convolutions become `QConv` (int8 weights packed per group at build time): QDQ
+//!   `Conv(DQ(xq, s, z), DQ(W: int8 const, per tensor or per output channel, zero point 0),
+//!   bias?)` reads the integer `xq` (and a `QuantizeLinear` that is its only reader folds in
+//!   as a requantization, so QDQ conv chains stay integer); dynamic `DynamicQuantizeLinear(x)` → `ConvInteger` →
+//!   `Cast` → `Mul(x_scale · w_scale)` (→ `Add(bias)`) reads `x`; `QLinearConv(xq, …)` reads
+//!   `xq` and requantizes to its output scale and zero point inside the kernel.
+//!
 //! Nodes whose only readers were absorbed are not imported at all. Every quantized node
 //! that still goes through the float lowering gets a note saying why (the build report
 //! prints them).
@@ -63,10 +70,76 @@ impl Fusion {
     }
 }
 
+/// The activation of a recognised quantized convolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConvAct {
+    /// f32, quantized per tensor to uint8 at run time (`DynamicQuantizeLinear`).
+    DynamicU8,
+    /// Already an integer tensor (uint8 when `u8`) with this scale and zero point.
+    Quantized {
+        scale: f32,
+        zero_point: i32,
+        u8: bool,
+    },
+}
+
+/// The bias of a recognised quantized convolution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConvBias {
+    None,
+    /// The convolution's own bias input (`[M]`, folded into the kernel when constant).
+    Input(String),
+    /// The other operand of an `Add` after the convolution (folded into the kernel when it
+    /// is a constant that broadcasts per output channel).
+    Add(String),
+    /// `QLinearConv`'s int32 bias, added to the accumulator before requantization.
+    Int(Vec<i32>),
+}
+
+/// One recognised quantized convolution, imported at its anchor node.
+#[derive(Debug, Clone)]
+pub struct ConvFusion {
+    /// The convolution node (its attributes give the geometry).
+    pub conv: NodeProto,
+    /// The activation the kernel reads (f32 for `DynamicU8`, else the integer tensor).
+    pub x: String,
+    pub act: ConvAct,
+    /// ONNX-layout int8 weight `[M, C/group, kernel..]` and per-output-channel scales.
+    pub w: Vec<i8>,
+    pub w_shape: Vec<usize>,
+    pub scales: Vec<f32>,
+    pub bias: ConvBias,
+    /// `QLinearConv`: `(multipliers x_scale·w_scale[m]/y_scale, y zero point, uint8 output)`.
+    pub requant: Option<(Vec<f32>, i32, bool)>,
+}
+
+/// A recognised pattern: a matmul (`QLinear`) or a convolution (`QConv`).
+#[derive(Debug, Clone)]
+pub enum Fused {
+    MatMul(Fusion),
+    Conv(Box<ConvFusion>),
+}
+
+impl Fused {
+    /// The values the anchor reads in place of its ONNX inputs, in order.
+    pub fn reads(&self) -> Vec<&str> {
+        match self {
+            Fused::MatMul(f) => f.reads(),
+            Fused::Conv(f) => {
+                let mut r = vec![f.x.as_str()];
+                if let ConvBias::Input(b) | ConvBias::Add(b) = &f.bias {
+                    r.push(b);
+                }
+                r
+            }
+        }
+    }
+}
+
 /// What import does differently: anchors imported as fusions, nodes skipped, notes.
 #[derive(Debug, Default)]
 pub struct QuantPlan {
-    pub fused: BTreeMap<usize, Fusion>,
+    pub fused: BTreeMap<usize, Fused>,
     pub skip: BTreeSet<usize>,
     /// `(node name, why it runs through the float lowering)`.
     pub notes: Vec<(String, String)>,
@@ -379,6 +452,286 @@ fn qlinear_matmul(v: &View<'_>, i: usize) -> Result<Fusion, String> {
     })
 }
 
+/// `(q, shape, per-output-channel scales)` of an int8 convolution weight.
+type ConvWeight = (Vec<i8>, Vec<usize>, Vec<f32>);
+
+/// A constant int8 convolution weight `[M, C/group, kernel..]` with zero point 0 and its
+/// per-output-channel scales from a scale of one or `M` values.
+fn conv_weight(
+    v: &View<'_>,
+    w: &str,
+    scale: Option<&str>,
+    zero_point: Option<&str>,
+) -> Result<ConvWeight, String> {
+    let t = v.konst(w).ok_or("the weight is computed at run time")?;
+    let Data::I8(q) = &t.data else {
+        return Err(format!(
+            "the weight is {} (only int8 weights map to the integer kernels)",
+            t.ty.dtype
+        ));
+    };
+    let shape = t.ty.shape.clone();
+    let m = match shape.as_slice() {
+        [m, _, _, ..] => *m,
+        _ => {
+            return Err(format!(
+                "the weight is {}, not [M, C/group, kernel..]",
+                t.ty
+            ));
+        }
+    };
+    if let Some(z) = zero_point.and_then(|z| v.konst(z))
+        && z.ty.numel() != 1
+        && z.ty.numel() != m
+    {
+        return Err(format!(
+            "weight zero point {} for {m} output channels",
+            z.ty
+        ));
+    }
+    v.zero(zero_point)?;
+    let scale = v
+        .konst(scale.ok_or("no weight scale")?)
+        .ok_or("the weight scale is computed")?;
+    let scales = column_scales(&scale, m)?;
+    if scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return Err("a weight scale is not a positive finite number".into());
+    }
+    Ok((q.clone(), shape, scales))
+}
+
+/// The constant scalar `(scale, zero point, uint8)` of a quantized activation.
+fn act_params(
+    v: &View<'_>,
+    scale: Option<&str>,
+    zero_point: Option<&str>,
+) -> Result<(f32, i32, bool), String> {
+    let s = v
+        .scalar(scale)
+        .ok_or("the activation scale is not a constant scalar")?;
+    if !(s.is_finite() && s > 0.0) {
+        return Err(format!("activation scale {s}"));
+    }
+    let (z, u8) = match zero_point {
+        None => (0.0, true),
+        Some(name) => {
+            let t = v
+                .konst(name)
+                .filter(|t| t.ty.numel() == 1)
+                .ok_or("the activation zero point is not a constant scalar")?;
+            let u8 = match t.ty.dtype {
+                DType::U8 => true,
+                DType::I8 => false,
+                d => return Err(format!("{d} activations")),
+            };
+            (t.to_f64_vec().first().copied().unwrap_or(0.0), u8)
+        }
+    };
+    Ok((s as f32, z as i32, u8))
+}
+
+/// QDQ: `Conv(DQ(xq, sx, zx), DQ(W, sw, 0), bias?)` reading the integer `xq`.
+fn qdq_conv(v: &View<'_>, i: usize) -> Result<ConvFusion, String> {
+    let conv = v.nodes.get(i).ok_or("no such node")?.clone();
+    let (dw, _) = v
+        .from(v.input(i, 1).unwrap_or(""), "DequantizeLinear")
+        .ok_or("the weight is not a DequantizeLinear")?;
+    let (w, w_shape, scales) = conv_weight(
+        v,
+        v.input(dw, 0).unwrap_or(""),
+        v.input(dw, 1),
+        v.input(dw, 2),
+    )?;
+    if scales.len() > 1 && v.int_attr(dw, "axis", 1) != 0 {
+        return Err("weight scales are not per output channel (axis 0)".into());
+    }
+    if v.int_attr(dw, "block_size", 0) != 0 {
+        return Err("blocked weight scales".into());
+    }
+    let (dx, _) = v
+        .from(v.input(i, 0).unwrap_or(""), "DequantizeLinear")
+        .ok_or("the activation does not come from DequantizeLinear")?;
+    let (scale, zero_point, u8) = act_params(v, v.input(dx, 1), v.input(dx, 2))?;
+    let x = v.input(dx, 0).ok_or("DequantizeLinear without input")?;
+    Ok(ConvFusion {
+        conv,
+        x: x.to_string(),
+        act: ConvAct::Quantized {
+            scale,
+            zero_point,
+            u8,
+        },
+        w,
+        w_shape,
+        scales,
+        bias: v
+            .input(i, 2)
+            .map_or(ConvBias::None, |b| ConvBias::Input(b.to_string())),
+        requant: None,
+    })
+}
+
+/// QDQ `Q(Conv(DQ(xq, sx, zx), DQ(W, sw), DQ(b: int32, sx·sw)?), sy, zy)`: the QuantizeLinear
+/// that is the convolution's only reader folds into the kernel as a requantization (as
+/// `QLinearConv`), so the layer reads and writes integers. Returns the Q node (the new
+/// anchor) and turns `f` into the requantizing form; `None` (and `f` unchanged) when the
+/// output or the bias does not have that form.
+fn qdq_requant(v: &View<'_>, i: usize, f: &mut ConvFusion, outputs: &[&str]) -> Option<usize> {
+    let y = v.nodes.get(i)?.output.first()?.as_str();
+    let &[q] = v.consumers.get(y)?.as_slice() else {
+        return None;
+    };
+    let qn = v.nodes.get(q)?;
+    if outputs.contains(&y) || qn.op_type != "QuantizeLinear" || !qn.domain.is_empty() {
+        return None;
+    }
+    let (sy, zy, y_u8) = act_params(v, v.input(q, 1), v.input(q, 2)).ok()?;
+    let ConvAct::Quantized { scale: sx, .. } = f.act else {
+        return None;
+    };
+    let m = f.scales.len();
+    let bias = match &f.bias {
+        ConvBias::None => ConvBias::None,
+        ConvBias::Input(b) => {
+            // DQ(int32 [M], scale sx·sw[m] per channel or one value, zero point 0).
+            let (d, _) = v.from(b, "DequantizeLinear")?;
+            let t = v.konst(v.input(d, 0)?)?;
+            let Data::I32(q) = &t.data else { return None };
+            let scale = v.konst(v.input(d, 1)?)?;
+            let bs = column_scales(&scale, m).ok()?;
+            v.zero(v.input(d, 2)).ok()?;
+            let fits = q.len() == m && bs.iter().zip(&f.scales).all(|(&b, &w)| b == sx * w);
+            if !fits {
+                return None;
+            }
+            ConvBias::Int(q.clone())
+        }
+        ConvBias::Add(_) | ConvBias::Int(_) => return None,
+    };
+    let multipliers = f.scales.iter().map(|&w| sx * w / sy).collect();
+    f.requant = Some((multipliers, zy, y_u8));
+    f.scales = vec![1.0; m];
+    f.bias = bias;
+    Some(q)
+}
+
+/// `QLinearConv(xq, sx, zx, W, sw, 0, sy, zy, B?)` requantized inside the kernel.
+fn qlinear_conv(v: &View<'_>, i: usize) -> Result<ConvFusion, String> {
+    let conv = v.nodes.get(i).ok_or("no such node")?.clone();
+    let (sx, zx, u8) = act_params(v, v.input(i, 1), v.input(i, 2))?;
+    let (w, w_shape, sw) =
+        conv_weight(v, v.input(i, 3).unwrap_or(""), v.input(i, 4), v.input(i, 5))?;
+    let zy_name = v.input(i, 7).ok_or("no output zero point")?;
+    let (sy, zy, y_u8) = act_params(v, v.input(i, 6), Some(zy_name))?;
+    let m = sw.len();
+    let bias = match v.input(i, 8) {
+        None => ConvBias::None,
+        Some(b) => {
+            let t = v.konst(b).ok_or("the bias is computed at run time")?;
+            match (&t.data, t.ty.shape.as_slice()) {
+                (Data::I32(b), &[n]) if n == m => ConvBias::Int(b.clone()),
+                _ => return Err(format!("the bias is {}, not int32 [{m}]", t.ty)),
+            }
+        }
+    };
+    let multipliers = sw.iter().map(|&s| sx * s / sy).collect();
+    Ok(ConvFusion {
+        conv,
+        x: v.input(i, 0).ok_or("no input")?.to_string(),
+        act: ConvAct::Quantized {
+            scale: sx,
+            zero_point: zx,
+            u8,
+        },
+        w,
+        w_shape,
+        scales: vec![1.0; m],
+        bias,
+        requant: Some((multipliers, zy, y_u8)),
+    })
+}
+
+/// Dynamic: `Mul(Cast(ConvInteger(DynamicQuantizeLinear(x)…, W, x_zp, 0)), x_scale · w_scale)`.
+/// `Ok(None)` when the Mul does not scale a ConvInteger; an error names the ConvInteger.
+fn dynamic_conv(v: &View<'_>, mul: usize) -> Result<Option<ConvFusion>, (usize, String)> {
+    let (a, b) = (v.input(mul, 0).unwrap_or(""), v.input(mul, 1).unwrap_or(""));
+    let found = [(a, b), (b, a)].into_iter().find_map(|(p, s)| {
+        let (cast, _) = v.from(p, "Cast")?;
+        let (ci, _) = v.from(v.input(cast, 0)?, "ConvInteger")?;
+        Some((cast, ci, s))
+    });
+    let Some((cast, ci, scales_v)) = found else {
+        return Ok(None);
+    };
+    let fail = |e: &str| Err((ci, e.to_string()));
+    if v.int_attr(cast, "to", 0) != 1 {
+        return fail("the integer product is not cast to float");
+    }
+    let xq = v.input(ci, 0).unwrap_or("");
+    let Some((dql, 0)) = v.from(xq, "DynamicQuantizeLinear") else {
+        return fail("the activation is not DynamicQuantizeLinear's first output");
+    };
+    let Some(dq_out) = v.nodes.get(dql).map(|n| &n.output) else {
+        return fail("no such node");
+    };
+    if v.input(ci, 2) != dq_out.get(2).map(String::as_str) {
+        return fail("the activation zero point is not DynamicQuantizeLinear's");
+    }
+    let Some((smul, _)) = v.from(scales_v, "Mul") else {
+        return fail("the scale is not x_scale · w_scale");
+    };
+    let x_scale = dq_out.get(1).map(String::as_str);
+    let w_scale = match (v.input(smul, 0), v.input(smul, 1)) {
+        (s, Some(w)) if s == x_scale => w,
+        (Some(w), s) if s == x_scale => w,
+        _ => return fail("the scale is not x_scale · w_scale"),
+    };
+    if v.konst(w_scale).is_none_or(|t| t.ty.numel() != 1) {
+        return fail("the weight scale is not one constant (per-channel dynamic scales)");
+    }
+    let (w, w_shape, scales) = conv_weight(
+        v,
+        v.input(ci, 1).unwrap_or(""),
+        Some(w_scale),
+        v.input(ci, 3),
+    )
+    .map_err(|e| (ci, e))?;
+    let Some(x) = v.input(dql, 0) else {
+        return fail("DynamicQuantizeLinear without input");
+    };
+    let Some(conv) = v.nodes.get(ci).cloned() else {
+        return fail("no such node");
+    };
+    Ok(Some(ConvFusion {
+        conv,
+        x: x.to_string(),
+        act: ConvAct::DynamicU8,
+        w,
+        w_shape,
+        scales,
+        bias: ConvBias::None,
+        requant: None,
+    }))
+}
+
+/// The `Add` that is the only reader of convolution node `i`'s output, as `(add node, the
+/// other operand)`: `quantize_dynamic` leaves the bias as its own (per channel) Add.
+fn conv_bias_add(v: &View<'_>, i: usize, outputs: &[&str]) -> Option<(usize, String)> {
+    let y = v.nodes.get(i)?.output.first()?.as_str();
+    let &[add] = v.consumers.get(y)?.as_slice() else {
+        return None;
+    };
+    let a = v.nodes.get(add)?;
+    if outputs.contains(&y) || a.op_type != "Add" || !a.domain.is_empty() {
+        return None;
+    }
+    match (v.input(add, 0), v.input(add, 1)) {
+        (Some(a), Some(b)) if a == y && b != y => Some((add, b.to_string())),
+        (Some(a), Some(b)) if b == y && a != y => Some((add, a.to_string())),
+        _ => None,
+    }
+}
+
 /// The `Add` of a constant f32 `[n]` bias that is the only reader of node `i`'s output
 /// (`quantize_dynamic` leaves the bias as its own Add), as `(add node, bias name)`.
 fn bias_add(v: &View<'_>, i: usize, n: usize, outputs: &[&str]) -> Option<(usize, String)> {
@@ -478,6 +831,40 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
             "QLinearMatMul" => qlinear_matmul(&v, i).map(Some),
             _ => Ok(None),
         };
+        let found_conv = match n.op_type.as_str() {
+            "Mul" => dynamic_conv(&v, i),
+            "Conv"
+                if v.from(v.input(i, 1).unwrap_or(""), "DequantizeLinear")
+                    .is_some() =>
+            {
+                qdq_conv(&v, i).map(Some).map_err(|e| (i, e))
+            }
+            "QLinearConv" => qlinear_conv(&v, i).map(Some).map_err(|e| (i, e)),
+            _ => Ok(None),
+        };
+        match found_conv {
+            Ok(Some(mut f)) => {
+                let requant = match n.op_type.as_str() {
+                    "Conv" => qdq_requant(&v, i, &mut f, &outputs),
+                    _ => None,
+                };
+                let anchor = match conv_bias_add(&v, i, &outputs) {
+                    _ if requant.is_some() => requant.unwrap_or(i),
+                    Some((add, bias)) if f.bias == ConvBias::None && f.requant.is_none() => {
+                        f.bias = ConvBias::Add(bias);
+                        add
+                    }
+                    _ => i,
+                };
+                out.fused.insert(anchor, Fused::Conv(Box::new(f)));
+                continue;
+            }
+            Ok(None) => {}
+            Err((node, e)) => {
+                why.insert(node, e);
+                continue;
+            }
+        }
         match found {
             Ok(Some(mut f)) => {
                 let anchor = match bias_add(&v, i, f.n, &outputs) {
@@ -487,7 +874,7 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
                     }
                     _ => i,
                 };
-                out.fused.insert(anchor, f);
+                out.fused.insert(anchor, Fused::MatMul(f));
             }
             Ok(None) => {}
             Err(e) => {
@@ -500,6 +887,17 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
         out.fused.iter().map(|(&i, f)| (i, f.reads())).collect();
     let after = live(&v, &outputs, &reads);
     out.skip = before.difference(&after).copied().collect();
+    let conv_biases: BTreeSet<&str> = out
+        .fused
+        .values()
+        .filter_map(|f| match f {
+            Fused::Conv(c) => match &c.bias {
+                ConvBias::Input(b) | ConvBias::Add(b) => Some(b.as_str()),
+                _ => None,
+            },
+            Fused::MatMul(_) => None,
+        })
+        .collect();
     let mut elementwise = 0;
     for (i, n) in nodes.iter().enumerate() {
         if out.fused.contains_key(&i) || out.skip.contains(&i) || !after.contains(&i) {
@@ -510,6 +908,12 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
             Some(r) => format!("{} not fused: {r}", n.op_type),
             None if !quant => continue,
             None => match n.op_type.as_str() {
+                // A convolution bias (int32 · scale) folded to f32 at build time.
+                "DequantizeLinear"
+                    if n.output.iter().any(|o| conv_biases.contains(o.as_str())) =>
+                {
+                    continue;
+                }
                 "DequantizeLinear" if v.input(i, 0).and_then(consts).is_some() => {
                     "constant weight dequantized to f32 at build time (no integer consumer recognised)".into()
                 }

@@ -1,0 +1,592 @@
+//! Quantized convolution: int8/uint8 activations × int8 weights with exact i32 accumulation,
+//! as im2col of the quantized input into a bounded scratch block (`rows` output positions at
+//! a time) followed by the int8 GEMM of [`qgemm`](super::qgemm) (so its ISA variants run),
+//! for any number of spatial axes, groups (depthwise included), strides, pads and dilations.
+//!
+//! Layouts: the input `xq` is `[batch, in_channels, input..]` quantized and stored as i8
+//! (uint8 values shifted by -128, their zero point too, as `qgemm` does); the weight blob
+//! is `group` int8 blobs of [`qgemm::pack_i8`] back to back (each a multiple of 64 bytes),
+//! group `g`'s holding the `kg × mg` matrix `W[ci·ksize + kp][j] = w[g·mg + j][ci][kp]`
+//! (`kg = in_channels / group · ksize`, `mg = out_channels / group`); the output is
+//! `[batch, out_channels, output..]`. Padding positions read the input zero point, i.e. a
+//! real zero.
+use super::conv::{Window, advance};
+use super::gemm::{Activation, Tiles};
+use super::qgemm::{self, QGemm, QWeights};
+use crate::MAX_RANK;
+
+/// Bytes of im2col scratch one block aims at (rows are added while they fit, at least 8).
+const SCRATCH_BYTES: usize = 16 * 1024;
+
+/// Output positions per im2col block for `positions` output positions and a depth of `kg`:
+/// what [`Scratch`] is sized for.
+pub const fn block_rows(positions: usize, kg: usize) -> usize {
+    let mut rows = SCRATCH_BYTES / qgemm::qa_stride(kg);
+    if rows < 8 {
+        rows = 8;
+    }
+    if rows > positions {
+        rows = positions;
+    }
+    if rows == 0 { 1 } else { rows }
+}
+
+/// Bytes of the packed weight blob: `group` int8 blobs of a `kg × mg` matrix.
+pub fn packed_bytes(kg: usize, mg: usize, group: usize, nr: usize) -> usize {
+    group * qgemm::packed_i8_bytes(kg, mg, nr)
+}
+
+/// Scratch buffers (planned in the arena by the compiler) for `rows` = [`block_rows`]:
+/// `cols: i8[rows · qa_stride(kg)]`, `c: f32[rows · mg]`, `scales: f32[rows]`,
+/// `zero_points: i32[rows]`.
+pub struct Scratch<'a> {
+    pub cols: &'a mut [i8],
+    pub c: &'a mut [f32],
+    pub scales: &'a mut [f32],
+    pub zero_points: &'a mut [i32],
+}
+
+/// Where the result goes: f32 (`y = x_scale · w_scale[m] · acc + bias[m]`), or requantized
+/// as ONNX `QLinearConv` does: `y = saturate(round_half_even(acc · multipliers[m]) + zp)`,
+/// where the weight blob's scales are 1, `x_scale` is 1 and `bias` holds the int32 bias (as
+/// f32), so `acc` is the exact integer sum including the bias (for |acc| < 2^24).
+pub enum Output<'a> {
+    F32(&'a mut [f32]),
+    U8 {
+        y: &'a mut [u8],
+        multipliers: &'a [f32],
+        zero_point: i32,
+    },
+    I8 {
+        y: &'a mut [i8],
+        multipliers: &'a [f32],
+        zero_point: i32,
+    },
+}
+
+/// Shapes and tiling of one quantized convolution.
+pub struct QConv<'a> {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub group: usize,
+    pub win: &'a Window<'a>,
+    /// Panel width the weight blob was packed for.
+    pub nr: usize,
+    /// Output positions per im2col block ([`block_rows`]).
+    pub rows: usize,
+    pub tiles: Tiles,
+}
+
+/// uint8 → the shifted i8 storage (`q - 128`).
+pub fn shift_u8(x: &[u8], out: &mut [i8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v ^ 0x80) as i8;
+    }
+}
+
+/// ONNX `DynamicQuantizeLinear` of the whole input into `xq` (shifted i8, at least
+/// `qa_stride(x.len())` long); returns `(scale, zero point)` in the shifted domain.
+pub fn quantize_dynamic(x: &[f32], xq: &mut [i8], s: &mut Scratch<'_>) -> (f32, i32) {
+    let k = x.len();
+    qgemm::quantize_tensor_dynamic_u8(x, 1, k, k, xq, s.scales, s.zero_points);
+    (s.scales[0], s.zero_points[0])
+}
+
+fn product(dims: &[usize]) -> usize {
+    dims.iter().product()
+}
+
+/// The convolution of the quantized input `xq` (scale `x_scale`, zero point
+/// `x_zero_point` in the shifted domain) with the packed weights `w`, plus `bias[m]`.
+/// Panics on inconsistent shapes or buffer lengths (compile-time constants of a generated
+/// crate, so a mismatch is a compiler bug).
+#[allow(clippy::too_many_arguments)]
+pub fn qconv(
+    xq: &[i8],
+    x_scale: f32,
+    x_zero_point: i32,
+    w: &[u8],
+    bias: Option<&[f32]>,
+    mut out: Output<'_>,
+    s: Scratch<'_>,
+    p: &QConv<'_>,
+) {
+    let win = p.win;
+    let (in_size, out_size, ksize) = (product(win.input), product(win.output), product(win.kernel));
+    let (c_in, m_out, group) = (p.in_channels, p.out_channels, p.group);
+    assert!(
+        group > 0 && c_in % group == 0 && m_out % group == 0,
+        "qconv groups"
+    );
+    let (cg, mg) = (c_in / group, m_out / group);
+    let kg = cg * ksize;
+    let kgs = qgemm::qa_stride(kg);
+    let gbytes = qgemm::packed_i8_bytes(kg, mg, p.nr);
+    let rows = p.rows;
+    assert!(rows > 0 && (-128..=127).contains(&x_zero_point));
+    assert!(
+        xq.len() >= p.batch * c_in * in_size,
+        "qconv input too short"
+    );
+    assert!(w.len() == group * gbytes, "qconv weight blob length");
+    assert!(s.cols.len() >= rows * kgs && s.c.len() >= rows * mg);
+    assert!(s.scales.len() >= rows && s.zero_points.len() >= rows);
+    let total = p.batch * m_out * out_size;
+    match &out {
+        Output::F32(y) => assert!(y.len() >= total),
+        Output::U8 { y, multipliers, .. } => {
+            assert!(y.len() >= total && multipliers.len() >= m_out)
+        }
+        Output::I8 { y, multipliers, .. } => {
+            assert!(y.len() >= total && multipliers.len() >= m_out)
+        }
+    }
+    if let Some(b) = bias {
+        assert!(b.len() >= m_out, "qconv bias too short");
+    }
+    s.scales[..rows].fill(x_scale);
+    s.zero_points[..rows].fill(x_zero_point);
+    let pad = x_zero_point as i8;
+    for n in 0..p.batch {
+        for g in 0..group {
+            let weights = QWeights::new(&w[g * gbytes..(g + 1) * gbytes], kg, mg, p.nr);
+            let x0 = (n * c_in + g * cg) * in_size;
+            let mut p0 = 0;
+            while p0 < out_size {
+                let r = rows.min(out_size - p0);
+                // Multi-index of output position p0.
+                let mut o = [0usize; MAX_RANK];
+                let mut rem = p0;
+                for d in (0..win.output.len()).rev() {
+                    o[d] = rem % win.output[d];
+                    rem /= win.output[d];
+                }
+                for row in s.cols[..r * kgs].chunks_exact_mut(kgs) {
+                    let mut k = [0usize; MAX_RANK];
+                    for kp in 0..ksize {
+                        match win.offset(&o, &k) {
+                            Some(off) => {
+                                for ci in 0..cg {
+                                    row[ci * ksize + kp] = xq[x0 + ci * in_size + off];
+                                }
+                            }
+                            None => {
+                                for ci in 0..cg {
+                                    row[ci * ksize + kp] = pad;
+                                }
+                            }
+                        }
+                        advance(&mut k, win.kernel);
+                    }
+                    row[kg..].fill(0);
+                    advance(&mut o, win.output);
+                }
+                let gemm = QGemm {
+                    m: r,
+                    k: kg,
+                    n: mg,
+                    ldc: mg,
+                    a_scales: &s.scales[..r],
+                    a_zero_points: &s.zero_points[..r],
+                    bias: bias.map(|b| &b[g * mg..(g + 1) * mg]),
+                    activation: Activation::None,
+                    tiles: p.tiles,
+                };
+                qgemm::qgemm(&s.cols[..r * kgs], weights, &mut s.c[..r * mg], &gemm);
+                for j in 0..mg {
+                    let m = g * mg + j;
+                    let base = (n * m_out + m) * out_size + p0;
+                    let column = s.c[..r * mg].iter().skip(j).step_by(mg);
+                    match &mut out {
+                        Output::F32(y) => {
+                            for (o, &v) in y[base..base + r].iter_mut().zip(column) {
+                                *o = v;
+                            }
+                        }
+                        Output::U8 {
+                            y,
+                            multipliers,
+                            zero_point,
+                        } => {
+                            let (mul, zp) = (multipliers[m], *zero_point);
+                            for (o, &v) in y[base..base + r].iter_mut().zip(column) {
+                                *o = requantize(v, mul, zp, 0, 255) as u8;
+                            }
+                        }
+                        Output::I8 {
+                            y,
+                            multipliers,
+                            zero_point,
+                        } => {
+                            let (mul, zp) = (multipliers[m], *zero_point);
+                            for (o, &v) in y[base..base + r].iter_mut().zip(column) {
+                                *o = requantize(v, mul, zp, -128, 127) as i8;
+                            }
+                        }
+                    }
+                }
+                p0 += r;
+            }
+        }
+    }
+}
+
+/// `clamp(round_half_even(acc · multiplier) + zero_point, lo, hi)`, ONNX Runtime's
+/// requantization of an integer accumulator (held exactly in `acc`).
+#[inline]
+fn requantize(acc: f32, multiplier: f32, zero_point: i32, lo: i32, hi: i32) -> i32 {
+    let v = libm::rintf(acc * multiplier);
+    let v = v.clamp((lo - zero_point) as f32, (hi - zero_point) as f32);
+    v as i32 + zero_point
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against an i64 direct convolution: every geometry below, panel widths the ISA
+    //! variants read and odd ones, block sizes that split the positions, all output modes.
+    use super::*;
+    use crate::arena::{Aligned64, from_blocks};
+    use std::vec;
+    use std::vec::Vec;
+
+    struct Case {
+        batch: usize,
+        c: usize,
+        m: usize,
+        group: usize,
+        input: Vec<usize>,
+        kernel: Vec<usize>,
+        strides: Vec<usize>,
+        dilations: Vec<usize>,
+        pads: (Vec<usize>, Vec<usize>),
+    }
+
+    fn cases() -> Vec<Case> {
+        let case = |batch,
+                    c,
+                    m,
+                    group,
+                    input: &[usize],
+                    kernel: &[usize],
+                    strides: &[usize],
+                    dilations: &[usize],
+                    pb: &[usize],
+                    pe: &[usize]| Case {
+            batch,
+            c,
+            m,
+            group,
+            input: input.to_vec(),
+            kernel: kernel.to_vec(),
+            strides: strides.to_vec(),
+            dilations: dilations.to_vec(),
+            pads: (pb.to_vec(), pe.to_vec()),
+        };
+        vec![
+            case(
+                1,
+                3,
+                8,
+                1,
+                &[7, 9],
+                &[3, 3],
+                &[2, 2],
+                &[1, 1],
+                &[1, 1],
+                &[1, 1],
+            ),
+            case(
+                2,
+                8,
+                8,
+                8,
+                &[6, 5],
+                &[3, 3],
+                &[1, 1],
+                &[1, 1],
+                &[1, 1],
+                &[1, 1],
+            ),
+            case(
+                1,
+                6,
+                4,
+                2,
+                &[5, 6],
+                &[2, 3],
+                &[1, 2],
+                &[2, 1],
+                &[0, 2],
+                &[1, 0],
+            ),
+            case(1, 12, 6, 1, &[20], &[3], &[1], &[2], &[2], &[2]),
+            case(1, 4, 10, 2, &[11], &[4], &[3], &[1], &[0], &[3]),
+            case(
+                1,
+                5,
+                7,
+                1,
+                &[4, 4],
+                &[1, 1],
+                &[1, 1],
+                &[1, 1],
+                &[0, 0],
+                &[0, 0],
+            ),
+            case(
+                1,
+                2,
+                3,
+                1,
+                &[3, 2, 4],
+                &[2, 1, 3],
+                &[1, 1, 2],
+                &[1, 1, 1],
+                &[1, 0, 1],
+                &[0, 0, 1],
+            ),
+        ]
+    }
+
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32
+        }
+    }
+
+    fn output_dims(cs: &Case) -> Vec<usize> {
+        (0..cs.input.len())
+            .map(|d| {
+                let extent = (cs.kernel[d] - 1) * cs.dilations[d] + 1;
+                (cs.input[d] + cs.pads.0[d] + cs.pads.1[d] - extent) / cs.strides[d] + 1
+            })
+            .collect()
+    }
+
+    /// Exact `Σ (x - zx)·w` per output element (i64) by direct loops.
+    fn direct(cs: &Case, x: &[i8], zx: i32, w: &[i8], out: &[usize]) -> Vec<i64> {
+        let (isz, osz, ksz) = (product(&cs.input), product(out), product(&cs.kernel));
+        let (cg, mg) = (cs.c / cs.group, cs.m / cs.group);
+        let mut y = vec![0i64; cs.batch * cs.m * osz];
+        for n in 0..cs.batch {
+            for m in 0..cs.m {
+                let g = m / mg;
+                for op in 0..osz {
+                    let mut acc = 0i64;
+                    for kp in 0..ksz {
+                        let (mut orem, mut krem, mut off, mut inside) = (op, kp, 0usize, true);
+                        let mut coords = vec![0isize; out.len()];
+                        for d in (0..out.len()).rev() {
+                            let (od, kd) = (orem % out[d], krem % cs.kernel[d]);
+                            orem /= out[d];
+                            krem /= cs.kernel[d];
+                            coords[d] = (od * cs.strides[d] + kd * cs.dilations[d]) as isize
+                                - cs.pads.0[d] as isize;
+                        }
+                        for (d, &i) in coords.iter().enumerate() {
+                            inside &= i >= 0 && i < cs.input[d] as isize;
+                            off = off * cs.input[d] + i.max(0) as usize;
+                        }
+                        if !inside {
+                            continue;
+                        }
+                        for ci in 0..cg {
+                            let xv = x[(n * cs.c + g * cg + ci) * isz + off] as i64 - zx as i64;
+                            acc += xv * w[(m * cg + ci) * ksz + kp] as i64;
+                        }
+                    }
+                    y[(n * cs.m + m) * osz + op] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    /// `w` `[m, cg, kernel..]` packed per group (what the compiler does at build time).
+    fn pack(w: &[i8], scales: &[f32], cs: &Case, nr: usize) -> Vec<Aligned64<[u8; 64]>> {
+        let ksz = product(&cs.kernel);
+        let (cg, mg) = (cs.c / cs.group, cs.m / cs.group);
+        let kg = cg * ksz;
+        let gb = qgemm::packed_i8_bytes(kg, mg, nr);
+        let mut buf = vec![Aligned64([0u8; 64]); (cs.group * gb).div_ceil(64)];
+        let blob = from_blocks(&mut buf);
+        for g in 0..cs.group {
+            let mut q = vec![0i8; kg * mg];
+            for j in 0..mg {
+                for p in 0..kg {
+                    q[p * mg + j] = w[(g * mg + j) * kg + p];
+                }
+            }
+            qgemm::pack_i8(
+                &q,
+                &scales[g * mg..],
+                kg,
+                mg,
+                nr,
+                &mut blob[g * gb..(g + 1) * gb],
+            );
+        }
+        buf
+    }
+
+    #[test]
+    fn matches_direct_convolution() {
+        let mut rng = Lcg(7);
+        let native = qgemm::native_i8_nr();
+        for (ci, cs) in cases().iter().enumerate() {
+            let out = output_dims(cs);
+            let (isz, osz, ksz) = (product(&cs.input), product(&out), product(&cs.kernel));
+            let (cg, mg) = (cs.c / cs.group, cs.m / cs.group);
+            let kg = cg * ksz;
+            let x: Vec<i8> = (0..cs.batch * cs.c * isz)
+                .map(|_| rng.next() as i8)
+                .collect();
+            let w: Vec<i8> = (0..cs.m * kg).map(|_| rng.next() as i8).collect();
+            let zx = (rng.next() % 256) as i32 - 128;
+            let exact = direct(cs, &x, zx, &w, &out);
+            let scales: Vec<f32> = (0..cs.m).map(|j| 0.01 + j as f32 * 0.003).collect();
+            let ones = vec![1.0f32; cs.m];
+            let bias: Vec<f32> = (0..cs.m).map(|j| j as f32 * 7.0 - 20.0).collect();
+            let mult: Vec<f32> = (0..cs.m).map(|j| 0.0007 + j as f32 * 0.0001).collect();
+            let x_scale = 0.05f32;
+            let positions = osz;
+            for nr in [1, 3, 8, 16, 32, native] {
+                for rows in [1, 5, block_rows(positions, kg)] {
+                    let win = Window {
+                        input: &cs.input,
+                        output: &out,
+                        kernel: &cs.kernel,
+                        strides: &cs.strides,
+                        dilations: &cs.dilations,
+                        pads_begin: &cs.pads.0,
+                        pads_end: &cs.pads.1,
+                    };
+                    let p = QConv {
+                        batch: cs.batch,
+                        in_channels: cs.c,
+                        out_channels: cs.m,
+                        group: cs.group,
+                        win: &win,
+                        nr,
+                        rows,
+                        tiles: Tiles {
+                            mr: 4,
+                            kc: 256,
+                            mc: 64,
+                        },
+                    };
+                    let mut cols = vec![0i8; rows * qgemm::qa_stride(kg)];
+                    let mut c = vec![0f32; rows * mg];
+                    let (mut sc, mut zp) = (vec![0f32; rows], vec![0i32; rows]);
+                    let len = cs.group * qgemm::packed_i8_bytes(kg, mg, nr);
+                    let total = cs.batch * cs.m * osz;
+                    // f32 output with per-channel scales and bias.
+                    let mut buf = pack(&w, &scales, cs, nr);
+                    let blob = &from_blocks(&mut buf)[..len];
+                    let mut y = vec![0f32; total];
+                    let scratch = Scratch {
+                        cols: &mut cols,
+                        c: &mut c,
+                        scales: &mut sc,
+                        zero_points: &mut zp,
+                    };
+                    qconv(
+                        &x,
+                        x_scale,
+                        zx,
+                        blob,
+                        Some(&bias),
+                        Output::F32(&mut y),
+                        scratch,
+                        &p,
+                    );
+                    for (i, (&got, &e)) in y.iter().zip(&exact).enumerate() {
+                        let m = (i / osz) % cs.m;
+                        let want = e as f32 * (x_scale * scales[m]) + bias[m];
+                        assert_eq!(got, want, "case {ci} nr {nr} rows {rows} at {i}");
+                    }
+                    // Requantized u8 and i8 output: unit scales, integer bias.
+                    let mut buf = pack(&w, &ones, cs, nr);
+                    let blob = &from_blocks(&mut buf)[..len];
+                    let mut yu = vec![0u8; total];
+                    let scratch = Scratch {
+                        cols: &mut cols,
+                        c: &mut c,
+                        scales: &mut sc,
+                        zero_points: &mut zp,
+                    };
+                    let o = Output::U8 {
+                        y: &mut yu,
+                        multipliers: &mult,
+                        zero_point: 100,
+                    };
+                    qconv(&x, 1.0, zx, blob, Some(&bias), o, scratch, &p);
+                    let mut yi = vec![0i8; total];
+                    let scratch = Scratch {
+                        cols: &mut cols,
+                        c: &mut c,
+                        scales: &mut sc,
+                        zero_points: &mut zp,
+                    };
+                    let o = Output::I8 {
+                        y: &mut yi,
+                        multipliers: &mult,
+                        zero_point: -3,
+                    };
+                    qconv(&x, 1.0, zx, blob, Some(&bias), o, scratch, &p);
+                    for (i, &e) in exact.iter().enumerate() {
+                        let m = (i / osz) % cs.m;
+                        let v = libm::rintf((e as f32 + bias[m]) * mult[m]);
+                        let u = (v + 100.0).clamp(0.0, 255.0) as u8;
+                        let s = (v - 3.0).clamp(-128.0, 127.0) as i8;
+                        assert_eq!(
+                            (yu[i], yi[i]),
+                            (u, s),
+                            "case {ci} nr {nr} rows {rows} at {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn requantize_rounds_half_to_even_and_saturates() {
+        assert_eq!(requantize(5.0, 0.5, 0, 0, 255), 2);
+        assert_eq!(requantize(7.0, 0.5, 0, 0, 255), 4);
+        assert_eq!(requantize(-5.0, 0.5, 10, 0, 255), 8);
+        assert_eq!(requantize(1000.0, 1.0, 0, -128, 127), 127);
+        assert_eq!(requantize(-1000.0, 1.0, 3, 0, 255), 0);
+    }
+
+    #[test]
+    fn dynamic_quantization_and_u8_shift() {
+        let x = [-1.0f32, 0.0, 0.5, 3.0];
+        let mut xq = [0i8; 4];
+        let (mut cols, mut c, mut sc, mut zp) = ([0i8; 4], [0f32; 1], [0f32; 1], [0i32; 1]);
+        let mut s = Scratch {
+            cols: &mut cols,
+            c: &mut c,
+            scales: &mut sc,
+            zero_points: &mut zp,
+        };
+        let (scale, z) = quantize_dynamic(&x, &mut xq, &mut s);
+        // ONNX: scale = (3 - -1) / 255, zp = round(1 / scale) = 64 (u8), shifted by -128.
+        assert_eq!(scale, 4.0 / 255.0);
+        assert_eq!(z, 64 - 128);
+        let mut back = [0u8; 4];
+        for (b, &q) in back.iter_mut().zip(&xq) {
+            *b = (q as u8) ^ 0x80;
+        }
+        let mut again = [0i8; 4];
+        shift_u8(&back, &mut again);
+        assert_eq!(again, xq);
+        assert_eq!(back[1], 64);
+    }
+}
