@@ -120,7 +120,7 @@ fn max_abs(x: &[f32]) -> f32 {
 
 /// A float's bits mapped to an i32 that orders like the value (for vectorised min/max).
 #[inline(always)]
-fn ordered(x: f32) -> i32 {
+pub fn ordered(x: f32) -> i32 {
     let i = x.to_bits() as i32;
     if i < 0 { i ^ 0x7fff_ffff } else { i }
 }
@@ -288,33 +288,90 @@ pub fn quantize_rows_symmetric(
     check_quantize_args(a, m, k, lda, q, scales, zero_points);
     let kp = qa_stride(k);
     for i in 0..m {
-        let row = &a[i * lda..i * lda + k];
         let out = &mut q[i * kp..(i + 1) * kp];
-        let max = max_abs(row);
+        scales[i] = native::symmetric_row(&a[i * lda..i * lda + k], out);
         zero_points[i] = 0;
-        if max > 0.0 {
-            let scale = max / 127.0;
-            scales[i] = scale;
-            for (o, &x) in out.iter_mut().zip(row) {
-                *o = rint_i32(round_away((x / scale).clamp(-127.0, 127.0))) as i8;
-            }
-        } else {
-            scales[i] = 0.0;
-            out[..k].fill(0);
-        }
         out[k..].fill(0);
     }
 }
 
+/// One row of [`quantize_rows_symmetric`]: writes `out[..row.len()]`, returns the scale.
+#[inline(always)]
+pub fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
+    let max = max_abs(row);
+    if max > 0.0 {
+        let scale = max / 127.0;
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o = rint_i32(round_away((x / scale).clamp(-127.0, 127.0))) as i8;
+        }
+        scale
+    } else {
+        out[..row.len()].fill(0);
+        0.0
+    }
+}
+
+/// The smallest and largest value of `a`'s `m` rows of `k` (stride `lda`) and 0, as
+/// [`ordered`] integers.
+#[inline(always)]
+pub fn ordered_range(a: &[f32], m: usize, k: usize, lda: usize) -> (i32, i32) {
+    let (mut lo, mut hi) = (0i32, 0i32);
+    for i in 0..m {
+        for &x in &a[i * lda..i * lda + k] {
+            lo = lo.min(ordered(x));
+            hi = hi.max(ordered(x));
+        }
+    }
+    (lo, hi)
+}
+
+/// Row quantizers with the fastest variant compiled in (bit-identical to the portable ones
+/// for finite inputs).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "avx512bw"
+))]
+mod native {
+    use super::x86_avx512 as isa;
+
+    pub(super) fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
+        // SAFETY: this code is compiled with AVX-512F/BW enabled, so the CPU has them.
+        unsafe { isa::symmetric_row(row, out) }
+    }
+
+    pub(super) fn affine_row(
+        row: &[f32],
+        scale: f32,
+        zp: i32,
+        range: (i32, i32, i32),
+        out: &mut [i8],
+    ) {
+        // SAFETY: as above.
+        unsafe { isa::affine_row(row, scale, zp, range, out) }
+    }
+
+    pub(super) fn ordered_range(a: &[f32], m: usize, k: usize, lda: usize) -> (i32, i32) {
+        // SAFETY: as above.
+        unsafe { isa::ordered_range(a, m, k, lda) }
+    }
+}
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "avx512bw"
+)))]
+mod native {
+    pub(super) use super::{affine_row, ordered_range, symmetric_row};
+}
+
 /// Write `round_half_even(x / scale) + zp` saturated to `[lo, hi]`, shifted by `shift`.
-#[inline]
-fn quantize_row_affine(
+#[inline(always)]
+pub fn affine_row(
     row: &[f32],
     scale: f32,
     zp: i32,
-    lo: i32,
-    hi: i32,
-    shift: i32,
+    (lo, hi, shift): (i32, i32, i32),
     out: &mut [i8],
 ) {
     let (zp, lo, hi) = (zp as f32, lo as f32, hi as f32);
@@ -338,20 +395,14 @@ pub fn quantize_tensor_dynamic_u8(
     zero_points: &mut [i32],
 ) {
     check_quantize_args(a, m, k, lda, q, scales, zero_points);
-    let (mut lo, mut hi) = (0i32, 0i32);
-    for i in 0..m {
-        for &x in &a[i * lda..i * lda + k] {
-            lo = lo.min(ordered(x));
-            hi = hi.max(ordered(x));
-        }
-    }
+    let (lo, hi) = native::ordered_range(a, m, k, lda);
     let (lo, hi) = (from_ordered(lo), from_ordered(hi));
     let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
     let zp = round_even((0.0 - lo / scale).clamp(0.0, 255.0)) as i32;
     let kp = qa_stride(k);
     for i in 0..m {
         let out = &mut q[i * kp..(i + 1) * kp];
-        quantize_row_affine(&a[i * lda..i * lda + k], scale, zp, 0, 255, -128, out);
+        native::affine_row(&a[i * lda..i * lda + k], scale, zp, (0, 255, -128), out);
         out[k..].fill(0);
         scales[i] = scale;
         zero_points[i] = zp - 128;
@@ -379,13 +430,11 @@ pub fn quantize_rows_static(
     let kp = qa_stride(k);
     for i in 0..m {
         let out = &mut q[i * kp..(i + 1) * kp];
-        quantize_row_affine(
+        native::affine_row(
             &a[i * lda..i * lda + k],
             scale,
             zero_point,
-            lo,
-            hi,
-            shift,
+            (lo, hi, shift),
             out,
         );
         out[k..].fill(0);
@@ -474,16 +523,47 @@ pub(crate) fn drive_i8(
                     let sums = &tile[r * nr..r * nr + cols];
                     let ws = &w.scales[col0..col0 + cols];
                     let cs = &w.sums[col0..col0 + cols];
-                    for (((o, &s), &sw), &cs) in out.iter_mut().zip(sums).zip(ws).zip(cs) {
-                        let exact = s.wrapping_sub(zp.wrapping_mul(cs));
-                        *o = exact as f32 * (sa * sw);
-                    }
-                    epilogue(out, g.bias.map(|b| &b[col0..col0 + cols]), g.activation);
+                    finish_row(
+                        out,
+                        sums,
+                        ws,
+                        cs,
+                        (sa, zp),
+                        g.bias.map(|b| &b[col0..col0 + cols]),
+                    );
+                    epilogue(out, None, g.activation);
                 }
                 ir += rows;
             }
         }
         ic += mb;
+    }
+}
+
+/// `out[j] = (sums[j] - zp·col_sums[j]) as f32 · (sa · w_scales[j]) (+ bias[j])` (wrapping
+/// i32, then two f32 roundings, never fused): the dequantizing epilogue every int8 variant
+/// reproduces bit for bit, before the activation.
+#[inline(always)]
+pub(crate) fn finish_row(
+    out: &mut [f32],
+    sums: &[i32],
+    w_scales: &[f32],
+    col_sums: &[i32],
+    (sa, zp): (f32, i32),
+    bias: Option<&[f32]>,
+) {
+    let it = out.iter_mut().zip(sums).zip(w_scales).zip(col_sums);
+    match bias {
+        Some(bias) => {
+            for ((((o, &s), &sw), &cs), &b) in it.zip(bias) {
+                *o = s.wrapping_sub(zp.wrapping_mul(cs)) as f32 * (sa * sw) + b;
+            }
+        }
+        None => {
+            for (((o, &s), &sw), &cs) in it {
+                *o = s.wrapping_sub(zp.wrapping_mul(cs)) as f32 * (sa * sw);
+            }
+        }
     }
 }
 

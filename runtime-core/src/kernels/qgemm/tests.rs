@@ -748,3 +748,78 @@ fn branch_free_half_conversion_is_exact() {
         }
     }
 }
+
+/// Rows for the quantizer variants: random values, exact ties of the symmetric scale
+/// (`(j + 0.5)·max/127`), zeros, an all-zero row, lengths around the 16-lane width.
+fn quantizer_rows() -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(5);
+    let mut rows = Vec::new();
+    for k in [1, 3, 15, 16, 17, 33, 64, 100, 384] {
+        rows.push((0..k).map(|_| rng.f32() * 7.0).collect());
+        let mut ties: Vec<f32> = (0..k)
+            .map(|j| (j as f32 % 127.0 + 0.5) * (2.0 / 127.0) * if j % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        ties[0] = 2.0;
+        rows.push(ties);
+        rows.push(vec![0.0; k]);
+        rows.push(
+            (0..k)
+                .map(|j| if j % 3 == 0 { 0.0 } else { rng.f32() * 1e3 })
+                .collect(),
+        );
+    }
+    rows
+}
+
+#[test]
+fn every_row_quantizer_variant_matches_the_portable_one() {
+    #[allow(unused_mut)]
+    let mut variants: Vec<(&str, RowQuantizers)> =
+        vec![("portable", (symmetric_row, affine_row, ordered_range))];
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+        variants.push((
+            "x86_avx512",
+            (
+                // SAFETY: AVX-512F/BW were detected above.
+                |r, o| unsafe { x86_avx512::symmetric_row(r, o) },
+                // SAFETY: as above.
+                |r, s, z, range, o| unsafe { x86_avx512::affine_row(r, s, z, range, o) },
+                // SAFETY: as above.
+                |a, m, k, lda| unsafe { x86_avx512::ordered_range(a, m, k, lda) },
+            ),
+        ));
+    }
+    let rows = quantizer_rows();
+    for (name, (sym, affine, range)) in variants {
+        for row in &rows {
+            let k = row.len();
+            let (mut want, mut got) = (vec![9i8; k + 1], vec![9i8; k + 1]);
+            let s = symmetric_row(row, &mut want);
+            assert_eq!(sym(row, &mut got).to_bits(), s.to_bits(), "{name} scale");
+            assert_eq!(got, want, "{name} symmetric {row:?}");
+            for (scale, zp, lim) in [
+                (0.03, 131, (0, 255, -128)),
+                (0.5, -3, (-128, 127, 0)),
+                (1e-3, 0, (-128, 127, 0)),
+            ] {
+                affine_row(row, scale, zp, lim, &mut want);
+                affine(row, scale, zp, lim, &mut got);
+                assert_eq!(got, want, "{name} affine {scale} {row:?}");
+            }
+            for m in [1, 2] {
+                let lda = k / m;
+                if lda > 0 {
+                    let want = ordered_range(row, m, lda - lda / 3, lda);
+                    assert_eq!(range(row, m, lda - lda / 3, lda), want, "{name} range");
+                }
+            }
+        }
+    }
+}
+
+type RowQuantizers = (
+    fn(&[f32], &mut [i8]) -> f32,
+    fn(&[f32], f32, i32, (i32, i32, i32), &mut [i8]),
+    fn(&[f32], usize, usize, usize) -> (i32, i32),
+);

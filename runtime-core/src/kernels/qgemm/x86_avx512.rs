@@ -5,9 +5,7 @@
 //! `vpdpbusd` multiplies unsigned by signed bytes. The weights are made unsigned in the
 //! register (`w ^ 0x80` = `w + 128`), so each sum is `Σ a·w + 128·Σ a`, exact in i32 for any
 //! i8 inputs; the row sum of `a` is subtracted afterwards.
-use super::{
-    Q4Scales, Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8, drive_q4_blocked,
-};
+use super::{Q4Scales, Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_q4_blocked};
 use crate::kernels::gemm::{Gemm, epilogue};
 use core::arch::x86_64::*;
 
@@ -25,7 +23,13 @@ const KB: usize = 256;
 /// Rows of the f32 register tile (16 accumulators).
 const BLOCK_MR: usize = 8;
 
-/// The int8 GEMM; `w.nr` must be [`NR`].
+/// Rows of `A` whose sums are kept at once (a stack array).
+const ROW_BLOCK: usize = 256;
+
+/// The int8 GEMM; `w.nr` must be [`NR`]. Same loop nest as `drive_i8` (blocks of rows, each
+/// panel, register tiles), but each tile finishes in registers: row sums of `A` are taken
+/// once per block of rows, and zero points, scales and bias are applied before the one
+/// store of `C` (bit-identical to `finish_row`).
 ///
 /// # Safety
 /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI.
@@ -34,26 +38,95 @@ const BLOCK_MR: usize = 8;
 pub unsafe fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
     assert_eq!(w.nr, NR);
     check_qgemm(qa, &w, c, g);
-    let kp = w.kp;
-    drive_i8(qa, &w, c, g, MAX_MR, |_, a, rows, panel, acc| {
-        // SAFETY: `a` holds `rows` rows of `kp` bytes, `panel` holds `kp·NR` bytes and `acc`
-        // `rows·NR` sums (slices built by `drive_i8`); the CPU features are this function's.
-        unsafe { by_rows!(rows, tile, (a, kp, panel, acc), [1 2 3 4 5 6 7 8 9 10 11] _ => 12) }
-    });
+    let (m, n, kp) = (g.m, g.n, w.kp);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mr = g.tiles.mr.clamp(1, MAX_MR);
+    let block = g.tiles.mc.clamp(1, ROW_BLOCK);
+    let mut fix = [0i32; ROW_BLOCK];
+    let mut ic = 0;
+    while ic < m {
+        let mb = block.min(m - ic);
+        for (r, f) in fix[..mb].iter_mut().enumerate() {
+            // SAFETY: row `ic + r < m` of `qa` is `kp` bytes (`check_qgemm`).
+            *f = unsafe { row_sum(&qa[(ic + r) * kp..(ic + r + 1) * kp]) }.wrapping_mul(128);
+        }
+        for panel in 0..n.div_ceil(NR) {
+            let wp = w.panel(panel);
+            let mut ir = ic;
+            while ir < ic + mb {
+                let left = ic + mb - ir;
+                let rows = left.div_ceil(left.div_ceil(mr));
+                let t = Tile {
+                    a: &qa[ir * kp..(ir + rows) * kp],
+                    fix: &fix[ir - ic..ir - ic + rows],
+                    row0: ir,
+                    panel,
+                };
+                // SAFETY: the tile's rows exist in `qa` and `C`, `wp` is a whole panel
+                // (`check_qgemm`); the CPU features are this function's.
+                unsafe {
+                    by_rows!(rows, tile, (&t, kp, wp, &w, c, g), [1 2 3 4 5 6 7 8 9 10 11] _ => 12)
+                }
+                ir += rows;
+            }
+        }
+        ic += mb;
+    }
 }
 
-/// `R` rows × 32 columns of exact sums.
+/// `Σ_p a[p]` (`a.len()` a multiple of 4).
 ///
 /// # Safety
-/// AVX-512F/BW/VNNI; `a.len() >= R·kp`, `panel.len() >= kp·NR`, `acc.len() >= R·NR`.
+/// AVX-512F/BW/VNNI.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8], acc: &mut [i32]) {
-    debug_assert!(a.len() >= R * kp && panel.len() >= kp * NR && acc.len() >= R * NR);
-    let (ap, wp) = (a.as_ptr(), panel.as_ptr());
+unsafe fn row_sum(a: &[i8]) -> i32 {
+    let ones = _mm512_set1_epi8(1);
+    let mut acc = _mm512_setzero_si512();
+    let mut p = 0;
+    while p < a.len() {
+        let left = a.len() - p;
+        let mask = if left >= 64 { !0 } else { (1u64 << left) - 1 };
+        // SAFETY: the mask covers bytes `p..p+left` of `a` only.
+        let x = unsafe { _mm512_maskz_loadu_epi8(mask, a.as_ptr().add(p)) };
+        acc = _mm512_dpbusd_epi32(acc, ones, x);
+        p += 64;
+    }
+    _mm512_reduce_add_epi32(acc)
+}
+
+/// One register tile: rows `row0..` (`a`, with `128·Σ a` per row in `fix`) × panel `panel`.
+struct Tile<'t> {
+    a: &'t [i8],
+    fix: &'t [i32],
+    row0: usize,
+    panel: usize,
+}
+
+/// `R` rows × 32 columns of `C`, finished: exact sums, zero points, scales, bias, then the
+/// activation on the stored row.
+///
+/// # Safety
+/// AVX-512F/BW/VNNI; `t.a.len() >= R·kp`, `t.fix.len() >= R`, `panel.len() >= kp·NR`, and
+/// `check_qgemm` passed with rows `t.row0..t.row0+R` inside `g.m`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn tile<const R: usize>(
+    t: &Tile<'_>,
+    kp: usize,
+    panel: &[i8],
+    w: &QWeights<'_>,
+    c: &mut [f32],
+    g: &QGemm<'_>,
+) {
+    debug_assert!(t.a.len() >= R * kp && panel.len() >= kp * NR && t.fix.len() >= R);
+    let (ap, wp) = (t.a.as_ptr(), panel.as_ptr());
     let flip = _mm512_set1_epi8(-128);
-    let mut c = [[_mm512_setzero_si512(); 2]; R];
+    let mut acc = [[_mm512_setzero_si512(); 2]; R];
     for gi in 0..kp / 4 {
         // SAFETY: group `gi < kp/4` of the panel is 128 bytes at `gi·128` (length above).
         let (w0, w1) = unsafe {
@@ -63,7 +136,7 @@ unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8], acc: &mut [i32
             )
         };
         let (w0, w1) = (_mm512_xor_si512(w0, flip), _mm512_xor_si512(w1, flip));
-        for (r, cr) in c.iter_mut().enumerate() {
+        for (r, cr) in acc.iter_mut().enumerate() {
             // SAFETY: bytes `4·gi..4·gi+4` of row `r < R` lie inside `a` (length above).
             let x = unsafe { ap.add(r * kp + 4 * gi).cast::<i32>().read_unaligned() };
             let x = _mm512_set1_epi32(x);
@@ -71,15 +144,56 @@ unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8], acc: &mut [i32
             cr[1] = _mm512_dpbusd_epi32(cr[1], w1, x);
         }
     }
-    for (r, cr) in c.iter().enumerate() {
-        let sum: i32 = a[r * kp..(r + 1) * kp].iter().map(|&x| x as i32).sum();
-        let fix = _mm512_set1_epi32(sum.wrapping_mul(128));
-        // SAFETY: `acc` holds `R·NR` values (length above).
-        unsafe {
-            let out = acc.as_mut_ptr().add(r * NR);
-            _mm512_storeu_si512(out.cast(), _mm512_sub_epi32(cr[0], fix));
-            _mm512_storeu_si512(out.add(16).cast(), _mm512_sub_epi32(cr[1], fix));
+    let col0 = t.panel * NR;
+    let cols = NR.min(g.n - col0);
+    let mask = if cols >= 32 {
+        !0u32
+    } else {
+        (1u32 << cols) - 1
+    };
+    let (lo, hi) = (mask as __mmask16, (mask >> 16) as __mmask16);
+    // SAFETY: scales and column sums hold `n_pad` entries (a multiple of 32), the bias `n`
+    // (masked to `cols`).
+    let (ws, cs, bias) = unsafe {
+        let bias = g.bias.map(|b| {
+            let b = b.as_ptr().add(col0);
+            [
+                _mm512_maskz_loadu_ps(lo, b),
+                _mm512_maskz_loadu_ps(hi, b.add(16)),
+            ]
+        });
+        (
+            [
+                _mm512_loadu_ps(w.scales.as_ptr().add(col0)),
+                _mm512_loadu_ps(w.scales.as_ptr().add(col0 + 16)),
+            ],
+            [
+                _mm512_loadu_si512(w.sums.as_ptr().add(col0).cast()),
+                _mm512_loadu_si512(w.sums.as_ptr().add(col0 + 16).cast()),
+            ],
+            bias,
+        )
+    };
+    for (r, cr) in acc.iter().enumerate() {
+        let i = t.row0 + r;
+        let (zp, sa) = (
+            _mm512_set1_epi32(g.a_zero_points[i]),
+            _mm512_set1_ps(g.a_scales[i]),
+        );
+        let fix = _mm512_set1_epi32(t.fix[r]);
+        let row = &mut c[i * g.ldc + col0..i * g.ldc + col0 + cols];
+        let out = row.as_mut_ptr();
+        for h in 0..2 {
+            let exact =
+                _mm512_sub_epi32(_mm512_sub_epi32(cr[h], fix), _mm512_mullo_epi32(zp, cs[h]));
+            let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(sa, ws[h]));
+            if let Some(b) = bias {
+                v = _mm512_add_ps(v, b[h]);
+            }
+            // SAFETY: the masks cover exactly the `cols` elements of `row`.
+            unsafe { _mm512_mask_storeu_ps(out.wrapping_add(16 * h), [lo, hi][h], v) };
         }
+        epilogue(row, None, g.activation);
     }
 }
 
@@ -349,4 +463,153 @@ unsafe fn f32_tile<const R: usize>(
             _mm512_mask_storeu_ps(p1, hi, v1);
         }
     }
+}
+
+/// Mask of the first `min(left, 16)` lanes.
+#[inline(always)]
+fn lanes(left: usize) -> __mmask16 {
+    if left >= 16 {
+        !0
+    } else {
+        ((1u32 << left) - 1) as __mmask16
+    }
+}
+
+/// Store the low bytes of 16 i32 lanes to `out[..min(left, 16)]`.
+///
+/// # Safety
+/// AVX-512F; `out` holds `min(left, 16)` bytes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn store_bytes(out: *mut i8, left: usize, v: __m512i) {
+    let b = _mm512_cvtepi32_epi8(v);
+    if left >= 16 {
+        // SAFETY: the caller's contract.
+        unsafe { _mm_storeu_si128(out.cast(), b) };
+    } else {
+        let mut tmp = [0i8; 16];
+        // SAFETY: `tmp` is 16 bytes.
+        unsafe { _mm_storeu_si128(tmp.as_mut_ptr().cast(), b) };
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::copy_nonoverlapping(tmp.as_ptr(), out, left) };
+    }
+}
+
+/// `super::symmetric_row`, 16 values at a time.
+///
+/// # Safety
+/// AVX-512F/BW; `out.len() >= row.len()`.
+#[target_feature(enable = "avx512f,avx512bw")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+pub unsafe fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
+    let k = row.len();
+    assert!(out.len() >= k);
+    let rp = row.as_ptr();
+    let mut mx = _mm512_setzero_si512();
+    let abs = _mm512_set1_epi32(0x7fff_ffff);
+    let mut p = 0;
+    while p < k {
+        // SAFETY: the mask covers elements `p..min(p+16, k)` of `row`.
+        let x = unsafe { _mm512_maskz_loadu_epi32(lanes(k - p), rp.add(p).cast()) };
+        mx = _mm512_max_epu32(mx, _mm512_and_si512(x, abs));
+        p += 16;
+    }
+    let max = f32::from_bits(_mm512_reduce_max_epu32(mx) as u32);
+    // A NaN maximum compares false, as in the portable code.
+    if max.partial_cmp(&0.0) != Some(core::cmp::Ordering::Greater) {
+        out[..k].fill(0);
+        return 0.0;
+    }
+    let scale = max / 127.0;
+    let (sv, lo, hi) = (
+        _mm512_set1_ps(scale),
+        _mm512_set1_ps(-127.0),
+        _mm512_set1_ps(127.0),
+    );
+    let (magic, half) = (_mm512_set1_ps(super::MAGIC), _mm512_set1_ps(0.5));
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let mut p = 0;
+    while p < k {
+        // SAFETY: the mask covers elements `p..min(p+16, k)` of `row`.
+        let x = unsafe { _mm512_maskz_loadu_ps(lanes(k - p), rp.add(p)) };
+        let t = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(x, sv), lo), hi);
+        let r = _mm512_sub_ps(_mm512_add_ps(t, magic), magic);
+        let d = _mm512_abs_ps(_mm512_sub_ps(t, r));
+        let tie = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(d, half);
+        let half_t = _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_castps_si512(half),
+            _mm512_and_si512(_mm512_castps_si512(t), sign),
+        ));
+        let v = _mm512_mask_blend_ps(tie, r, _mm512_add_ps(t, half_t));
+        // SAFETY: `out` holds `k` bytes.
+        unsafe { store_bytes(out.as_mut_ptr().add(p), k - p, _mm512_cvtps_epi32(v)) };
+        p += 16;
+    }
+    scale
+}
+
+/// `super::affine_row`, 16 values at a time.
+///
+/// # Safety
+/// AVX-512F/BW; `out.len() >= row.len()`.
+#[target_feature(enable = "avx512f,avx512bw")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+pub unsafe fn affine_row(
+    row: &[f32],
+    scale: f32,
+    zp: i32,
+    (lo, hi, shift): (i32, i32, i32),
+    out: &mut [i8],
+) {
+    let k = row.len();
+    assert!(out.len() >= k);
+    let rp = row.as_ptr();
+    let sv = _mm512_set1_ps(scale);
+    let (big, magic) = (_mm512_set1_ps(4_194_304.0), _mm512_set1_ps(super::MAGIC));
+    let zp = _mm512_set1_ps(zp as f32);
+    let (lo, hi) = (_mm512_set1_ps(lo as f32), _mm512_set1_ps(hi as f32));
+    let shift = _mm512_set1_epi32(shift);
+    let mut p = 0;
+    while p < k {
+        // SAFETY: the mask covers elements `p..min(p+16, k)` of `row`.
+        let x = unsafe { _mm512_maskz_loadu_ps(lanes(k - p), rp.add(p)) };
+        let t = _mm512_div_ps(x, sv);
+        let t = _mm512_min_ps(
+            _mm512_max_ps(t, _mm512_sub_ps(_mm512_setzero_ps(), big)),
+            big,
+        );
+        let r = _mm512_sub_ps(_mm512_add_ps(t, magic), magic);
+        let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, zp), lo), hi);
+        let i = _mm512_add_epi32(_mm512_cvtps_epi32(v), shift);
+        // SAFETY: `out` holds `k` bytes.
+        unsafe { store_bytes(out.as_mut_ptr().add(p), k - p, i) };
+        p += 16;
+    }
+}
+
+/// `super::ordered_range`, 16 values at a time.
+///
+/// # Safety
+/// AVX-512F; `a` holds `m` rows of `k` with stride `lda`.
+#[target_feature(enable = "avx512f")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+pub unsafe fn ordered_range(a: &[f32], m: usize, k: usize, lda: usize) -> (i32, i32) {
+    let (mut lo, mut hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+    let (zero, flip) = (_mm512_setzero_si512(), _mm512_set1_epi32(0x7fff_ffff));
+    for i in 0..m {
+        let row = &a[i * lda..i * lda + k];
+        let mut p = 0;
+        while p < k {
+            // SAFETY: the mask covers elements `p..min(p+16, k)` of `row`; masked-off lanes
+            // read as 0, which the range includes anyway.
+            let x = unsafe { _mm512_maskz_loadu_epi32(lanes(k - p), row.as_ptr().add(p).cast()) };
+            let neg = _mm512_cmplt_epi32_mask(x, zero);
+            let o = _mm512_mask_xor_epi32(x, neg, x, flip);
+            lo = _mm512_min_epi32(lo, o);
+            hi = _mm512_max_epi32(hi, o);
+            p += 16;
+        }
+    }
+    (_mm512_reduce_min_epi32(lo), _mm512_reduce_max_epi32(hi))
 }
