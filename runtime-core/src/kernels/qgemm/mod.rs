@@ -274,7 +274,8 @@ fn check_quantize_args(
 }
 
 /// Dynamic per-row symmetric quantization: `scale[i] = max |a[i][..k]| / 127` (0 for an
-/// all-zero row), `q = round_half_away_from_zero(a / scale)` in [-127, 127],
+/// all-zero row), `q = round_half_away_from_zero(a · (127 / max))` in [-127, 127] (a product
+/// by the one reciprocal per row, not a division per value),
 /// `zero_point[i] = 0`. `q` holds `m` rows of [`qa_stride`]`(k)` bytes (zero-padded tail).
 pub fn quantize_rows_symmetric(
     a: &[f32],
@@ -300,11 +301,11 @@ pub fn quantize_rows_symmetric(
 pub fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
     let max = max_abs(row);
     if max > 0.0 {
-        let scale = max / 127.0;
+        let inv = 127.0 / max;
         for (o, &x) in out.iter_mut().zip(row) {
-            *o = rint_i32(round_away((x / scale).clamp(-127.0, 127.0))) as i8;
+            *o = rint_i32(round_away((x * inv).clamp(-127.0, 127.0))) as i8;
         }
-        scale
+        max / 127.0
     } else {
         out[..row.len()].fill(0);
         0.0

@@ -521,19 +521,15 @@ pub unsafe fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
         out[..k].fill(0);
         return 0.0;
     }
-    let scale = max / 127.0;
-    let (sv, lo, hi) = (
-        _mm512_set1_ps(scale),
-        _mm512_set1_ps(-127.0),
-        _mm512_set1_ps(127.0),
-    );
+    let (lo, hi) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+    let inv = _mm512_set1_ps(127.0 / max);
     let (magic, half) = (_mm512_set1_ps(super::MAGIC), _mm512_set1_ps(0.5));
     let sign = _mm512_set1_epi32(i32::MIN);
     let mut p = 0;
     while p < k {
         // SAFETY: the mask covers elements `p..min(p+16, k)` of `row`.
         let x = unsafe { _mm512_maskz_loadu_ps(lanes(k - p), rp.add(p)) };
-        let t = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(x, sv), lo), hi);
+        let t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, inv), lo), hi);
         let r = _mm512_sub_ps(_mm512_add_ps(t, magic), magic);
         let d = _mm512_abs_ps(_mm512_sub_ps(t, r));
         let tie = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(d, half);
@@ -546,7 +542,7 @@ pub unsafe fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
         unsafe { store_bytes(out.as_mut_ptr().add(p), k - p, _mm512_cvtps_epi32(v)) };
         p += 16;
     }
-    scale
+    max / 127.0
 }
 
 /// `super::affine_row`, 16 values at a time.
