@@ -215,20 +215,28 @@ pub fn fast_exp(x: f32) -> f32 {
 pub fn fast_erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let mut p = -2.726_142_3e-10f32;
-    p = p * x2 + 2.770_681_4e-8;
-    p = p * x2 + -2.101_024e-6;
-    p = p * x2 + -5.692_506_3e-5;
-    p = p * x2 + -7.349_906_3e-4;
-    p = p * x2 + -2.954_600_1e-3;
-    p = p * x2 + -1.609_603_3e-2;
-    let mut q = -1.456_607_2e-5f32;
-    q = q * x2 + -2.133_740_6e-4;
-    q = q * x2 + -1.682_827e-3;
-    q = q * x2 + -7.373_329_2e-3;
-    q = q * x2 + -1.426_474e-2;
-    x * p / q
+    let horner = |cs: &[f32]| cs[1..].iter().fold(cs[0], |p, &c| p * x2 + c);
+    x * horner(&ERF_NUMERATOR) / horner(&ERF_DENOMINATOR)
 }
+
+/// [`fast_erf`]'s numerator polynomial in `x²` (highest degree first; times `x`).
+pub const ERF_NUMERATOR: [f32; 7] = [
+    -2.726_142_3e-10,
+    2.770_681_4e-8,
+    -2.101_024e-6,
+    -5.692_506_3e-5,
+    -7.349_906_3e-4,
+    -2.954_600_1e-3,
+    -1.609_603_3e-2,
+];
+/// [`fast_erf`]'s denominator polynomial in `x²` (highest degree first).
+pub const ERF_DENOMINATOR: [f32; 5] = [
+    -1.456_607_2e-5,
+    -2.133_740_6e-4,
+    -1.682_827e-3,
+    -7.373_329_2e-3,
+    -1.426_474e-2,
+];
 
 /// `tanh` from [`fast_exp`]: `1 - 2 / (e^{2x} + 1)`.
 #[inline(always)]
