@@ -127,8 +127,7 @@ unsafe fn tile<const R: usize>(
     debug_assert!(t.a.len() >= R * kp && panel.len() >= kp * NR && t.fix.len() >= R);
     let (ap, wp) = (t.a.as_ptr(), panel.as_ptr());
     let flip = _mm512_set1_epi8(-128);
-    let mut acc = [[_mm512_setzero_si512(); 2]; R];
-    for gi in 0..kp / 4 {
+    let group = |gi: usize| {
         // SAFETY: group `gi < kp/4` of the panel is 128 bytes at `gi·128` (length above).
         let (w0, w1) = unsafe {
             (
@@ -136,11 +135,31 @@ unsafe fn tile<const R: usize>(
                 _mm512_loadu_si512(wp.add(gi * 128 + 64).cast()),
             )
         };
-        let (w0, w1) = (_mm512_xor_si512(w0, flip), _mm512_xor_si512(w1, flip));
+        (_mm512_xor_si512(w0, flip), _mm512_xor_si512(w1, flip))
+    };
+    // SAFETY: bytes `4·gi..4·gi+4` of row `r < R` lie inside `a` (length above).
+    let row = |r: usize, gi: usize| unsafe {
+        _mm512_set1_epi32(ap.add(r * kp + 4 * gi).cast::<i32>().read_unaligned())
+    };
+    let zero = _mm512_setzero_si512();
+    // The first depth group initialises the sums: a zeroed array of vectors would be
+    // cleared in memory for every tile.
+    let mut acc: [[__m512i; 2]; R] = if kp == 0 {
+        [[zero; 2]; R]
+    } else {
+        let (w0, w1) = group(0);
+        core::array::from_fn(|r| {
+            let x = row(r, 0);
+            [
+                _mm512_dpbusd_epi32(zero, w0, x),
+                _mm512_dpbusd_epi32(zero, w1, x),
+            ]
+        })
+    };
+    for gi in 1..kp / 4 {
+        let (w0, w1) = group(gi);
         for (r, cr) in acc.iter_mut().enumerate() {
-            // SAFETY: bytes `4·gi..4·gi+4` of row `r < R` lie inside `a` (length above).
-            let x = unsafe { ap.add(r * kp + 4 * gi).cast::<i32>().read_unaligned() };
-            let x = _mm512_set1_epi32(x);
+            let x = row(r, gi);
             cr[0] = _mm512_dpbusd_epi32(cr[0], w0, x);
             cr[1] = _mm512_dpbusd_epi32(cr[1], w1, x);
         }
