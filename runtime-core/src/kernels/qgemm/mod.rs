@@ -484,7 +484,8 @@ pub(crate) fn check_qgemm(qa: &[i8], w: &QWeights<'_>, c: &[f32], g: &QGemm<'_>)
     }
 }
 
-/// The loop nest shared by the int8 variants: blocks of `mc` rows, each panel, blocks of at
+/// The loop nest of the int8 variants that return raw sums (all but VNNI, which finishes its
+/// tiles in registers): blocks of `mc` rows, each panel, blocks of at
 /// most `mr` rows. `micro(ir, a, rows, panel, acc)` fills the tile's exact sums
 /// `acc[r·nr + c] = Σ_p a[r][p] · panel(p, c)` (wrapping i32) for `rows` rows of `a` (rows
 /// `ir..` of `qa`, row stride `kp`) and all `nr` columns; the shared epilogue then applies zero points, scales,
