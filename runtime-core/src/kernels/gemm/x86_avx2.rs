@@ -7,6 +7,8 @@ use core::arch::x86_64::*;
 pub const NR: usize = 16;
 /// The largest register block of rows.
 pub const MAX_MR: usize = 6;
+/// How far ahead of the current depth step of `B` the micro-kernel prefetches, in elements.
+const PREFETCH: usize = 16 * NR;
 
 /// `C = act(A · B + bias)`; `b.nr` must be [`NR`].
 ///
@@ -53,6 +55,7 @@ unsafe fn micro<const R: usize, const MASKED: bool>(tile: TilePtrs) {
         let mut acc1 = [_mm256_setzero_ps(); R];
         for p in 0..kb {
             let row = b.add(p * ldb);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH) as *const i8);
             let (b0, b1) = if MASKED {
                 (
                     _mm256_maskload_ps(row, lo),
