@@ -205,7 +205,8 @@ mod tests {
     fn equals_transpose_then_matmul() {
         // Head split of both operands ([b, s, h, d] → [b, h, s, d]), a broadcast batch
         // operand, and an identity permutation on one side.
-        let cases: Vec<(Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>)> = vec![
+        type Case = (Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>);
+        let cases: Vec<Case> = vec![
             (
                 vec![1, 5, 3, 4],
                 vec![0, 2, 1, 3],
