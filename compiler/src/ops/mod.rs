@@ -29,6 +29,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod matmul;
 pub mod pad;
+pub mod permuted_matmul;
 pub mod pool;
 pub mod q4linear;
 pub mod qconv;
@@ -119,6 +120,7 @@ ops! {
     Where(where_::Where),
     Cast(cast::Cast),
     MatMul(matmul::MatMul),
+    PermutedMatMul(permuted_matmul::PermutedMatMul),
     Linear(linear::Linear),
     QLinear(qlinear::QLinear),
     Q4Linear(q4linear::Q4Linear),

@@ -8,6 +8,7 @@ pub mod attention_live_length;
 pub mod eliminate_dead_nodes;
 pub mod fold_constants;
 pub mod fold_key_transpose;
+pub mod fold_matmul_transpose;
 pub mod fuse_attention;
 pub mod fuse_linear;
 pub mod fuse_linear_activation;
@@ -41,6 +42,7 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(attention_live_length::AttentionLiveLength),
         Box::new(fuse_linear::FuseLinear),
         Box::new(fuse_linear_activation::FuseLinearActivation),
+        Box::new(fold_matmul_transpose::FoldMatMulTranspose),
         Box::new(pack_linear_weights::PackLinearWeights {
             tiling: target.gemm_tiling(),
         }),

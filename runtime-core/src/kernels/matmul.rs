@@ -58,20 +58,23 @@ pub fn matmul<T: Numeric>(a: &[T], b: &[T], out: &mut [T], spec: &MatMulSpec<'_>
     );
 }
 
-/// Batched f32 product of contiguous row-major operands (`a_strides == [k, 1]`,
-/// `b_strides == [n, 1]`) through the blocked GEMM, `B` read in place; other layouts take
-/// the generic loop. Same result as [`matmul`] up to rounding.
+/// Batched f32 product through the blocked GEMM when both operands have unit column stride
+/// (rows may be further apart than `k` / `n`, as in a head of a `[s, heads, d]` tensor),
+/// `A` and `B` read in place; other layouts take the generic loop. Same result as
+/// [`matmul`] up to rounding.
 pub fn matmul_f32(a: &[f32], b: &[f32], out: &mut [f32], spec: &MatMulSpec<'_>, tiles: Tiles) {
     let (m, k, n) = (spec.m, spec.k, spec.n);
-    if spec.a_strides != [k as isize, 1] || spec.b_strides != [n as isize, 1] {
+    let ([lda, ac], [ldb, bc]) = (spec.a_strides, spec.b_strides);
+    if ac != 1 || bc != 1 || lda < k as isize || ldb < n as isize || m == 0 || k == 0 || n == 0 {
         matmul(a, b, out, spec);
         return;
     }
+    let (lda, ldb) = (lda as usize, ldb as usize);
     let g = Gemm {
         m,
         k,
         n,
-        lda: k,
+        lda,
         ldc: n,
         bias: None,
         activation: Activation::None,
@@ -79,8 +82,9 @@ pub fn matmul_f32(a: &[f32], b: &[f32], out: &mut [f32], spec: &MatMulSpec<'_>, 
     };
     let one = |a_off: isize, b_off: isize, out: &mut [f32]| {
         let (a_off, b_off) = (a_off as usize, b_off as usize);
-        let b_mat = BMatrix::row_major(&b[b_off..b_off + k * n], n, gemm::native_nr());
-        gemm::gemm(&a[a_off..a_off + m * k], b_mat, out, &g);
+        let b_mat =
+            BMatrix::row_major(&b[b_off..b_off + (k - 1) * ldb + n], ldb, gemm::native_nr());
+        gemm::gemm(&a[a_off..a_off + (m - 1) * lda + k], b_mat, out, &g);
     };
     if spec.batch.is_empty() {
         one(0, 0, &mut out[..m * n]);
@@ -191,5 +195,34 @@ mod tests {
         };
         matmul(&a, &b, &mut out, &spec);
         assert_eq!(out, [12, 34]);
+    }
+
+    #[test]
+    fn gemm_path_reads_strided_rows_in_place() {
+        // Per head h of 3: A is rows of a [5, 3, 4] tensor (row stride 12), B rows of a
+        // [4, 3, 6] tensor (row stride 18), both unit column stride.
+        let a: std::vec::Vec<f32> = (0..60).map(|x| (x % 7) as f32 - 3.0).collect();
+        let b: std::vec::Vec<f32> = (0..72).map(|x| (x % 5) as f32 * 0.5 - 1.0).collect();
+        let spec = MatMulSpec {
+            m: 5,
+            k: 4,
+            n: 6,
+            a_strides: [12, 1],
+            b_strides: [18, 1],
+            batch: &[3],
+            a_batch_strides: &[4],
+            b_batch_strides: &[6],
+        };
+        let (mut want, mut got) = ([0.0f32; 90], [0.0f32; 90]);
+        matmul(&a, &b, &mut want, &spec);
+        let tiles = Tiles {
+            mr: 4,
+            kc: 3,
+            mc: 4,
+        };
+        matmul_f32(&a, &b, &mut got, &spec, tiles);
+        for (x, y) in got.iter().zip(&want) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
     }
 }

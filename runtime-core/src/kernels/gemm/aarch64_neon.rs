@@ -13,18 +13,10 @@ pub const MAX_MR: usize = 12;
 pub fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
     assert_eq!(b.nr, NR);
     check_bounds(a, &b, c, g);
-    drive(
-        a,
-        &b,
-        c,
-        g,
-        MAX_MR,
-        None,
-        |t: Tile, a: &[f32], c: &mut [f32]| {
-            let ptrs = t.ptrs(a, g.lda, &b, c, g.ldc);
-            dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6 7 8 9 10 11 12]);
-        },
-    );
+    drive(a, &b, c, g, MAX_MR, |t: Tile, a: &[f32], c: &mut [f32]| {
+        let ptrs = t.ptrs(a, g.lda, &b, c, g.ldc);
+        dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6 7 8 9 10 11 12]);
+    });
 }
 
 /// One `R×8` tile: `C = (first ? 0 : C) + A[R×kb] · B[kb×8]`; `PARTIAL` touches only the
@@ -35,7 +27,7 @@ pub fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
 /// `B` 8 (or `cols` when `PARTIAL`) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
 #[inline]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-unsafe fn micro<const R: usize, const PARTIAL: bool, const PACKED_A: bool>(tile: TilePtrs) {
+unsafe fn micro<const R: usize, const PARTIAL: bool>(tile: TilePtrs) {
     let (a, lda, b, ldb, kb, c, ldc, first, cols) = tile.parts();
     // SAFETY: the caller guarantees the accesses (see above); partial rows are copied
     // through `buf`, which has 8 elements.
@@ -51,7 +43,7 @@ unsafe fn micro<const R: usize, const PARTIAL: bool, const PACKED_A: bool>(tile:
             }
             let (b0, b1) = (vld1q_f32(row), vld1q_f32(row.add(4)));
             for r in 0..R {
-                let x = *a.add(if PACKED_A { p * R + r } else { r * lda + p });
+                let x = *a.add(r * lda + p);
                 acc0[r] = vfmaq_n_f32(acc0[r], b0, x);
                 acc1[r] = vfmaq_n_f32(acc1[r], b1, x);
             }

@@ -12,23 +12,18 @@
 //! reference evaluator), `x86_avx2` (nr = 16, mr ≤ 6), `x86_avx512` (nr = 32, mr ≤ 14),
 //! `aarch64_neon` (nr = 8, mr ≤ 12). [`gemm`] picks one at compile time from the enabled
 //! target features and the operand's `nr`; anything else runs the reference.
-/// The body shared by the ISA variants' tile callbacks: `micro::<R, MASKED, PACKED_A>` for
-/// the tile's row count `R` (one of the listed literals), `MASKED` when the tile is narrower
-/// than `nr`, `PACKED_A` when `A` comes from the packing buffer. Expands inside a function
-/// that enables the variant's target features; the micro-kernel's contract is met by
-/// `check_bounds` and `drive`, which bound every access of the tile.
+/// The body shared by the ISA variants' tile callbacks: `micro::<R, MASKED>` for the tile's
+/// row count `R` (one of the listed literals), `MASKED` when the tile is narrower than `nr`.
+/// Expands inside a function that enables the variant's target features; the micro-kernel's
+/// contract is met by `check_bounds` and `drive`, which bound every access of the tile.
 macro_rules! dispatch_tile {
     ($micro:ident, $tile:expr, $nr:expr, $args:expr, [$($rows:literal)*]) => {
-        match ($tile.rows, $tile.cols == $nr, $tile.a_packed) {
+        match ($tile.rows, $tile.cols == $nr) {
             $(
                 // SAFETY: `check_bounds` and `drive` bound every access of the tile, and the enclosing function enables the variant's target features.
-                ($rows, true, false) => unsafe { $micro::<$rows, false, false>($args) },
+                ($rows, true) => unsafe { $micro::<$rows, false>($args) },
                 // SAFETY: as above.
-                ($rows, false, false) => unsafe { $micro::<$rows, true, false>($args) },
-                // SAFETY: as above.
-                ($rows, true, true) => unsafe { $micro::<$rows, false, true>($args) },
-                // SAFETY: as above.
-                ($rows, false, true) => unsafe { $micro::<$rows, true, true>($args) },
+                ($rows, false) => unsafe { $micro::<$rows, true>($args) },
             )*
             _ => {}
         }
@@ -215,10 +210,8 @@ pub(crate) fn check_bounds(a: &[f32], b: &BMatrix<'_>, c: &[f32], g: &Gemm<'_>) 
 }
 
 /// One micro-kernel call: the tile of `rows×cols` at `C[c_off..]`, depth `kb` from `A[a_off..]`
-/// and `B[b_off..]` (row stride `b_row_stride`); `first` overwrites `C`, else accumulates.
-/// When `a_packed`, `A` is the packing buffer and the tile's rows are interleaved: element
-/// `(r, p)` at `a_off + p·rows + r`; else it is `A` itself, element `(r, p)` at
-/// `a_off + r·lda + p`.
+/// (element `(r, p)` at `a_off + r·lda + p`: `A` is read in place, never packed) and
+/// `B[b_off..]`; `first` overwrites `C`, else accumulates.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tile {
     pub a_off: usize,
@@ -228,11 +221,10 @@ pub(crate) struct Tile {
     pub cols: usize,
     pub kb: usize,
     pub first: bool,
-    pub a_packed: bool,
 }
 
 /// Raw pointers and strides of one tile, as the ISA micro-kernels read them: `A` at `a`
-/// (row stride `lda`, 0 when packed), `B` at `b` (row stride `ldb`), `C` at `c` (row stride
+/// (row stride `lda`), `B` at `b` (row stride `ldb`), `C` at `c` (row stride
 /// `ldc`), depth `kb`; `first` overwrites `C`, else accumulates; `cols` valid columns.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TilePtrs {
@@ -261,7 +253,7 @@ impl Tile {
     ) -> TilePtrs {
         TilePtrs {
             a: a.as_ptr().wrapping_add(self.a_off),
-            lda: if self.a_packed { 0 } else { lda },
+            lda,
             b: b.data.as_ptr().wrapping_add(self.b_off),
             ldb: b.row_stride,
             kb: self.kb,
@@ -296,20 +288,8 @@ impl TilePtrs {
     }
 }
 
-/// Whether copying `A` blocks into a packing buffer pays off: when each block is reused
-/// across many panels of `B`.
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn pack_a_pays_off(g: &Gemm<'_>, max_mr: usize, nr: usize) -> bool {
-    g.m >= 2 * max_mr.min(g.tiles.mr) && g.n >= 4 * nr
-}
-
-/// Elements of the stack buffer the x86 variants pack `A` blocks into.
-#[cfg(target_arch = "x86_64")]
-pub(crate) const A_PACK: usize = 16 * 1024;
-
-/// The blocked loop nest shared by every variant; `micro` computes one tile reading `A`
-/// from the slice it is given. With `a_pack`, each `mc×kc` block of `A` is first copied into
-/// it, `mr` rows interleaved (see [`Tile`]), and `mc` shrinks to fit.
+/// The blocked loop nest shared by every variant; `micro` computes one tile. `A` is read in
+/// place: its rows are contiguous, and the micro-kernels broadcast from `mr` row streams.
 #[inline(always)]
 pub(crate) fn drive(
     a: &[f32],
@@ -317,7 +297,6 @@ pub(crate) fn drive(
     c: &mut [f32],
     g: &Gemm<'_>,
     max_mr: usize,
-    mut a_pack: Option<&mut [f32]>,
     mut micro: impl FnMut(Tile, &[f32], &mut [f32]),
 ) {
     let (m, k, n, nr) = (g.m, g.k, g.n, b.nr);
@@ -338,21 +317,10 @@ pub(crate) fn drive(
     while pc < k {
         let kb = g.tiles.kc.min(k - pc);
         let last = pc + kb == k;
-        let mut mc = g.tiles.mc;
-        if let Some(buf) = a_pack.as_deref() {
-            let fit = buf.len() / kb / mr * mr;
-            if fit == 0 {
-                a_pack = None;
-            } else {
-                mc = mc.min(fit);
-            }
-        }
+        let mc = g.tiles.mc;
         let mut ic = 0;
         while ic < m {
             let mb = mc.min(m - ic);
-            if let Some(buf) = a_pack.as_deref_mut() {
-                pack_a(a, g.lda, ic, mb, pc, kb, mr, buf);
-            }
             for panel in 0..panels {
                 let col0 = panel * nr;
                 let cols = nr.min(n - col0);
@@ -363,23 +331,15 @@ pub(crate) fn drive(
                     let left = ic + mb - ir;
                     let rows = left.div_ceil(left.div_ceil(mr));
                     let tile = Tile {
-                        a_off: if a_pack.is_some() {
-                            (ir - ic) * kb
-                        } else {
-                            ir * g.lda + pc
-                        },
+                        a_off: ir * g.lda + pc,
                         b_off: panel * b.panel_stride + pc * b.row_stride,
                         c_off: ir * g.ldc + col0,
                         rows,
                         cols,
                         kb,
                         first: pc == 0,
-                        a_packed: a_pack.is_some(),
                     };
-                    match a_pack.as_deref() {
-                        Some(buf) => micro(tile, buf, c),
-                        None => micro(tile, a, c),
-                    }
+                    micro(tile, a, c);
                     if last && (g.bias.is_some() || g.activation != Activation::None) {
                         for r in 0..rows {
                             let at = (ir + r) * g.ldc + col0;
@@ -393,36 +353,6 @@ pub(crate) fn drive(
             ic += mb;
         }
         pc += kb;
-    }
-}
-
-/// Copy `A[ic..ic+mb, pc..pc+kb]` into `buf`: the row blocks of `drive` (at most `mr` rows),
-/// each `[kb][rows]`, a block starting at `(first row - ic)·kb`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn pack_a(
-    a: &[f32],
-    lda: usize,
-    ic: usize,
-    mb: usize,
-    pc: usize,
-    kb: usize,
-    mr: usize,
-    buf: &mut [f32],
-) {
-    let mut r0 = 0;
-    while r0 < mb {
-        // The same row blocks as `drive`.
-        let left = mb - r0;
-        let rows = left.div_ceil(left.div_ceil(mr));
-        let block = &mut buf[r0 * kb..(r0 + rows) * kb];
-        for r in 0..rows {
-            let src = &a[(ic + r0 + r) * lda + pc..(ic + r0 + r) * lda + pc + kb];
-            for (p, &x) in src.iter().enumerate() {
-                block[p * rows + r] = x;
-            }
-        }
-        r0 += rows;
     }
 }
 

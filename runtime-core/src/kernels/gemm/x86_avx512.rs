@@ -1,12 +1,14 @@
 //! x86-64 AVX-512F micro-kernel: tiles of up to 14 rows × 32 columns (two zmm registers per
 //! row, 28 accumulators), FMA broadcast of one `A` element per row and depth step.
-use super::{A_PACK, BMatrix, Gemm, Tile, TilePtrs, check_bounds, drive, pack_a_pays_off};
+use super::{BMatrix, Gemm, Tile, TilePtrs, check_bounds, drive};
 use core::arch::x86_64::*;
 
 /// Panel width read by this variant.
 pub const NR: usize = 32;
 /// The largest register block of rows.
 pub const MAX_MR: usize = 14;
+/// How far ahead of the current depth step of `B` the micro-kernel prefetches, in elements.
+const PREFETCH: usize = 16 * NR;
 
 /// `C = act(A · B + bias)`; `b.nr` must be [`NR`].
 ///
@@ -17,35 +19,21 @@ pub const MAX_MR: usize = 14;
 pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
     assert_eq!(b.nr, NR);
     check_bounds(a, &b, c, g);
-    if pack_a_pays_off(g, MAX_MR, NR) {
-        let mut pack = [0.0f32; A_PACK];
-        // SAFETY: as for this function.
-        unsafe { run(a, &b, c, g, Some(&mut pack)) };
-    } else {
-        // SAFETY: as for this function.
-        unsafe { run(a, &b, c, g, None) };
-    }
+    // SAFETY: as for this function.
+    unsafe { run(a, &b, c, g) };
 }
 
-/// [`gemm`] with or without packing `A`.
+/// [`gemm`] after its checks.
 ///
 /// # Safety
 /// As [`gemm`]; the bounds are checked.
 #[target_feature(enable = "avx512f")]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>, pack: Option<&mut [f32]>) {
-    drive(
-        a,
-        b,
-        c,
-        g,
-        MAX_MR,
-        pack,
-        |t: Tile, a: &[f32], c: &mut [f32]| {
-            let ptrs = t.ptrs(a, g.lda, b, c, g.ldc);
-            dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
-        },
-    );
+unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
+    drive(a, b, c, g, MAX_MR, |t: Tile, a: &[f32], c: &mut [f32]| {
+        let ptrs = t.ptrs(a, g.lda, b, c, g.ldc);
+        dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
+    });
 }
 
 /// One `R×32` tile: `C = (first ? 0 : C) + A[R×kb] · B[kb×32]`.
@@ -56,7 +44,7 @@ unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>, pack: Opt
 #[target_feature(enable = "avx512f")]
 #[inline]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-unsafe fn micro<const R: usize, const MASKED: bool, const PACKED_A: bool>(tile: TilePtrs) {
+unsafe fn micro<const R: usize, const MASKED: bool>(tile: TilePtrs) {
     let (a, lda, b, ldb, kb, c, ldc, first, cols) = tile.parts();
     let lo = if cols >= 16 {
         0xffff
@@ -74,6 +62,8 @@ unsafe fn micro<const R: usize, const MASKED: bool, const PACKED_A: bool>(tile: 
         let mut acc1 = [_mm512_setzero_ps(); R];
         for p in 0..kb {
             let row = b.add(p * ldb);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH + 16) as *const i8);
             let (b0, b1) = if MASKED {
                 (
                     _mm512_maskz_loadu_ps(lo, row),
@@ -83,7 +73,7 @@ unsafe fn micro<const R: usize, const MASKED: bool, const PACKED_A: bool>(tile: 
                 (_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16)))
             };
             for r in 0..R {
-                let x = _mm512_set1_ps(*a.add(if PACKED_A { p * R + r } else { r * lda + p }));
+                let x = _mm512_set1_ps(*a.add(r * lda + p));
                 acc0[r] = _mm512_fmadd_ps(x, b0, acc0[r]);
                 acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
             }
