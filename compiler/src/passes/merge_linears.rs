@@ -178,7 +178,7 @@ mod tests {
     }
 
     fn outputs(g: &Graph, x: &Tensor) -> Vec<Vec<f64>> {
-        let out = crate::eval::evaluate(g, &[x.clone()]).unwrap();
+        let out = crate::eval::evaluate(g, std::slice::from_ref(x)).unwrap();
         out.iter().map(|t| t.data.to_f64_vec()).collect()
     }
 
