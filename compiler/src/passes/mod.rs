@@ -12,8 +12,11 @@ pub mod fold_matmul_transpose;
 pub mod fuse_attention;
 pub mod fuse_linear;
 pub mod fuse_linear_activation;
+pub mod fuse_residual;
 pub mod fuse_rms_norm;
 pub mod fuse_rotary;
+pub mod fuse_swiglu;
+pub mod merge_linears;
 pub mod pack_linear_weights;
 pub mod quantize_int4;
 pub mod quantize_int8;
@@ -46,6 +49,9 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(pack_linear_weights::PackLinearWeights {
             tiling: target.gemm_tiling(),
         }),
+        Box::new(fuse_swiglu::FuseSwiGlu),
+        Box::new(merge_linears::MergeLinears),
+        Box::new(fuse_residual::FuseResidual),
         Box::new(eliminate_dead_nodes::EliminateDeadNodes),
     ]
 }
