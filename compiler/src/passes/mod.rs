@@ -9,6 +9,7 @@ pub mod eliminate_dead_nodes;
 pub mod fold_constants;
 pub mod fold_key_transpose;
 pub mod fuse_attention;
+pub mod fuse_elementwise;
 pub mod fuse_linear;
 pub mod fuse_linear_activation;
 pub mod fuse_rms_norm;
@@ -41,6 +42,8 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(attention_live_length::AttentionLiveLength),
         Box::new(fuse_linear::FuseLinear),
         Box::new(fuse_linear_activation::FuseLinearActivation),
+        // After every pass that matches elementwise ops into a bigger op.
+        Box::new(fuse_elementwise::FuseElementwise),
         Box::new(pack_linear_weights::PackLinearWeights {
             tiling: target.gemm_tiling(),
         }),
