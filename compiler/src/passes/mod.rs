@@ -10,6 +10,7 @@ pub mod fold_constants;
 pub mod fold_key_transpose;
 pub mod fuse_attention;
 pub mod fuse_elementwise;
+pub mod fuse_layer_norm;
 pub mod fuse_linear;
 pub mod fuse_linear_activation;
 pub mod fuse_rms_norm;
@@ -36,6 +37,7 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(fuse_attention::FuseAttention {
             tiling: target.gemm_tiling(),
         }),
+        Box::new(fuse_layer_norm::FuseLayerNorm),
         Box::new(fuse_rms_norm::FuseRmsNorm),
         Box::new(fuse_rotary::FuseRotary),
         Box::new(fold_key_transpose::FoldKeyTranspose),

@@ -340,7 +340,7 @@ fn run_block(
                     FusedUnary::Exp => map1(tn, x, math::fast_exp),
                     FusedUnary::Log => map1(tn, x, math::log),
                     FusedUnary::Erf => map1(tn, x, math::fast_erf),
-                    FusedUnary::Tanh => map1(tn, x, math::fast_tanh),
+                    FusedUnary::Tanh => map1(tn, x, math::rational_tanh),
                     FusedUnary::Sigmoid => map1(tn, x, math::fast_sigmoid),
                     FusedUnary::Relu => map1(tn, x, |v| v.max(0.0)),
                     FusedUnary::Gelu => map1(tn, x, math::fast_gelu),
@@ -508,7 +508,7 @@ mod fused_tests {
                         FusedUnary::Exp => math::fast_exp(x),
                         FusedUnary::Log => math::log(x),
                         FusedUnary::Erf => math::fast_erf(x),
-                        FusedUnary::Tanh => math::fast_tanh(x),
+                        FusedUnary::Tanh => math::rational_tanh(x),
                         FusedUnary::Sigmoid => math::fast_sigmoid(x),
                         FusedUnary::Relu => x.max(0.0),
                         FusedUnary::Gelu => math::fast_gelu(x),
@@ -632,6 +632,27 @@ mod fused_tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rational_tanh_is_close_to_libm_in_relative_terms() {
+        let mut x = -10.0f32;
+        while x < 10.0 {
+            let (got, want) = (math::rational_tanh(x), math::tanh(x));
+            assert!(
+                (got - want).abs() <= 4.0 * f32::EPSILON * want.abs().max(1e-30),
+                "tanh({x}): {got} vs {want}"
+            );
+            x += 0.001_7;
+        }
+        for tiny in [1e-6f32, -1e-20] {
+            let got = math::rational_tanh(tiny);
+            assert!(
+                (got - tiny).abs() <= 2.0 * f32::EPSILON * tiny.abs(),
+                "{tiny}: {got}"
+            );
+        }
+        assert_eq!(math::rational_tanh(-0.0).to_bits(), (-0.0f32).to_bits());
     }
 
     #[test]
