@@ -19,6 +19,7 @@ pub mod concat;
 pub mod conv;
 pub mod cumsum;
 pub mod einsum;
+pub mod elementwise;
 pub mod expand;
 pub mod fill;
 pub mod gather;
@@ -117,6 +118,7 @@ macro_rules! ops {
 ops! {
     Binary(binary::Binary),
     Unary(unary::Unary),
+    Elementwise(elementwise::Elementwise),
     Where(where_::Where),
     Cast(cast::Cast),
     MatMul(matmul::MatMul),

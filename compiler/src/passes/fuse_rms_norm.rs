@@ -19,14 +19,14 @@ use runtime_core::kernels::reduce::ReduceKind;
 
 pub struct FuseRmsNorm;
 
-fn scalar(graph: &Graph, v: ValueId) -> Option<f64> {
+pub(crate) fn scalar(graph: &Graph, v: ValueId) -> Option<f64> {
     graph
         .constant(v)
         .filter(|t| t.ty.numel() == 1)
         .and_then(|t| t.scalar_f64().ok())
 }
 
-fn binary(graph: &Graph, id: NodeId, kind: BinaryKind) -> Option<(ValueId, ValueId)> {
+pub(crate) fn binary(graph: &Graph, id: NodeId, kind: BinaryKind) -> Option<(ValueId, ValueId)> {
     match &graph.node(id).op {
         Op::Binary(b) if b.kind == kind => {
             let n = graph.node(id);
@@ -37,7 +37,7 @@ fn binary(graph: &Graph, id: NodeId, kind: BinaryKind) -> Option<(ValueId, Value
 }
 
 /// The other operand of a two-input node with `v` as one operand.
-fn other(pair: (ValueId, ValueId), v: ValueId) -> Option<ValueId> {
+pub(crate) fn other(pair: (ValueId, ValueId), v: ValueId) -> Option<ValueId> {
     if pair.0 == v {
         Some(pair.1)
     } else if pair.1 == v {

@@ -10,6 +10,8 @@ pub mod fold_constants;
 pub mod fold_key_transpose;
 pub mod fold_matmul_transpose;
 pub mod fuse_attention;
+pub mod fuse_elementwise;
+pub mod fuse_layer_norm;
 pub mod fuse_linear;
 pub mod fuse_linear_activation;
 pub mod fuse_residual;
@@ -39,6 +41,7 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(fuse_attention::FuseAttention {
             tiling: target.gemm_tiling(),
         }),
+        Box::new(fuse_layer_norm::FuseLayerNorm),
         Box::new(fuse_rms_norm::FuseRmsNorm),
         Box::new(fuse_rotary::FuseRotary),
         Box::new(fold_key_transpose::FoldKeyTranspose),
@@ -52,6 +55,9 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(fuse_swiglu::FuseSwiGlu),
         Box::new(merge_linears::MergeLinears),
         Box::new(fuse_residual::FuseResidual),
+        // After every pass that matches elementwise ops into a bigger op (the GEMM
+        // epilogues, SwiGLU, residual adds): only what they left is fused into loops.
+        Box::new(fuse_elementwise::FuseElementwise),
         Box::new(eliminate_dead_nodes::EliminateDeadNodes),
     ]
 }
