@@ -66,7 +66,15 @@ fn verify_on(target: &str, runs_on: &str) {
         let out = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
             .arg("verify")
             .args(&case.args)
-            .args(["--target", target, "--rtol", "0", "--atol"])
+            .args([
+                "--target",
+                target,
+                "--quantize",
+                "none",
+                "--rtol",
+                "0",
+                "--atol",
+            ])
             .arg(case.atol.to_string())
             .arg("--inputs")
             .arg(case.dir.join("inputs"))

@@ -140,6 +140,7 @@ impl Pass for QuantizeInt8 {
                     bits: 8,
                     group: cols,
                     f16_scales: false,
+                    tied_nr: None,
                 };
                 let (t, ids) = (node.inputs[0], node.inputs[1]);
                 let table =
