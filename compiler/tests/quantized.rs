@@ -259,8 +259,10 @@ fn the_int4_quantizer_beats_plain_absmax_on_real_weights() {
     use runtime_core::kernels::qgemm::{self, Q4Weights};
     use slm_aot::ir::Data;
     use slm_aot::ops::q4linear::{Q4Grid, pack_weight};
-    let mut options = slm_aot::frontend::ImportOptions::default();
-    options.max_context = Some(256);
+    let options = slm_aot::frontend::ImportOptions {
+        max_context: Some(256),
+        ..Default::default()
+    };
     let g = slm_aot::pipeline::import(
         &common::repo().join("models/stories260K/stories260K_step_kv256.onnx"),
         &options,

@@ -50,7 +50,7 @@ impl OpDef for QGather {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
         expect_inputs(inputs, 2, 2)?;
         let tied_ok = match self.tied_nr {
-            Some(nr) => self.bits == 4 && nr >= 2 && nr <= qgemm::MAX_NR && nr % 2 == 0,
+            Some(nr) => self.bits == 4 && (2..=qgemm::MAX_NR).contains(&nr) && nr.is_multiple_of(2),
             None => true,
         };
         if !matches!(self.bits, 4 | 8)
