@@ -10,7 +10,7 @@ use crate::ir::{DType, Tensor, TensorType};
 use proc_macro2::TokenStream;
 use quote::quote;
 use runtime_core::kernels::qgemm;
-use runtime_core::kernels::tied_gather::gather_cols_q4;
+use runtime_core::kernels::tied_gather::{gather_cols_i8, gather_cols_q4};
 
 /// Inputs: the table blob `u8[..]` (`qgemm::packed_rows_i8_bytes(rows, cols)` for 8 bits,
 /// `qgemm::packed_rows_q4_bytes(rows, cols, group, f16_scales)` for 4) and `indices`
@@ -26,19 +26,44 @@ pub struct QGather {
     pub group: usize,
     /// 4 bits only: scales stored as IEEE half.
     pub f16_scales: bool,
-    /// 4 bits only: `Some(nr)` when the table is tied to a classifier: the blob is that
-    /// `Q4Linear`'s weight (`qgemm::pack_q4` of `Tᵀ: [cols, rows]`, panel width `nr`, with
-    /// zero points, groups of `group` along `cols`) and rows are read as its columns
-    /// (`tied_gather::gather_cols_q4`), so the table is stored once.
+    /// `Some(nr)` when the table is tied to a classifier: the blob is that layer's weight
+    /// for `Tᵀ: [cols, rows]` packed for panel width `nr` — a `Q4Linear` blob with zero
+    /// points and groups of `group` along `cols` (4 bits), a `QLinear` blob (8 bits) — and
+    /// rows are read as its columns (`runtime_core::kernels::tied_gather`), so the table is
+    /// stored once.
     pub tied_nr: Option<usize>,
 }
 
 impl QGather {
+    /// An int8 table read from its tied classifier's `QLinear` blob packed for `nr`.
+    pub fn tied_i8(rows: usize, cols: usize, nr: usize) -> QGather {
+        QGather {
+            rows,
+            cols,
+            bits: 8,
+            group: cols,
+            f16_scales: false,
+            tied_nr: Some(nr),
+        }
+    }
+
     /// Bytes of the table blob.
     pub fn table_bytes(&self) -> usize {
-        if let Some(nr) = self.tied_nr {
-            qgemm::packed_q4_bytes(self.cols, self.rows, self.group, nr, self.f16_scales, true)
-        } else if self.bits == 8 {
+        match (self.tied_nr, self.bits) {
+            (Some(nr), 8) => return qgemm::packed_i8_bytes(self.cols, self.rows, nr),
+            (Some(nr), _) => {
+                return qgemm::packed_q4_bytes(
+                    self.cols,
+                    self.rows,
+                    self.group,
+                    nr,
+                    self.f16_scales,
+                    true,
+                );
+            }
+            (None, _) => {}
+        }
+        if self.bits == 8 {
             qgemm::packed_rows_i8_bytes(self.rows, self.cols)
         } else {
             qgemm::packed_rows_q4_bytes(self.rows, self.cols, self.group, self.f16_scales)
@@ -50,7 +75,9 @@ impl OpDef for QGather {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
         expect_inputs(inputs, 2, 2)?;
         let tied_ok = match self.tied_nr {
-            Some(nr) => self.bits == 4 && (2..=qgemm::MAX_NR).contains(&nr) && nr.is_multiple_of(2),
+            Some(nr) => {
+                (1..=qgemm::MAX_NR).contains(&nr) && (self.bits == 8 || nr.is_multiple_of(2))
+            }
             None => true,
         };
         if !matches!(self.bits, 4 | 8)
@@ -88,10 +115,21 @@ impl OpDef for QGather {
         let (rows, cols, group, f16) = (self.rows, self.cols, self.group, self.f16_scales);
         let node = "QGather";
         if let Some(nr) = self.tied_nr {
-            let w = qgemm::Q4Weights::new(blob, cols, rows, group, nr, f16, true);
-            let result = match inputs[1].ty.dtype {
-                DType::I32 => gather_cols_q4(node, w, util::data::<i32>(inputs[1])?, o),
-                _ => gather_cols_q4(node, w, util::data::<i64>(inputs[1])?, o),
+            let i32_ids = inputs[1].ty.dtype == DType::I32;
+            let result = if self.bits == 8 {
+                let w = qgemm::QWeights::new(blob, cols, rows, nr);
+                if i32_ids {
+                    gather_cols_i8(node, w, util::data::<i32>(inputs[1])?, o)
+                } else {
+                    gather_cols_i8(node, w, util::data::<i64>(inputs[1])?, o)
+                }
+            } else {
+                let w = qgemm::Q4Weights::new(blob, cols, rows, group, nr, f16, true);
+                if i32_ids {
+                    gather_cols_q4(node, w, util::data::<i32>(inputs[1])?, o)
+                } else {
+                    gather_cols_q4(node, w, util::data::<i64>(inputs[1])?, o)
+                }
             };
             result.map_err(|e| OpError::Invalid(e.to_string()))?;
             return Ok(vec![out]);
@@ -131,7 +169,13 @@ impl OpDef for QGather {
     fn emit(&self, ctx: &EmitCtx<'_>) -> Result<TokenStream, OpError> {
         let (rows, cols) = (lit_usize(self.rows), lit_usize(self.cols));
         let (t, i, o, name) = (ctx.input(0), ctx.input(1), ctx.output(0), ctx.name_lit());
-        Ok(if let Some(nr) = self.tied_nr {
+        Ok(if let (Some(nr), 8) = (self.tied_nr, self.bits) {
+            let nr = lit_usize(nr);
+            quote! {
+                rt::kernels::tied_gather::gather_cols_i8(#name,
+                    rt::kernels::qgemm::QWeights::new(#t, #cols, #rows, #nr), #i, #o)?;
+            }
+        } else if let Some(nr) = self.tied_nr {
             let (group, nr, f16) = (lit_usize(self.group), lit_usize(nr), self.f16_scales);
             quote! {
                 rt::kernels::tied_gather::gather_cols_q4(#name,

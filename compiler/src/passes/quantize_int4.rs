@@ -35,45 +35,50 @@ pub struct QuantizeInt4 {
     pub options: QuantOptions,
 }
 
-impl QuantizeInt4 {
-    /// Embedding `Gather`s (to become int4) whose table is exactly the transpose of the
-    /// weight of a `Linear` this pass quantizes (a tied classifier): `(gather, weight)`.
-    fn tied_tables(&self, graph: &Graph, order: &[NodeId]) -> Vec<(NodeId, ValueId)> {
-        let f32_data = |v: ValueId| match graph.constant(v).map(|t| &t.data) {
-            Some(Data::F32(d)) => Some(d),
-            _ => None,
+/// Embedding `Gather`s with tables of at least `min_cols` columns whose table is exactly
+/// the transpose of the weight of a float `Linear` the quantization pass will quantize (a
+/// tied classifier; neither kept float by `options`): `(gather, weight)` pairs. Shared by
+/// `quantize_int8`.
+pub(crate) fn tied_tables(
+    graph: &Graph,
+    order: &[NodeId],
+    options: &QuantOptions,
+    min_cols: usize,
+) -> Vec<(NodeId, ValueId)> {
+    let f32_data = |v: ValueId| match graph.constant(v).map(|t| &t.data) {
+        Some(Data::F32(d)) => Some(d),
+        _ => None,
+    };
+    let mut ties = Vec::new();
+    for &id in order {
+        let node = graph.node(id);
+        let Some((rows, cols)) = embedding_table(graph, id) else {
+            continue;
         };
-        let mut ties = Vec::new();
-        for &id in order {
-            let node = graph.node(id);
-            let Some((rows, cols)) = embedding_table(graph, id) else {
-                continue;
-            };
-            if cols < MIN_INT4_TABLE_COLS || self.options.kept(&node.name).is_some() {
-                continue;
-            }
-            let Some(table) = f32_data(node.inputs[0]) else {
-                continue;
-            };
-            let tied = order.iter().find_map(|&l| {
-                let lin = float_linear(graph, l)?;
-                let ln = graph.node(l);
-                if lin.k != cols || lin.n != rows || self.options.kept(&ln.name).is_some() {
-                    return None;
-                }
-                let w = f32_data(ln.inputs[1])?;
-                let same = (0..rows * cols).all(|i| {
-                    let (p, j) = (i / rows, i % rows);
-                    w[i].to_bits() == table[j * cols + p].to_bits()
-                });
-                same.then_some(ln.inputs[1])
-            });
-            if let Some(w) = tied {
-                ties.push((id, w));
-            }
+        if cols < min_cols || options.kept(&node.name).is_some() {
+            continue;
         }
-        ties
+        let Some(table) = f32_data(node.inputs[0]) else {
+            continue;
+        };
+        let tied = order.iter().find_map(|&l| {
+            let lin = float_linear(graph, l)?;
+            let ln = graph.node(l);
+            if lin.k != cols || lin.n != rows || options.kept(&ln.name).is_some() {
+                return None;
+            }
+            let w = f32_data(ln.inputs[1])?;
+            let same = (0..rows * cols).all(|i| {
+                let (p, j) = (i / rows, i % rows);
+                w[i].to_bits() == table[j * cols + p].to_bits()
+            });
+            same.then_some(ln.inputs[1])
+        });
+        if let Some(w) = tied {
+            ties.push((id, w));
+        }
     }
+    ties
 }
 
 impl Pass for QuantizeInt4 {
@@ -89,7 +94,7 @@ impl Pass for QuantizeInt4 {
         let order = graph
             .topo_order()
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let ties = self.tied_tables(graph, &order);
+        let ties = tied_tables(graph, &order, &self.options, MIN_INT4_TABLE_COLS);
         for id in order {
             let node = graph.node(id);
             if self.options.kept(&node.name).is_some() {

@@ -1,10 +1,10 @@
 //! Embedding lookups that read a tied classifier's packed weight: the rows of an embedding
 //! table `T[rows, cols]` are the columns of the classifier weight `W = Tᵀ [cols, rows]`, so
-//! one int4 blob (`qgemm::pack_q4` layout, made for the GEMM) serves both the `Gather` and
-//! the `MatMul` instead of a second copy of the table.
+//! one packed blob (int4: `qgemm::pack_q4`, int8: `qgemm::pack_i8`, made for the GEMM) serves
+//! both the `Gather` and the `MatMul` instead of a second copy of the table.
 use crate::error::{Error, IndexError};
 use crate::kernels::gather::Index;
-use crate::kernels::qgemm::Q4Weights;
+use crate::kernels::qgemm::{Q4Weights, QWeights, i8_panel_index};
 
 #[inline]
 fn resolve(index: i64, bound: usize) -> Result<usize, IndexError> {
@@ -43,6 +43,29 @@ pub fn gather_cols_q4<I: Index>(
             let (s, zp) = w.scale_zp(p / w.group, j);
             let q = (panel[p * half + byte] >> shift) & 15;
             *o = (q as f32 - zp) * s;
+        }
+    }
+    Ok(())
+}
+
+/// As [`gather_cols_q4`] for an int8 blob: `out[r][p] = q[p][j] · scale[j]`, `j =
+/// indices[r]` — the values a per-row int8 table (`qgemm::pack_rows_i8`) of `Wᵀ` holds.
+pub fn gather_cols_i8<I: Index>(
+    node: &'static str,
+    w: QWeights<'_>,
+    indices: &[I],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    let k = w.k;
+    assert!(
+        out.len() >= indices.len() * k,
+        "gather_cols_i8 output too short"
+    );
+    for (r, &index) in indices.iter().enumerate() {
+        let j = resolve(index.to_i64(), w.n).map_err(|e| e.at(node))?;
+        let s = w.scales[j];
+        for (p, o) in out[r * k..(r + 1) * k].iter_mut().enumerate() {
+            *o = w.panels[i8_panel_index(p, j, w.kp, w.nr)] as f32 * s;
         }
     }
     Ok(())
@@ -108,6 +131,38 @@ mod tests {
             }
             let bad = [21i32];
             assert!(gather_cols_q4("t", weights, &bad, &mut out).is_err());
+        }
+    }
+
+    /// Gathered columns of an int8 blob equal the rows of the per-row int8 table of `Wᵀ`.
+    #[test]
+    fn int8_columns_equal_the_per_row_table_of_the_transpose() {
+        let (k, n) = (13, 21);
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 53 % 31) as f32 - 15.0) / 7.0)
+            .collect();
+        let mut wt = vec![0.0f32; k * n];
+        for p in 0..k {
+            for j in 0..n {
+                wt[j * k + p] = w[p * n + j];
+            }
+        }
+        let mut table = vec![0u8; qgemm::packed_rows_i8_bytes(n, k)];
+        qgemm::pack_rows_i8(&wt, n, k, &mut table);
+        let mut q = vec![0i8; k * n];
+        let mut scales = vec![0.0f32; n];
+        qgemm::quantize_weights_i8(&w, k, n, &mut q, &mut scales);
+        let ids: Vec<i32> = vec![3, 0, 20, -2];
+        let mut want = vec![0.0f32; ids.len() * k];
+        qgemm::gather_rows_i8("t", &table, n, k, &ids, &mut want).unwrap();
+        for nr in [8, 16, 32, 5] {
+            let mut blob = vec![0u8; qgemm::packed_i8_bytes(k, n, nr)];
+            qgemm::pack_i8(&q, &scales, k, n, nr, &mut blob);
+            let weights = QWeights::new(&blob, k, n, nr);
+            let mut out = vec![0.0f32; ids.len() * k];
+            gather_cols_i8("t", weights, &ids, &mut out).unwrap();
+            assert_eq!(out, want, "nr {nr}");
+            assert!(gather_cols_i8("t", weights, &[-22i64], &mut out).is_err());
         }
     }
 }
