@@ -30,7 +30,7 @@ for target in x86 rpi4 jetson cortex-m55; do
                 args=(tests/models/tiny_bert_ts/model.onnx --dim batch=1 --dim sequence=16)
                 refs=tests/models/tiny_bert_ts name=model ;;
         esac
-        "$slm" verify "${args[@]}" --target "$target" --atol 1e-4 --rtol 0 \
+        "$slm" verify "${args[@]}" --target "$target" --quantize none --atol 1e-4 --rtol 0 \
             --inputs "$refs/inputs" --reference "$refs/reference" \
             --work-dir "$work" --cargo-target-dir "$cargo_target" >/dev/null
         case $target in

@@ -221,16 +221,17 @@ struct ModelArgs {
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Quantize the weights: `int8` (per output channel; activations per row at run time),
-    /// `int8-static` (activation scales from --calibration) or `int4` (weight-only, per
-    /// group of --group-size).
+    /// `int8-static` (activation scales from --calibration), `int4` (weight-only, per
+    /// group of --group-size) or `none` (float). Default: the target profile's `[quantize]`
+    /// mode, else none.
     #[arg(long, value_name = "MODE")]
     quantize: Option<String>,
-    /// int4: weights per scale along k (32, 64 or 128).
-    #[arg(long, default_value_t = 32)]
-    group_size: usize,
-    /// int4: scale storage, `f16` or `f32`.
-    #[arg(long, default_value = "f16")]
-    scales: String,
+    /// int4: weights per scale along k (32, 64 or 128). Default: the profile's, else 32.
+    #[arg(long)]
+    group_size: Option<usize>,
+    /// int4: scale storage, `f16` or `f32`. Default: the profile's, else f16.
+    #[arg(long)]
+    scales: Option<String>,
     /// Keep layers whose node name matches PATTERN in float (`*` wildcards; without one, a
     /// substring). Repeatable.
     #[arg(long, value_name = "PATTERN")]
@@ -297,23 +298,34 @@ impl ModelArgs {
             max_nodes: self.max_nodes,
         };
         import.max_context = self.max_context;
+        let target = TargetProfile::load(&self.target)?;
+        let quantize = self.quant_options(&target)?;
         Ok(BuildOptions {
             model: self.model.clone(),
-            target: TargetProfile::load(&self.target)?,
+            target,
             import,
             crate_name: None,
             runtime_path: None,
             verify_each_pass: false,
             golden: None,
             tokenizer: self.tokenizer.clone(),
-            quantize: self.quant_options()?,
+            quantize,
         })
     }
 
-    fn quant_options(&self) -> Result<Option<QuantOptions>> {
+    /// The quantization asked for: `--quantize`, else the profile's `[quantize]` default
+    /// (`--quantize none`: float whatever the profile says).
+    fn quant_options(&self, target: &TargetProfile) -> Result<Option<QuantOptions>> {
         let quant_only =
             !self.keep_float.is_empty() || self.calibration.is_some() || self.validate.is_some();
-        let Some(mode) = &self.quantize else {
+        let default = &target.quantize;
+        let from_profile = self.quantize.is_none() && default.mode.is_some();
+        let mode = match self.quantize.as_deref() {
+            Some("none") => None,
+            Some(m) => Some(m),
+            None => default.mode.as_deref(),
+        };
+        let Some(mode) = mode else {
             if quant_only {
                 return Err(Error::Usage(
                     "--keep-float, --calibration and --validate need --quantize".into(),
@@ -323,18 +335,20 @@ impl ModelArgs {
         };
         let mode = QuantMode::parse(mode).ok_or_else(|| {
             Error::Usage(format!(
-                "--quantize `{mode}`: use int8, int8-static or int4"
+                "--quantize `{mode}`: use int8, int8-static, int4 or none"
             ))
         })?;
         let mut q = QuantOptions::new(mode);
-        if ![32, 64, 128].contains(&self.group_size) {
+        q.profile_default = from_profile.then(|| target.name.clone());
+        let group = self.group_size.or(default.group_size).unwrap_or(32);
+        if ![32, 64, 128].contains(&group) {
             return Err(Error::Usage(format!(
-                "--group-size {}: use 32, 64 or 128",
-                self.group_size
+                "--group-size {group}: use 32, 64 or 128"
             )));
         }
-        q.group = self.group_size;
-        q.f16_scales = match self.scales.as_str() {
+        q.group = group;
+        let scales = self.scales.as_deref().or(default.scales.as_deref());
+        q.f16_scales = match scales.unwrap_or("f16") {
             "f16" => true,
             "f32" => false,
             other => return Err(Error::Usage(format!("--scales `{other}`: use f16 or f32"))),

@@ -62,6 +62,8 @@ pub struct QuantOptions {
     pub validate: Option<PathBuf>,
     /// `--min-cosine X`: fail the build when an output's cosine on a sample set is below X.
     pub min_cosine: Option<f64>,
+    /// The target profile whose `[quantize]` default chose `mode` (no `--quantize` given).
+    pub profile_default: Option<String>,
 }
 
 impl QuantOptions {
@@ -75,6 +77,7 @@ impl QuantOptions {
             method: CalibrationMethod::MinMax,
             validate: None,
             min_cosine: None,
+            profile_default: None,
         }
     }
 

@@ -94,6 +94,11 @@ pub fn quantization_report(
     use crate::ops::qlinear::ActQuant;
     let o = &q.options;
     let mut s = format!("quantization: {}\n", o.flags());
+    if let Some(profile) = &o.profile_default {
+        s.push_str(&format!(
+            "  (the `[quantize]` default of target profile `{profile}`; `--quantize none` builds float)\n"
+        ));
+    }
     s.push_str(&format!(
         "  weights: {} quantized vs {} float ({:.3}x)\n",
         kib(plan.weight_bytes),
@@ -128,7 +133,16 @@ pub fn quantization_report(
                 l.nr,
                 crate::ops::linear::epilogue(l.bias, l.activation)
             ),
-            Op::QGather(g) => format!("int{} table {}x{}", g.bits, g.rows, g.cols),
+            Op::QGather(g) => format!(
+                "int{} table {}x{}{}",
+                g.bits,
+                g.rows,
+                g.cols,
+                match g.tied_nr {
+                    Some(_) => ", read from the tied classifier's weight (stored once)",
+                    None => "",
+                }
+            ),
             Op::QConv(c) => format!(
                 "int8 conv kernel {:?} group {} -> {} channels, {} nr={}",
                 c.geometry.kernel, c.group, c.out_channels, c.kernel, c.nr

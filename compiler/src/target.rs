@@ -41,6 +41,23 @@ pub struct TargetProfile {
     /// How `slm-aot verify` emulates the target when this machine cannot run it.
     #[serde(default)]
     pub emulator: Emulator,
+    /// The default `--quantize` of builds for this profile.
+    #[serde(default)]
+    pub quantize: QuantDefault,
+}
+
+/// `[quantize]` in a profile: what a build without `--quantize` does (`--quantize MODE`
+/// overrides it, `--quantize none` builds float).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QuantDefault {
+    /// `int8` or `int4`; absent: float. (`int8-static` needs a calibration set, so it is
+    /// never a default.)
+    pub mode: Option<String>,
+    /// int4: the default `--group-size` (32, 64 or 128).
+    pub group_size: Option<usize>,
+    /// int4: the default `--scales` (`f16` or `f32`).
+    pub scales: Option<String>,
 }
 
 /// `[emulator]` in a profile: the QEMU model `slm-aot verify --target` runs the build on.
@@ -152,6 +169,16 @@ impl TargetProfile {
             return Err(Error::Usage(format!(
                 "target profile `{origin}`: memory.alignment_bytes = {align} must be a power of \
                  two no larger than {PLAN_ALIGNMENT} (the planner's alignment)"
+            )));
+        }
+        let q = &profile.quantize;
+        if !matches!(q.mode.as_deref(), None | Some("int8" | "int4"))
+            || !matches!(q.group_size, None | Some(32 | 64 | 128))
+            || !matches!(q.scales.as_deref(), None | Some("f16" | "f32"))
+        {
+            return Err(Error::Usage(format!(
+                "target profile `{origin}`: [quantize] {q:?}: mode must be \"int8\" or \"int4\", \
+                 group_size 32, 64 or 128, scales \"f16\" or \"f32\""
             )));
         }
         if !matches!(profile.memory.weights_in.as_str(), "ram" | "flash") {
@@ -298,6 +325,31 @@ mod tests {
         }
         let e = TargetProfile::parse(&text.replace("\"ram\"", "\"rom\""), "t");
         assert!(e.unwrap_err().to_string().contains("weights_in"));
+    }
+
+    #[test]
+    fn quantize_defaults_are_checked() {
+        assert_eq!(
+            TargetProfile::load("cortex-m55")
+                .unwrap()
+                .quantize
+                .mode
+                .as_deref(),
+            Some("int8")
+        );
+        assert_eq!(TargetProfile::load("x86").unwrap().quantize.mode, None);
+        let text = include_str!("../../targets/rpi4.toml");
+        let with = |q: &str| TargetProfile::parse(&format!("{text}\n[quantize]\n{q}\n"), "t");
+        let p = with("mode = \"int4\"\ngroup_size = 64\nscales = \"f32\"").unwrap();
+        assert_eq!(p.quantize.group_size, Some(64));
+        for bad in [
+            "mode = \"int8-static\"",
+            "mode = \"int4\"\ngroup_size = 48",
+            "scales = \"bf16\"",
+            "bits = 4",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

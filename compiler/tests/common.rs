@@ -49,7 +49,7 @@ pub struct Case {
 
 /// `[quantized.<mode>]` in a `case.toml`: a build with `--quantize <mode>` must reach
 /// `min_cosine` and stay within `max_abs` of ONNX Runtime's float references on every output.
-/// `int8-static` calibrates on the fixture's own `inputs/`.
+/// `int8-static` calibrates on `calibration` (a folder of sample sets, never `inputs/`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuantCase {
@@ -58,6 +58,9 @@ pub struct QuantCase {
     /// int4 group size (default 32).
     #[serde(default)]
     pub group_size: Option<usize>,
+    /// int8-static: the calibration folder, relative to the fixture (required).
+    #[serde(default)]
+    pub calibration: Option<String>,
 }
 
 /// One fixture folder.
@@ -108,11 +111,18 @@ impl Fixture {
         use slm_aot::quantize::{QuantMode, QuantOptions};
         let m = QuantMode::parse(mode).unwrap_or_else(|| panic!("{}: mode `{mode}`", self.name));
         let mut q = QuantOptions::new(m);
-        if let Some(g) = self.case.quantized.get(mode).and_then(|c| c.group_size) {
+        let case = self.case.quantized.get(mode);
+        if let Some(g) = case.and_then(|c| c.group_size) {
             q.group = g;
         }
         if m == QuantMode::Int8Static {
-            q.calibration = Some(self.dir.join("inputs"));
+            let dir = case
+                .and_then(|c| c.calibration.as_deref())
+                .unwrap_or_else(|| {
+                    panic!("{}: [quantized.int8-static] needs `calibration`", self.name)
+                });
+            assert_ne!(dir, "inputs", "{}: calibrate on held-out sets", self.name);
+            q.calibration = Some(self.dir.join(dir));
         }
         let mut o = self.build_options();
         o.quantize = Some(q);

@@ -35,6 +35,9 @@ fn slm_aot_build(repo: &Path, target: &str, out: &Path) -> std::process::Output 
             "stories260k",
             "--target",
             target,
+            // The float build: the profile's int8 default would change the weight bytes.
+            "--quantize",
+            "none",
             "-o",
         ])
         .arg(out)

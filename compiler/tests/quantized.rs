@@ -203,3 +203,131 @@ fn calibration_set_errors_name_the_missing_file() {
         &["--quantize `int3`"],
     );
 }
+
+/// A build without `--quantize` takes the profile's `[quantize]` default (cortex-m55: int8)
+/// and says so; `--quantize none` builds float; `--quantize int4` overrides the default.
+#[test]
+fn the_profile_default_quantizes_unless_overridden() {
+    let fx = fixture("tiny_bert_ts");
+    let build = |extra: &[&str], out: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+            .arg("build")
+            .arg(fx.dir.join("model.onnx"))
+            .args([
+                "--dim",
+                "batch=1",
+                "--dim",
+                "sequence=16",
+                "--target",
+                "cortex-m55",
+            ])
+            .args(extra)
+            .arg("-o")
+            .arg(common::scratch(&format!("quantized-profile-default/{out}")))
+            .output()
+            .expect("run slm-aot build");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let default = build(&[], "default");
+    assert!(
+        default.contains("quantization: --quantize int8\n")
+            && default.contains("the `[quantize]` default of target profile `cortex-m55`"),
+        "{default}"
+    );
+    let float = build(&["--quantize", "none"], "none");
+    assert!(!float.contains("quantization:"), "{float}");
+    let int4 = build(&["--quantize", "int4"], "int4");
+    assert!(
+        int4.contains("quantization: --quantize int4 --group-size 32")
+            && !int4.contains("default of target profile"),
+        "{int4}"
+    );
+}
+
+/// On the real stories260K weights, the int4 quantizer (asymmetric groups, searched range,
+/// least-squares scale) never has a larger squared error than the plain symmetric
+/// `max|w| / 7` one (runtime-core's `quantize_weights_q4`), per weight, and is clearly
+/// below it over the model.
+#[test]
+fn the_int4_quantizer_beats_plain_absmax_on_real_weights() {
+    use runtime_core::kernels::gemm::{Activation, Gemm, Tiles};
+    use runtime_core::kernels::qgemm::{self, Q4Weights};
+    use slm_aot::ir::Data;
+    use slm_aot::ops::q4linear::{Q4Grid, pack_weight};
+    let options = slm_aot::frontend::ImportOptions {
+        max_context: Some(256),
+        ..Default::default()
+    };
+    let g = slm_aot::pipeline::import(
+        &common::repo().join("models/stories260K/stories260K_step_kv256.onnx"),
+        &options,
+    )
+    .expect("import stories260K");
+    let (group, nr) = (32, 16);
+    // Rows of the identity times the blob: the dequantized weight.
+    let dequant = |blob: &[u8], k: usize, n: usize, zps: bool| -> Vec<f32> {
+        let mut eye = vec![0.0f32; k * k];
+        for p in 0..k {
+            eye[p * k + p] = 1.0;
+        }
+        let mut out = vec![0.0f32; k * n];
+        let w = Q4Weights::new(blob, k, n, group, nr, true, zps);
+        let gemm = Gemm {
+            m: k,
+            k,
+            n,
+            lda: k,
+            ldc: n,
+            bias: None,
+            activation: Activation::None,
+            tiles: Tiles {
+                mr: 4,
+                kc: 256,
+                mc: 64,
+            },
+        };
+        qgemm::reference::gemm_q4(&eye, w, &mut out, &gemm);
+        out
+    };
+    let sse = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum()
+    };
+    let (mut total_plain, mut total_searched, mut weights) = (0.0, 0.0, 0);
+    for id in g.node_ids() {
+        let node = g.node(id);
+        let Some(t) = node.inputs.get(1).and_then(|&v| g.constant(v)) else {
+            continue;
+        };
+        let Data::F32(w) = &t.data else { continue };
+        if t.ty.rank() != 2 || !matches!(node.op, Op::MatMul(_) | Op::Linear(_)) {
+            continue;
+        }
+        let (k, n) = (t.ty.shape[0], t.ty.shape[1]);
+        let mut q = vec![0u8; k * n];
+        let mut scales = vec![0.0f32; k.div_ceil(group) * n];
+        qgemm::quantize_weights_q4(w, k, n, group, &mut q, &mut scales);
+        let mut plain = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, true, false)];
+        qgemm::pack_q4(&q, &scales, None, k, n, group, nr, true, &mut plain);
+        let plain = sse(&dequant(&plain, k, n, false), w);
+        let searched = pack_weight(w, k, n, group, nr, true, Q4Grid::Asymmetric);
+        let searched = sse(&dequant(&searched, k, n, true), w);
+        println!(
+            "{} {k}x{n}: squared error {searched:.4e} vs plain {plain:.4e}",
+            node.name
+        );
+        assert!(searched <= plain, "{}: {searched} > {plain}", node.name);
+        (total_plain, total_searched, weights) =
+            (total_plain + plain, total_searched + searched, weights + 1);
+    }
+    println!("{weights} weights: squared error {total_searched:.4e} vs plain {total_plain:.4e}");
+    assert!(weights >= 36, "{weights} MatMul weights found");
+    assert!(
+        total_searched < 0.7 * total_plain,
+        "{total_searched} vs {total_plain}"
+    );
+}

@@ -66,7 +66,15 @@ fn verify_on(target: &str, runs_on: &str) {
         let out = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
             .arg("verify")
             .args(&case.args)
-            .args(["--target", target, "--rtol", "0", "--atol"])
+            .args([
+                "--target",
+                target,
+                "--quantize",
+                "none",
+                "--rtol",
+                "0",
+                "--atol",
+            ])
             .arg(case.atol.to_string())
             .arg("--inputs")
             .arg(case.dir.join("inputs"))
@@ -297,7 +305,7 @@ fn over_budget_models_are_refused_at_build_time_and_at_compile_time() {
     for (profile, build_message, assert_message) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
             .args(["build", "models/stories260K/stories260K_step_kv256.onnx"])
-            .args(["--max-context", "256", "--target"])
+            .args(["--max-context", "256", "--quantize", "none", "--target"])
             .arg(&profile)
             .arg("-o")
             .arg(dir.join("refused"))

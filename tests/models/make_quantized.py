@@ -24,6 +24,9 @@ The conv net (`conv_net`, onnx.helper, seeded weights): Conv 3→8 3x3 stride 2 
 ReLU, depthwise Conv 8→8 3x3 pad 1 + bias, ReLU, pointwise Conv 8→12 + bias, Reshape to
 1-D, Conv1d 12→6 kernel 3 dilation 2 stride 2 pads (2, 1) group 2 without bias.
 
+and `tiny_bert_ts/calibration/`: the static quantizers' 8 calibration sets, which slm-aot's own
+`[quantized.int8-static]` case of that fixture calibrates on (its `inputs/` stay held out).
+
 `--bench-out DIR` also writes `DIR/model_int8.onnx`: quantize_dynamic of
 `--bench-model` (default: the real paraphrase-MiniLM-L3-v2 under ../shared/models), the
 ONNX Runtime int8 model `slm-aot bench --ort-model` compares against.
@@ -72,6 +75,17 @@ class RandomReader(CalibrationDataReader):
 
     def get_next(self):
         return next(self.it, None)
+
+
+def write_calibration(folder, sets):
+    """`folder/calibration/set_<i>/<input>.npy`: the sets the static quantizers calibrate on,
+    for slm-aot's own `--quantize int8-static --calibration` (held out from `inputs/`)."""
+    root = os.path.join(folder, "calibration")
+    shutil.rmtree(root, ignore_errors=True)
+    for i, s in enumerate(sets):
+        os.makedirs(os.path.join(root, f"set_{i}"))
+        for name, value in s.items():
+            np.save(os.path.join(root, f"set_{i}", name + ".npy"), value)
 
 
 def reference(path, feeds):
@@ -179,6 +193,7 @@ def main():
     bert = os.path.join(HERE, "tiny_bert_ts", "model.onnx")
     llama = os.path.join(HERE, "tiny_llama_ts", "model.onnx")
     bert_inputs = load_inputs(os.path.join(HERE, "tiny_bert_ts"))
+    write_calibration(os.path.join(HERE, "tiny_bert_ts"), RandomReader(bert_inputs, 128, 8, seed=5).sets)
 
     if not args.conv_only:
         make_transformer_fixtures(tmp, bert, llama, bert_inputs)

@@ -168,15 +168,32 @@ impl OpDef for Q4Linear {
     }
 }
 
-/// Quantize a row-major `f32[k, n]` weight to 4 bits per (group, column), symmetric with
-/// the implicit zero point 8, and pack it: the `Q4Linear` weight blob (build time).
-/// Each group's scale is the one, among `max|w| / d` for `d` from 5.6 to 8 in steps of 0.1
-/// (`max|w| / 7` included; larger `d` clip the extreme weight toward the grid's -8..7),
-/// that gives the least squared error once stored (f16-rounded when `f16`).
-pub fn pack_weight(w: &[f32], k: usize, n: usize, group: usize, nr: usize, f16: bool) -> Vec<u8> {
-    let groups = k.div_ceil(group);
-    let mut q = vec![0u8; k * n];
-    let mut scales = vec![0.0f32; groups * n];
+/// How [`quantize_group`] may place a group's 16 levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Q4Grid {
+    /// Zero point 8: levels `-8..=7` times the scale.
+    Symmetric,
+    /// A zero point per group (0..=15): the levels cover the group's own `[min, max]`.
+    Asymmetric,
+}
+
+fn round_away(r: f32) -> f32 {
+    if r >= 0.0 {
+        (r + 0.5).floor()
+    } else {
+        -((-r + 0.5).floor())
+    }
+}
+
+/// The quantization of one group: `(scale as stored, zero point, levels 0..=15)` with
+/// `value ≈ (level - zero point) · scale`, chosen for the least squared error over the
+/// group. Candidates: symmetric scales `max|v| / d` for `d` from 5.6 to 8 in steps of 0.1
+/// (`max|v| / 7` first, so ties keep it; larger `d` clip the extreme value toward the
+/// grid's -8..7); with [`Q4Grid::Asymmetric`] also every range `[lo·a, hi·b]` for `a, b`
+/// in 0.70..=1.00 (steps of 0.03) over the group's `[min(v, 0), max(v, 0)]`. The best
+/// candidate's scale is then refitted by least squares for its levels (kept if better).
+/// Scales are compared as stored (f16-rounded when `f16`).
+pub fn quantize_group(v: &[f32], f16: bool, grid: Q4Grid) -> (f32, u8, Vec<u8>) {
     let stored = |s: f32| {
         if f16 {
             runtime_core::math::f16_to_f32(runtime_core::math::f32_to_f16(s))
@@ -184,50 +201,101 @@ pub fn pack_weight(w: &[f32], k: usize, n: usize, group: usize, nr: usize, f16: 
             s
         }
     };
-    let level = |v: f32, s: f32| {
-        let r = v / s;
-        let r = if r >= 0.0 {
-            (r + 0.5).floor()
-        } else {
-            -((-r + 0.5).floor())
-        };
-        r.clamp(-8.0, 7.0)
+    let levels = |s: f32, zp: u8| -> Vec<u8> {
+        v.iter()
+            .map(|&x| (round_away(x / s) + zp as f32).clamp(0.0, 15.0) as u8)
+            .collect()
     };
-    for gi in 0..groups {
-        let rows = gi * group..k.min((gi + 1) * group);
-        for j in 0..n {
-            let max = rows.clone().fold(0.0f32, |m, p| m.max(w[p * n + j].abs()));
-            let mut best = (f64::INFINITY, 1.0f32);
-            if max > 0.0 {
-                // d = 7.0 first, so ties keep the plain max/7 scale.
-                let ds = std::iter::once(70).chain((56..=80).filter(|&d| d != 70));
-                for d in ds {
-                    let s = stored(max / (d as f32 / 10.0));
-                    if !(s > 0.0 && s.is_finite()) {
-                        continue;
-                    }
-                    let err: f64 = rows
-                        .clone()
-                        .map(|p| {
-                            let v = w[p * n + j];
-                            let e = (v - level(v, s) * s) as f64;
-                            e * e
-                        })
-                        .sum();
-                    if err < best.0 {
-                        best = (err, s);
-                    }
+    let error = |s: f32, zp: u8, q: &[u8]| -> f64 {
+        v.iter()
+            .zip(q)
+            .map(|(&x, &l)| {
+                let e = (x - (l as f32 - zp as f32) * s) as f64;
+                e * e
+            })
+            .sum()
+    };
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if !(max > 0.0 && max.is_finite()) {
+        return (stored(1.0), 8, vec![8; v.len()]);
+    }
+    let mut best: (f64, f32, u8, Vec<u8>) = (f64::INFINITY, 1.0, 8, Vec::new());
+    let consider = |s: f32, zp: u8, best: &mut (f64, f32, u8, Vec<u8>)| {
+        if !(s > 0.0 && s.is_finite()) {
+            return;
+        }
+        let q = levels(s, zp);
+        let e = error(s, zp, &q);
+        if e < best.0 {
+            *best = (e, s, zp, q);
+        }
+    };
+    for d in std::iter::once(70).chain((56..=80).filter(|&d| d != 70)) {
+        consider(stored(max / (d as f32 / 10.0)), 8, &mut best);
+    }
+    if grid == Q4Grid::Asymmetric {
+        let lo = v.iter().fold(0.0f32, |m, &x| m.min(x));
+        let hi = v.iter().fold(0.0f32, |m, &x| m.max(x));
+        for a in 0..=10 {
+            for b in 0..=10 {
+                let (l, h) = (lo * (1.0 - 0.03 * a as f32), hi * (1.0 - 0.03 * b as f32));
+                let s = stored((h - l) / 15.0);
+                if !(s > 0.0 && s.is_finite()) {
+                    continue;
                 }
-            }
-            let s = best.1;
-            scales[gi * n + j] = s;
-            for p in rows.clone() {
-                q[p * n + j] = (level(w[p * n + j], s) + 8.0) as u8;
+                let zp = round_away(-l / s).clamp(0.0, 15.0) as u8;
+                consider(s, zp, &mut best);
             }
         }
     }
-    let mut out = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, f16, false)];
-    qgemm::pack_q4(&q, &scales, None, k, n, group, nr, f16, &mut out);
+    // Least-squares scale for the chosen levels, then the levels for that scale.
+    let (_, s, zp, q) = &best;
+    let (num, den) = v.iter().zip(q).fold((0.0f64, 0.0f64), |(n, d), (&x, &l)| {
+        let c = l as f64 - *zp as f64;
+        (n + x as f64 * c, d + c * c)
+    });
+    if den > 0.0 {
+        let refit = stored((num / den) as f32);
+        if refit != *s {
+            let zp = *zp;
+            consider(refit, zp, &mut best);
+        }
+    }
+    (best.1, best.2, best.3)
+}
+
+/// Quantize a row-major `f32[k, n]` weight to 4 bits per (group of `group` rows of k,
+/// column) with [`quantize_group`] and pack it: the `Q4Linear` weight blob (build time).
+/// With [`Q4Grid::Asymmetric`] the blob holds zero points (`Q4Linear::zero_points`).
+pub fn pack_weight(
+    w: &[f32],
+    k: usize,
+    n: usize,
+    group: usize,
+    nr: usize,
+    f16: bool,
+    grid: Q4Grid,
+) -> Vec<u8> {
+    let groups = k.div_ceil(group);
+    let mut q = vec![0u8; k * n];
+    let mut scales = vec![0.0f32; groups * n];
+    let mut zps = vec![8u8; groups * n];
+    for gi in 0..groups {
+        let rows = gi * group..k.min((gi + 1) * group);
+        for j in 0..n {
+            let vals: Vec<f32> = rows.clone().map(|p| w[p * n + j]).collect();
+            let (s, zp, levels) = quantize_group(&vals, f16, grid);
+            scales[gi * n + j] = s;
+            zps[gi * n + j] = zp;
+            for (p, l) in rows.clone().zip(levels) {
+                q[p * n + j] = l;
+            }
+        }
+    }
+    let asym = grid == Q4Grid::Asymmetric;
+    let mut out = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, f16, asym)];
+    let zp = asym.then_some(zps.as_slice());
+    qgemm::pack_q4(&q, &scales, zp, k, n, group, nr, f16, &mut out);
     out
 }
 
@@ -288,7 +356,7 @@ mod tests {
         let xt = Tensor::from_f32s(vec![2, 6], x).unwrap();
         for f16 in [false, true] {
             let op = layer(f16, false);
-            let wt = blob(pack_weight(&w, 6, 3, 4, 4, f16));
+            let wt = blob(pack_weight(&w, 6, 3, 4, 4, f16, Q4Grid::Symmetric));
             let ty = op.infer(&[&xt.ty, &wt.ty]).unwrap();
             let got = op.eval(&[&xt, &wt], &ty).unwrap()[0].data.to_f64_vec();
             for (g, e) in got.iter().zip(&expect) {
@@ -323,7 +391,15 @@ mod tests {
         };
         let sse =
             |d: &[f64]| -> f64 { d.iter().zip(&w).map(|(a, b)| (a - *b as f64).powi(2)).sum() };
-        let searched = sse(&dequant(pack_weight(&w, k, n, group, 16, true)));
+        let searched = sse(&dequant(pack_weight(
+            &w,
+            k,
+            n,
+            group,
+            16,
+            true,
+            Q4Grid::Symmetric,
+        )));
         let mut q = vec![0u8; k * n];
         let mut scales = vec![0.0f32; 2 * n];
         qgemm::quantize_weights_q4(&w, k, n, group, &mut q, &mut scales);

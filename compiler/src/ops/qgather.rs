@@ -2,6 +2,7 @@
 //! of columns) — dequantized to f32 rows (made by the quantization passes from a `Gather` on
 //! a constant table; no ONNX op maps to it).
 use super::OpDef;
+use super::q4linear;
 use super::util::{self, EmitCtx, expect_inputs, lit_usize};
 use crate::error::OpError;
 use crate::invalid;
@@ -9,6 +10,7 @@ use crate::ir::{DType, Tensor, TensorType};
 use proc_macro2::TokenStream;
 use quote::quote;
 use runtime_core::kernels::qgemm;
+use runtime_core::kernels::tied_gather::{gather_cols_i8, gather_cols_q4};
 
 /// Inputs: the table blob `u8[..]` (`qgemm::packed_rows_i8_bytes(rows, cols)` for 8 bits,
 /// `qgemm::packed_rows_q4_bytes(rows, cols, group, f16_scales)` for 4) and `indices`
@@ -24,11 +26,43 @@ pub struct QGather {
     pub group: usize,
     /// 4 bits only: scales stored as IEEE half.
     pub f16_scales: bool,
+    /// `Some(nr)` when the table is tied to a classifier: the blob is that layer's weight
+    /// for `Tᵀ: [cols, rows]` packed for panel width `nr` — a `Q4Linear` blob with zero
+    /// points and groups of `group` along `cols` (4 bits), a `QLinear` blob (8 bits) — and
+    /// rows are read as its columns (`runtime_core::kernels::tied_gather`), so the table is
+    /// stored once.
+    pub tied_nr: Option<usize>,
 }
 
 impl QGather {
+    /// An int8 table read from its tied classifier's `QLinear` blob packed for `nr`.
+    pub fn tied_i8(rows: usize, cols: usize, nr: usize) -> QGather {
+        QGather {
+            rows,
+            cols,
+            bits: 8,
+            group: cols,
+            f16_scales: false,
+            tied_nr: Some(nr),
+        }
+    }
+
     /// Bytes of the table blob.
     pub fn table_bytes(&self) -> usize {
+        match (self.tied_nr, self.bits) {
+            (Some(nr), 8) => return qgemm::packed_i8_bytes(self.cols, self.rows, nr),
+            (Some(nr), _) => {
+                return qgemm::packed_q4_bytes(
+                    self.cols,
+                    self.rows,
+                    self.group,
+                    nr,
+                    self.f16_scales,
+                    true,
+                );
+            }
+            (None, _) => {}
+        }
         if self.bits == 8 {
             qgemm::packed_rows_i8_bytes(self.rows, self.cols)
         } else {
@@ -40,7 +74,18 @@ impl QGather {
 impl OpDef for QGather {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
         expect_inputs(inputs, 2, 2)?;
-        if !matches!(self.bits, 4 | 8) || self.rows == 0 || self.cols == 0 || self.group == 0 {
+        let tied_ok = match self.tied_nr {
+            Some(nr) => {
+                (1..=qgemm::MAX_NR).contains(&nr) && (self.bits == 8 || nr.is_multiple_of(2))
+            }
+            None => true,
+        };
+        if !matches!(self.bits, 4 | 8)
+            || !tied_ok
+            || self.rows == 0
+            || self.cols == 0
+            || self.group == 0
+        {
             return invalid!(
                 "bits {} / rows {} / cols {} / group {} unsupported",
                 self.bits,
@@ -69,6 +114,26 @@ impl OpDef for QGather {
         let o = util::data_mut::<f32>(&mut out)?;
         let (rows, cols, group, f16) = (self.rows, self.cols, self.group, self.f16_scales);
         let node = "QGather";
+        if let Some(nr) = self.tied_nr {
+            let i32_ids = inputs[1].ty.dtype == DType::I32;
+            let result = if self.bits == 8 {
+                let w = qgemm::QWeights::new(blob, cols, rows, nr);
+                if i32_ids {
+                    gather_cols_i8(node, w, util::data::<i32>(inputs[1])?, o)
+                } else {
+                    gather_cols_i8(node, w, util::data::<i64>(inputs[1])?, o)
+                }
+            } else {
+                let w = qgemm::Q4Weights::new(blob, cols, rows, group, nr, f16, true);
+                if i32_ids {
+                    gather_cols_q4(node, w, util::data::<i32>(inputs[1])?, o)
+                } else {
+                    gather_cols_q4(node, w, util::data::<i64>(inputs[1])?, o)
+                }
+            };
+            result.map_err(|e| OpError::Invalid(e.to_string()))?;
+            return Ok(vec![out]);
+        }
         let result = match (inputs[1].ty.dtype, self.bits) {
             (DType::I32, 8) => {
                 qgemm::gather_rows_i8(node, blob, rows, cols, util::data::<i32>(inputs[1])?, o)
@@ -104,7 +169,20 @@ impl OpDef for QGather {
     fn emit(&self, ctx: &EmitCtx<'_>) -> Result<TokenStream, OpError> {
         let (rows, cols) = (lit_usize(self.rows), lit_usize(self.cols));
         let (t, i, o, name) = (ctx.input(0), ctx.input(1), ctx.output(0), ctx.name_lit());
-        Ok(if self.bits == 8 {
+        Ok(if let (Some(nr), 8) = (self.tied_nr, self.bits) {
+            let nr = lit_usize(nr);
+            quote! {
+                rt::kernels::tied_gather::gather_cols_i8(#name,
+                    rt::kernels::qgemm::QWeights::new(#t, #cols, #rows, #nr), #i, #o)?;
+            }
+        } else if let Some(nr) = self.tied_nr {
+            let (group, nr, f16) = (lit_usize(self.group), lit_usize(nr), self.f16_scales);
+            quote! {
+                rt::kernels::tied_gather::gather_cols_q4(#name,
+                    rt::kernels::qgemm::Q4Weights::new(#t, #cols, #rows, #group, #nr, #f16, true),
+                    #i, #o)?;
+            }
+        } else if self.bits == 8 {
             quote! {
                 rt::kernels::qgemm::gather_rows_i8(#name, #t, #rows, #cols, #i, #o)?;
             }
@@ -129,6 +207,9 @@ impl OpDef for QGather {
                 if self.f16_scales { "f16" } else { "f32" }.to_string(),
             ));
         }
+        if let Some(nr) = self.tied_nr {
+            a.push(("tied", format!("classifier blob nr={nr}")));
+        }
         a
     }
 }
@@ -139,9 +220,37 @@ pub fn pack_table(op: &QGather, table: &[f32]) -> Vec<u8> {
     if op.bits == 8 {
         qgemm::pack_rows_i8(table, op.rows, op.cols, &mut out);
     } else {
-        qgemm::pack_rows_q4(table, op.rows, op.cols, op.group, op.f16_scales, &mut out);
+        pack_rows_q4(op, table, &mut out);
     }
     out
+}
+
+/// The int4 table layout of `qgemm::pack_rows_q4` (scales, then two columns per byte), each
+/// (row, group) quantized by [`q4linear::quantize_group`] (symmetric: the gather kernel has
+/// no zero points) instead of the plain `max|v| / 7`.
+fn pack_rows_q4(op: &QGather, table: &[f32], out: &mut [u8]) {
+    let (rows, cols, group) = (op.rows, op.cols, op.group);
+    let gpr = cols.div_ceil(group);
+    let stride = cols.div_ceil(2);
+    let base = out.len() - rows * stride;
+    for r in 0..rows {
+        for gi in 0..gpr {
+            let span = gi * group..cols.min((gi + 1) * group);
+            let vals = &table[r * cols + span.start..r * cols + span.end];
+            let (scale, _, levels) =
+                q4linear::quantize_group(vals, op.f16_scales, q4linear::Q4Grid::Symmetric);
+            let e = r * gpr + gi;
+            if op.f16_scales {
+                let h = runtime_core::math::f32_to_f16(scale);
+                out[2 * e..2 * e + 2].copy_from_slice(&h.to_le_bytes());
+            } else {
+                out[4 * e..4 * e + 4].copy_from_slice(&scale.to_le_bytes());
+            }
+            for (col, l) in span.zip(levels) {
+                out[base + r * stride + col / 2] |= if col % 2 == 0 { l } else { l << 4 };
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +278,7 @@ mod tests {
                 bits,
                 group,
                 f16_scales: true,
+                tied_nr: None,
             };
             let blob = pack_table(&op, &table);
             let bt = Tensor::new(

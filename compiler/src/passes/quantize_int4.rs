@@ -1,21 +1,26 @@
 //! Quantize every float `Linear` to a weight-only `Q4Linear` (4 bits per group of `group`
-//! rows of k and output column, f16 or f32 scales, dequantized inside the kernel) and every
+//! rows of k and output column, f16 or f32 scales and a zero point per group, each group's
+//! range searched for the least squared error by `q4linear::quantize_group`, dequantized
+//! inside the kernel) and every
 //! embedding `Gather` on a constant table to a `QGather` with 4 bits per (row, group of
 //! columns); tables of fewer than [`MIN_INT4_TABLE_COLS`] columns (rotary position tables:
 //! small and precision-critical) get int8 rows instead. Layers whose node name matches a
 //! `--keep-float` pattern stay in float.
 //!
 //! Before: `y = Linear{k, n, nr=0, epilogue}(x, W: f32[k, n], b?)`.
-//! After: `y = Q4Linear{k, n, group, nr, scales, epilogue}(x, W.q4g<group>: u8[..], b?)`,
+//! After: `y = Q4Linear{k, n, group, nr, scales, zero_points=true, epilogue}(x,
+//! W.q4g<group>: u8[..], b?)`,
 //! `W.q4g<group>` made once per weight and shared.
 //!
 //! Before: `e = Gather{axis=0}(T: f32[rows, cols], ids)`.
-//! After: `e = QGather{rows, cols, bits=4, group}(T.q4rows: u8[..], ids)`.
+//! After: `e = QGather{rows, cols, bits=4, group}(T.q4rows: u8[..], ids)`; or, when a
+//! quantized `Linear`'s weight is exactly `Tᵀ` (a tied classifier),
+//! `e = QGather{rows, cols, bits=4, group, tied=nr}(W.q4g<group>, ids)`: one blob for both.
 //! Runs after `fuse_linear_activation` and before `pack_linear_weights`.
 use super::Pass;
 use super::quantize_int8::{PackedConstants, embedding_table, float_linear, replace_node};
 use crate::error::{Error, Result};
-use crate::ir::Graph;
+use crate::ir::{Data, Graph, NodeId, ValueId};
 use crate::ops::Op;
 use crate::ops::q4linear::{self, Q4Linear};
 use crate::ops::qgather::{self, QGather};
@@ -30,6 +35,52 @@ pub struct QuantizeInt4 {
     pub options: QuantOptions,
 }
 
+/// Embedding `Gather`s with tables of at least `min_cols` columns whose table is exactly
+/// the transpose of the weight of a float `Linear` the quantization pass will quantize (a
+/// tied classifier; neither kept float by `options`): `(gather, weight)` pairs. Shared by
+/// `quantize_int8`.
+pub(crate) fn tied_tables(
+    graph: &Graph,
+    order: &[NodeId],
+    options: &QuantOptions,
+    min_cols: usize,
+) -> Vec<(NodeId, ValueId)> {
+    let f32_data = |v: ValueId| match graph.constant(v).map(|t| &t.data) {
+        Some(Data::F32(d)) => Some(d),
+        _ => None,
+    };
+    let mut ties = Vec::new();
+    for &id in order {
+        let node = graph.node(id);
+        let Some((rows, cols)) = embedding_table(graph, id) else {
+            continue;
+        };
+        if cols < min_cols || options.kept(&node.name).is_some() {
+            continue;
+        }
+        let Some(table) = f32_data(node.inputs[0]) else {
+            continue;
+        };
+        let tied = order.iter().find_map(|&l| {
+            let lin = float_linear(graph, l)?;
+            let ln = graph.node(l);
+            if lin.k != cols || lin.n != rows || options.kept(&ln.name).is_some() {
+                return None;
+            }
+            let w = f32_data(ln.inputs[1])?;
+            let same = (0..rows * cols).all(|i| {
+                let (p, j) = (i / rows, i % rows);
+                w[i].to_bits() == table[j * cols + p].to_bits()
+            });
+            same.then_some(ln.inputs[1])
+        });
+        if let Some(w) = tied {
+            ties.push((id, w));
+        }
+    }
+    ties
+}
+
 impl Pass for QuantizeInt4 {
     fn name(&self) -> &'static str {
         "quantize_int4"
@@ -37,11 +88,13 @@ impl Pass for QuantizeInt4 {
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
         let (group, f16) = (self.options.group, self.options.f16_scales);
+        let grid = q4linear::Q4Grid::Asymmetric;
         let mut packed = PackedConstants::default();
         let mut changed = false;
         let order = graph
             .topo_order()
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let ties = tied_tables(graph, &order, &self.options, MIN_INT4_TABLE_COLS);
         for id in order {
             let node = graph.node(id);
             if self.options.kept(&node.name).is_some() {
@@ -49,12 +102,31 @@ impl Pass for QuantizeInt4 {
             }
             if let Some((rows, cols)) = embedding_table(graph, id) {
                 let int4 = cols >= MIN_INT4_TABLE_COLS;
+                if let Some(&(_, w)) = ties.iter().find(|(g, _)| *g == id) {
+                    let nr = self.tiling.q4_nr;
+                    let op = QGather {
+                        rows,
+                        cols,
+                        bits: 4,
+                        group,
+                        f16_scales: f16,
+                        tied_nr: Some(nr),
+                    };
+                    let ids = node.inputs[1];
+                    let blob = packed.get_or_pack(graph, w, &format!("q4g{group}"), |d| {
+                        q4linear::pack_weight(d, cols, rows, group, nr, f16, grid)
+                    })?;
+                    replace_node(graph, id, Op::QGather(op), vec![blob, ids], &[])?;
+                    changed = true;
+                    continue;
+                }
                 let op = QGather {
                     rows,
                     cols,
                     bits: if int4 { 4 } else { 8 },
                     group: if int4 { group } else { cols },
                     f16_scales: int4 && f16,
+                    tied_nr: None,
                 };
                 let (t, ids) = (node.inputs[0], node.inputs[1]);
                 let suffix = if int4 { "q4rows" } else { "q8rows" };
@@ -75,7 +147,7 @@ impl Pass for QuantizeInt4 {
                 group,
                 nr,
                 f16_scales: f16,
-                zero_points: false,
+                zero_points: grid == q4linear::Q4Grid::Asymmetric,
                 bias: l.bias,
                 activation: l.activation,
                 tiles: self.tiling.tiles,
@@ -84,7 +156,7 @@ impl Pass for QuantizeInt4 {
             let mut inputs = node.inputs.clone();
             let (k, n) = (l.k, l.n);
             inputs[1] = packed.get_or_pack(graph, w, &format!("q4g{group}"), |d| {
-                q4linear::pack_weight(d, k, n, group, nr, f16)
+                q4linear::pack_weight(d, k, n, group, nr, f16, grid)
             })?;
             replace_node(graph, id, Op::Q4Linear(op), inputs, &[])?;
             changed = true;
@@ -123,5 +195,77 @@ mod tests {
             assert!((x - y).abs() < 0.5, "{a:?} vs {b:?}");
         }
         assert!(crate::quantize::float_layers(&g, &pass.options).is_empty());
+    }
+
+    /// An embedding table whose transpose is the classifier's weight is stored once: the
+    /// `QGather` reads the classifier's int4 blob, and the outputs stay close to float.
+    #[test]
+    fn a_tied_table_is_stored_once() {
+        use crate::ops::gather::Gather;
+        use crate::ops::linear::Linear;
+        let (rows, cols) = (8, 16);
+        let mut g = Graph::new(17);
+        let ids = g.add_value(
+            "ids",
+            crate::ir::TensorType::new(crate::ir::DType::I64, vec![1, 3]),
+        );
+        g.inputs.push(ids);
+        let table: Vec<f32> = (0..rows * cols).map(|v| (v as f32 * 0.37).sin()).collect();
+        let mut wt = vec![0.0f32; rows * cols];
+        for j in 0..rows {
+            for p in 0..cols {
+                wt[p * rows + j] = table[j * cols + p];
+            }
+        }
+        let t = g.add_constant("emb", Tensor::from_f32s(vec![rows, cols], table).unwrap());
+        let w = g.add_constant("lm_head", Tensor::from_f32s(vec![cols, rows], wt).unwrap());
+        let (_, e) = g
+            .add_node(
+                "embed",
+                "Gather",
+                Op::Gather(Gather { axis: 0 }),
+                vec![t, ids],
+                &["e".into()],
+            )
+            .unwrap();
+        let (_, y) = g
+            .add_node(
+                "head",
+                "MatMul",
+                Op::Linear(Linear::new(cols, rows)),
+                vec![e[0], w],
+                &["y".into()],
+            )
+            .unwrap();
+        g.outputs.push(y[0]);
+        let ids = Tensor::from_i64s(vec![1, 3], vec![2, 7, -8]).unwrap();
+        let reference = crate::eval::evaluate(&g, std::slice::from_ref(&ids)).unwrap();
+        let tiling = crate::target::TargetProfile::load("cortex-m55")
+            .unwrap()
+            .quant_tiling();
+        let pass = QuantizeInt4 {
+            tiling,
+            options: QuantOptions::new(QuantMode::Int4),
+        };
+        assert!(pass.run(&mut g).unwrap());
+        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
+            .run(&mut g)
+            .unwrap();
+        crate::ir::verify::verify(&g).unwrap();
+        insta::assert_snapshot!(print(&g).unwrap());
+        let gathers: Vec<_> = g
+            .node_ids()
+            .into_iter()
+            .filter_map(|id| match &g.node(id).op {
+                Op::QGather(q) => Some(q.tied_nr),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gathers, vec![Some(tiling.q4_nr)]);
+        let got = crate::eval::evaluate(&g, &[ids]).unwrap();
+        let (a, b) = (reference[0].data.to_f64_vec(), got[0].data.to_f64_vec());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 0.3, "{a:?} vs {b:?}");
+        }
     }
 }

@@ -10,6 +10,8 @@
 //!
 //! Before: `e = Gather{axis=0}(T: f32[rows, cols], ids)`.
 //! After: `e = QGather{rows, cols, bits=8}(T.q8rows: u8[packed_rows_i8_bytes], ids)`.
+//! A table whose transpose is a quantized `Linear`'s weight (tied classifier) is read from
+//! that layer's blob instead: `QGather{.., tied=nr}(W.q8, ids)`, stored once.
 //! Runs after `fuse_linear_activation` and before `pack_linear_weights`.
 use super::Pass;
 use crate::error::{Error, Result};
@@ -128,18 +130,29 @@ impl Pass for QuantizeInt8 {
         let order = graph
             .topo_order()
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let ties = super::quantize_int4::tied_tables(graph, &order, &self.options, 0);
         for id in order {
             let node = graph.node(id);
             if self.options.kept(&node.name).is_some() {
                 continue;
             }
             if let Some((rows, cols)) = embedding_table(graph, id) {
+                if let Some(&(_, w)) = ties.iter().find(|(g, _)| *g == id) {
+                    let (nr, ids) = (self.tiling.i8_nr, node.inputs[1]);
+                    let op = QGather::tied_i8(rows, cols, nr);
+                    let blob = packed
+                        .get_or_pack(graph, w, "q8", |d| qlinear::pack_weight(d, cols, rows, nr))?;
+                    replace_node(graph, id, Op::QGather(op), vec![blob, ids], &[])?;
+                    changed = true;
+                    continue;
+                }
                 let op = QGather {
                     rows,
                     cols,
                     bits: 8,
                     group: cols,
                     f16_scales: false,
+                    tied_nr: None,
                 };
                 let (t, ids) = (node.inputs[0], node.inputs[1]);
                 let table =

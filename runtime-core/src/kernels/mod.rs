@@ -24,6 +24,7 @@ pub mod reduce;
 pub mod rotary;
 pub mod scatter;
 pub mod softmax;
+pub mod tied_gather;
 pub mod trilu;
 
 use crate::MAX_RANK;

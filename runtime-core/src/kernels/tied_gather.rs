@@ -1,0 +1,168 @@
+//! Embedding lookups that read a tied classifier's packed weight: the rows of an embedding
+//! table `T[rows, cols]` are the columns of the classifier weight `W = Tᵀ [cols, rows]`, so
+//! one packed blob (int4: `qgemm::pack_q4`, int8: `qgemm::pack_i8`, made for the GEMM) serves
+//! both the `Gather` and the `MatMul` instead of a second copy of the table.
+use crate::error::{Error, IndexError};
+use crate::kernels::gather::Index;
+use crate::kernels::qgemm::{Q4Weights, QWeights, i8_panel_index};
+
+#[inline]
+fn resolve(index: i64, bound: usize) -> Result<usize, IndexError> {
+    let wrapped = if index < 0 {
+        index + bound as i64
+    } else {
+        index
+    };
+    if wrapped < 0 || wrapped >= bound as i64 {
+        return Err(IndexError { index, bound });
+    }
+    Ok(wrapped as usize)
+}
+
+/// `out[r][p] = W[p][indices[r]]` dequantized (`(q - zp) · scale` of group `p / group`),
+/// for `p < w.k`: row `indices[r]` of the table whose transpose `w` holds. Negative indices
+/// count from the end; anything else outside `0..w.n` is `Error::IndexOutOfRange` naming
+/// `node`. `out` holds at least `indices.len() · w.k` values.
+pub fn gather_cols_q4<I: Index>(
+    node: &'static str,
+    w: Q4Weights<'_>,
+    indices: &[I],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    let (k, half) = (w.k, w.nr / 2);
+    assert!(
+        out.len() >= indices.len() * k,
+        "gather_cols_q4 output too short"
+    );
+    for (r, &index) in indices.iter().enumerate() {
+        let j = resolve(index.to_i64(), w.n).map_err(|e| e.at(node))?;
+        let (panel, c) = (w.panel(j / w.nr), j % w.nr);
+        let (byte, shift) = (c % half, if c < half { 0 } else { 4 });
+        let row = &mut out[r * k..(r + 1) * k];
+        for (p, o) in row.iter_mut().enumerate() {
+            let (s, zp) = w.scale_zp(p / w.group, j);
+            let q = (panel[p * half + byte] >> shift) & 15;
+            *o = (q as f32 - zp) * s;
+        }
+    }
+    Ok(())
+}
+
+/// As [`gather_cols_q4`] for an int8 blob: `out[r][p] = q[p][j] · scale[j]`, `j =
+/// indices[r]` — the values a per-row int8 table (`qgemm::pack_rows_i8`) of `Wᵀ` holds.
+pub fn gather_cols_i8<I: Index>(
+    node: &'static str,
+    w: QWeights<'_>,
+    indices: &[I],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    let k = w.k;
+    assert!(
+        out.len() >= indices.len() * k,
+        "gather_cols_i8 output too short"
+    );
+    for (r, &index) in indices.iter().enumerate() {
+        let j = resolve(index.to_i64(), w.n).map_err(|e| e.at(node))?;
+        let s = w.scales[j];
+        for (p, o) in out[r * k..(r + 1) * k].iter_mut().enumerate() {
+            *o = w.panels[i8_panel_index(p, j, w.kp, w.nr)] as f32 * s;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::qgemm;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Every column of a packed blob, gathered, equals the dequantized weight the GEMM
+    /// multiplies by (identity rows through the reference `gemm_q4`), for several panel
+    /// widths, with and without zero points and f16 scales.
+    #[test]
+    fn columns_equal_the_gemm_weight() {
+        let (k, n, group) = (40, 21, 16);
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 37 % 29) as f32 - 14.0) / 9.0)
+            .collect();
+        let mut q = vec![0u8; k * n];
+        let mut scales = vec![0.0f32; k.div_ceil(group) * n];
+        qgemm::quantize_weights_q4(&w, k, n, group, &mut q, &mut scales);
+        let zps: Vec<u8> = (0..scales.len()).map(|i| (i % 16) as u8).collect();
+        let mut eye = vec![0.0f32; k * k];
+        for p in 0..k {
+            eye[p * k + p] = 1.0;
+        }
+        for (nr, f16, zero_points) in [(16, true, true), (32, false, false), (4, true, false)] {
+            let mut blob = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, f16, zero_points)];
+            let zp = zero_points.then_some(zps.as_slice());
+            qgemm::pack_q4(&q, &scales, zp, k, n, group, nr, f16, &mut blob);
+            let weights = Q4Weights::new(&blob, k, n, group, nr, f16, zero_points);
+            let mut dense = vec![0.0f32; k * n];
+            let g = crate::kernels::gemm::Gemm {
+                m: k,
+                k,
+                n,
+                lda: k,
+                ldc: n,
+                bias: None,
+                activation: crate::kernels::gemm::Activation::None,
+                tiles: crate::kernels::gemm::Tiles {
+                    mr: 4,
+                    kc: 256,
+                    mc: 64,
+                },
+            };
+            qgemm::reference::gemm_q4(&eye, weights, &mut dense, &g);
+            let ids: Vec<i64> = vec![0, 20, -1, 7, 16];
+            let mut out = vec![0.0f32; ids.len() * k];
+            gather_cols_q4("t", weights, &ids, &mut out).unwrap();
+            for (r, &i) in ids.iter().enumerate() {
+                let j = if i < 0 {
+                    (i + n as i64) as usize
+                } else {
+                    i as usize
+                };
+                for p in 0..k {
+                    assert_eq!(out[r * k + p], dense[p * n + j], "nr {nr} id {i} p {p}");
+                }
+            }
+            let bad = [21i32];
+            assert!(gather_cols_q4("t", weights, &bad, &mut out).is_err());
+        }
+    }
+
+    /// Gathered columns of an int8 blob equal the rows of the per-row int8 table of `Wᵀ`.
+    #[test]
+    fn int8_columns_equal_the_per_row_table_of_the_transpose() {
+        let (k, n) = (13, 21);
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 53 % 31) as f32 - 15.0) / 7.0)
+            .collect();
+        let mut wt = vec![0.0f32; k * n];
+        for p in 0..k {
+            for j in 0..n {
+                wt[j * k + p] = w[p * n + j];
+            }
+        }
+        let mut table = vec![0u8; qgemm::packed_rows_i8_bytes(n, k)];
+        qgemm::pack_rows_i8(&wt, n, k, &mut table);
+        let mut q = vec![0i8; k * n];
+        let mut scales = vec![0.0f32; n];
+        qgemm::quantize_weights_i8(&w, k, n, &mut q, &mut scales);
+        let ids: Vec<i32> = vec![3, 0, 20, -2];
+        let mut want = vec![0.0f32; ids.len() * k];
+        qgemm::gather_rows_i8("t", &table, n, k, &ids, &mut want).unwrap();
+        for nr in [8, 16, 32, 5] {
+            let mut blob = vec![0u8; qgemm::packed_i8_bytes(k, n, nr)];
+            qgemm::pack_i8(&q, &scales, k, n, nr, &mut blob);
+            let weights = QWeights::new(&blob, k, n, nr);
+            let mut out = vec![0.0f32; ids.len() * k];
+            gather_cols_i8("t", weights, &ids, &mut out).unwrap();
+            assert_eq!(out, want, "nr {nr}");
+            assert!(gather_cols_i8("t", weights, &[-22i64], &mut out).is_err());
+        }
+    }
+}
