@@ -302,32 +302,9 @@ impl Pass for FuseElementwise {
 mod tests {
     use super::*;
     use crate::ir::{Tensor, TensorType, printer::print};
-    use crate::ops::binary::{Binary, BinaryKind};
-    use crate::ops::unary::{Unary, UnaryKind};
-
-    fn bin(g: &mut Graph, name: &str, kind: BinaryKind, a: ValueId, b: ValueId) -> ValueId {
-        g.add_node(
-            name,
-            "Bin",
-            Op::Binary(Binary { kind }),
-            vec![a, b],
-            &[format!("{name}.out")],
-        )
-        .unwrap()
-        .1[0]
-    }
-
-    fn un(g: &mut Graph, name: &str, kind: UnaryKind, a: ValueId) -> ValueId {
-        g.add_node(
-            name,
-            "Un",
-            Op::Unary(Unary { kind }),
-            vec![a],
-            &[format!("{name}.out")],
-        )
-        .unwrap()
-        .1[0]
-    }
+    use crate::ops::binary::BinaryKind;
+    use crate::ops::unary::UnaryKind;
+    use crate::passes::test_util::{bin, un};
 
     fn c(g: &mut Graph, name: &str, v: f32) -> ValueId {
         g.add_constant(name, Tensor::from_f32s(vec![], vec![v]).unwrap())

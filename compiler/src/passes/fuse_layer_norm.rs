@@ -216,33 +216,8 @@ impl Pass for FuseLayerNorm {
 mod tests {
     use super::*;
     use crate::ir::{TensorType, printer::print};
-    use crate::ops::binary::Binary;
     use crate::ops::reduce::Reduce;
-    use crate::ops::unary::Unary;
-
-    fn bin(g: &mut Graph, name: &str, kind: BinaryKind, a: ValueId, b: ValueId) -> ValueId {
-        g.add_node(
-            name,
-            "Bin",
-            Op::Binary(Binary { kind }),
-            vec![a, b],
-            &[format!("{name}.out")],
-        )
-        .unwrap()
-        .1[0]
-    }
-
-    fn un(g: &mut Graph, name: &str, kind: UnaryKind, a: ValueId) -> ValueId {
-        g.add_node(
-            name,
-            "Un",
-            Op::Unary(Unary { kind }),
-            vec![a],
-            &[format!("{name}.out")],
-        )
-        .unwrap()
-        .1[0]
-    }
+    use crate::passes::test_util::{bin, un};
 
     fn mean(g: &mut Graph, name: &str, x: ValueId) -> ValueId {
         let reduce = Op::Reduce(Reduce {

@@ -193,33 +193,8 @@ impl Pass for FuseRmsNorm {
 mod tests {
     use super::*;
     use crate::ir::{Tensor, TensorType, printer::print};
-    use crate::ops::binary::Binary;
     use crate::ops::reduce::Reduce;
-    use crate::ops::unary::Unary;
-
-    fn bin(g: &mut Graph, name: &str, kind: BinaryKind, a: ValueId, b: ValueId) -> ValueId {
-        g.add_node(
-            name,
-            "Bin",
-            Op::Binary(Binary { kind }),
-            vec![a, b],
-            &[format!("{name}.out")],
-        )
-        .unwrap()
-        .1[0]
-    }
-
-    fn un(g: &mut Graph, name: &str, kind: UnaryKind, a: ValueId) -> ValueId {
-        g.add_node(
-            name,
-            "Un",
-            Op::Unary(Unary { kind }),
-            vec![a],
-            &[format!("{name}.out")],
-        )
-        .unwrap()
-        .1[0]
-    }
+    use crate::passes::test_util::{bin, un};
 
     /// torch's llama2.c export (`Pow`, `Div(1, ·)`, `Mul`, `Mul(w)`) when `torch_style`,
     /// else the checkpoint builder's (`Mul(x, x)`, `Div(x, ·)`, `Mul(w)`).

@@ -23,6 +23,8 @@ pub mod pack_linear_weights;
 pub mod quantize_int4;
 pub mod quantize_int8;
 pub mod simplify_reshapes;
+#[cfg(test)]
+mod test_util;
 pub mod transpose_unit_axes;
 
 /// A graph rewrite. Returns whether it changed anything.
