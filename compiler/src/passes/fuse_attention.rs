@@ -8,8 +8,8 @@
 //! `p = Softmax{last axis}(x)`; optionally `p' = Where(IsNaN(p), 0, p)`; `o = MatMul(p', v)`,
 //! every intermediate read only inside the pattern and `q`, `kt`, `v` of one rank with equal
 //! leading axes. After: `o, scratch = Attention{mask, scale, nan_to_zero, rows}(q, kt, [mask], v)`.
-use super::Pass;
 use super::fuse_linear::sole_consumer;
+use super::{Pass, replace_nodes};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, ValueId};
 use crate::ops::Op;
@@ -211,20 +211,18 @@ impl Pass for FuseAttention {
             }
             let out = graph.node(id).outputs[0];
             let name = format!("{}.attention", graph.node(id).name);
-            let out_name = graph.value(out).name.clone();
-            for &n in &m.nodes {
-                graph.remove_node(n);
-            }
-            let (_, outs) = graph
-                .add_node(
-                    name.clone(),
-                    "Attention",
-                    Op::Attention(op),
-                    inputs,
-                    &[out_name, format!("{name}.scores")],
-                )
-                .map_err(|e| Error::Internal(format!("fuse_attention: {e}")))?;
-            graph.replace_uses(out, outs[0]);
+            let (pass, op) = (self.name(), Op::Attention(op));
+            replace_nodes(
+                graph,
+                pass,
+                &m.nodes,
+                out,
+                name,
+                "Attention",
+                op,
+                inputs,
+                &["scores"],
+            )?;
             changed = true;
         }
         Ok(changed)

@@ -15,8 +15,8 @@
 //! constants become immediates, `Pow` by a constant 2 or 3 becomes multiplications. Groups
 //! of one node, or that need more inputs, registers or instructions than the kernel has,
 //! are left alone. Erf/Tanh/Exp/Sigmoid inside a group use the vectorising `math::fast_*`.
-use super::Pass;
 use super::fuse_linear::sole_consumer;
+use super::{Pass, replace_nodes};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, ValueId};
 use crate::ops::Op;
@@ -277,21 +277,20 @@ impl Pass for FuseElementwise {
             };
             let out = graph.node(id).outputs[0];
             let name = format!("{}.elementwise", graph.node(id).name);
-            let out_name = graph.value(out).name.clone();
-            for &n in &nodes {
-                graph.remove_node(n);
-                fused.insert(n);
-            }
-            let (_, outs) = graph
-                .add_node(
-                    name,
-                    "Elementwise",
-                    Op::Elementwise(op),
-                    inputs,
-                    &[out_name],
-                )
-                .map_err(|e| Error::Internal(format!("fuse_elementwise: {e}")))?;
-            graph.replace_uses(out, outs[0]);
+            fused.extend(nodes.iter().copied());
+            let op = Op::Elementwise(op);
+            let pass = self.name();
+            replace_nodes(
+                graph,
+                pass,
+                &nodes,
+                out,
+                name,
+                "Elementwise",
+                op,
+                inputs,
+                &[],
+            )?;
             changed = true;
         }
         Ok(changed)

@@ -9,9 +9,9 @@
 //! normalised axes' shape (or one element). `d` is read only by the square and the
 //! division; every other intermediate only by the next node.
 //! After: `z = LayerNorm{axis=a, epsilon}(x, γ, [β])` (`γ` a one-element 1 when absent).
-use super::Pass;
 use super::fuse_linear::sole_consumer;
 use super::fuse_rms_norm::{binary, other, scalar};
+use super::{Pass, replace_nodes};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, Tensor, ValueId};
 use crate::ops::Op;
@@ -179,10 +179,6 @@ impl Pass for FuseLayerNorm {
             };
             let last = *m.nodes.last().unwrap_or(&id);
             let name = format!("{}.layer_norm", graph.node(last).name);
-            let out_name = graph.value(m.out).name.clone();
-            for &n in &m.nodes {
-                graph.remove_node(n);
-            }
             let scale = match m.scale {
                 Some(s) => s,
                 None => {
@@ -193,19 +189,12 @@ impl Pass for FuseLayerNorm {
             };
             let mut inputs = vec![m.x, scale];
             inputs.extend(m.bias);
-            let (_, outs) = graph
-                .add_node(
-                    name,
-                    "LayerNormalization",
-                    Op::LayerNorm(LayerNorm {
-                        axis: m.axis,
-                        epsilon: m.epsilon,
-                    }),
-                    inputs,
-                    &[out_name],
-                )
-                .map_err(|e| Error::Internal(format!("fuse_layer_norm: {e}")))?;
-            graph.replace_uses(m.out, outs[0]);
+            let op = Op::LayerNorm(LayerNorm {
+                axis: m.axis,
+                epsilon: m.epsilon,
+            });
+            let (pass, op_type) = (self.name(), "LayerNormalization");
+            replace_nodes(graph, pass, &m.nodes, m.out, name, op_type, op, inputs, &[])?;
             changed = true;
         }
         Ok(changed)

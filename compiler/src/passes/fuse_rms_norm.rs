@@ -7,8 +7,8 @@
 //! optionally `z = Mul(y, w)` (either order) with `w` a constant of the last axis's length
 //! (or one element) that broadcasts along the last axis only. Every intermediate is read
 //! only inside the pattern. After: `z = RmsNorm{epsilon}(x, [w])`.
-use super::Pass;
 use super::fuse_linear::sole_consumer;
+use super::{Pass, replace_nodes};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, ValueId};
 use crate::ops::Op;
@@ -164,25 +164,24 @@ impl Pass for FuseRmsNorm {
             };
             let last = *m.nodes.last().unwrap_or(&id);
             let name = format!("{}.rms_norm", graph.node(last).name);
-            let out_name = graph.value(m.out).name.clone();
-            for &n in &m.nodes {
-                graph.remove_node(n);
-            }
             let mut inputs = vec![m.x];
             inputs.extend(m.weight);
-            let (_, outs) = graph
-                .add_node(
-                    name,
-                    "RMSNormalization",
-                    Op::RmsNorm(RmsNorm {
-                        epsilon: m.epsilon,
-                        divide: m.divide,
-                    }),
-                    inputs,
-                    &[out_name],
-                )
-                .map_err(|e| Error::Internal(format!("fuse_rms_norm: {e}")))?;
-            graph.replace_uses(m.out, outs[0]);
+            let op = Op::RmsNorm(RmsNorm {
+                epsilon: m.epsilon,
+                divide: m.divide,
+            });
+            let pass = self.name();
+            replace_nodes(
+                graph,
+                pass,
+                &m.nodes,
+                m.out,
+                name,
+                "RMSNormalization",
+                op,
+                inputs,
+                &[],
+            )?;
             changed = true;
         }
         Ok(changed)

@@ -6,8 +6,8 @@
 //! `y = Add(a, b)` (products and sum in either order), where `x: f32[..., d]` and `cos`, `sin`
 //! broadcast to `x` as its trailing axes; `x1`, `x2`, `n`, `r`, `a`, `b` are read only inside
 //! the pattern. After: `y = Rotary(x, cos, sin)`.
-use super::Pass;
 use super::fuse_linear::sole_consumer;
+use super::{Pass, replace_nodes};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId, ValueId};
 use crate::ops::Op;
@@ -139,20 +139,19 @@ impl Pass for FuseRotary {
             };
             let y = graph.node(id).outputs[0];
             let name = format!("{}.rotary", graph.node(id).name);
-            let out_name = graph.value(y).name.clone();
-            for &n in &m.nodes {
-                graph.remove_node(n);
-            }
-            let (_, outs) = graph
-                .add_node(
-                    name,
-                    "Add",
-                    Op::Rotary(Rotary {}),
-                    vec![m.x, m.cos, m.sin],
-                    &[out_name],
-                )
-                .map_err(|e| Error::Internal(format!("fuse_rotary: {e}")))?;
-            graph.replace_uses(y, outs[0]);
+            let inputs = vec![m.x, m.cos, m.sin];
+            let op = Op::Rotary(Rotary {});
+            replace_nodes(
+                graph,
+                self.name(),
+                &m.nodes,
+                y,
+                name,
+                "Add",
+                op,
+                inputs,
+                &[],
+            )?;
             changed = true;
         }
         Ok(changed)

@@ -1,7 +1,8 @@
 //! Graph-to-graph passes. Each pass is one file, a struct with `run`, and a doc comment
 //! stating the pattern it rewrites; pipelines are plain lists.
-use crate::error::Result;
-use crate::ir::{Graph, verify::verify};
+use crate::error::{Error, Result};
+use crate::ir::{Graph, NodeId, ValueId, verify::verify};
+use crate::ops::Op;
 use crate::target::TargetProfile;
 
 pub mod attention_live_length;
@@ -62,6 +63,34 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(fuse_elementwise::FuseElementwise),
         Box::new(eliminate_dead_nodes::EliminateDeadNodes),
     ]
+}
+
+/// Replace the matched `nodes` of `pass` by one node `name` (`op` over `inputs`, recorded as
+/// the source op `op_type`) whose first output takes over `out`: its name and its readers.
+/// Further outputs are named `<name>.<suffix>` for each of `extra_outputs`. Returns the new
+/// node's outputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn replace_nodes(
+    graph: &mut Graph,
+    pass: &str,
+    nodes: &[NodeId],
+    out: ValueId,
+    name: String,
+    op_type: &str,
+    op: Op,
+    inputs: Vec<ValueId>,
+    extra_outputs: &[&str],
+) -> Result<Vec<ValueId>> {
+    let mut names = vec![graph.value(out).name.clone()];
+    names.extend(extra_outputs.iter().map(|e| format!("{name}.{e}")));
+    for &n in nodes {
+        graph.remove_node(n);
+    }
+    let (_, outs) = graph
+        .add_node(name, op_type, op, inputs, &names)
+        .map_err(|e| Error::Internal(format!("{pass}: {e}")))?;
+    graph.replace_uses(out, outs[0]);
+    Ok(outs)
 }
 
 /// Run `passes` in order; with `verify_each`, verify the graph after every pass.
