@@ -24,8 +24,6 @@ pub mod pack_linear_weights;
 pub mod quantize_int4;
 pub mod quantize_int8;
 pub mod simplify_reshapes;
-#[cfg(test)]
-mod test_util;
 pub mod transpose_unit_axes;
 
 /// A graph rewrite. Returns whether it changed anything.
@@ -103,4 +101,40 @@ pub fn run(graph: &mut Graph, passes: &[Box<dyn Pass>], verify_each: bool) -> Re
         }
     }
     Ok(())
+}
+
+/// Graph-building helpers shared by the pass tests: one node per call, its output named
+/// `<name>.out`.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use crate::ir::{Graph, ValueId};
+    use crate::ops::Op;
+    use crate::ops::binary::{Binary, BinaryKind};
+    use crate::ops::unary::{Unary, UnaryKind};
+
+    /// `kind(a, b)` as a node `name` (op type `Bin`).
+    pub fn bin(g: &mut Graph, name: &str, kind: BinaryKind, a: ValueId, b: ValueId) -> ValueId {
+        g.add_node(
+            name,
+            "Bin",
+            Op::Binary(Binary { kind }),
+            vec![a, b],
+            &[format!("{name}.out")],
+        )
+        .unwrap()
+        .1[0]
+    }
+
+    /// `kind(a)` as a node `name` (op type `Un`).
+    pub fn un(g: &mut Graph, name: &str, kind: UnaryKind, a: ValueId) -> ValueId {
+        g.add_node(
+            name,
+            "Un",
+            Op::Unary(Unary { kind }),
+            vec![a],
+            &[format!("{name}.out")],
+        )
+        .unwrap()
+        .1[0]
+    }
 }
