@@ -9,8 +9,8 @@
 //! only. After: `o = Attention{live_offset=1 (0 for Less)}(q, k, m', v, p)`, which attends
 //! to slots `0 ..= p` (`0 .. p`) only, all of them when none is unmasked. The skipped slots'
 //! probabilities are `exp(b + score - max)`, zero in f32 for any score below `1e7`.
-use super::Pass;
-use crate::error::{Error, Result};
+use super::{Pass, rewrite_each};
+use crate::error::Result;
 use crate::ir::{DType, Graph, ValueId};
 use crate::ops::Op;
 use crate::ops::binary::BinaryKind;
@@ -79,20 +79,18 @@ impl Pass for AttentionLiveLength {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
+        rewrite_each(graph, |graph, id| {
             let node = graph.node(id);
-            let Op::Attention(a) = &node.op else { continue };
+            let Op::Attention(a) = &node.op else {
+                return Ok(false);
+            };
             if !a.mask || a.live_offset.is_some() {
-                continue;
+                return Ok(false);
             }
             let v = node.inputs[3];
             let skv = graph.ty(v).shape[graph.ty(v).rank() - 2];
             let Some((p, offset)) = slot_bound(graph, node.inputs[2], skv) else {
-                continue;
+                return Ok(false);
             };
             let mut bounded = a.clone();
             bounded.live_offset = Some(offset);
@@ -100,9 +98,8 @@ impl Pass for AttentionLiveLength {
             n.op = Op::Attention(bounded);
             n.inputs.push(p);
             graph.rebuild_edges();
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 

@@ -5,9 +5,9 @@
 //! `o = Attention{key_rows=false}(q, kt, ...)` with `kt` read only there and at most
 //! [`MAX_ROWS`] query rows per head. After: `o = Attention{key_rows=true}(q, k, ...)`.
 //! Attention with more query rows keeps the transposed operand, which its GEMM path reads.
-use super::Pass;
 use super::fuse_linear::sole_consumer;
-use crate::error::{Error, Result};
+use super::{Pass, rewrite_each};
+use crate::error::Result;
 use crate::ir::Graph;
 use crate::ops::Op;
 
@@ -22,26 +22,24 @@ impl Pass for FoldKeyTranspose {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
+        rewrite_each(graph, |graph, id| {
             let node = graph.node(id);
-            let Op::Attention(a) = &node.op else { continue };
+            let Op::Attention(a) = &node.op else {
+                return Ok(false);
+            };
             if a.key_rows {
-                continue;
+                return Ok(false);
             }
             let (q, kt) = (node.inputs[0], node.inputs[1]);
             let rank = graph.ty(q).rank();
             if rank < 2 || graph.ty(q).shape[rank - 2] > MAX_ROWS {
-                continue;
+                return Ok(false);
             }
             let Some(t) = graph.value(kt).producer else {
-                continue;
+                return Ok(false);
             };
             let Op::Transpose(tr) = &graph.node(t).op else {
-                continue;
+                return Ok(false);
             };
             let swaps_last_two = tr.perm.len() == rank
                 && tr.perm[..rank - 2].iter().enumerate().all(|(i, &p)| p == i)
@@ -51,7 +49,7 @@ impl Pass for FoldKeyTranspose {
                 || sole_consumer(graph, kt) != Some(id)
                 || graph.outputs.contains(&kt)
             {
-                continue;
+                return Ok(false);
             }
             let k = graph.node(t).inputs[0];
             let mut folded = a.clone();
@@ -60,9 +58,8 @@ impl Pass for FoldKeyTranspose {
             n.op = Op::Attention(folded);
             n.inputs[1] = k;
             graph.rebuild_edges();
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 

@@ -7,9 +7,9 @@
 //! `y = PermutedMatMul{a_perm, b_perm}(x, w)` (identity permutation for an operand that was
 //! not transposed). A transpose that moves the last axis (a key transposed for `Q·Kᵀ`) stays:
 //! the GEMM reads `B` rows with unit column stride.
-use super::Pass;
 use super::fuse_linear::sole_consumer;
-use crate::error::{Error, Result};
+use super::{Pass, rewrite_each};
+use crate::error::Result;
 use crate::ir::Graph;
 use crate::ops::Op;
 use crate::ops::permuted_matmul::PermutedMatMul;
@@ -22,13 +22,11 @@ impl Pass for FoldMatMulTranspose {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
+        rewrite_each(graph, |graph, id| {
             let node = graph.node(id);
-            let Op::MatMul(_) = node.op else { continue };
+            let Op::MatMul(_) = node.op else {
+                return Ok(false);
+            };
             let mut inputs = node.inputs.clone();
             let mut perms: Vec<Vec<usize>> = Vec::with_capacity(2);
             let mut folded = false;
@@ -59,18 +57,17 @@ impl Pass for FoldMatMulTranspose {
                 }
             }
             if !folded || perms.iter().any(|p| p.len() < 2) {
-                continue;
+                return Ok(false);
             }
             let Ok([a_perm, b_perm]) = <[Vec<usize>; 2]>::try_from(perms) else {
-                continue;
+                return Ok(false);
             };
             let n = graph.node_mut(id);
             n.op = Op::PermutedMatMul(PermutedMatMul { a_perm, b_perm });
             n.inputs = inputs;
             graph.rebuild_edges();
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 

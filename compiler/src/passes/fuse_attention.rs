@@ -9,8 +9,8 @@
 //! every intermediate read only inside the pattern and `q`, `kt`, `v` of one rank with equal
 //! leading axes. After: `o, scratch = Attention{mask, scale, nan_to_zero, rows}(q, kt, [mask], v)`.
 use super::fuse_linear::sole_consumer;
-use super::{Pass, replace_nodes};
-use crate::error::{Error, Result};
+use super::{Pass, replace_nodes, rewrite_each};
+use crate::error::Result;
 use crate::ir::{DType, Graph, NodeId, ValueId};
 use crate::ops::Op;
 use crate::ops::attention::Attention;
@@ -176,16 +176,9 @@ impl Pass for FuseAttention {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
-            if !graph.has_node(id) {
-                continue;
-            }
+        rewrite_each(graph, |graph, id| {
             let Some(m) = match_attention(graph, id) else {
-                continue;
+                return Ok(false);
             };
             let t = self.tiling;
             let op = Attention {
@@ -207,7 +200,7 @@ impl Pass for FuseAttention {
             // The op must accept these operands (ranks, broadcasting); else leave the graph.
             let types: Vec<_> = inputs.iter().map(|&v| graph.ty(v)).collect();
             if crate::ops::OpDef::infer(&op, &types).is_err() {
-                continue;
+                return Ok(false);
             }
             let out = graph.node(id).outputs[0];
             let name = format!("{}.attention", graph.node(id).name);
@@ -223,9 +216,8 @@ impl Pass for FuseAttention {
                 inputs,
                 &["scores"],
             )?;
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 //! After: `z = LayerNorm{axis=a, epsilon}(x, γ, [β])` (`γ` a one-element 1 when absent).
 use super::fuse_linear::sole_consumer;
 use super::fuse_rms_norm::{binary, other, scalar};
-use super::{Pass, replace_nodes};
+use super::{Pass, replace_nodes, rewrite_each};
 use crate::error::{Error, Result};
 use crate::ir::{DType, Graph, NodeId, Tensor, ValueId};
 use crate::ops::Op;
@@ -166,16 +166,9 @@ impl Pass for FuseLayerNorm {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
-            if !graph.has_node(id) {
-                continue;
-            }
+        rewrite_each(graph, |graph, id| {
             let Some(m) = match_layer_norm(graph, id) else {
-                continue;
+                return Ok(false);
             };
             let last = *m.nodes.last().unwrap_or(&id);
             let name = format!("{}.layer_norm", graph.node(last).name);
@@ -195,9 +188,8 @@ impl Pass for FuseLayerNorm {
             });
             let (pass, op_type) = (self.name(), "LayerNormalization");
             replace_nodes(graph, pass, &m.nodes, m.out, name, op_type, op, inputs, &[])?;
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 

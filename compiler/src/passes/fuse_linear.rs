@@ -4,8 +4,8 @@
 //! operand order) with constant `b` of `n` elements broadcast along the last axis, `y` read
 //! only there. After: `z = Linear{k, n, bias}(x, W, b)` (the bias add runs in the GEMM's
 //! epilogue). A MatMul without such an add still becomes a bias-free `Linear`.
-use super::Pass;
-use crate::error::{Error, Result};
+use super::{Pass, replace_nodes, rewrite_each};
+use crate::error::Result;
 use crate::ir::{DType, Graph, NodeId, Tensor, ValueId};
 use crate::ops::Op;
 use crate::ops::linear::Linear;
@@ -41,25 +41,22 @@ impl Pass for FuseLinear {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
-            if !graph.has_node(id) {
-                continue;
-            }
+        rewrite_each(graph, |graph, id| {
             let node = graph.node(id);
-            let Op::MatMul(_) = node.op else { continue };
+            let Op::MatMul(_) = node.op else {
+                return Ok(false);
+            };
             let (x, w, y) = (node.inputs[0], node.inputs[1], node.outputs[0]);
             let wt = graph.ty(w);
-            let Some(_) = graph.constant(w) else { continue };
+            let Some(_) = graph.constant(w) else {
+                return Ok(false);
+            };
             if wt.dtype != DType::F32 || wt.rank() != 2 || graph.ty(x).rank() == 0 {
-                continue;
+                return Ok(false);
             }
             let (k, n) = (wt.shape[0], wt.shape[1]);
             if graph.ty(x).shape.last() != Some(&k) {
-                continue;
+                return Ok(false);
             }
             let mut op = Linear::new(k, n);
             let mut inputs = vec![x, w];
@@ -90,18 +87,12 @@ impl Pass for FuseLinear {
                 }
             }
             let name = format!("{}.linear", graph.node(id).name);
-            let out_name = graph.value(result).name.clone();
-            graph.remove_node(id);
-            if let Some(c) = add_node {
-                graph.remove_node(c);
-            }
-            let (_, outs) = graph
-                .add_node(name, "MatMul", Op::Linear(op), inputs, &[out_name])
-                .map_err(|e| Error::Internal(format!("fuse_linear: {e}")))?;
-            graph.replace_uses(result, outs[0]);
-            changed = true;
-        }
-        Ok(changed)
+            let mut nodes = vec![id];
+            nodes.extend(add_node);
+            let (pass, op) = (self.name(), Op::Linear(op));
+            replace_nodes(graph, pass, &nodes, result, name, "MatMul", op, inputs, &[])?;
+            Ok(true)
+        })
     }
 }
 

@@ -9,9 +9,9 @@
 //! - SiLU as exported: `Mul(y, Sigmoid(y))`.
 //!
 //! After: `Linear{activation}` producing the pattern's result; the pattern's nodes are gone.
-use super::Pass;
 use super::fuse_linear::sole_consumer;
-use crate::error::{Error, Result};
+use super::{Pass, rewrite_each};
+use crate::error::Result;
 use crate::ir::{Graph, NodeId, ValueId};
 use crate::ops::Op;
 use crate::ops::binary::BinaryKind;
@@ -138,29 +138,22 @@ impl Pass for FuseLinearActivation {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
-            if !graph.has_node(id) {
-                continue;
-            }
+        rewrite_each(graph, |graph, id| {
             let current = match &graph.node(id).op {
                 Op::Linear(l) => l.activation,
                 Op::QLinear(l) => l.activation,
                 Op::Q4Linear(l) => l.activation,
-                _ => continue,
+                _ => return Ok(false),
             };
             if current != Activation::None {
-                continue;
+                return Ok(false);
             }
             let y = out(graph, id);
             let Some((act, nodes, result)) = match_activation(graph, y) else {
-                continue;
+                return Ok(false);
             };
             if graph.ty(result) != graph.ty(y) {
-                continue;
+                return Ok(false);
             }
             for n in nodes {
                 graph.remove_node(n);
@@ -172,9 +165,8 @@ impl Pass for FuseLinearActivation {
                 _ => {}
             }
             graph.replace_uses(result, y);
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 

@@ -8,8 +8,8 @@
 //! (or one element) that broadcasts along the last axis only. Every intermediate is read
 //! only inside the pattern. After: `z = RmsNorm{epsilon}(x, [w])`.
 use super::fuse_linear::sole_consumer;
-use super::{Pass, replace_nodes};
-use crate::error::{Error, Result};
+use super::{Pass, replace_nodes, rewrite_each};
+use crate::error::Result;
 use crate::ir::{DType, Graph, NodeId, ValueId};
 use crate::ops::Op;
 use crate::ops::binary::BinaryKind;
@@ -151,16 +151,9 @@ impl Pass for FuseRmsNorm {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
-            if !graph.has_node(id) {
-                continue;
-            }
+        rewrite_each(graph, |graph, id| {
             let Some(m) = match_rms(graph, id) else {
-                continue;
+                return Ok(false);
             };
             let last = *m.nodes.last().unwrap_or(&id);
             let name = format!("{}.rms_norm", graph.node(last).name);
@@ -182,9 +175,8 @@ impl Pass for FuseRmsNorm {
                 inputs,
                 &[],
             )?;
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 

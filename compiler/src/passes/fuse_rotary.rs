@@ -7,8 +7,8 @@
 //! broadcast to `x` as its trailing axes; `x1`, `x2`, `n`, `r`, `a`, `b` are read only inside
 //! the pattern. After: `y = Rotary(x, cos, sin)`.
 use super::fuse_linear::sole_consumer;
-use super::{Pass, replace_nodes};
-use crate::error::{Error, Result};
+use super::{Pass, replace_nodes, rewrite_each};
+use crate::error::Result;
 use crate::ir::{Graph, NodeId, ValueId};
 use crate::ops::Op;
 use crate::ops::binary::BinaryKind;
@@ -126,16 +126,9 @@ impl Pass for FuseRotary {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
-            if !graph.has_node(id) {
-                continue;
-            }
+        rewrite_each(graph, |graph, id| {
             let Some(m) = match_rotary(graph, id) else {
-                continue;
+                return Ok(false);
             };
             let y = graph.node(id).outputs[0];
             let name = format!("{}.rotary", graph.node(id).name);
@@ -152,9 +145,8 @@ impl Pass for FuseRotary {
                 inputs,
                 &[],
             )?;
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 

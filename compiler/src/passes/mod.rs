@@ -91,6 +91,25 @@ pub(crate) fn replace_nodes(
     Ok(outs)
 }
 
+/// Offer every node to `rewrite` once, in the topological order of the graph as it is now,
+/// skipping nodes an earlier rewrite removed; `rewrite` returns whether it changed the graph.
+/// Returns whether any call did.
+pub(crate) fn rewrite_each(
+    graph: &mut Graph,
+    mut rewrite: impl FnMut(&mut Graph, NodeId) -> Result<bool>,
+) -> Result<bool> {
+    let order = graph
+        .topo_order()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut changed = false;
+    for id in order {
+        if graph.has_node(id) && rewrite(graph, id)? {
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
 /// Run `passes` in order; with `verify_each`, verify the graph after every pass.
 pub fn run(graph: &mut Graph, passes: &[Box<dyn Pass>], verify_each: bool) -> Result<()> {
     for pass in passes {

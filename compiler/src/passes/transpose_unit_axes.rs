@@ -3,8 +3,8 @@
 //! Before: `y = Transpose{perm}(x)` where the axes of `x` longer than 1 keep their relative
 //! order under `perm` (e.g. `[1,1,4,8] → perm [0,2,1,3] → [1,4,1,8]`, a decode step's head
 //! split). After: `y = Reshape{shape of y}(x)`: the elements are in the same order.
-use super::Pass;
-use crate::error::{Error, Result};
+use super::{Pass, rewrite_each};
+use crate::error::Result;
 use crate::ir::Graph;
 use crate::ops::Op;
 use crate::ops::reshape::Reshape;
@@ -17,13 +17,11 @@ impl Pass for TransposeUnitAxes {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
+        rewrite_each(graph, |graph, id| {
             let node = graph.node(id);
-            let Op::Transpose(t) = &node.op else { continue };
+            let Op::Transpose(t) = &node.op else {
+                return Ok(false);
+            };
             let shape = &graph.ty(node.inputs[0]).shape;
             let moved: Vec<usize> = t
                 .perm
@@ -32,13 +30,12 @@ impl Pass for TransposeUnitAxes {
                 .filter(|&a| shape.get(a).is_some_and(|&n| n != 1))
                 .collect();
             if !moved.windows(2).all(|w| w[0] < w[1]) {
-                continue;
+                return Ok(false);
             }
             let out_shape = graph.ty(node.outputs[0]).shape.clone();
             graph.node_mut(id).op = Op::Reshape(Reshape { shape: out_shape });
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 
