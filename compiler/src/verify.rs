@@ -73,24 +73,37 @@ pub fn load_inputs(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
         .iter()
         .map(|&v| {
             let name = &graph.value(v).name;
-            let path = find_npy(dir, name, "in").ok_or_else(|| {
-                Error::Usage(format!(
+            let missing = || {
+                format!(
                     "no input file for `{name}` in `{}` (expected `{name}.npy`)",
                     dir.display()
-                ))
-            })?;
-            let t = npy::read(&path)?;
-            let want = graph.ty(v);
-            if &t.ty != want {
-                return Err(Error::Usage(format!(
-                    "`{}` holds {}, but input `{name}` is {want}",
-                    path.display(),
-                    t.ty
-                )));
-            }
-            Ok(t)
+                )
+            };
+            load_checked(dir, name, "in", graph.ty(v), "input", missing)
         })
         .collect()
+}
+
+/// Read `<dir>/<name>.npy` (or `<prefix>.<name>.npy`), which must hold a `want` tensor for
+/// the graph's `role` (input/output) `name`; `missing` says what is absent when neither exists.
+fn load_checked(
+    dir: &Path,
+    name: &str,
+    prefix: &str,
+    want: &crate::ir::TensorType,
+    role: &str,
+    missing: impl FnOnce() -> String,
+) -> Result<Tensor> {
+    let path = find_npy(dir, name, prefix).ok_or_else(|| Error::Usage(missing()))?;
+    let t = npy::read(&path)?;
+    if &t.ty != want {
+        return Err(Error::Usage(format!(
+            "`{}` holds {}, but {role} `{name}` is {want}",
+            path.display(),
+            t.ty
+        )));
+    }
+    Ok(t)
 }
 
 /// Load one `.npy` reference per graph output, checked against the output's type.
@@ -101,22 +114,13 @@ pub fn load_references(graph: &Graph, dir: &Path) -> Result<Vec<Tensor>> {
         .enumerate()
         .map(|(i, &output)| {
             let name = graph.output_name(i);
-            let path = find_npy(dir, name, "out").ok_or_else(|| {
-                Error::Usage(format!(
+            let missing = || {
+                format!(
                     "no reference file for output `{name}` in `{}`",
                     dir.display()
-                ))
-            })?;
-            let t = npy::read(&path)?;
-            let want = graph.ty(output);
-            if &t.ty != want {
-                return Err(Error::Usage(format!(
-                    "`{}` holds {}, but output `{name}` is {want}",
-                    path.display(),
-                    t.ty
-                )));
-            }
-            Ok(t)
+                )
+            };
+            load_checked(dir, name, "out", graph.ty(output), "output", missing)
         })
         .collect()
 }

@@ -71,22 +71,34 @@ fn geometry(a: &[usize], b: &[usize]) -> Result<Geometry, OpError> {
     })
 }
 
+/// The result type of a matrix product of the two `inputs` (MatMul and its variants):
+/// operands of one numeric type, the shape `geometry` derives from theirs (with its number of
+/// batch axes), a result that fits in memory and batch axes the kernels index.
+pub(crate) fn product_type(
+    inputs: &[&TensorType],
+    geometry: impl FnOnce(&[usize], &[usize]) -> Result<(Vec<usize>, usize), OpError>,
+) -> Result<Vec<TensorType>, OpError> {
+    expect_inputs(inputs, 2, 2)?;
+    let (a, b) = (inputs[0], inputs[1]);
+    if a.dtype != b.dtype {
+        return invalid!("operand types differ: {} and {}", a.dtype, b.dtype);
+    }
+    if a.dtype == DType::Bool {
+        return unsupported!("MatMul on bool tensors");
+    }
+    let (out_shape, batch_axes) = geometry(&a.shape, &b.shape)?;
+    crate::ir::checked_numel(&out_shape)?;
+    if batch_axes > runtime_core::MAX_RANK {
+        return unsupported!("more than {} batch axes", runtime_core::MAX_RANK);
+    }
+    Ok(vec![TensorType::new(a.dtype, out_shape)])
+}
+
 impl OpDef for MatMul {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
-        expect_inputs(inputs, 2, 2)?;
-        let (a, b) = (inputs[0], inputs[1]);
-        if a.dtype != b.dtype {
-            return invalid!("operand types differ: {} and {}", a.dtype, b.dtype);
-        }
-        if a.dtype == DType::Bool {
-            return unsupported!("MatMul on bool tensors");
-        }
-        let g = geometry(&a.shape, &b.shape)?;
-        crate::ir::checked_numel(&g.out_shape)?;
-        if g.batch.len() > runtime_core::MAX_RANK {
-            return unsupported!("more than {} batch axes", runtime_core::MAX_RANK);
-        }
-        Ok(vec![TensorType::new(a.dtype, g.out_shape)])
+        product_type(inputs, |a, b| {
+            geometry(a, b).map(|g| (g.out_shape, g.batch.len()))
+        })
     }
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {

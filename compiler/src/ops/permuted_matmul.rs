@@ -3,8 +3,7 @@
 //! is made.
 use super::OpDef;
 use super::util::{
-    self, EmitCtx, broadcast_shapes, coalesce, expect_inputs, isize_slice, lit_isize, lit_usize,
-    usize_slice,
+    self, EmitCtx, broadcast_shapes, coalesce, isize_slice, lit_isize, lit_usize, usize_slice,
 };
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType};
@@ -109,20 +108,9 @@ impl PermutedMatMul {
 
 impl OpDef for PermutedMatMul {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
-        expect_inputs(inputs, 2, 2)?;
-        let (a, b) = (inputs[0], inputs[1]);
-        if a.dtype != b.dtype {
-            return invalid!("operand types differ: {} and {}", a.dtype, b.dtype);
-        }
-        if a.dtype == DType::Bool {
-            return unsupported!("MatMul on bool tensors");
-        }
-        let g = self.geometry(&a.shape, &b.shape)?;
-        crate::ir::checked_numel(&g.out_shape)?;
-        if g.batch.len() > runtime_core::MAX_RANK {
-            return unsupported!("more than {} batch axes", runtime_core::MAX_RANK);
-        }
-        Ok(vec![TensorType::new(a.dtype, g.out_shape)])
+        super::matmul::product_type(inputs, |a, b| {
+            self.geometry(a, b).map(|g| (g.out_shape, g.batch.len()))
+        })
     }
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
