@@ -35,12 +35,57 @@ fn all_rust_files() -> Vec<PathBuf> {
     files
 }
 
-/// The part of a file before its `#[cfg(test)]` module.
-fn non_test_part(text: &str) -> &str {
-    match text.find("#[cfg(test)]") {
-        Some(at) => &text[..at],
-        None => text,
+/// The file with every `#[cfg(test)]` item blanked out (its lines kept, empty, so line
+/// numbers still match): from the attribute to the `;` that ends a one-line item or the brace
+/// that closes the item's body, braces in string and char literals not counted.
+fn non_test_part(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let item = &rest[at..];
+        let end = test_item_len(item);
+        out.extend(item[..end].chars().filter(|&c| c == '\n'));
+        rest = &item[end..];
     }
+    out.push_str(rest);
+    out
+}
+
+/// The length of the item `item` opens with: up to its first `;` outside a body, or its
+/// body's closing brace. Panics (failing the check) when the braces do not balance.
+fn test_item_len(item: &str) -> usize {
+    let b = item.as_bytes();
+    let (mut i, mut depth) = (0, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b';' if depth == 0 => return i + 1,
+            b'{' => depth += 1,
+            b'}' => {
+                depth = depth.checked_sub(1).expect("unbalanced `}` in a test item");
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            b'"' => {
+                // A string literal (raw strings hold no `"` before their end in this tree).
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'\'' if b.get(i + 2) == Some(&b'\'') => i += 2,
+            b'\'' if b.get(i + 1) == Some(&b'\\') => {
+                while i + 1 < b.len() && b[i + 1] != b'\'' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    panic!("a `#[cfg(test)]` item whose braces do not balance")
 }
 
 #[test]
@@ -198,4 +243,15 @@ fn input_modules_deny_unchecked_indexing() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn test_items_are_blanked_and_the_code_after_them_is_checked() {
+    let text = "a\n#[cfg(test)]\nmod t {\n let s = \"}}\"; let c = '}'; x.unwrap();\n}\nb.unwrap()\n#[cfg(test)]\nuse y;\nc\n";
+    let kept = non_test_part(text);
+    let lines: Vec<&str> = kept.lines().collect();
+    assert_eq!(lines.len(), text.lines().count());
+    assert_eq!(lines[5], "b.unwrap()");
+    assert_eq!(lines[8], "c");
+    assert!(!kept.contains("x.unwrap") && !kept.contains("use y"));
 }
