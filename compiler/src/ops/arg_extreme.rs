@@ -1,7 +1,7 @@
 //! `ArgExtreme`: index of the largest or smallest element along an axis (ONNX ArgMax,
 //! ArgMin).
 use super::OpDef;
-use super::util::{self, EmitCtx, expect_inputs, lit_usize, product};
+use super::util::{self, EmitCtx, expect_inputs, lit_usize, split_at_axis};
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType};
 use crate::{for_dtype, invalid};
@@ -18,19 +18,6 @@ pub struct ArgExtreme {
     pub keepdims: bool,
     pub select_last: bool,
     pub max: bool,
-}
-
-impl ArgExtreme {
-    fn dims(&self, shape: &[usize]) -> (usize, usize, usize) {
-        match shape.get(self.axis) {
-            Some(&len) => (
-                product(&shape[..self.axis]),
-                len,
-                product(&shape[self.axis + 1..]),
-            ),
-            None => (0, 0, 0),
-        }
-    }
 }
 
 impl OpDef for ArgExtreme {
@@ -62,7 +49,7 @@ impl OpDef for ArgExtreme {
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
         let x = inputs[0];
         let mut out = util::zeros(&outputs[0])?;
-        let (outer, len, inner) = self.dims(&x.ty.shape);
+        let (outer, len, inner) = split_at_axis(&x.ty.shape, self.axis);
         if !out.data.is_empty() {
             let dst = util::data_mut::<i64>(&mut out)?;
             for_dtype!(x.ty.dtype, T => {
@@ -76,7 +63,7 @@ impl OpDef for ArgExtreme {
         if ctx.outputs[0].numel() == 0 {
             return Ok(TokenStream::new());
         }
-        let (outer, len, inner) = self.dims(&ctx.inputs[0].shape);
+        let (outer, len, inner) = split_at_axis(&ctx.inputs[0].shape, self.axis);
         let (outer, len, inner) = (lit_usize(outer), lit_usize(len), lit_usize(inner));
         let (x, o, max, last) = (ctx.input(0), ctx.output(0), self.max, self.select_last);
         Ok(quote! { rt::kernels::reduce::arg_extreme(#x, #o, #outer, #len, #inner, #max, #last); })

@@ -1,6 +1,6 @@
 //! `CumSum`: running sum along one axis (ONNX CumSum).
 use super::OpDef;
-use super::util::{self, EmitCtx, expect_inputs, lit_usize, product};
+use super::util::{self, EmitCtx, expect_inputs, lit_usize, split_at_axis};
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType};
 use crate::{for_dtype, invalid};
@@ -16,19 +16,6 @@ pub struct CumSum {
     pub axis: usize,
     pub exclusive: bool,
     pub reverse: bool,
-}
-
-impl CumSum {
-    fn dims(&self, shape: &[usize]) -> (usize, usize, usize) {
-        match shape.get(self.axis) {
-            Some(&len) => (
-                product(&shape[..self.axis]),
-                len,
-                product(&shape[self.axis + 1..]),
-            ),
-            None => (0, 0, 0),
-        }
-    }
 }
 
 impl OpDef for CumSum {
@@ -48,7 +35,7 @@ impl OpDef for CumSum {
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
         let x = inputs[0];
         let mut out = util::zeros(&outputs[0])?;
-        let (outer, len, inner) = self.dims(&x.ty.shape);
+        let (outer, len, inner) = split_at_axis(&x.ty.shape, self.axis);
         for_dtype!(x.ty.dtype, T => {
             let (src, dst) = (util::data::<T>(x)?, util::data_mut::<T>(&mut out)?);
             cumsum::cumsum(src, dst, outer, len, inner, self.exclusive, self.reverse)
@@ -60,7 +47,7 @@ impl OpDef for CumSum {
         if ctx.outputs[0].numel() == 0 {
             return Ok(TokenStream::new());
         }
-        let (outer, len, inner) = self.dims(&ctx.inputs[0].shape);
+        let (outer, len, inner) = split_at_axis(&ctx.inputs[0].shape, self.axis);
         let (outer, len, inner) = (lit_usize(outer), lit_usize(len), lit_usize(inner));
         let (x, o, exclusive, reverse) =
             (ctx.input(0), ctx.output(0), self.exclusive, self.reverse);

@@ -1,6 +1,6 @@
 //! `Gather`: pick slices along one axis by an index tensor (embedding lookups).
 use super::OpDef;
-use super::util::{self, EmitCtx, expect_inputs, lit_usize, product};
+use super::util::{self, EmitCtx, expect_inputs, lit_usize, split_at_axis};
 use crate::error::OpError;
 use crate::ir::{DType, Tensor, TensorType};
 use crate::{for_dtype, invalid};
@@ -14,16 +14,6 @@ use runtime_core::kernels::gather;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gather {
     pub axis: usize,
-}
-
-impl Gather {
-    fn dims(&self, data: &[usize]) -> (usize, usize, usize) {
-        (
-            product(&data[..self.axis]),
-            data[self.axis],
-            product(&data[self.axis + 1..]),
-        )
-    }
 }
 
 impl OpDef for Gather {
@@ -49,7 +39,7 @@ impl OpDef for Gather {
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
         let (data, idx) = (inputs[0], inputs[1]);
-        let (outer, axis_len, inner) = self.dims(&data.ty.shape);
+        let (outer, axis_len, inner) = split_at_axis(&data.ty.shape, self.axis);
         let mut out = util::zeros(&outputs[0])?;
         let result = for_dtype!(data.ty.dtype, T => {
             let (d, o) = (util::data::<T>(data)?, util::data_mut::<T>(&mut out)?);
@@ -68,7 +58,7 @@ impl OpDef for Gather {
     }
 
     fn emit(&self, ctx: &EmitCtx<'_>) -> Result<TokenStream, OpError> {
-        let (outer, axis_len, inner) = self.dims(&ctx.inputs[0].shape);
+        let (outer, axis_len, inner) = split_at_axis(&ctx.inputs[0].shape, self.axis);
         let (outer, axis_len, inner) = (lit_usize(outer), lit_usize(axis_len), lit_usize(inner));
         let (d, i, o, name) = (ctx.input(0), ctx.input(1), ctx.output(0), ctx.name_lit());
         Ok(quote! {

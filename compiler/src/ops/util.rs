@@ -136,6 +136,14 @@ pub fn product(dims: &[usize]) -> usize {
     dims.iter().product()
 }
 
+/// `shape` seen as `[outer, len, inner]` around `axis` (all zero when `axis` is out of range).
+pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    match shape.get(axis) {
+        Some(&len) => (product(&shape[..axis]), len, product(&shape[axis + 1..])),
+        None => (0, 0, 0),
+    }
+}
+
 /// A linear layer's output type: `x` with its last dim replaced by `n`, after checking the
 /// optional bias is `f32[n]`.
 pub fn linear_output(
