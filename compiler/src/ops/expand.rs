@@ -1,15 +1,10 @@
 //! `Expand`: broadcast a tensor to a larger shape (ONNX Expand).
 use super::OpDef;
-use super::util::{
-    self, EmitCtx, broadcast_shapes, broadcast_strides, coalesce, expect_inputs, isize_slice,
-    usize_slice,
-};
+use super::util::{self, EmitCtx, broadcast_shapes, broadcast_strides, coalesce, expect_inputs};
 use crate::error::OpError;
 use crate::ir::{Tensor, TensorType};
-use crate::{for_dtype, unsupported};
+use crate::unsupported;
 use proc_macro2::TokenStream;
-use quote::quote;
-use runtime_core::kernels::layout;
 
 /// `out = broadcast(x, shape)`: the output shape is the NumPy broadcast of `x.shape` and
 /// `shape` (ONNX Expand is bidirectional, so a 1 in `shape` keeps `x`'s dim). Any dtype.
@@ -42,26 +37,13 @@ impl OpDef for Expand {
     }
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
-        let x = inputs[0];
-        let mut out = util::zeros(&outputs[0])?;
-        if out.data.is_empty() {
-            return Ok(vec![out]);
-        }
-        let (shape, strides) = plan(&x.ty.shape, &outputs[0].shape);
-        for_dtype!(x.ty.dtype, T => {
-            layout::copy_strided(util::data::<T>(x)?, 0, &strides, util::data_mut::<T>(&mut out)?, &shape)
-        });
-        Ok(vec![out])
+        let (shape, strides) = plan(&inputs[0].ty.shape, &outputs[0].shape);
+        util::eval_strided_copy(inputs[0], &outputs[0], 0, &strides, &shape)
     }
 
     fn emit(&self, ctx: &EmitCtx<'_>) -> Result<TokenStream, OpError> {
-        if ctx.outputs[0].numel() == 0 {
-            return Ok(TokenStream::new());
-        }
         let (shape, strides) = plan(&ctx.inputs[0].shape, &ctx.outputs[0].shape);
-        let (x, o) = (ctx.input(0), ctx.output(0));
-        let (strides, shape) = (isize_slice(&strides), usize_slice(&shape));
-        Ok(quote! { rt::kernels::layout::copy_strided(#x, 0, #strides, #o, #shape); })
+        Ok(util::emit_strided_copy(ctx, 0, &strides, &shape))
     }
 
     fn attrs(&self) -> Vec<(&'static str, String)> {

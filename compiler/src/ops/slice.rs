@@ -1,14 +1,10 @@
 //! `Slice`: strided sub-tensor with ONNX clamping rules (ONNX Slice).
 use super::OpDef;
-use super::util::{
-    self, EmitCtx, coalesce, contiguous_strides, expect_inputs, isize_slice, lit_isize, usize_slice,
-};
+use super::util::{self, EmitCtx, coalesce, contiguous_strides, expect_inputs};
 use crate::error::OpError;
 use crate::ir::{Tensor, TensorType};
-use crate::{for_dtype, invalid, unsupported};
+use crate::{invalid, unsupported};
 use proc_macro2::TokenStream;
-use quote::quote;
-use runtime_core::kernels::layout;
 
 /// Raw ONNX Slice parameters: `starts`, `ends`, `axes` and `steps` have one entry per sliced
 /// axis; axes are already normalised to `0..rank` and unique, steps are non-zero. Starts and
@@ -143,16 +139,17 @@ impl OpDef for Slice {
     }
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
-        let x = inputs[0];
-        let mut out = util::zeros(&outputs[0])?;
-        if out.data.is_empty() {
-            return Ok(vec![out]);
+        if outputs[0].numel() == 0 {
+            return Ok(vec![util::zeros(&outputs[0])?]);
         }
-        let plan = self.plan(&x.ty.shape)?;
-        for_dtype!(x.ty.dtype, T => {
-            layout::copy_strided(util::data::<T>(x)?, plan.offset, &plan.strides, util::data_mut::<T>(&mut out)?, &plan.shape)
-        });
-        Ok(vec![out])
+        let plan = self.plan(&inputs[0].ty.shape)?;
+        util::eval_strided_copy(
+            inputs[0],
+            &outputs[0],
+            plan.offset,
+            &plan.strides,
+            &plan.shape,
+        )
     }
 
     fn emit(&self, ctx: &EmitCtx<'_>) -> Result<TokenStream, OpError> {
@@ -160,13 +157,12 @@ impl OpDef for Slice {
             return Ok(TokenStream::new());
         }
         let plan = self.plan(&ctx.inputs[0].shape)?;
-        let (x, o) = (ctx.input(0), ctx.output(0));
-        let (offset, strides, shape) = (
-            lit_isize(plan.offset),
-            isize_slice(&plan.strides),
-            usize_slice(&plan.shape),
-        );
-        Ok(quote! { rt::kernels::layout::copy_strided(#x, #offset, #strides, #o, #shape); })
+        Ok(util::emit_strided_copy(
+            ctx,
+            plan.offset,
+            &plan.strides,
+            &plan.shape,
+        ))
     }
 
     fn attrs(&self) -> Vec<(&'static str, String)> {

@@ -1,14 +1,10 @@
 //! `Transpose`: permute the axes of a tensor (ONNX Transpose).
 use super::OpDef;
-use super::util::{
-    self, EmitCtx, coalesce, contiguous_strides, expect_inputs, isize_slice, usize_slice,
-};
+use super::util::{self, EmitCtx, coalesce, contiguous_strides, expect_inputs};
 use crate::error::OpError;
 use crate::ir::{Tensor, TensorType};
-use crate::{for_dtype, invalid, unsupported};
+use crate::{invalid, unsupported};
 use proc_macro2::TokenStream;
-use quote::quote;
-use runtime_core::kernels::layout;
 
 /// `out.shape[i] = x.shape[perm[i]]`; `perm` is a permutation of `0..rank` (the frontend
 /// fills in ONNX's default, the reversed axes). Any dtype.
@@ -75,26 +71,13 @@ impl OpDef for Transpose {
     }
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
-        let x = inputs[0];
-        let mut out = util::zeros(&outputs[0])?;
-        if out.data.is_empty() {
-            return Ok(vec![out]);
-        }
-        let (shape, strides) = self.plan(&x.ty.shape);
-        for_dtype!(x.ty.dtype, T => {
-            layout::copy_strided(util::data::<T>(x)?, 0, &strides, util::data_mut::<T>(&mut out)?, &shape)
-        });
-        Ok(vec![out])
+        let (shape, strides) = self.plan(&inputs[0].ty.shape);
+        util::eval_strided_copy(inputs[0], &outputs[0], 0, &strides, &shape)
     }
 
     fn emit(&self, ctx: &EmitCtx<'_>) -> Result<TokenStream, OpError> {
-        if ctx.outputs[0].numel() == 0 {
-            return Ok(TokenStream::new());
-        }
         let (shape, strides) = self.plan(&ctx.inputs[0].shape);
-        let (x, o) = (ctx.input(0), ctx.output(0));
-        let (strides, shape) = (isize_slice(&strides), usize_slice(&shape));
-        Ok(quote! { rt::kernels::layout::copy_strided(#x, 0, #strides, #o, #shape); })
+        Ok(util::emit_strided_copy(ctx, 0, &strides, &shape))
     }
 
     fn attrs(&self) -> Vec<(&'static str, String)> {

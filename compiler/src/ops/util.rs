@@ -331,6 +331,39 @@ pub fn scalar_value(t: &Tensor) -> Result<f64, OpError> {
     t.scalar_f64()
 }
 
+/// Evaluate a copy of `x` read as `shape` with `strides` from element `offset` into a new
+/// `out` tensor (how Transpose, Expand and Slice move data).
+pub fn eval_strided_copy(
+    x: &Tensor,
+    out: &TensorType,
+    offset: isize,
+    strides: &[isize],
+    shape: &[usize],
+) -> Result<Vec<Tensor>, OpError> {
+    let mut t = zeros(out)?;
+    if !t.data.is_empty() {
+        crate::for_dtype!(x.ty.dtype, T => {
+            runtime_core::kernels::layout::copy_strided(data::<T>(x)?, offset, strides, data_mut::<T>(&mut t)?, shape)
+        });
+    }
+    Ok(vec![t])
+}
+
+/// The generated code of the same copy from input 0 to output 0 (nothing for an empty output).
+pub fn emit_strided_copy(
+    ctx: &EmitCtx<'_>,
+    offset: isize,
+    strides: &[isize],
+    shape: &[usize],
+) -> TokenStream {
+    if ctx.outputs[0].numel() == 0 {
+        return TokenStream::new();
+    }
+    let (x, o) = (ctx.input(0), ctx.output(0));
+    let (offset, strides, shape) = (lit_isize(offset), isize_slice(strides), usize_slice(shape));
+    quote! { rt::kernels::layout::copy_strided(#x, #offset, #strides, #o, #shape); }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
