@@ -192,12 +192,7 @@ pub fn build(
         let q = heads_of(&mut b, "query")?;
         let k = heads_of(&mut b, "key")?;
         let v = heads_of(&mut b, "value")?;
-        let kt = b.transpose(&format!("{a}.key/transpose_keys"), k, vec![0, 1, 3, 2])?;
-        let s = b.matmul(&format!("{a}.scores"), q, kt)?;
-        let s = b.binary(&format!("{a}.scores/scale"), BinaryKind::Mul, s, scale)?;
-        let s = b.binary(&format!("{a}.scores/mask"), BinaryKind::Add, s, additive)?;
-        let probs = b.softmax(&format!("{a}.softmax"), s, 3)?;
-        let o = b.matmul(&format!("{a}.context"), probs, v)?;
+        let o = b.attention(&a, "key", [q, k, v], scale, Some(("mask", additive)))?;
         let o = b.transpose(&format!("{a}.context/transpose"), o, vec![0, 2, 1, 3])?;
         let o = b.reshape(&format!("{a}.context/merge"), o, vec![1, seq, dim])?;
         let ao = format!("{p}.attention.output");

@@ -125,6 +125,28 @@ impl<'a> Builder<'a> {
         self.op(name, Op::Softmax(op), &[x])
     }
 
+    /// `softmax(q·kᵀ·scale [+ mask])·v` over `[batch, heads, seq, head_dim]` operands, as
+    /// the torch exports spell it (so `fuse_attention` matches it): nodes
+    /// `<a>.<key>/transpose_keys`, `<a>.scores`, `<a>.scores/scale`, `<a>.scores/<mask name>`,
+    /// `<a>.softmax`, `<a>.context`.
+    pub fn attention(
+        &mut self,
+        a: &str,
+        key: &str,
+        [q, k, v]: [ValueId; 3],
+        scale: ValueId,
+        mask: Option<(&str, ValueId)>,
+    ) -> Result<ValueId> {
+        let kt = self.transpose(&format!("{a}.{key}/transpose_keys"), k, vec![0, 1, 3, 2])?;
+        let s = self.matmul(&format!("{a}.scores"), q, kt)?;
+        let mut s = self.binary(&format!("{a}.scores/scale"), BinaryKind::Mul, s, scale)?;
+        if let Some((what, m)) = mask {
+            s = self.binary(&format!("{a}.scores/{what}"), BinaryKind::Add, s, m)?;
+        }
+        let probs = self.softmax(&format!("{a}.softmax"), s, 3)?;
+        self.matmul(&format!("{a}.context"), probs, v)
+    }
+
     pub fn concat(&mut self, name: &str, inputs: &[ValueId], axis: usize) -> Result<ValueId> {
         self.op(
             name,

@@ -138,19 +138,8 @@ pub fn build(c: &Config, ckpt: &Checkpoint, options: &ImportOptions) -> Result<G
             presents.push((format!("present.{layer}.key"), k));
             presents.push((format!("present.{layer}.value"), v));
         }
-        let kt = b.transpose(&format!("{a}.k/transpose_keys"), k, vec![0, 1, 3, 2])?;
-        let scores = b.matmul(&format!("{a}.scores"), q, kt)?;
-        let mut scores = b.binary(&format!("{a}.scores/scale"), BinaryKind::Mul, scores, scale)?;
-        if let Some(m) = mask {
-            scores = b.binary(
-                &format!("{a}.scores/causal_mask"),
-                BinaryKind::Add,
-                scores,
-                m,
-            )?;
-        }
-        let probs = b.softmax(&format!("{a}.softmax"), scores, 3)?;
-        let o = b.matmul(&format!("{a}.context"), probs, v)?;
+        let mask = mask.map(|m| ("causal_mask", m));
+        let o = b.attention(&a, "k", [q, k, v], scale, mask)?;
         let o = b.transpose(&format!("{a}.context/transpose"), o, vec![0, 2, 1, 3])?;
         let o = b.reshape(&format!("{a}.context/merge"), o, vec![1, seq, dim])?;
         let o = conv1d(&mut b, &format!("{a}.c_proj"), o, dim, dim)?;
