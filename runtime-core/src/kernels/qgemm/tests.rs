@@ -750,11 +750,11 @@ fn branch_free_half_conversion_is_exact() {
 }
 
 /// Rows for the quantizer variants: random values, exact ties of the symmetric scale
-/// (`(j + 0.5)·max/127`), zeros, an all-zero row, lengths around the 16-lane width.
+/// (`(j + 0.5)·max/127`), zeros, an all-zero row, lengths around the 16- and 64-value blocks.
 fn quantizer_rows() -> Vec<Vec<f32>> {
     let mut rng = Rng::new(5);
     let mut rows = Vec::new();
-    for k in [1, 3, 15, 16, 17, 33, 64, 100, 384] {
+    for k in [1, 3, 15, 16, 17, 33, 64, 100, 127, 128, 129, 200, 384, 1536] {
         rows.push((0..k).map(|_| rng.f32() * 7.0).collect());
         let mut ties: Vec<f32> = (0..k)
             .map(|j| (j as f32 % 127.0 + 0.5) * (2.0 / 127.0) * if j % 2 == 0 { 1.0 } else { -1.0 })

@@ -546,7 +546,8 @@ unsafe fn store_bytes(out: *mut i8, left: usize, v: __m512i) {
     }
 }
 
-/// `super::symmetric_row`, 16 values at a time.
+/// `super::symmetric_row`: 64 values at a time (four vectors, packed to one 64-byte store),
+/// then 16 at a time for the tail.
 ///
 /// # Safety
 /// AVX-512F/BW; `out.len() >= row.len()`.
@@ -555,17 +556,30 @@ unsafe fn store_bytes(out: *mut i8, left: usize, v: __m512i) {
 pub unsafe fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
     let k = row.len();
     assert!(out.len() >= k);
-    let rp = row.as_ptr();
-    let mut mx = _mm512_setzero_si512();
+    let (rp, op) = (row.as_ptr(), out.as_mut_ptr());
     let abs = _mm512_set1_epi32(0x7fff_ffff);
+    // |x| compared as unsigned bits: a NaN's bits exceed every finite |x| and infinity.
+    let mut mx = [_mm512_setzero_si512(); 4];
     let mut p = 0;
+    while p + 64 <= k {
+        for (j, m) in mx.iter_mut().enumerate() {
+            // SAFETY: elements `p..p+64` of `row` exist (loop condition).
+            let x = unsafe { _mm512_loadu_si512(rp.add(p + 16 * j).cast()) };
+            *m = _mm512_max_epu32(*m, _mm512_and_si512(x, abs));
+        }
+        p += 64;
+    }
+    let mut m = _mm512_max_epu32(
+        _mm512_max_epu32(mx[0], mx[1]),
+        _mm512_max_epu32(mx[2], mx[3]),
+    );
     while p < k {
         // SAFETY: the mask covers elements `p..min(p+16, k)` of `row`.
         let x = unsafe { _mm512_maskz_loadu_epi32(lanes(k - p), rp.add(p).cast()) };
-        mx = _mm512_max_epu32(mx, _mm512_and_si512(x, abs));
+        m = _mm512_max_epu32(m, _mm512_and_si512(x, abs));
         p += 16;
     }
-    let max = f32::from_bits(_mm512_reduce_max_epu32(mx) as u32);
+    let max = f32::from_bits(_mm512_reduce_max_epu32(m) as u32);
     // A NaN maximum compares false, as in the portable code.
     if max.partial_cmp(&0.0) != Some(core::cmp::Ordering::Greater) {
         out[..k].fill(0);
@@ -575,10 +589,7 @@ pub unsafe fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
     let inv = _mm512_set1_ps(127.0 / max);
     let (magic, half) = (_mm512_set1_ps(super::MAGIC), _mm512_set1_ps(0.5));
     let sign = _mm512_set1_epi32(i32::MIN);
-    let mut p = 0;
-    while p < k {
-        // SAFETY: the mask covers elements `p..min(p+16, k)` of `row`.
-        let x = unsafe { _mm512_maskz_loadu_ps(lanes(k - p), rp.add(p)) };
+    let quantize = |x: __m512| {
         let t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, inv), lo), hi);
         let r = _mm512_sub_ps(_mm512_add_ps(t, magic), magic);
         let d = _mm512_abs_ps(_mm512_sub_ps(t, r));
@@ -587,9 +598,30 @@ pub unsafe fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
             _mm512_castps_si512(half),
             _mm512_and_si512(_mm512_castps_si512(t), sign),
         ));
-        let v = _mm512_mask_blend_ps(tie, r, _mm512_add_ps(t, half_t));
+        _mm512_cvtps_epi32(_mm512_mask_blend_ps(tie, r, _mm512_add_ps(t, half_t)))
+    };
+    // The two packs interleave the four vectors by 128-bit lane: dword `4·l + j` of the
+    // packed bytes holds elements `16·j + 4·l ..+4`; this permutation restores the order.
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let mut p = 0;
+    while p + 64 <= k {
+        // SAFETY: elements `p..p+64` of `row` exist (loop condition).
+        let v: [__m512i; 4] =
+            core::array::from_fn(|j| quantize(unsafe { _mm512_loadu_ps(rp.add(p + 16 * j)) }));
+        // Values lie in [-127, 127], so the saturating packs are exact.
+        let b = _mm512_packs_epi16(
+            _mm512_packs_epi32(v[0], v[1]),
+            _mm512_packs_epi32(v[2], v[3]),
+        );
+        // SAFETY: `out` holds `k >= p + 64` bytes.
+        unsafe { _mm512_storeu_si512(op.add(p).cast(), _mm512_permutexvar_epi32(order, b)) };
+        p += 64;
+    }
+    while p < k {
+        // SAFETY: the mask covers elements `p..min(p+16, k)` of `row`.
+        let x = unsafe { _mm512_maskz_loadu_ps(lanes(k - p), rp.add(p)) };
         // SAFETY: `out` holds `k` bytes.
-        unsafe { store_bytes(out.as_mut_ptr().add(p), k - p, _mm512_cvtps_epi32(v)) };
+        unsafe { store_bytes(op.add(p), k - p, quantize(x)) };
         p += 16;
     }
     max / 127.0
