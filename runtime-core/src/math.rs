@@ -188,19 +188,15 @@ pub fn atanh(x: f32) -> f32 {
 /// after reduction by powers of two; inputs are clamped to the finite range of the result.
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
-    const LOG2E: f32 = core::f32::consts::LOG2_E;
-    // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.336_55, 88.0);
-    let t = x * LOG2E + ROUND;
-    let n = t - ROUND;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 0.166_666_65;
-    p = p * r + 0.5;
+    let x = x.clamp(EXP_MIN, EXP_MAX);
+    // Adding and subtracting 1.5 · 2^23 rounds to the nearest integer.
+    let t = x * core::f32::consts::LOG2_E + EXP_ROUND;
+    let n = t - EXP_ROUND;
+    let r = x - n * EXP_LN2[0] - n * EXP_LN2[1];
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = p * r + c;
+    }
     let y = p * r * r + r + 1.0;
     // `n` is in [-126, 127] after the clamp, so the exponent field is valid. It is read from
     // the low mantissa bits of `t` (`1.5 · 2^23 + n`) rather than by a float-to-int cast,
@@ -208,6 +204,24 @@ pub fn fast_exp(x: f32) -> f32 {
     let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
     y * f32::from_bits((ni.wrapping_add(127) as u32) << 23)
 }
+
+/// [`fast_exp`]'s input range.
+pub const EXP_MIN: f32 = -87.336_55;
+/// See [`EXP_MIN`].
+pub const EXP_MAX: f32 = 88.0;
+/// `1.5 · 2^23`, [`fast_exp`]'s rounding constant.
+pub const EXP_ROUND: f32 = 12_582_912.0;
+/// `ln 2` split in two parts for [`fast_exp`]'s argument reduction.
+pub const EXP_LN2: [f32; 2] = [0.693_359_4, -2.121_944_4e-4];
+/// [`fast_exp`]'s polynomial (highest degree first): `exp(r) ≈ 1 + r + r²·p(r)`.
+pub const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
 
 /// `erf` without libm, branch-free: a rational approximation (odd degree-13 numerator,
 /// even degree-8 denominator) on [-4, 4], where erf reaches ±1 in f32.
@@ -249,21 +263,27 @@ pub fn fast_tanh(x: f32) -> f32 {
 /// [-7.9, 7.9], where tanh reaches ±1 in f32.
 #[inline(always)]
 pub fn rational_tanh(x: f32) -> f32 {
-    let x = x.clamp(-7.905_311, 7.905_311);
+    let x = x.clamp(-TANH_MAX, TANH_MAX);
     let x2 = x * x;
-    let mut p = -2.760_768_5e-16f32;
-    p = p * x2 + 2.000_188e-13;
-    p = p * x2 + -8.604_672e-11;
-    p = p * x2 + 5.122_297e-8;
-    p = p * x2 + 1.485_722_4e-5;
-    p = p * x2 + 6.372_619_3e-4;
-    p = p * x2 + 4.893_524_6e-3;
-    let mut q = 1.198_258_4e-6f32;
-    q = q * x2 + 1.185_347_1e-4;
-    q = q * x2 + 2.268_434_6e-3;
-    q = q * x2 + 4.893_525e-3;
-    x * p / q
+    let horner = |cs: &[f32]| cs[1..].iter().fold(cs[0], |p, &c| p * x2 + c);
+    x * horner(&TANH_NUMERATOR) / horner(&TANH_DENOMINATOR)
 }
+
+/// [`rational_tanh`]'s input range is `[-TANH_MAX, TANH_MAX]`.
+pub const TANH_MAX: f32 = 7.905_311;
+/// [`rational_tanh`]'s numerator polynomial in `x²` (highest degree first; times `x`).
+pub const TANH_NUMERATOR: [f32; 7] = [
+    -2.760_768_5e-16,
+    2.000_188e-13,
+    -8.604_672e-11,
+    5.122_297e-8,
+    1.485_722_4e-5,
+    6.372_619_3e-4,
+    4.893_524_6e-3,
+];
+/// [`rational_tanh`]'s denominator polynomial in `x²` (highest degree first).
+pub const TANH_DENOMINATOR: [f32; 4] =
+    [1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_6e-3, 4.893_525e-3];
 
 /// `1 / (1 + e^{-x})` from [`fast_exp`].
 #[inline(always)]
@@ -280,9 +300,13 @@ pub fn fast_gelu(x: f32) -> f32 {
 /// GELU (tanh approximation) from [`fast_tanh`].
 #[inline(always)]
 pub fn fast_gelu_tanh(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + fast_tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
+    0.5 * x * (1.0 + fast_tanh(SQRT_2_OVER_PI * (x + GELU_TANH_CUBIC * x * x * x)))
 }
+
+/// `sqrt(2 / π)` in f32, as exported GELU graphs write it.
+pub const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// The cubic coefficient of the tanh form of GELU.
+pub const GELU_TANH_CUBIC: f32 = 0.044715;
 
 /// SiLU from [`fast_sigmoid`].
 #[inline(always)]

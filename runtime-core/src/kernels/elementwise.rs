@@ -1,5 +1,6 @@
 //! Elementwise maps with NumPy broadcasting: unary, binary, the ternary `where`, and
 //! `fused`, which evaluates a whole chain of f32 maps (a small register program) per element.
+use super::rowwise::{self, Unary};
 use super::{for_each_row, inner_stride, split_inner};
 use crate::MAX_RANK;
 use crate::math;
@@ -295,6 +296,15 @@ fn map1(t: &mut [f32], x: Operand<'_>, f: impl Fn(f32) -> f32) {
     }
 }
 
+/// `t = f(x)` by the [`rowwise`] kernels (bit-identical to `f.scalar`).
+#[inline(always)]
+fn map_vec(t: &mut [f32], x: Operand<'_>, f: Unary) {
+    match x {
+        Operand::Lanes(x) => rowwise::map(x, t, f),
+        Operand::Splat(v) => t.fill(f.scalar(v)),
+    }
+}
+
 #[inline(always)]
 fn map2(t: &mut [f32], a: Operand<'_>, b: Operand<'_>, f: impl Fn(f32, f32) -> f32) {
     match (a, b) {
@@ -337,15 +347,15 @@ fn run_block(
                     FusedUnary::Abs => map1(tn, x, f32::abs),
                     FusedUnary::Sqrt => map1(tn, x, math::sqrt),
                     FusedUnary::Reciprocal => map1(tn, x, |v| 1.0 / v),
-                    FusedUnary::Exp => map1(tn, x, math::fast_exp),
+                    FusedUnary::Exp => map_vec(tn, x, Unary::Exp),
                     FusedUnary::Log => map1(tn, x, math::log),
-                    FusedUnary::Erf => map1(tn, x, math::fast_erf),
-                    FusedUnary::Tanh => map1(tn, x, math::rational_tanh),
-                    FusedUnary::Sigmoid => map1(tn, x, math::fast_sigmoid),
+                    FusedUnary::Erf => map_vec(tn, x, Unary::Erf),
+                    FusedUnary::Tanh => map_vec(tn, x, Unary::Tanh),
+                    FusedUnary::Sigmoid => map_vec(tn, x, Unary::Sigmoid),
                     FusedUnary::Relu => map1(tn, x, |v| v.max(0.0)),
-                    FusedUnary::Gelu => map1(tn, x, math::fast_gelu),
-                    FusedUnary::GeluTanh => map1(tn, x, math::fast_gelu_tanh),
-                    FusedUnary::Silu => map1(tn, x, math::fast_silu),
+                    FusedUnary::Gelu => map_vec(tn, x, Unary::Gelu),
+                    FusedUnary::GeluTanh => map_vec(tn, x, Unary::GeluTanh),
+                    FusedUnary::Silu => map_vec(tn, x, Unary::Silu),
                 }
             }
             Instr::Binary { f, a, b, .. } => {

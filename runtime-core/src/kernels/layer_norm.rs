@@ -1,4 +1,6 @@
-//! Normalisation over the trailing axes of a tensor viewed as `[rows, cols]`.
+//! Normalisation over the trailing axes of a tensor viewed as `[rows, cols]`; rows with
+//! full-length scale and bias run the [`rowwise`] kernels (ISA variants chosen at compile time).
+use super::rowwise;
 
 /// LayerNormalization: `out = (x - mean) / sqrt(var + eps) * scale + bias` per row.
 /// `scale` and `bias` have `cols` elements (or one, broadcast).
@@ -14,10 +16,13 @@ pub fn layer_norm(
         return;
     }
     let pick = |v: &[f32], j: usize| if v.len() == 1 { v[0] } else { v[j] };
+    let full = scale.len() == cols && bias.is_none_or(|b| b.len() == cols);
     for (row, out_row) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
-        let mean = lane_sum(row, |v| v) / cols as f32;
-        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / cols as f32;
-        let inv = 1.0 / libm::sqrtf(var + eps);
+        if full {
+            rowwise::layer_norm(row, scale, bias, out_row, eps);
+            continue;
+        }
+        let (mean, inv) = rowwise::reference::mean_inv_std(row, eps);
         for (j, (o, v)) in out_row.iter_mut().zip(row).enumerate() {
             let normed = (v - mean) * inv * pick(scale, j);
             *o = match bias {
@@ -29,8 +34,9 @@ pub fn layer_norm(
 }
 
 /// RMSNorm: `out = x / sqrt(mean(x²) + eps) * scale` per row, `scale` with `cols` elements
-/// (or one, broadcast). Rounded as the exported chain is: the squares summed in order, then
-/// divided by `cols`; with `divide` each element is `x / r`, else `x * (1 / r)`.
+/// (or one, broadcast). The portable path rounds as the exported chain does (the squares
+/// summed in order, then divided by `cols`); the ISA variants sum the squares in 16 partial
+/// sums (a few ulp apart). With `divide` each element is `x / r`, else `x * (1 / r)`.
 pub fn rms_norm(
     x: &[f32],
     scale: Option<&[f32]>,
@@ -43,45 +49,22 @@ pub fn rms_norm(
         return;
     }
     for (row, out_row) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
-        let mut sum = 0.0f32;
-        for &v in row {
-            sum += v * v;
-        }
-        let r = libm::sqrtf(sum / cols as f32 + eps);
-        let inv = 1.0 / r;
-        let norm = |v: f32| if divide { v / r } else { v * inv };
         match scale {
-            Some(s) if s.len() == cols => {
-                for ((o, &v), &w) in out_row.iter_mut().zip(row).zip(s) {
-                    *o = norm(v) * w;
+            Some(s) if s.len() == cols => rowwise::rms_norm(row, Some(s), out_row, eps, divide),
+            None => rowwise::rms_norm(row, None, out_row, eps, divide),
+            Some(s) => {
+                let mut sum = 0.0f32;
+                for &v in row {
+                    sum += v * v;
                 }
-            }
-            _ => {
-                let w = scale.map_or(1.0, |s| s[0]);
+                let r = libm::sqrtf(sum / cols as f32 + eps);
+                let inv = 1.0 / r;
                 for (o, &v) in out_row.iter_mut().zip(row) {
-                    *o = if scale.is_some() {
-                        norm(v) * w
-                    } else {
-                        norm(v)
-                    };
+                    *o = if divide { v / r } else { v * inv } * s[0];
                 }
             }
         }
     }
-}
-
-/// `Σ f(v)` with 16 partial sums, so the loop vectorises.
-#[inline]
-fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    let chunks = row.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for chunk in chunks {
-        for (l, &v) in lanes.iter_mut().zip(chunk) {
-            *l += f(v);
-        }
-    }
-    tail + lanes.iter().sum::<f32>()
 }
 
 #[cfg(test)]

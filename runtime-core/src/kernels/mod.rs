@@ -22,6 +22,7 @@ pub mod qconv;
 pub mod qgemm;
 pub mod reduce;
 pub mod rotary;
+pub mod rowwise;
 pub mod scatter;
 pub mod softmax;
 pub mod tied_gather;

@@ -1,5 +1,7 @@
 //! Rotary position embedding in the "rotate half" form (Llama, GPT-NeoX):
-//! `out = x · cos + rotate_half(x) · sin`, `rotate_half(x) = [-x[h..], x[..h]]`.
+//! `out = x · cos + rotate_half(x) · sin`, `rotate_half(x) = [-x[h..], x[..h]]`, row by row
+//! through [`rowwise::rotary_half`] (ISA variants chosen at compile time).
+use super::rowwise;
 
 /// `x` and `out` are rows of `d` (even) elements; row `r` uses row `r % period` of `cos` and
 /// `sin` (`period · d` elements each). Each element is rounded as the unfused
@@ -11,13 +13,7 @@ pub fn rotary_half(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32], d: usiz
     }
     for (r, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
         let at = (r % period) * d;
-        let (c, s) = (&cos[at..at + d], &sin[at..at + d]);
-        let (x1, x2) = xr.split_at(h);
-        let (o1, o2) = or.split_at_mut(h);
-        for j in 0..h {
-            o1[j] = x1[j] * c[j] + -x2[j] * s[j];
-            o2[j] = x2[j] * c[h + j] + x1[j] * s[h + j];
-        }
+        rowwise::rotary_half(xr, &cos[at..at + d], &sin[at..at + d], or);
     }
 }
 

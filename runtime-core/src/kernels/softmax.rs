@@ -1,7 +1,7 @@
-//! Softmax and LogSoftmax over one axis of a tensor viewed as `[outer, axis_len, inner]`.
+//! Softmax and LogSoftmax over one axis of a tensor viewed as `[outer, axis_len, inner]`;
+//! contiguous rows run the [`rowwise`] kernels (ISA variants chosen at compile time).
 
-/// Lanes of the partial maxima and sums, so the row loops vectorise.
-const LANES: usize = 16;
+use super::rowwise;
 
 /// `out = softmax(x)` along the middle axis; `log` gives LogSoftmax.
 pub fn softmax(x: &[f32], out: &mut [f32], outer: usize, axis_len: usize, inner: usize, log: bool) {
@@ -46,59 +46,19 @@ pub fn softmax(x: &[f32], out: &mut [f32], outer: usize, axis_len: usize, inner:
 /// Largest element of a row (NaN-ignoring, like `f32::max`).
 #[inline]
 pub fn row_max(row: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (l, &v) in lanes.iter_mut().zip(chunk) {
-            // `>` rather than `f32::max`: the same for non-NaN input, and it vectorises.
-            *l = if v > *l { v } else { *l };
-        }
-    }
-    let mut max = tail.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    for l in lanes {
-        max = max.max(l);
-    }
-    max
+    rowwise::row_max(row)
 }
 
 /// `row[i] = exp(row[i] - max)` (by [`crate::math::fast_exp`]); returns the sum.
 #[inline]
 pub fn exp_sub_sum_in_place(row: &mut [f32], max: f32) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let mut chunks = row.chunks_exact_mut(LANES);
-    for chunk in &mut chunks {
-        for (v, l) in chunk.iter_mut().zip(lanes.iter_mut()) {
-            *v = crate::math::fast_exp(*v - max);
-            *l += *v;
-        }
-    }
-    let mut sum = 0.0f32;
-    for v in chunks.into_remainder() {
-        *v = crate::math::fast_exp(*v - max);
-        sum += *v;
-    }
-    sum + lanes.iter().sum::<f32>()
+    rowwise::exp_sub_sum_in_place(row, max)
 }
 
 /// `out[i] = exp(row[i] - max)` (by [`crate::math::fast_exp`]); returns the sum.
 #[inline]
 pub fn exp_sub_sum(row: &[f32], max: f32, out: &mut [f32]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let mut chunks = out.chunks_exact_mut(LANES);
-    let mut rows = row.chunks_exact(LANES);
-    for (o, r) in (&mut chunks).zip(&mut rows) {
-        for ((o, &v), l) in o.iter_mut().zip(r).zip(lanes.iter_mut()) {
-            *o = crate::math::fast_exp(v - max);
-            *l += *o;
-        }
-    }
-    let mut sum = 0.0f32;
-    for (o, &v) in chunks.into_remainder().iter_mut().zip(rows.remainder()) {
-        *o = crate::math::fast_exp(v - max);
-        sum += *o;
-    }
-    sum + lanes.iter().sum::<f32>()
+    rowwise::exp_sub_sum(row, max, out)
 }
 
 /// Softmax (or LogSoftmax) of one contiguous row.
@@ -112,10 +72,7 @@ pub fn softmax_row(row: &[f32], out: &mut [f32], log: bool) {
             *o = v - shift;
         }
     } else {
-        let scale = 1.0 / sum;
-        for o in out.iter_mut() {
-            *o *= scale;
-        }
+        rowwise::scale(out, 1.0 / sum);
     }
 }
 

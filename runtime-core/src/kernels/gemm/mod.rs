@@ -41,7 +41,7 @@ pub mod x86_avx512;
 #[cfg(test)]
 mod tests;
 
-use crate::math;
+use super::rowwise::{self, Unary};
 
 /// The activation applied by the epilogue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -367,8 +367,8 @@ pub fn epilogue(row: &mut [f32], bias: Option<&[f32]>, activation: Activation) {
     match activation {
         Activation::None => {}
         Activation::Relu => row.iter_mut().for_each(|o| *o = o.max(0.0)),
-        Activation::Gelu => row.iter_mut().for_each(|o| *o = math::fast_gelu(*o)),
-        Activation::GeluTanh => row.iter_mut().for_each(|o| *o = math::fast_gelu_tanh(*o)),
-        Activation::Silu => row.iter_mut().for_each(|o| *o = math::fast_silu(*o)),
+        Activation::Gelu => rowwise::map_in_place(row, Unary::Gelu),
+        Activation::GeluTanh => rowwise::map_in_place(row, Unary::GeluTanh),
+        Activation::Silu => rowwise::map_in_place(row, Unary::Silu),
     }
 }
