@@ -16,6 +16,10 @@
 /// (`a > b ? a : b` / `a < b ? a : b`, so a NaN in `a` yields `b`), `pow2n` (the power of two
 /// whose exponent sits in the low mantissa bits of `1.5 · 2^23 + n`), `load` and `store`
 /// (unaligned). `$feat` is the variant's `target_feature` list.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_macros)
+)]
 macro_rules! rowwise_kernels {
     ($feat:literal) => {
         use super::{Unary, reference};
@@ -461,6 +465,10 @@ macro_rules! rowwise_kernels {
 
 /// `dst[i] = $f(src[i])` for the whole vectors below `full` (inside an `unsafe` block of
 /// [`rowwise_kernels`]'s `map_raw`).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_macros)
+)]
 macro_rules! rowwise_each {
     ($f:ident, $src:expr, $dst:expr, $full:expr) => {{
         let mut i = 0;
