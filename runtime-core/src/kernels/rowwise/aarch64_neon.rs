@@ -1,5 +1,5 @@
 //! aarch64 NEON row kernels (Armv8.0, so they run on Cortex-A72): 4 lanes per vector (the
-//! primitives; the kernels are [`rowwise_kernels`]'s).
+//! primitives; the kernels are `rowwise_kernels!`'s).
 use core::arch::aarch64::*;
 
 type V = float32x4_t;

@@ -464,7 +464,7 @@ macro_rules! rowwise_kernels {
 }
 
 /// `dst[i] = $f(src[i])` for the whole vectors below `full` (inside an `unsafe` block of
-/// [`rowwise_kernels`]'s `map_raw`).
+/// `rowwise_kernels!`'s `map_raw`).
 #[cfg_attr(
     not(any(target_arch = "x86_64", target_arch = "aarch64")),
     allow(unused_macros)

@@ -1,5 +1,5 @@
 //! x86-64 AVX2 + FMA row kernels: 8 lanes per vector (the primitives; the kernels are
-//! [`rowwise_kernels`]'s).
+//! `rowwise_kernels!`'s).
 use core::arch::x86_64::*;
 
 type V = __m256;

@@ -1,5 +1,5 @@
 //! x86-64 AVX-512F row kernels: 16 lanes per vector (the primitives; the kernels are
-//! [`rowwise_kernels`]'s).
+//! `rowwise_kernels!`'s).
 use core::arch::x86_64::*;
 
 type V = __m512;
