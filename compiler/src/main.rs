@@ -253,6 +253,19 @@ struct ModelArgs {
     /// With --validate: fail the build when an output's cosine is below X.
     #[arg(long, value_name = "X", requires = "validate")]
     min_cosine: Option<f64>,
+    /// Stateful decoders: decode each prompt of FILE greedily with the quantized and the
+    /// float model and report where the tokens first differ. One prompt per line: text
+    /// (encoded with --tokenizer, BOS first) or `ids: 1 2 3`; `#` lines are comments.
+    #[arg(long, value_name = "FILE")]
+    validate_prompts: Option<PathBuf>,
+    /// With --validate-prompts: tokens generated per prompt.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 32,
+        requires = "validate_prompts"
+    )]
+    validate_tokens: usize,
 }
 
 fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
@@ -316,8 +329,10 @@ impl ModelArgs {
     /// The quantization asked for: `--quantize`, else the profile's `[quantize]` default
     /// (`--quantize none`: float whatever the profile says).
     fn quant_options(&self, target: &TargetProfile) -> Result<Option<QuantOptions>> {
-        let quant_only =
-            !self.keep_float.is_empty() || self.calibration.is_some() || self.validate.is_some();
+        let quant_only = !self.keep_float.is_empty()
+            || self.calibration.is_some()
+            || self.validate.is_some()
+            || self.validate_prompts.is_some();
         let default = &target.quantize;
         let from_profile = self.quantize.is_none() && default.mode.is_some();
         let mode = match self.quantize.as_deref() {
@@ -328,7 +343,8 @@ impl ModelArgs {
         let Some(mode) = mode else {
             if quant_only {
                 return Err(Error::Usage(
-                    "--keep-float, --calibration and --validate need --quantize".into(),
+                    "--keep-float, --calibration, --validate and --validate-prompts need --quantize"
+                        .into(),
                 ));
             }
             return Ok(None);
@@ -384,6 +400,8 @@ impl ModelArgs {
         q.calibration = self.calibration.clone();
         q.validate = self.validate.clone();
         q.min_cosine = self.min_cosine;
+        q.validate_prompts = self.validate_prompts.clone();
+        q.validate_tokens = self.validate_tokens;
         Ok(Some(q))
     }
 }

@@ -444,11 +444,24 @@ fn quant_summary(
         Some(dir) => crate::quantize::validate(source, graph, dir, q.min_cosine)?,
         None => Vec::new(),
     };
+    let greedy = match &q.validate_prompts {
+        Some(file) => {
+            let tokenizer = options.tokenizer.clone().or_else(|| {
+                safetensors::is_checkpoint(&options.model)
+                    .then(|| crate::tokenizer::find_in_checkpoint(&options.model))
+                    .flatten()
+            });
+            let prompts = crate::quantize::load_prompts(file, tokenizer.as_deref())?;
+            crate::quantize::validate_greedy(source, graph, &prompts, q.validate_tokens)?
+        }
+        None => Vec::new(),
+    };
     Ok(crate::quantize::QuantSummary {
         options: q.clone(),
         float_weight_bytes,
         float_layers: crate::quantize::float_layers(graph, q),
         accuracy,
+        greedy,
     })
 }
 

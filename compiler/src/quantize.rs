@@ -62,6 +62,11 @@ pub struct QuantOptions {
     pub validate: Option<PathBuf>,
     /// `--min-cosine X`: fail the build when an output's cosine on a sample set is below X.
     pub min_cosine: Option<f64>,
+    /// `--validate-prompts FILE` (stateful decoders): prompts on which the quantized and
+    /// the float graph each decode greedily, compared token by token (see [`load_prompts`]).
+    pub validate_prompts: Option<PathBuf>,
+    /// `--validate-tokens N`: greedy tokens generated per prompt.
+    pub validate_tokens: usize,
     /// The target profile whose `[quantize]` default chose `mode` (no `--quantize` given).
     pub profile_default: Option<String>,
 }
@@ -77,6 +82,8 @@ impl QuantOptions {
             method: CalibrationMethod::MinMax,
             validate: None,
             min_cosine: None,
+            validate_prompts: None,
+            validate_tokens: 32,
             profile_default: None,
         }
     }
@@ -209,6 +216,8 @@ pub struct QuantSummary {
     pub float_layers: Vec<FloatLayer>,
     /// `--validate` results (empty without it).
     pub accuracy: Vec<OutputAccuracy>,
+    /// `--validate-prompts` results (empty without it).
+    pub greedy: Vec<GreedyAgreement>,
 }
 
 /// Run the float graph `reference` and the quantized graph `quantized` (same inputs and
@@ -256,6 +265,229 @@ pub fn validate(
     Ok(acc)
 }
 
+/// One validation prompt: how the report names it and its token ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub label: String,
+    pub ids: Vec<u32>,
+}
+
+/// Read a `--validate-prompts` file: one prompt per line; blank lines and lines starting
+/// with `#` are skipped; `ids: 1 2 3` gives token ids (space- or comma-separated); any
+/// other line is text, encoded by `tokenizer` (a `tokenizer.json` or llama2.c
+/// `tokenizer.bin`) with its BOS in front when it has one and the encoding does not start
+/// with it (as `generate --prompt` does).
+pub fn load_prompts(
+    path: &std::path::Path,
+    tokenizer: Option<&std::path::Path>,
+) -> Result<Vec<Prompt>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let blob = match tokenizer {
+        Some(t) => Some(crate::tokenizer::bake(&crate::tokenizer::load(t)?)?),
+        None => None,
+    };
+    let tok = match &blob {
+        Some(b) => Some(
+            runtime_core::tokenizer::Tokenizer::new(b)
+                .map_err(|e| Error::Usage(format!("--validate-prompts: tokenizer: {e:?}")))?,
+        ),
+        None => None,
+    };
+    let mut prompts = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let ids = if let Some(list) = line.strip_prefix("ids:") {
+            list.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<u32>().map_err(|_| {
+                        Error::Usage(format!("{}: `{s}` is not a token id", path.display()))
+                    })
+                })
+                .collect::<Result<Vec<u32>>>()?
+        } else {
+            let Some(tok) = &tok else {
+                return Err(Error::Usage(format!(
+                    "{}: the text prompt `{line}` needs --tokenizer (or write `ids: ...`)",
+                    path.display()
+                )));
+            };
+            let mut buf = vec![0u32; line.len() + 8];
+            let n = tok
+                .encode(line, &mut buf)
+                .map_err(|e| Error::Usage(format!("encoding `{line}`: {e:?}")))?;
+            let mut ids = Vec::with_capacity(n + 1);
+            if buf[..n].first().copied() != tok.bos() {
+                ids.extend(tok.bos());
+            }
+            ids.extend_from_slice(&buf[..n]);
+            ids
+        };
+        if ids.is_empty() {
+            return Err(Error::Usage(format!(
+                "{}: the prompt `{line}` has no tokens",
+                path.display()
+            )));
+        }
+        prompts.push(Prompt {
+            label: line.to_string(),
+            ids,
+        });
+    }
+    if prompts.is_empty() {
+        return Err(Error::Usage(format!("{}: no prompts", path.display())));
+    }
+    Ok(prompts)
+}
+
+/// Greedy tokens of the quantized decoder against the float one's, on one prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GreedyAgreement {
+    pub prompt: Prompt,
+    /// The float graph's greedy continuation.
+    pub float_ids: Vec<u32>,
+    /// The quantized graph's greedy continuation (same length).
+    pub quantized_ids: Vec<u32>,
+}
+
+impl GreedyAgreement {
+    /// The index of the first generated token that differs, if any.
+    pub fn first_difference(&self) -> Option<usize> {
+        self.float_ids
+            .iter()
+            .zip(&self.quantized_ids)
+            .position(|(a, b)| a != b)
+    }
+}
+
+/// Decode `prompt` greedily with the stateful decoder `graph` on the reference evaluator:
+/// feed the prompt one token per step (its KV cache carried from step to step), then feed
+/// back the argmax of the last logits row until `n` tokens are generated.
+pub fn greedy_decode(graph: &Graph, prompt: &[u32], n: usize) -> Result<Vec<u32>> {
+    use crate::ir::{DType, Data, Tensor};
+    use crate::stateful::InputRole;
+    if graph.states.is_empty() {
+        return Err(Error::Usage(
+            "--validate-prompts needs a stateful decoder (build the one-step export with --max-context N)".into(),
+        ));
+    }
+    // The states become plain inputs and outputs, so each step's state is the last one's.
+    let mut g = graph.clone();
+    let (n_in, n_out) = (g.inputs.len(), g.outputs.len());
+    for s in &graph.states {
+        g.inputs.push(s.input);
+        g.outputs.push(s.output);
+        g.output_names.push(s.name.clone());
+    }
+    g.states.clear();
+    let roles = graph.inputs[..n_in]
+        .iter()
+        .map(|&v| {
+            let name = &graph.value(v).name;
+            crate::stateful::input_role(name)
+                .map(|r| (r, graph.ty(v).clone()))
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--validate-prompts: decoder input `{name}` is neither a token id, a position nor an attention mask"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let logits = (0..n_out)
+        .find(|&i| graph.output_name(i) == "logits")
+        .unwrap_or(0);
+    let slots = graph
+        .states
+        .iter()
+        .map(|s| graph.ty(s.input).shape.get(s.axis).copied().unwrap_or(0))
+        .min()
+        .unwrap_or(0);
+    if prompt.is_empty() || prompt.len() + n > slots + 1 {
+        return Err(Error::Usage(format!(
+            "--validate-prompts: a prompt of {} tokens and {n} generated ones do not fit the decoder's {slots} cache slots",
+            prompt.len()
+        )));
+    }
+    let int_tensor = |ty: &crate::ir::TensorType, values: Vec<i64>| -> Result<Tensor> {
+        let data = match ty.dtype {
+            DType::I64 => Data::I64(values),
+            DType::I32 => Data::I32(values.iter().map(|&v| v as i32).collect()),
+            other => {
+                return Err(Error::Usage(format!(
+                    "--validate-prompts: decoder input of type {other:?} (expected i64 or i32)"
+                )));
+            }
+        };
+        Tensor::new(ty.clone(), data).map_err(|e| Error::Internal(e.to_string()))
+    };
+    let mut state: Vec<Tensor> = graph
+        .states
+        .iter()
+        .map(|s| Tensor::zeros(graph.ty(s.input).clone()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut tokens = prompt.to_vec();
+    let mut out = Vec::with_capacity(n);
+    let mut pos = 0;
+    while out.len() < n {
+        let mut inputs = Vec::with_capacity(g.inputs.len());
+        for (role, ty) in &roles {
+            let numel = ty.numel();
+            let values = match role {
+                InputRole::TokenId => vec![i64::from(tokens[pos]); numel],
+                InputRole::Position => vec![pos as i64; numel],
+                InputRole::AttentionMask => (0..numel).map(|i| i64::from(i <= pos)).collect(),
+            };
+            inputs.push(int_tensor(ty, values)?);
+        }
+        inputs.append(&mut state);
+        let mut outs = crate::eval::evaluate(&g, &inputs)?;
+        state = outs.split_off(n_out);
+        if pos + 1 >= prompt.len() {
+            let Data::F32(l) = &outs[logits].data else {
+                return Err(Error::Usage(format!(
+                    "--validate-prompts: output `{}` is not f32 logits",
+                    graph.output_name(logits)
+                )));
+            };
+            let vocab = graph
+                .ty(graph.outputs[logits])
+                .shape
+                .last()
+                .copied()
+                .unwrap_or(0);
+            let last = &l[l.len().saturating_sub(vocab)..];
+            let next = runtime_core::sampling::argmax(last) as u32;
+            out.push(next);
+            tokens.push(next);
+        }
+        pos += 1;
+    }
+    Ok(out)
+}
+
+/// Greedy continuations of `n` tokens of the float graph `reference` and the quantized
+/// `quantized` on every prompt.
+pub fn validate_greedy(
+    reference: &Graph,
+    quantized: &Graph,
+    prompts: &[Prompt],
+    n: usize,
+) -> Result<Vec<GreedyAgreement>> {
+    prompts
+        .iter()
+        .map(|p| {
+            Ok(GreedyAgreement {
+                prompt: p.clone(),
+                float_ids: greedy_decode(reference, &p.ids, n)?,
+                quantized_ids: greedy_decode(quantized, &p.ids, n)?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +513,28 @@ mod tests {
         ));
         assert!(pattern_matches("*MatMul", "/a/MatMul"));
         assert!(!pattern_matches("*MatMul", "/a/MatMul.linear"));
+    }
+
+    #[test]
+    fn prompt_files() {
+        let dir = std::env::temp_dir().join(format!("slm-aot-prompts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.txt");
+        std::fs::write(&file, "# comment\n\nids: 1, 2 3\n  ids:7\n").unwrap();
+        let p = load_prompts(&file, None).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[0].label.as_str(), p[0].ids.clone()),
+            ("ids: 1, 2 3", vec![1, 2, 3])
+        );
+        assert_eq!(p[1].ids, vec![7]);
+        std::fs::write(&file, "Once upon a time\n").unwrap();
+        let e = load_prompts(&file, None).unwrap_err().to_string();
+        assert!(e.contains("needs --tokenizer"), "{e}");
+        std::fs::write(&file, "ids: 1 x\n").unwrap();
+        assert!(load_prompts(&file, None).is_err());
+        std::fs::write(&file, "# only a comment\n").unwrap();
+        assert!(load_prompts(&file, None).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

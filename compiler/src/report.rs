@@ -172,6 +172,26 @@ pub fn quantization_report(
             ));
         }
     }
+    if let Some(first) = q.greedy.first() {
+        s.push_str(&format!(
+            "  greedy tokens vs float (--validate-prompts, {} generated per prompt):\n",
+            first.float_ids.len()
+        ));
+        for g in &q.greedy {
+            let verdict = match g.first_difference() {
+                None => format!("all {} identical", g.float_ids.len()),
+                Some(i) => format!(
+                    "first {i} identical; at {i} float {} vs quantized {}",
+                    g.float_ids[i], g.quantized_ids[i]
+                ),
+            };
+            s.push_str(&format!(
+                "    {:<32} ({} prompt tokens) {verdict}\n",
+                format!("{:?}", g.prompt.label),
+                g.prompt.ids.len()
+            ));
+        }
+    }
     s
 }
 

@@ -1,0 +1,149 @@
+//! Greedy-token agreement of quantized decoders with the float model (`--validate-prompts`):
+//! the evaluator's greedy decoding of the float stories260K reproduces llama2.c's reference
+//! ids, an int8 build keeps the first 32 from BOS, and the build report of an int4 build says,
+//! for every shipped prompt, where its tokens first differ from the float build's.
+mod common;
+
+use slm_aot::frontend::ImportOptions;
+use slm_aot::quantize::{QuantMode, QuantOptions};
+use slm_aot::target::TargetProfile;
+use std::process::Command;
+
+const MODEL: &str = "models/stories260K/stories260K_step_kv256.onnx";
+
+/// llama2.c's greedy ids from BOS (BOS first).
+fn reference_ids() -> Vec<u32> {
+    let text = std::fs::read_to_string(common::repo().join("models/stories260K/ref/greedy.json"))
+        .expect("greedy.json");
+    let start = text.find('[').expect("[");
+    let end = start + text[start..].find(']').expect("]");
+    text[start + 1..end]
+        .split(',')
+        .map(|s| s.trim().parse().expect("id"))
+        .collect()
+}
+
+fn stateful_graph() -> slm_aot::ir::Graph {
+    let options = ImportOptions {
+        max_context: Some(256),
+        ..ImportOptions::default()
+    };
+    slm_aot::pipeline::import(&common::repo().join(MODEL), &options).expect("import")
+}
+
+#[test]
+fn evaluator_greedy_decoding_matches_the_reference_and_int8_keeps_it() {
+    let want = reference_ids();
+    let float = stateful_graph();
+    let got = slm_aot::quantize::greedy_decode(&float, &[1], 32).unwrap();
+    assert_eq!(got, want[1..33], "float greedy ids from BOS");
+    // The prompt is fed token by token: the reference's first 10 ids as a prompt continue
+    // with the reference's next ones.
+    let got = slm_aot::quantize::greedy_decode(&float, &want[..10], 8).unwrap();
+    assert_eq!(got, want[10..18]);
+
+    let target = TargetProfile::load("x86").unwrap();
+    let q = QuantOptions::new(QuantMode::Int8);
+    let quantized =
+        slm_aot::pipeline::optimise_quantized(float.clone(), &target, Some(&q), false).unwrap();
+    let prompt = slm_aot::quantize::Prompt {
+        label: "ids: 1".into(),
+        ids: vec![1],
+    };
+    let agreement = slm_aot::quantize::validate_greedy(&float, &quantized, &[prompt], 32).unwrap();
+    assert_eq!(agreement[0].float_ids, want[1..33]);
+    assert_eq!(agreement[0].first_difference(), None, "{agreement:?}");
+}
+
+#[test]
+fn the_int4_report_says_where_each_prompt_diverges() {
+    let repo = common::repo();
+    let prompts = repo.join("models/stories260K/prompts.txt");
+    let out = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+        .arg("build")
+        .arg(repo.join(MODEL))
+        .args([
+            "--target",
+            "x86",
+            "--max-context",
+            "256",
+            "--quantize",
+            "int4",
+        ])
+        .args([
+            "--group-size",
+            "32",
+            "--validate-tokens",
+            "24",
+            "--tokenizer",
+        ])
+        .arg(repo.join("models/stories260K/tok512.bin"))
+        .arg("--validate-prompts")
+        .arg(&prompts)
+        .arg("-o")
+        .arg(common::scratch("quant_greedy/int4"))
+        .output()
+        .expect("run slm-aot");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let section = stdout
+        .split("greedy tokens vs float (--validate-prompts, 24 generated per prompt):\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no greedy section in\n{stdout}"));
+    let shipped: Vec<String> = std::fs::read_to_string(&prompts)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| format!("{:?}", l.trim()))
+        .collect();
+    assert_eq!(shipped.len(), 5);
+    let want = reference_ids();
+    for (line, prompt) in section.lines().zip(&shipped) {
+        assert!(line.trim_start().starts_with(prompt.as_str()), "{line}");
+        if line.ends_with("all 24 identical") {
+            continue;
+        }
+        // `first I identical; at I float A vs quantized B`
+        let (_, verdict) = line.split_once("first ").expect(line);
+        let words: Vec<&str> = verdict.split_whitespace().collect();
+        let at: usize = words[0].parse().expect(line);
+        assert!(at < 24, "{line}");
+        assert_eq!(words[3], format!("{at}"), "{line}");
+        assert_ne!(words[5], words[8], "{line}");
+        if prompt == "\"ids: 1\"" {
+            // From BOS, the float side is llama2.c's reference.
+            assert_eq!(words[5], want[1 + at].to_string(), "{line}");
+        }
+    }
+    assert_eq!(
+        section
+            .lines()
+            .take_while(|l| l.starts_with("    "))
+            .count(),
+        5
+    );
+}
+
+#[test]
+fn a_stateless_model_is_refused_with_a_reason() {
+    let dir = common::scratch("quant_greedy/stateless");
+    let prompts = dir.join("prompts.txt");
+    std::fs::write(&prompts, "ids: 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+        .arg("build")
+        .arg(common::repo().join("tests/models/tiny_bert_ts/model.onnx"))
+        .args(["--dim", "batch=1", "--dim", "sequence=16"])
+        .args(["--quantize", "int8", "--validate-prompts"])
+        .arg(&prompts)
+        .arg("-o")
+        .arg(dir.join("gen"))
+        .output()
+        .expect("run slm-aot");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("needs a stateful decoder"), "{stderr}");
+}
