@@ -236,6 +236,10 @@ struct ModelArgs {
     /// substring). Repeatable.
     #[arg(long, value_name = "PATTERN")]
     keep_float: Vec<String>,
+    /// int4: quantize layers whose node name matches PATTERN to int8 instead (a tied
+    /// embedding table follows its classifier). Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    int8: Vec<String>,
     /// int8-static: folder of sample sets, `DIR/<set>/<input name>.npy`.
     #[arg(long, value_name = "DIR")]
     calibration: Option<PathBuf>,
@@ -370,6 +374,10 @@ impl ModelArgs {
             other => return Err(Error::Usage(format!("--scales `{other}`: use f16 or f32"))),
         };
         q.keep_float = self.keep_float.clone();
+        if mode != QuantMode::Int4 && !self.int8.is_empty() {
+            return Err(Error::Usage("--int8 PATTERN is for --quantize int4".into()));
+        }
+        q.int8 = self.int8.clone();
         q.method = match self.calibration_method.as_str() {
             "minmax" => CalibrationMethod::MinMax,
             "percentile" if self.percentile > 50.0 && self.percentile <= 100.0 => {

@@ -54,6 +54,8 @@ pub struct QuantOptions {
     pub f16_scales: bool,
     /// Node-name patterns of layers kept in float.
     pub keep_float: Vec<String>,
+    /// int4 builds: node-name patterns of layers quantized to int8 instead (`--int8`).
+    pub int8: Vec<String>,
     /// `--calibration DIR` (int8-static): `DIR/<set>/<input>.npy`.
     pub calibration: Option<PathBuf>,
     pub method: CalibrationMethod,
@@ -78,6 +80,7 @@ impl QuantOptions {
             group: 32,
             f16_scales: true,
             keep_float: Vec::new(),
+            int8: Vec::new(),
             calibration: None,
             method: CalibrationMethod::MinMax,
             validate: None,
@@ -110,6 +113,11 @@ impl QuantOptions {
         for p in &self.keep_float {
             parts.push(format!("--keep-float {p}"));
         }
+        if self.mode == QuantMode::Int4 {
+            for p in &self.int8 {
+                parts.push(format!("--int8 {p}"));
+            }
+        }
         if let Some(x) = self.min_cosine {
             parts.push(format!("--validate DIR --min-cosine {x}"));
         }
@@ -119,6 +127,16 @@ impl QuantOptions {
     /// The `--keep-float` pattern that matches `name`, if any.
     pub fn kept(&self, name: &str) -> Option<&str> {
         self.keep_float
+            .iter()
+            .find(|p| pattern_matches(p, name))
+            .map(String::as_str)
+    }
+}
+
+impl QuantOptions {
+    /// In an int4 build, the `--int8` pattern that matches `name`, if any.
+    pub fn int8_kept(&self, name: &str) -> Option<&str> {
+        self.int8
             .iter()
             .find(|p| pattern_matches(p, name))
             .map(String::as_str)
@@ -343,13 +361,17 @@ pub fn load_prompts(
 }
 
 /// Greedy tokens of the quantized decoder against the float one's, on one prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GreedyAgreement {
     pub prompt: Prompt,
     /// The float graph's greedy continuation.
     pub float_ids: Vec<u32>,
     /// The quantized graph's greedy continuation (same length).
     pub quantized_ids: Vec<u32>,
+    /// At the first difference, the float logit of the float choice minus the float logit
+    /// of the quantized choice (both graphs saw the same tokens up to there): how close the
+    /// float model itself was to choosing otherwise.
+    pub float_gap: Option<f32>,
 }
 
 impl GreedyAgreement {
@@ -366,6 +388,15 @@ impl GreedyAgreement {
 /// feed the prompt one token per step (its KV cache carried from step to step), then feed
 /// back the argmax of the last logits row until `n` tokens are generated.
 pub fn greedy_decode(graph: &Graph, prompt: &[u32], n: usize) -> Result<Vec<u32>> {
+    Ok(greedy_decode_logits(graph, prompt, n)?.0)
+}
+
+/// [`greedy_decode`], also returning the logits row each token was chosen from.
+pub fn greedy_decode_logits(
+    graph: &Graph,
+    prompt: &[u32],
+    n: usize,
+) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
     use crate::ir::{DType, Data, Tensor};
     use crate::stateful::InputRole;
     if graph.states.is_empty() {
@@ -430,6 +461,7 @@ pub fn greedy_decode(graph: &Graph, prompt: &[u32], n: usize) -> Result<Vec<u32>
         .map_err(|e| Error::Internal(e.to_string()))?;
     let mut tokens = prompt.to_vec();
     let mut out = Vec::with_capacity(n);
+    let mut rows = Vec::with_capacity(n);
     let mut pos = 0;
     while out.len() < n {
         let mut inputs = Vec::with_capacity(g.inputs.len());
@@ -461,11 +493,12 @@ pub fn greedy_decode(graph: &Graph, prompt: &[u32], n: usize) -> Result<Vec<u32>
             let last = &l[l.len().saturating_sub(vocab)..];
             let next = runtime_core::sampling::argmax(last) as u32;
             out.push(next);
+            rows.push(last.to_vec());
             tokens.push(next);
         }
         pos += 1;
     }
-    Ok(out)
+    Ok((out, rows))
 }
 
 /// Greedy continuations of `n` tokens of the float graph `reference` and the quantized
@@ -479,11 +512,21 @@ pub fn validate_greedy(
     prompts
         .iter()
         .map(|p| {
-            Ok(GreedyAgreement {
+            let (float_ids, logits) = greedy_decode_logits(reference, &p.ids, n)?;
+            let quantized_ids = greedy_decode(quantized, &p.ids, n)?;
+            let mut a = GreedyAgreement {
                 prompt: p.clone(),
-                float_ids: greedy_decode(reference, &p.ids, n)?,
-                quantized_ids: greedy_decode(quantized, &p.ids, n)?,
-            })
+                float_ids,
+                quantized_ids,
+                float_gap: None,
+            };
+            a.float_gap = a.first_difference().and_then(|i| {
+                let row = logits.get(i)?;
+                let f = row.get(a.float_ids[i] as usize)?;
+                let q = row.get(a.quantized_ids[i] as usize)?;
+                Some(f - q)
+            });
+            Ok(a)
         })
         .collect()
 }

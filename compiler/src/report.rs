@@ -181,8 +181,10 @@ pub fn quantization_report(
             let verdict = match g.first_difference() {
                 None => format!("all {} identical", g.float_ids.len()),
                 Some(i) => format!(
-                    "first {i} identical; at {i} float {} vs quantized {}",
-                    g.float_ids[i], g.quantized_ids[i]
+                    "first {i} identical; at {i} float {} vs quantized {} (float logit gap {:.3})",
+                    g.float_ids[i],
+                    g.quantized_ids[i],
+                    g.float_gap.unwrap_or(f32::NAN)
                 ),
             };
             s.push_str(&format!(

@@ -16,6 +16,9 @@
 //! After: `e = QGather{rows, cols, bits=4, group}(T.q4rows: u8[..], ids)`; or, when a
 //! quantized `Linear`'s weight is exactly `Tᵀ` (a tied classifier),
 //! `e = QGather{rows, cols, bits=4, group, tied=nr}(W.q4g<group>, ids)`: one blob for both.
+//! `--int8 PATTERN` (`QuantOptions::int8`): a matching `Linear` becomes an int8 `QLinear`
+//! instead, as `quantize_int8` makes it (`W.q8`, activations per row); a tied table whose
+//! classifier or own name matches reads that int8 blob (`QGather{bits=8, tied=nr}(W.q8, ids)`).
 //! Runs after `fuse_linear_activation` and before `pack_linear_weights`.
 use super::Pass;
 use super::quantize_int8::{PackedConstants, embedding_table, float_linear, replace_node};
@@ -24,6 +27,7 @@ use crate::ir::{Data, Graph, NodeId, ValueId};
 use crate::ops::Op;
 use crate::ops::q4linear::{self, Q4Linear};
 use crate::ops::qgather::{self, QGather};
+use crate::ops::qlinear::{self, ActQuant, QLinear};
 use crate::quantize::QuantOptions;
 use crate::target::QuantTiling;
 
@@ -95,6 +99,20 @@ impl Pass for QuantizeInt4 {
             .topo_order()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let ties = tied_tables(graph, &order, &self.options, MIN_INT4_TABLE_COLS);
+        // Weights of the Linears `--int8` names, and of those tied to a table it names.
+        let mut int8_weights: Vec<ValueId> = Vec::new();
+        for &id in &order {
+            let node = graph.node(id);
+            if self.options.int8_kept(&node.name).is_none() {
+                continue;
+            }
+            if float_linear(graph, id).is_some() {
+                int8_weights.push(node.inputs[1]);
+            }
+            if let Some(&(_, w)) = ties.iter().find(|(g, _)| *g == id) {
+                int8_weights.push(w);
+            }
+        }
         for id in order {
             let node = graph.node(id);
             if self.options.kept(&node.name).is_some() {
@@ -102,7 +120,19 @@ impl Pass for QuantizeInt4 {
             }
             if let Some((rows, cols)) = embedding_table(graph, id) {
                 let int4 = cols >= MIN_INT4_TABLE_COLS;
-                if let Some(&(_, w)) = ties.iter().find(|(g, _)| *g == id) {
+                let tie = ties.iter().find(|(g, _)| *g == id);
+                if let Some(&(_, w)) = tie
+                    && int8_weights.contains(&w)
+                {
+                    let (nr, ids) = (self.tiling.i8_nr, node.inputs[1]);
+                    let op = QGather::tied_i8(rows, cols, nr);
+                    let blob = packed
+                        .get_or_pack(graph, w, "q8", |d| qlinear::pack_weight(d, cols, rows, nr))?;
+                    replace_node(graph, id, Op::QGather(op), vec![blob, ids], &[])?;
+                    changed = true;
+                    continue;
+                }
+                if let Some(&(_, w)) = tie {
                     let nr = self.tiling.q4_nr;
                     let op = QGather {
                         rows,
@@ -140,6 +170,32 @@ impl Pass for QuantizeInt4 {
                 continue;
             };
             let w = node.inputs[1];
+            if int8_weights.contains(&w) {
+                let nr = self.tiling.i8_nr;
+                let op = QLinear {
+                    k: l.k,
+                    n: l.n,
+                    nr,
+                    bias: l.bias,
+                    activation: l.activation,
+                    act_quant: ActQuant::DynamicRow,
+                    tiles: self.tiling.tiles,
+                    kernel: self.tiling.kernel,
+                };
+                let mut inputs = node.inputs.clone();
+                let (k, n) = (l.k, l.n);
+                inputs[1] =
+                    packed.get_or_pack(graph, w, "q8", |d| qlinear::pack_weight(d, k, n, nr))?;
+                replace_node(
+                    graph,
+                    id,
+                    Op::QLinear(op),
+                    inputs,
+                    &["qa", "qa_scales", "qa_zero_points"],
+                )?;
+                changed = true;
+                continue;
+            }
             let nr = self.tiling.q4_nr;
             let op = Q4Linear {
                 k: l.k,
@@ -197,10 +253,48 @@ mod tests {
         assert!(crate::quantize::float_layers(&g, &pass.options).is_empty());
     }
 
-    /// An embedding table whose transpose is the classifier's weight is stored once: the
-    /// `QGather` reads the classifier's int4 blob, and the outputs stay close to float.
+    /// `--int8 head`: the tied classifier and its table become int8 (`QLinear` and a
+    /// `QGather` reading its blob), the rest stays int4.
     #[test]
-    fn a_tied_table_is_stored_once() {
+    fn int8_patterns_keep_a_tied_classifier_at_int8() {
+        let (mut g, ids) = tied_graph();
+        let reference = crate::eval::evaluate(&g, std::slice::from_ref(&ids)).unwrap();
+        let tiling = crate::target::TargetProfile::load("cortex-m55")
+            .unwrap()
+            .quant_tiling();
+        let mut options = QuantOptions::new(QuantMode::Int4);
+        options.int8 = vec!["head".into()];
+        let pass = QuantizeInt4 { tiling, options };
+        assert!(pass.run(&mut g).unwrap());
+        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
+            .run(&mut g)
+            .unwrap();
+        crate::ir::verify::verify(&g).unwrap();
+        insta::assert_snapshot!(print(&g).unwrap());
+        let ops: Vec<String> = g
+            .node_ids()
+            .into_iter()
+            .map(|id| match &g.node(id).op {
+                Op::QGather(q) => format!("QGather{}:{:?}", q.bits, q.tied_nr),
+                op => op.name().to_string(),
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            vec![
+                format!("QGather8:{:?}", Some(tiling.i8_nr)),
+                "QLinear".into()
+            ]
+        );
+        let got = crate::eval::evaluate(&g, &[ids]).unwrap();
+        let (a, b) = (reference[0].data.to_f64_vec(), got[0].data.to_f64_vec());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 0.05, "{a:?} vs {b:?}");
+        }
+    }
+
+    /// `ids -> Gather(emb) -> Linear(lm_head = embᵀ)`, and ids to run it on.
+    fn tied_graph() -> (Graph, Tensor) {
         use crate::ops::gather::Gather;
         use crate::ops::linear::Linear;
         let (rows, cols) = (8, 16);
@@ -239,6 +333,14 @@ mod tests {
             .unwrap();
         g.outputs.push(y[0]);
         let ids = Tensor::from_i64s(vec![1, 3], vec![2, 7, -8]).unwrap();
+        (g, ids)
+    }
+
+    /// An embedding table whose transpose is the classifier's weight is stored once: the
+    /// `QGather` reads the classifier's int4 blob, and the outputs stay close to float.
+    #[test]
+    fn a_tied_table_is_stored_once() {
+        let (mut g, ids) = tied_graph();
         let reference = crate::eval::evaluate(&g, std::slice::from_ref(&ids)).unwrap();
         let tiling = crate::target::TargetProfile::load("cortex-m55")
             .unwrap()
