@@ -276,6 +276,17 @@ pub fn optimise_quantized(
         }
     };
     passes::run(&mut g, std::slice::from_ref(&pass), verify_each_pass)?;
+    if q.mode == QuantMode::Int8 {
+        let conv = passes::quantize_conv::QuantizeConv {
+            tiling,
+            options: q.clone(),
+        };
+        passes::run(
+            &mut g,
+            &[Box::new(conv) as Box<dyn passes::Pass>],
+            verify_each_pass,
+        )?;
+    }
     passes::run(&mut g, &list[at..], verify_each_pass)?;
     g.drop_unread_constants();
     verify(&g)?;

@@ -200,7 +200,17 @@ pub fn float_layers(graph: &Graph, q: &QuantOptions) -> Vec<FloatLayer> {
             }),
             Op::MatMul(_) => Some("both operands are activations (no constant weight)".into()),
             Op::Attention(_) => Some("activation × activation products (attention)".into()),
-            Op::Conv(_) => Some("no quantized convolution kernel".into()),
+            Op::Conv(_) => Some(match q.kept(&node.name) {
+                Some(p) => format!("--keep-float {p}"),
+                None if q.mode != QuantMode::Int8 => {
+                    format!(
+                        "convolutions are quantized by --quantize int8, not {}",
+                        q.mode.as_str()
+                    )
+                }
+                None if !constant(1) => "weight is not a constant".to_string(),
+                None => "not quantized (the int8 conv kernel does not take its shape)".to_string(),
+            }),
             Op::Einsum(_) => Some("no quantized einsum kernel".into()),
             _ => None,
         };

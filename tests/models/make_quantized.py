@@ -183,6 +183,7 @@ def save(name, model_path, source, description, atol, why, feeds=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--conv-only", action="store_true", help="only the ort_conv_* fixtures")
+    ap.add_argument("--float-conv-only", action="store_true", help="only conv_float")
     ap.add_argument("--bench-out", help="also write DIR/model_int8.onnx (quantize_dynamic)")
     ap.add_argument(
         "--bench-model",
@@ -190,6 +191,10 @@ def main():
     )
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
+    if args.float_conv_only:
+        make_float_conv_fixture(tmp)
+        shutil.rmtree(tmp)
+        return
     bert = os.path.join(HERE, "tiny_bert_ts", "model.onnx")
     llama = os.path.join(HERE, "tiny_llama_ts", "model.onnx")
     bert_inputs = load_inputs(os.path.join(HERE, "tiny_bert_ts"))
@@ -259,7 +264,33 @@ def make_transformer_fixtures(tmp, bert, llama, bert_inputs):
 
 
 
+def make_float_conv_fixture(tmp):
+    """conv_float: the float conv net with ORT's float reference, for our own --quantize int8
+    (the quantize_conv pass) checked against it by `cargo test --test quantized`."""
+    net = os.path.join(tmp, "conv_net.onnx")
+    feeds = conv_net(net)
+    folder = os.path.join(HERE, "conv_float")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(os.path.join(folder, "inputs"))
+    os.makedirs(os.path.join(folder, "reference"))
+    shutil.copy(net, os.path.join(folder, "model.onnx"))
+    for k, v in feeds.items():
+        np.save(os.path.join(folder, "inputs", k + ".npy"), v)
+    for out, v in reference(net, feeds):
+        np.save(os.path.join(folder, "reference", out + ".npy"), v)
+    with open(os.path.join(folder, "case.toml"), "w") as f:
+        f.write('description = "float conv net (2-D strided, depthwise, pointwise, 1-D dilated '
+                'grouped Conv; the ort_conv_* fixtures\' source) with ONNX Runtime float references"\n')
+        f.write(f'exporter = "onnx.helper (make_quantized.py), onnxruntime {ort.__version__}"\n')
+        f.write("atol = 1e-5\n\n[dims]\n\n")
+        f.write("# our --quantize int8: every Conv a QConv (int8 weights per output channel, "
+                "uint8 activations per tensor at run time)\n")
+        f.write("[quantized.int8]\nmin_cosine = 0.999\nmax_abs = 0.1\n")
+    print(f"conv_float: {' '.join(op_types(os.path.join(folder, 'model.onnx')))}")
+
+
 def make_conv_fixtures(tmp):
+    make_float_conv_fixture(tmp)
     net = os.path.join(tmp, "conv_net.onnx")
     feeds = conv_net(net)
     out = os.path.join(tmp, "conv_dyn.onnx")
