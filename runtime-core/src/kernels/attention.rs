@@ -2,7 +2,12 @@
 //! of query rows at a time, so only `rows × kv` scores are ever materialised (in `scratch`).
 //! Both products run the blocked GEMM with the key and value matrices read in place, except
 //! for decode-shaped calls (keys stored as rows, or only the first `live` key slots attended),
-//! which run direct dot-product loops over the live slots.
+//! which run direct loops over the live slots. With keys as rows and a head size of 8 those
+//! loops have explicit ISA variants (`x86_avx512`, `x86_avx2`, `aarch64_neon`, chosen at
+//! compile time; `reference` is the portable oracle of their shared test battery) that score
+//! several key slots per step — each slot's 8 products summed by a shuffle/add tree across
+//! the vector, never a transposed copy — and accumulate the weighted values of several slots
+//! into independent registers.
 use super::gemm::{self, Activation, BMatrix, Gemm, Tiles};
 use super::softmax::{exp_sub_sum_in_place, row_max};
 
@@ -147,7 +152,7 @@ fn direct(
             let q_i = &q[(h * sq + i) * d..(h * sq + i + 1) * d];
             let row = &mut scratch[..live];
             match (s.keys, d) {
-                (Keys::Rows, 8) => scores_rows::<8>(q_i, k_h, row),
+                (Keys::Rows, 8) => scores_d8(q_i, k_h, row),
                 (Keys::Rows, 16) => scores_rows::<16>(q_i, k_h, row),
                 (Keys::Rows, 32) => scores_rows::<32>(q_i, k_h, row),
                 (Keys::Rows, 64) => scores_rows::<64>(q_i, k_h, row),
@@ -183,7 +188,7 @@ fn direct(
                 continue;
             }
             match dv {
-                8 => weighted_sum::<8>(row, inv, v_h, o),
+                8 => weighted_sum_d8(row, inv, v_h, o),
                 16 => weighted_sum::<16>(row, inv, v_h, o),
                 32 => weighted_sum::<32>(row, inv, v_h, o),
                 64 => weighted_sum::<64>(row, inv, v_h, o),
@@ -227,6 +232,311 @@ fn weighted_sum<const DV: usize>(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) 
         }
     }
     o.copy_from_slice(&acc);
+}
+
+/// `row[j] = q · k_j` over the first `row.len()` key rows of `k` (head size 8, `q.len() == 8`),
+/// by the variant compiled in.
+#[inline]
+fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+    assert!(q.len() == 8 && k.len() >= row.len() * 8);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    // SAFETY: this code is compiled with AVX-512F enabled, so the CPU running it has it.
+    unsafe {
+        x86_avx512::scores_d8(q, k, row)
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        not(target_feature = "avx512f")
+    ))]
+    // SAFETY: this code is compiled with AVX2 and FMA enabled, so the CPU running it has them.
+    unsafe {
+        x86_avx2::scores_d8(q, k, row)
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    aarch64_neon::scores_d8(q, k, row);
+    #[cfg(not(any(
+        all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ),
+        all(target_arch = "x86_64", target_feature = "avx512f"),
+        all(target_arch = "aarch64", target_feature = "neon")
+    )))]
+    reference::scores_d8(q, k, row);
+}
+
+/// `o = Σ_j (p_j · inv) · v_j` over the first `p.len()` value rows of `v` (8 wide,
+/// `o.len() == 8`), by the variant compiled in.
+#[inline]
+fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
+    assert!(o.len() == 8 && v.len() >= p.len() * 8);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    // SAFETY: this code is compiled with AVX-512F enabled, so the CPU running it has it.
+    unsafe {
+        x86_avx512::weighted_sum_d8(p, inv, v, o)
+    }
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        not(target_feature = "avx512f")
+    ))]
+    // SAFETY: this code is compiled with AVX2 and FMA enabled, so the CPU running it has them.
+    unsafe {
+        x86_avx2::weighted_sum_d8(p, inv, v, o)
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    aarch64_neon::weighted_sum_d8(p, inv, v, o);
+    #[cfg(not(any(
+        all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ),
+        all(target_arch = "x86_64", target_feature = "avx512f"),
+        all(target_arch = "aarch64", target_feature = "neon")
+    )))]
+    reference::weighted_sum_d8(p, inv, v, o);
+}
+
+/// The portable head-size-8 decode loops: one serial sum per slot, in the order of the
+/// reference GEMM. The oracle of the variants' test battery.
+pub mod reference {
+    /// See [`super::scores_d8`].
+    pub fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+        super::scores_rows::<8>(q, k, row);
+    }
+
+    /// See [`super::weighted_sum_d8`].
+    pub fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
+        super::weighted_sum::<8>(p, inv, v, o);
+    }
+}
+
+/// AVX-512F: 16 key slots per step (two slots of 8 per register); the 16 × 8 products are
+/// summed by a three-level tree of even/odd lane permutes and adds into one register of 16
+/// scores. Tails run the same step with masked loads and stores.
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx512 {
+    use core::arch::x86_64::*;
+
+    const EVEN: [i32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+    const ODD: [i32; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+
+    /// Mask of the lanes `16·i ..` of a block whose first `len` elements are valid.
+    #[inline(always)]
+    fn lanes(len: usize, i: usize) -> __mmask16 {
+        let valid = len.saturating_sub(16 * i).min(16);
+        ((1u32 << valid) - 1) as __mmask16
+    }
+
+    /// See [`super::scores_d8`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `q.len() == 8` and `k.len() >= 8 · row.len()`.
+    #[target_feature(enable = "avx512f")]
+    // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+    pub unsafe fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+        assert!(q.len() == 8 && k.len() >= row.len() * 8);
+        let n = row.len();
+        // SAFETY: block `j0` reads `k[8·j0 .. 8·(j0 + len)]` and writes `row[j0 .. j0 + len]`
+        // with `j0 + len <= n` (masked lanes are neither read nor written).
+        unsafe {
+            let q8 = _mm256_loadu_ps(q.as_ptr());
+            let qq = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(q8), q8);
+            let even = _mm512_loadu_si512(EVEN.as_ptr().cast());
+            let odd = _mm512_loadu_si512(ODD.as_ptr().cast());
+            let pair = |a: __m512, b: __m512| {
+                _mm512_add_ps(
+                    _mm512_permutex2var_ps(a, even, b),
+                    _mm512_permutex2var_ps(a, odd, b),
+                )
+            };
+            let mut j0 = 0;
+            while j0 < n {
+                let len = (n - j0).min(16);
+                let kp = k.as_ptr().add(8 * j0);
+                let mut prod = [_mm512_setzero_ps(); 8];
+                for (i, p) in prod.iter_mut().enumerate() {
+                    let m = lanes(8 * len, i);
+                    *p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, kp.add(16 * i)), qq);
+                }
+                let a = [
+                    pair(prod[0], prod[1]),
+                    pair(prod[2], prod[3]),
+                    pair(prod[4], prod[5]),
+                    pair(prod[6], prod[7]),
+                ];
+                let b = [pair(a[0], a[1]), pair(a[2], a[3])];
+                let s = pair(b[0], b[1]);
+                _mm512_mask_storeu_ps(row.as_mut_ptr().add(j0), lanes(len, 0), s);
+                j0 += len;
+            }
+        }
+    }
+
+    /// See [`super::weighted_sum_d8`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `o.len() == 8` and `v.len() >= 8 · p.len()`.
+    #[target_feature(enable = "avx512f")]
+    // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+    pub unsafe fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
+        assert!(o.len() == 8 && v.len() >= p.len() * 8);
+        let n = p.len();
+        // SAFETY: block `j0` reads `p[j0 .. j0 + len]` and `v[8·j0 .. 8·(j0 + len)]` with
+        // `j0 + len <= n` (masked lanes are not read); the store writes `o[0..8]`.
+        unsafe {
+            let inv = _mm512_set1_ps(inv);
+            // Lanes 0..8 take probability 2i, lanes 8..16 probability 2i + 1.
+            let spread: [__m512i; 8] = core::array::from_fn(|i| {
+                let (a, b) = (2 * i as i32, 2 * i as i32 + 1);
+                _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
+            });
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut j0 = 0;
+            while j0 < n {
+                let len = (n - j0).min(16);
+                let w = _mm512_mul_ps(
+                    _mm512_maskz_loadu_ps(lanes(len, 0), p.as_ptr().add(j0)),
+                    inv,
+                );
+                let vp = v.as_ptr().add(8 * j0);
+                for (i, s) in spread.iter().enumerate() {
+                    let m = lanes(8 * len, i);
+                    let x = _mm512_maskz_loadu_ps(m, vp.add(16 * i));
+                    acc[i % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(*s, w), x, acc[i % 4]);
+                }
+                j0 += len;
+            }
+            let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            let r = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps::<1>(s));
+            _mm256_storeu_ps(o.as_mut_ptr(), r);
+        }
+    }
+}
+
+/// AVX2+FMA: 8 key slots per step (one slot per register), their products summed by two
+/// levels of horizontal adds and one exchange of 128-bit halves into one register of 8
+/// scores. Tails of fewer than 8 slots run the reference loop.
+#[cfg(target_arch = "x86_64")]
+pub mod x86_avx2 {
+    use core::arch::x86_64::*;
+
+    /// See [`super::scores_d8`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `q.len() == 8` and `k.len() >= 8 · row.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+    pub unsafe fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+        assert!(q.len() == 8 && k.len() >= row.len() * 8);
+        let n = row.len();
+        let full = n / 8 * 8;
+        // SAFETY: step `j0 < full` reads `k[8·j0 .. 8·(j0 + 8)]` and writes
+        // `row[j0 .. j0 + 8]`, `j0 + 8 <= n`.
+        unsafe {
+            let qv = _mm256_loadu_ps(q.as_ptr());
+            let mut j0 = 0;
+            while j0 < full {
+                let kp = k.as_ptr().add(8 * j0);
+                let p: [__m256; 8] =
+                    core::array::from_fn(|i| _mm256_mul_ps(_mm256_loadu_ps(kp.add(8 * i)), qv));
+                let s0123 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
+                let s4567 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
+                let s = _mm256_add_ps(
+                    _mm256_permute2f128_ps::<0x20>(s0123, s4567),
+                    _mm256_permute2f128_ps::<0x31>(s0123, s4567),
+                );
+                _mm256_storeu_ps(row.as_mut_ptr().add(j0), s);
+                j0 += 8;
+            }
+        }
+        super::reference::scores_d8(q, &k[8 * full..], &mut row[full..]);
+    }
+
+    /// See [`super::weighted_sum_d8`]: one slot per step into four rotating accumulators.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `o.len() == 8` and `v.len() >= 8 · p.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+    pub unsafe fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
+        assert!(o.len() == 8 && v.len() >= p.len() * 8);
+        // SAFETY: step `j` reads `v[8·j .. 8·j + 8]`, `j < p.len()`; the store writes `o[0..8]`.
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (j, &pj) in p.iter().enumerate() {
+                let x = _mm256_loadu_ps(v.as_ptr().add(8 * j));
+                acc[j % 4] = _mm256_fmadd_ps(_mm256_set1_ps(pj * inv), x, acc[j % 4]);
+            }
+            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            _mm256_storeu_ps(o.as_mut_ptr(), s);
+        }
+    }
+}
+
+/// NEON (Armv8.0, so the Cortex-A72 build runs it): 4 key slots per step, each slot's two
+/// 4-lane products fused into one register, the 4 registers reduced by two levels of
+/// pairwise adds into 4 scores. Tails of fewer than 4 slots run the reference loop.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+pub mod aarch64_neon {
+    use core::arch::aarch64::*;
+
+    /// See [`super::scores_d8`].
+    pub fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+        assert!(q.len() == 8 && k.len() >= row.len() * 8);
+        let n = row.len();
+        let full = n / 4 * 4;
+        // SAFETY: NEON is enabled at compile time; step `j0 < full` reads
+        // `k[8·j0 .. 8·(j0 + 4)]` and writes `row[j0 .. j0 + 4]`, `j0 + 4 <= n`.
+        unsafe {
+            let (q0, q1) = (vld1q_f32(q.as_ptr()), vld1q_f32(q.as_ptr().add(4)));
+            let mut j0 = 0;
+            while j0 < full {
+                let kp = k.as_ptr().add(8 * j0);
+                let s: [float32x4_t; 4] = core::array::from_fn(|i| {
+                    let lo = vmulq_f32(vld1q_f32(kp.add(8 * i)), q0);
+                    vfmaq_f32(lo, vld1q_f32(kp.add(8 * i + 4)), q1)
+                });
+                let r = vpaddq_f32(vpaddq_f32(s[0], s[1]), vpaddq_f32(s[2], s[3]));
+                vst1q_f32(row.as_mut_ptr().add(j0), r);
+                j0 += 4;
+            }
+        }
+        super::reference::scores_d8(q, &k[8 * full..], &mut row[full..]);
+    }
+
+    /// See [`super::weighted_sum_d8`]: two slots per step into independent accumulators.
+    pub fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
+        assert!(o.len() == 8 && v.len() >= p.len() * 8);
+        let n = p.len();
+        // SAFETY: NEON is enabled at compile time; step `j` reads `v[8·j .. 8·j + 8]`,
+        // `j < n`; the stores write `o[0..8]`.
+        unsafe {
+            let mut acc = [vdupq_n_f32(0.0); 4];
+            let vp = v.as_ptr();
+            let mut j = 0;
+            while j + 2 <= n {
+                let (w0, w1) = (vdupq_n_f32(p[j] * inv), vdupq_n_f32(p[j + 1] * inv));
+                acc[0] = vfmaq_f32(acc[0], w0, vld1q_f32(vp.add(8 * j)));
+                acc[1] = vfmaq_f32(acc[1], w0, vld1q_f32(vp.add(8 * j + 4)));
+                acc[2] = vfmaq_f32(acc[2], w1, vld1q_f32(vp.add(8 * j + 8)));
+                acc[3] = vfmaq_f32(acc[3], w1, vld1q_f32(vp.add(8 * j + 12)));
+                j += 2;
+            }
+            if j < n {
+                let w = vdupq_n_f32(p[j] * inv);
+                acc[0] = vfmaq_f32(acc[0], w, vld1q_f32(vp.add(8 * j)));
+                acc[1] = vfmaq_f32(acc[1], w, vld1q_f32(vp.add(8 * j + 4)));
+            }
+            vst1q_f32(o.as_mut_ptr(), vaddq_f32(acc[0], acc[2]));
+            vst1q_f32(o.as_mut_ptr().add(4), vaddq_f32(acc[1], acc[3]));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +638,84 @@ mod tests {
             ] {
                 for d in [5, 8, 16, 64] {
                     check(keys, sq, skv, masked_from, live, d);
+                }
+            }
+        }
+    }
+
+    type Scores = fn(&[f32], &[f32], &mut [f32]);
+    type WeightedSum = fn(&[f32], f32, &[f32], &mut [f32]);
+
+    /// The head-size-8 decode variants runnable here, the reference first.
+    fn d8_variants() -> Vec<(&'static str, Scores, WeightedSum)> {
+        let mut v: Vec<(&'static str, Scores, WeightedSum)> = vec![(
+            "reference",
+            reference::scores_d8,
+            reference::weighted_sum_d8,
+        )];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                v.push((
+                    "x86_avx2",
+                    // SAFETY: AVX2 and FMA were detected above.
+                    |q, k, r| unsafe { x86_avx2::scores_d8(q, k, r) },
+                    // SAFETY: AVX2 and FMA were detected above.
+                    |p, i, x, o| unsafe { x86_avx2::weighted_sum_d8(p, i, x, o) },
+                ));
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                v.push((
+                    "x86_avx512",
+                    // SAFETY: AVX-512F was detected above.
+                    |q, k, r| unsafe { x86_avx512::scores_d8(q, k, r) },
+                    // SAFETY: AVX-512F was detected above.
+                    |p, i, x, o| unsafe { x86_avx512::weighted_sum_d8(p, i, x, o) },
+                ));
+            }
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        v.push((
+            "aarch64_neon",
+            aarch64_neon::scores_d8,
+            aarch64_neon::weighted_sum_d8,
+        ));
+        v
+    }
+
+    /// Every variant against the reference, for every slot count up to past two 16-slot
+    /// blocks and a full 256-slot cache: the scores and weighted sums agree to rounding, and
+    /// nothing past the `n` live slots is written.
+    #[test]
+    fn head_size_8_variants_match_the_reference() {
+        let val = |i: usize, seed: usize| (((i + seed) * 7919) % 193) as f32 / 96.5 - 1.0;
+        let variants = d8_variants();
+        assert!(!variants.is_empty());
+        for n in (0..=40).chain([63, 64, 65, 255, 256]) {
+            let q: Vec<f32> = (0..8).map(|i| val(i, 1)).collect();
+            // One slot more than attended, so a read or write past `n` would change a result.
+            let k: Vec<f32> = (0..(n + 1) * 8).map(|i| val(i, 3)).collect();
+            let v: Vec<f32> = (0..(n + 1) * 8).map(|i| val(i, 5)).collect();
+            let p: Vec<f32> = (0..n).map(|i| (val(i, 7) + 1.0) / 2.0).collect();
+            let inv = 1.0 / (p.iter().sum::<f32>() + 1.0);
+            let (mut want_s, mut want_o) = (vec![7.0; n + 1], vec![0.0; 8]);
+            reference::scores_d8(&q, &k, &mut want_s[..n]);
+            reference::weighted_sum_d8(&p, inv, &v, &mut want_o);
+            for (name, scores, weighted_sum) in &variants {
+                let (mut got_s, mut got_o) = (vec![7.0; n + 1], vec![9.0; 8]);
+                scores(&q, &k, &mut got_s[..n]);
+                weighted_sum(&p, inv, &v, &mut got_o);
+                for (j, (g, w)) in got_s.iter().zip(&want_s).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{name} n {n} score {j}: {g} vs {w}"
+                    );
+                }
+                for (c, (g, w)) in got_o.iter().zip(&want_o).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{name} n {n} output {c}: {g} vs {w}"
+                    );
                 }
             }
         }
