@@ -209,9 +209,15 @@ impl OpDef for QLinear {
             quote!(None)
         };
         let act = activation_path(self.activation);
+        // One row (a decode step) runs the one-row product; same bits as the GEMM.
+        let kernel = if self.rows(&ctx.inputs[0]) == 1 {
+            quote!(rt::kernels::qgemv::qgemv)
+        } else {
+            quote!(rt::kernels::qgemm::qgemm)
+        };
         Ok(quote! {
             #quantize
-            rt::kernels::qgemm::qgemm(#qa, rt::kernels::qgemm::QWeights::new(#w, #k, #n, #nr), #y,
+            #kernel(#qa, rt::kernels::qgemm::QWeights::new(#w, #k, #n, #nr), #y,
                 &rt::kernels::qgemm::QGemm {
                     m: #m, k: #k, n: #n, ldc: #n,
                     a_scales: #s, a_zero_points: #z,

@@ -458,7 +458,7 @@ pub mod x86_avx2 {
         super::reference::scores_d8(q, &k[8 * full..], &mut row[full..]);
     }
 
-    /// See [`super::weighted_sum_d8`]: one slot per step into four rotating accumulators.
+    /// See [`super::weighted_sum_d8`]: four slots per step into independent accumulators.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA; `o.len() == 8` and `v.len() >= 8 · p.len()`.
@@ -468,12 +468,30 @@ pub mod x86_avx2 {
         assert!(o.len() == 8 && v.len() >= p.len() * 8);
         // SAFETY: step `j` reads `v[8·j .. 8·j + 8]`, `j < p.len()`; the store writes `o[0..8]`.
         unsafe {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for (j, &pj) in p.iter().enumerate() {
+            let slot = |j: usize, acc: __m256| {
                 let x = _mm256_loadu_ps(v.as_ptr().add(8 * j));
-                acc[j % 4] = _mm256_fmadd_ps(_mm256_set1_ps(pj * inv), x, acc[j % 4]);
+                _mm256_fmadd_ps(_mm256_set1_ps(p[j] * inv), x, acc)
+            };
+            let (mut a0, mut a1, mut a2, mut a3) = (
+                _mm256_setzero_ps(),
+                _mm256_setzero_ps(),
+                _mm256_setzero_ps(),
+                _mm256_setzero_ps(),
+            );
+            let n = p.len();
+            let mut j = 0;
+            while j + 4 <= n {
+                a0 = slot(j, a0);
+                a1 = slot(j + 1, a1);
+                a2 = slot(j + 2, a2);
+                a3 = slot(j + 3, a3);
+                j += 4;
             }
-            let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            while j < n {
+                a0 = slot(j, a0);
+                j += 1;
+            }
+            let s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
             _mm256_storeu_ps(o.as_mut_ptr(), s);
         }
     }

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod matmul;
 pub mod qconv;
 pub mod qgemm;
+pub mod qgemv;
 pub mod reduce;
 pub mod rotary;
 pub mod rowwise;
