@@ -6,8 +6,11 @@ own process so peak RSS is its own; each also checks its ids against llama2.c's 
 µs/token is the mean over the steps after the first (the Python engines' time includes
 feeding the cache arrays back through their Python APIs each step).
 
-Usage: /opt/exportenv/bin/python bench/lm_speed.py [--tokens N]   (from the repo root, after
-`cargo build --release -p slm-aot`). Needs numpy, onnxruntime, tract (PyPI).
+Usage: /opt/exportenv/bin/python bench/lm_speed.py [--tokens N] [--target NAME]
+[--quantize int8] [--agreement]   (from the repo root, after `cargo build --release -p slm-aot`).
+Needs numpy, onnxruntime, tract (PyPI). `--agreement` instead builds the f32 and the int8 runner
+and prints, for prompts made of the first 1/5/20/50 reference ids, how many of the next 32
+greedy ids of int8 equal f32's (and whether f32's equal llama2.c's).
 """
 import argparse
 import json
@@ -77,17 +80,41 @@ def python_engine(engine, n):
     }))
 
 
-def slm_aot(n):
-    work = os.path.join(REPO, "target", "bench-lm")
+def build_runner(target, quantize):
+    """Builds the generated stateful runner; returns its path."""
+    work = os.path.join(REPO, "target", f"bench-lm-{target}-{quantize or 'f32'}")
     exe = os.path.join(REPO, "target", "release", "slm-aot")
     subprocess.run(
-        [exe, "generate", MODEL, "--max-context", "256", "--prompt-ids", "1", "--tokens", "1",
-         "--greedy", "--print-ids", "--work-dir", work],
+        [exe, "generate", MODEL, "--target", target, "--max-context", "256", "--prompt-ids", "1",
+         "--tokens", "1", "--greedy", "--print-ids", "--work-dir", work]
+        + (["--quantize", quantize] if quantize else []),
         check=True, capture_output=True,
     )
     runner = os.path.join(work, "target", "release", "stories260k-step-kv256-generate")
     if not os.path.exists(runner):
         runner = [os.path.join(work, "target", "release", f) for f in os.listdir(os.path.join(work, "target", "release")) if f.endswith("-generate")][0]
+    return runner
+
+
+def greedy(runner, prompt, n):
+    p = subprocess.run([runner, "--prompt-ids", ",".join(map(str, prompt)), "--tokens", str(n),
+                        "--temperature", "0"], check=True, capture_output=True, text=True)
+    return [int(x) for x in p.stdout.split()]
+
+
+def agreement(target):
+    with open(os.path.join(REPO, "models/stories260K/ref/greedy.json")) as f:
+        ref = json.load(f)["greedy_ids_from_bos_201"]
+    f32, int8 = build_runner(target, None), build_runner(target, "int8")
+    for plen in (1, 5, 20, 50):
+        a, b = greedy(f32, ref[:plen], 32), greedy(int8, ref[:plen], 32)
+        first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+        print(f"prompt: first {plen} reference ids: int8 == f32 for {sum(x == y for x, y in zip(a, b))}/32 "
+              f"(first difference at {first}); f32 == llama2.c: {a == ref[plen:plen + 32]}")
+
+
+def slm_aot(n, target, quantize):
+    runner = build_runner(target, quantize)
     p = subprocess.run(
         ["/usr/bin/time", "-f", "maxrss_kb %M", runner, "--prompt-ids", "1", "--tokens", str(n),
          "--temperature", "0", "--print-ids"],
@@ -95,7 +122,7 @@ def slm_aot(n):
     )
     rss = int(p.stderr.split("maxrss_kb ")[1].split()[0])
     us = float(p.stderr.split("tokens, ")[1].split(" µs/token")[0])
-    return {"engine": "slm-aot (generated crate, stateful)", "us_per_token": us,
+    return {"engine": f"slm-aot ({target}{', ' + quantize if quantize else ''}, stateful)", "us_per_token": us,
             "ids": [int(x) for x in p.stdout.split()], "rss_kb": rss}
 
 
@@ -103,12 +130,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--engine")
+    ap.add_argument("--target", default="x86")
+    ap.add_argument("--quantize")
+    ap.add_argument("--agreement", action="store_true")
     args = ap.parse_args()
     if args.engine:
         python_engine(args.engine, args.tokens)
         return
+    if args.agreement:
+        agreement(args.target)
+        return
     want = reference_ids(args.tokens)
-    rows = [slm_aot(args.tokens)]
+    rows = [slm_aot(args.tokens, args.target, args.quantize)]
     for engine in ("onnxruntime", "tract"):
         p = subprocess.run([sys.executable, __file__, "--engine", engine, "--tokens", str(args.tokens)],
                            check=True, capture_output=True, text=True)
