@@ -151,36 +151,34 @@ fn direct(
         for i in 0..sq {
             let q_i = &q[(h * sq + i) * d..(h * sq + i + 1) * d];
             let row = &mut scratch[..live];
-            match (s.keys, d) {
-                (Keys::Rows, 8) => scores_d8(q_i, k_h, row),
-                (Keys::Rows, 16) => scores_rows::<16>(q_i, k_h, row),
-                (Keys::Rows, 32) => scores_rows::<32>(q_i, k_h, row),
-                (Keys::Rows, 64) => scores_rows::<64>(q_i, k_h, row),
-                (Keys::Rows, _) => {
-                    for (x, k_j) in row.iter_mut().zip(k_h.chunks_exact(d.max(1))) {
-                        *x = q_i.iter().zip(k_j).map(|(a, b)| a * b).sum();
-                    }
-                }
-                (Keys::Transposed, _) => {
-                    row.fill(0.0);
-                    for (t, &qt) in q_i.iter().enumerate() {
-                        for (x, &kv) in row.iter_mut().zip(&k_h[t * skv..t * skv + live]) {
-                            *x += qt * kv;
+            let bias = mask.map(|m| {
+                let at = h * s.mask_head_stride + i * s.mask_row_stride;
+                &m[at..at + live]
+            });
+            let max = match (s.keys, d) {
+                (Keys::Rows, 8) => scores_d8(q_i, k_h, row, s.scale, bias),
+                (keys, _) => {
+                    match (keys, d) {
+                        (Keys::Rows, 16) => scores_rows::<16>(q_i, k_h, row),
+                        (Keys::Rows, 32) => scores_rows::<32>(q_i, k_h, row),
+                        (Keys::Rows, 64) => scores_rows::<64>(q_i, k_h, row),
+                        (Keys::Rows, _) => {
+                            for (x, k_j) in row.iter_mut().zip(k_h.chunks_exact(d.max(1))) {
+                                *x = q_i.iter().zip(k_j).map(|(a, b)| a * b).sum();
+                            }
+                        }
+                        (Keys::Transposed, _) => {
+                            row.fill(0.0);
+                            for (t, &qt) in q_i.iter().enumerate() {
+                                for (x, &kv) in row.iter_mut().zip(&k_h[t * skv..t * skv + live]) {
+                                    *x += qt * kv;
+                                }
+                            }
                         }
                     }
+                    scale_bias_max(row, s.scale, bias)
                 }
-            }
-            if let Some(mask) = mask {
-                let at = h * s.mask_head_stride + i * s.mask_row_stride;
-                for (x, &b) in row.iter_mut().zip(&mask[at..at + live]) {
-                    *x = *x * s.scale + b;
-                }
-            } else if s.scale != 1.0 {
-                for x in row.iter_mut() {
-                    *x *= s.scale;
-                }
-            }
-            let max = row_max(row);
+            };
             let inv = 1.0 / exp_sub_sum_in_place(row, max);
             let o = &mut out[(h * sq + i) * dv..(h * sq + i + 1) * dv];
             if s.nan_to_zero && inv.is_nan() {
@@ -234,15 +232,36 @@ fn weighted_sum<const DV: usize>(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) 
     o.copy_from_slice(&acc);
 }
 
-/// `row[j] = q · k_j` over the first `row.len()` key rows of `k` (head size 8, `q.len() == 8`),
-/// by the variant compiled in.
+/// `row[j] = row[j] · scale (+ bias[j])`; returns the row's maximum (NaN-ignoring).
 #[inline]
-fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+fn scale_bias_max(row: &mut [f32], scale: f32, bias: Option<&[f32]>) -> f32 {
+    match bias {
+        Some(bias) => {
+            for (x, &b) in row.iter_mut().zip(bias) {
+                *x = *x * scale + b;
+            }
+        }
+        None if scale != 1.0 => {
+            for x in row.iter_mut() {
+                *x *= scale;
+            }
+        }
+        None => {}
+    }
+    row_max(row)
+}
+
+/// `row[j] = (q · k_j) · scale (+ bias[j])` over the first `row.len()` key rows of `k` (head
+/// size 8, `q.len() == 8`, `bias` at least as long as `row`), by the variant compiled in;
+/// returns the row's maximum.
+#[inline]
+fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32], scale: f32, bias: Option<&[f32]>) -> f32 {
     assert!(q.len() == 8 && k.len() >= row.len() * 8);
+    assert!(bias.is_none_or(|b| b.len() >= row.len()));
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
     // SAFETY: this code is compiled with AVX-512F enabled, so the CPU running it has it.
     unsafe {
-        x86_avx512::scores_d8(q, k, row)
+        return x86_avx512::scores_d8(q, k, row, scale, bias);
     }
     #[cfg(all(
         target_arch = "x86_64",
@@ -252,10 +271,10 @@ fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
     ))]
     // SAFETY: this code is compiled with AVX2 and FMA enabled, so the CPU running it has them.
     unsafe {
-        x86_avx2::scores_d8(q, k, row)
+        return x86_avx2::scores_d8(q, k, row, scale, bias);
     }
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-    aarch64_neon::scores_d8(q, k, row);
+    return aarch64_neon::scores_d8(q, k, row, scale, bias);
     #[cfg(not(any(
         all(
             target_arch = "x86_64",
@@ -265,7 +284,7 @@ fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
         all(target_arch = "x86_64", target_feature = "avx512f"),
         all(target_arch = "aarch64", target_feature = "neon")
     )))]
-    reference::scores_d8(q, k, row);
+    reference::scores_d8(q, k, row, scale, bias)
 }
 
 /// `o = Σ_j (p_j · inv) · v_j` over the first `p.len()` value rows of `v` (8 wide,
@@ -306,8 +325,15 @@ fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
 /// reference GEMM. The oracle of the variants' test battery.
 pub mod reference {
     /// See [`super::scores_d8`].
-    pub fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+    pub fn scores_d8(
+        q: &[f32],
+        k: &[f32],
+        row: &mut [f32],
+        scale: f32,
+        bias: Option<&[f32]>,
+    ) -> f32 {
         super::scores_rows::<8>(q, k, row);
+        super::scale_bias_max(row, scale, bias)
     }
 
     /// See [`super::weighted_sum_d8`].
@@ -318,7 +344,8 @@ pub mod reference {
 
 /// AVX-512F: 16 key slots per step (two slots of 8 per register); the 16 × 8 products are
 /// summed by a three-level tree of even/odd lane permutes and adds into one register of 16
-/// scores. Tails run the same step with masked loads and stores.
+/// scores, scaled, biased by the mask and folded into a running maximum in registers. Tails
+/// run the same step with masked loads and stores.
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512 {
     use core::arch::x86_64::*;
@@ -339,12 +366,22 @@ pub mod x86_avx512 {
     /// The CPU must support AVX-512F; `q.len() == 8` and `k.len() >= 8 · row.len()`.
     #[target_feature(enable = "avx512f")]
     // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-    pub unsafe fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+    pub unsafe fn scores_d8(
+        q: &[f32],
+        k: &[f32],
+        row: &mut [f32],
+        scale: f32,
+        bias: Option<&[f32]>,
+    ) -> f32 {
         assert!(q.len() == 8 && k.len() >= row.len() * 8);
+        assert!(bias.is_none_or(|b| b.len() >= row.len()));
         let n = row.len();
-        // SAFETY: block `j0` reads `k[8·j0 .. 8·(j0 + len)]` and writes `row[j0 .. j0 + len]`
-        // with `j0 + len <= n` (masked lanes are neither read nor written).
+        // SAFETY: block `j0` reads `k[8·j0 .. 8·(j0 + len)]` and `bias[j0 .. j0 + len]` and
+        // writes `row[j0 .. j0 + len]`, `j0 + len <= n` (masked lanes are neither read nor
+        // written).
         unsafe {
+            let scale = _mm512_set1_ps(scale);
+            let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
             let q8 = _mm256_loadu_ps(q.as_ptr());
             let qq = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(q8), q8);
             let even = _mm512_loadu_si512(EVEN.as_ptr().cast());
@@ -371,10 +408,17 @@ pub mod x86_avx512 {
                     pair(prod[6], prod[7]),
                 ];
                 let b = [pair(a[0], a[1]), pair(a[2], a[3])];
-                let s = pair(b[0], b[1]);
-                _mm512_mask_storeu_ps(row.as_mut_ptr().add(j0), lanes(len, 0), s);
+                let live = lanes(len, 0);
+                let mut s = _mm512_mul_ps(pair(b[0], b[1]), scale);
+                if let Some(bias) = bias {
+                    s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(live, bias.as_ptr().add(j0)));
+                }
+                _mm512_mask_storeu_ps(row.as_mut_ptr().add(j0), live, s);
+                // `max(s, m)` keeps `m` where `s` is NaN (NaN-ignoring, like `row_max`).
+                max = _mm512_mask_max_ps(max, live, s, max);
                 j0 += len;
             }
+            _mm512_reduce_max_ps(max)
         }
     }
 
@@ -432,7 +476,13 @@ pub mod x86_avx2 {
     /// The CPU must support AVX2 and FMA; `q.len() == 8` and `k.len() >= 8 · row.len()`.
     #[target_feature(enable = "avx2,fma")]
     // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-    pub unsafe fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+    pub unsafe fn scores_d8(
+        q: &[f32],
+        k: &[f32],
+        row: &mut [f32],
+        scale: f32,
+        bias: Option<&[f32]>,
+    ) -> f32 {
         assert!(q.len() == 8 && k.len() >= row.len() * 8);
         let n = row.len();
         let full = n / 8 * 8;
@@ -455,7 +505,8 @@ pub mod x86_avx2 {
                 j0 += 8;
             }
         }
-        super::reference::scores_d8(q, &k[8 * full..], &mut row[full..]);
+        super::scores_rows::<8>(q, &k[8 * full..], &mut row[full..]);
+        super::scale_bias_max(row, scale, bias)
     }
 
     /// See [`super::weighted_sum_d8`]: four slots per step into independent accumulators.
@@ -505,7 +556,13 @@ pub mod aarch64_neon {
     use core::arch::aarch64::*;
 
     /// See [`super::scores_d8`].
-    pub fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32]) {
+    pub fn scores_d8(
+        q: &[f32],
+        k: &[f32],
+        row: &mut [f32],
+        scale: f32,
+        bias: Option<&[f32]>,
+    ) -> f32 {
         assert!(q.len() == 8 && k.len() >= row.len() * 8);
         let n = row.len();
         let full = n / 4 * 4;
@@ -525,7 +582,8 @@ pub mod aarch64_neon {
                 j0 += 4;
             }
         }
-        super::reference::scores_d8(q, &k[8 * full..], &mut row[full..]);
+        super::scores_rows::<8>(q, &k[8 * full..], &mut row[full..]);
+        super::scale_bias_max(row, scale, bias)
     }
 
     /// See [`super::weighted_sum_d8`]: two slots per step into independent accumulators.
@@ -661,7 +719,7 @@ mod tests {
         }
     }
 
-    type Scores = fn(&[f32], &[f32], &mut [f32]);
+    type Scores = fn(&[f32], &[f32], &mut [f32], f32, Option<&[f32]>) -> f32;
     type WeightedSum = fn(&[f32], f32, &[f32], &mut [f32]);
 
     /// The head-size-8 decode variants runnable here, the reference first.
@@ -677,7 +735,7 @@ mod tests {
                 v.push((
                     "x86_avx2",
                     // SAFETY: AVX2 and FMA were detected above.
-                    |q, k, r| unsafe { x86_avx2::scores_d8(q, k, r) },
+                    |q, k, r, s, b| unsafe { x86_avx2::scores_d8(q, k, r, s, b) },
                     // SAFETY: AVX2 and FMA were detected above.
                     |p, i, x, o| unsafe { x86_avx2::weighted_sum_d8(p, i, x, o) },
                 ));
@@ -686,7 +744,7 @@ mod tests {
                 v.push((
                     "x86_avx512",
                     // SAFETY: AVX-512F was detected above.
-                    |q, k, r| unsafe { x86_avx512::scores_d8(q, k, r) },
+                    |q, k, r, s, b| unsafe { x86_avx512::scores_d8(q, k, r, s, b) },
                     // SAFETY: AVX-512F was detected above.
                     |p, i, x, o| unsafe { x86_avx512::weighted_sum_d8(p, i, x, o) },
                 ));
@@ -716,24 +774,46 @@ mod tests {
             let v: Vec<f32> = (0..(n + 1) * 8).map(|i| val(i, 5)).collect();
             let p: Vec<f32> = (0..n).map(|i| (val(i, 7) + 1.0) / 2.0).collect();
             let inv = 1.0 / (p.iter().sum::<f32>() + 1.0);
-            let (mut want_s, mut want_o) = (vec![7.0; n + 1], vec![0.0; 8]);
-            reference::scores_d8(&q, &k, &mut want_s[..n]);
-            reference::weighted_sum_d8(&p, inv, &v, &mut want_o);
-            for (name, scores, weighted_sum) in &variants {
-                let (mut got_s, mut got_o) = (vec![7.0; n + 1], vec![9.0; 8]);
-                scores(&q, &k, &mut got_s[..n]);
-                weighted_sum(&p, inv, &v, &mut got_o);
-                for (j, (g, w)) in got_s.iter().zip(&want_s).enumerate() {
+            // A mask with -inf slots and a NaN score (which the maximum ignores).
+            let bias: Vec<f32> = (0..n + 1)
+                .map(|j| match j % 7 {
+                    3 => f32::NEG_INFINITY,
+                    5 if n > 20 && j == 12 => f32::NAN,
+                    _ => val(j, 9),
+                })
+                .collect();
+            for (scale, bias) in [(1.0, None), (0.35, None), (0.35, Some(&bias[..n]))] {
+                let (mut want_s, mut want_o) = (vec![7.0; n + 1], vec![0.0; 8]);
+                let want_max = reference::scores_d8(&q, &k, &mut want_s[..n], scale, bias);
+                reference::weighted_sum_d8(&p, inv, &v, &mut want_o);
+                for (name, scores, weighted_sum) in &variants {
+                    let (mut got_s, mut got_o) = (vec![7.0; n + 1], vec![9.0; 8]);
+                    let got_max = scores(&q, &k, &mut got_s[..n], scale, bias);
+                    weighted_sum(&p, inv, &v, &mut got_o);
                     assert!(
-                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                        "{name} n {n} score {j}: {g} vs {w}"
+                        (got_max - want_max).abs() <= 1e-5 * (1.0 + want_max.abs())
+                            || got_max == want_max,
+                        "{name} n {n} max: {got_max} vs {want_max}"
                     );
-                }
-                for (c, (g, w)) in got_o.iter().zip(&want_o).enumerate() {
-                    assert!(
-                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                        "{name} n {n} output {c}: {g} vs {w}"
+                    assert_eq!(
+                        got_max,
+                        row_max(&got_s[..n]),
+                        "{name} n {n}: max of its row"
                     );
+                    for (j, (g, w)) in got_s.iter().zip(&want_s).enumerate() {
+                        assert!(
+                            (g - w).abs() <= 1e-5 * (1.0 + w.abs())
+                                || g == w
+                                || (g.is_nan() && w.is_nan()),
+                            "{name} n {n} score {j}: {g} vs {w}"
+                        );
+                    }
+                    for (c, (g, w)) in got_o.iter().zip(&want_o).enumerate() {
+                        assert!(
+                            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                            "{name} n {n} output {c}: {g} vs {w}"
+                        );
+                    }
                 }
             }
         }
