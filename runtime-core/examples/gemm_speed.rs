@@ -3,7 +3,9 @@
 //! target features. Prints GFLOP/s from the thread's CPU time (median and best of repeated
 //! runs), so a loaded machine skews it less than wall-clock time.
 //!
-//! `RUSTFLAGS="-C target-cpu=native" cargo run --release -p runtime-core --example gemm_speed [mr kc mc]`
+//! `RUSTFLAGS="-C target-cpu=native" cargo run --release -p runtime-core --example gemm_speed [cold] [mr kc mc]`
+//!
+//! `cold` streams the packed weights from memory instead of cache.
 use runtime_core::kernels::gemm::{self, Activation, BMatrix, Gemm, Tiles};
 use std::hint::black_box;
 
@@ -62,6 +64,7 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
+    let cold = std::env::args().any(|a| a == "cold");
     let nr = gemm::native_nr();
     let (mr0, kc0) = match nr {
         32 => (14, 192),
@@ -73,7 +76,7 @@ fn main() {
         kc: args.get(1).copied().unwrap_or(kc0),
         mc: args.get(2).copied().unwrap_or(4096),
     };
-    println!("nr {nr}, {tiles:?}; GFLOP/s from CPU time: median (best)");
+    println!("nr {nr}, {tiles:?}, cold weights: {cold}; GFLOP/s from CPU time: median (best)");
     // (name, m, k, n, packed weight)
     let shapes = [
         ("linear 384x384", 128, 384, 384, true),
@@ -88,6 +91,15 @@ fn main() {
         let (a, w) = (values(m * k, 1), values(k * n, 2));
         let mut pw = vec![0.0; gemm::packed_len(k, n, nr)];
         gemm::pack_b(&w, k, n, nr, &mut pw);
+        // `cold`: rotate through copies of the weight filling 64 MiB, as a model whose
+        // weights exceed the caches streams them from memory.
+        let copies = if cold && packed {
+            (16 << 20) / pw.len() + 1
+        } else {
+            1
+        };
+        let pws: Vec<Vec<f32>> = vec![pw; copies];
+        let mut next = 0;
         let mut c = vec![0.0; m * n];
         let g = Gemm {
             m,
@@ -102,8 +114,9 @@ fn main() {
         let flops = 2.0 * (m * k * n) as f64;
         let inner = (2e8 / flops).ceil() as usize;
         let (med, best) = time(31, inner, || {
+            next = (next + 1) % copies;
             let b = if packed {
-                BMatrix::packed(&pw, k, nr)
+                BMatrix::packed(&pws[next], k, nr)
             } else {
                 BMatrix::row_major(&w, n, nr)
             };

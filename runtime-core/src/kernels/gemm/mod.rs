@@ -211,7 +211,11 @@ pub(crate) fn check_bounds(a: &[f32], b: &BMatrix<'_>, c: &[f32], g: &Gemm<'_>) 
 
 /// One micro-kernel call: the tile of `rows×cols` at `C[c_off..]`, depth `kb` from `A[a_off..]`
 /// (element `(r, p)` at `a_off + r·lda + p`: `A` is read in place, never packed) and
-/// `B[b_off..]`; `first` overwrites `C`, else accumulates.
+/// `B[b_off..]`; `first` overwrites `C`, else accumulates. `B[pf_off..pf_off + pf_len]` is a
+/// share of the packed block the next tiles read (the next panel, or the next depth block's
+/// first one), which a kernel may prefetch while it computes this tile: each tile of a panel
+/// prefetches its share, so the weights stream in from memory during the panel's compute
+/// instead of stalling its first tile. Empty for an unpacked `B`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tile {
     pub a_off: usize,
@@ -221,11 +225,14 @@ pub(crate) struct Tile {
     pub cols: usize,
     pub kb: usize,
     pub first: bool,
+    pub pf_off: usize,
+    pub pf_len: usize,
 }
 
 /// Raw pointers and strides of one tile, as the ISA micro-kernels read them: `A` at `a`
 /// (row stride `lda`), `B` at `b` (row stride `ldb`), `C` at `c` (row stride
-/// `ldc`), depth `kb`; `first` overwrites `C`, else accumulates; `cols` valid columns.
+/// `ldc`), depth `kb`; `first` overwrites `C`, else accumulates; `cols` valid columns;
+/// `pf_lines` cache lines from `pf` to prefetch (addresses only: prefetching never faults).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TilePtrs {
     pub a: *const f32,
@@ -237,6 +244,8 @@ pub(crate) struct TilePtrs {
     pub ldc: usize,
     pub first: bool,
     pub cols: usize,
+    pub pf: *const f32,
+    pub pf_lines: usize,
 }
 
 impl Tile {
@@ -261,6 +270,8 @@ impl Tile {
             ldc,
             first: self.first,
             cols: self.cols,
+            pf: b.data.as_ptr().wrapping_add(self.pf_off),
+            pf_lines: self.pf_len.div_ceil(16),
         }
     }
 }
@@ -324,6 +335,20 @@ pub(crate) fn drive(
             for panel in 0..panels {
                 let col0 = panel * nr;
                 let cols = nr.min(n - col0);
+                // The packed block after this one: the next panel at this depth, else the
+                // first panel of the next depth block. Its contiguous `kb'·nr` elements are
+                // split over this panel's row blocks.
+                let (pf_start, pf_total) = if !b.padded {
+                    (0, 0)
+                } else if panel + 1 < panels {
+                    ((panel + 1) * b.panel_stride + pc * b.row_stride, kb * nr)
+                } else if !last {
+                    ((pc + kb) * b.row_stride, g.tiles.kc.min(k - pc - kb) * nr)
+                } else {
+                    (0, 0)
+                };
+                let blocks = mb.div_ceil(mr);
+                let mut block = 0;
                 let mut ir = ic;
                 while ir < ic + mb {
                     // Balanced row blocks: 128 rows with mr = 14 run as 10 blocks of 12-13
@@ -338,7 +363,10 @@ pub(crate) fn drive(
                         cols,
                         kb,
                         first: pc == 0,
+                        pf_off: pf_start + pf_total * block / blocks,
+                        pf_len: pf_total * (block + 1) / blocks - pf_total * block / blocks,
                     };
+                    block += 1;
                     micro(tile, a, c);
                     if last && (g.bias.is_some() || g.activation != Activation::None) {
                         for r in 0..rows {

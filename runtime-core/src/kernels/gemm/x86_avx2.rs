@@ -46,6 +46,7 @@ unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn micro<const R: usize, const MASKED: bool>(tile: TilePtrs) {
     let (a, lda, b, ldb, kb, c, ldc, first, cols) = tile.parts();
+    let (pf, pf_lines) = (tile.pf, tile.pf_lines);
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), lanes);
     let hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32 - 8), lanes);
@@ -55,6 +56,9 @@ unsafe fn micro<const R: usize, const MASKED: bool>(tile: TilePtrs) {
         let mut acc1 = [_mm256_setzero_ps(); R];
         for p in 0..kb {
             let row = b.add(p * ldb);
+            if p < pf_lines {
+                _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(p * 16) as *const i8);
+            }
             _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH) as *const i8);
             let (b0, b1) = if MASKED {
                 (

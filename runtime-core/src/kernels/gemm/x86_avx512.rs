@@ -46,6 +46,7 @@ unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn micro<const R: usize, const MASKED: bool>(tile: TilePtrs) {
     let (a, lda, b, ldb, kb, c, ldc, first, cols) = tile.parts();
+    let (pf, pf_lines) = (tile.pf, tile.pf_lines);
     let lo = if cols >= 16 {
         0xffff
     } else {
@@ -62,6 +63,13 @@ unsafe fn micro<const R: usize, const MASKED: bool>(tile: TilePtrs) {
         let mut acc1 = [_mm512_setzero_ps(); R];
         for p in 0..kb {
             let row = b.add(p * ldb);
+            // A share is at most `2·kb` lines (one row block of a 32-wide panel).
+            if p < pf_lines {
+                _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(p * 16) as *const i8);
+                if p + kb < pf_lines {
+                    _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add((p + kb) * 16) as *const i8);
+                }
+            }
             _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH) as *const i8);
             _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH + 16) as *const i8);
             let (b0, b1) = if MASKED {
