@@ -77,17 +77,33 @@ fn main() {
         mc: args.get(2).copied().unwrap_or(4096),
     };
     println!("nr {nr}, {tiles:?}, cold weights: {cold}; GFLOP/s from CPU time: median (best)");
-    // (name, m, k, n, packed weight)
+    // (name, m, k, n, packed weight, bias and activation)
     let shapes = [
-        ("linear 384x384", 128, 384, 384, true),
-        ("linear 384x1152 (qkv)", 128, 384, 1152, true),
-        ("linear 384x1536", 128, 384, 1536, true),
-        ("linear 1536x384", 128, 1536, 384, true),
-        ("attn q.kT 32x128", 128, 32, 128, false),
-        ("attn p.v 128x32", 128, 128, 32, false),
+        ("linear 384x384", 128, 384, 384, true, Activation::None),
+        (
+            "linear 384x1152 (qkv)",
+            128,
+            384,
+            1152,
+            true,
+            Activation::None,
+        ),
+        ("linear 384x1536", 128, 384, 1536, true, Activation::None),
+        (
+            "linear 384x1536+gelu",
+            128,
+            384,
+            1536,
+            true,
+            Activation::Gelu,
+        ),
+        ("linear 1536x384", 128, 1536, 384, true, Activation::None),
+        ("attn q.kT 32x128", 128, 32, 128, false, Activation::None),
+        ("attn p.v 128x32", 128, 128, 32, false, Activation::None),
     ];
     let mut total = 0.0;
-    for (name, m, k, n, packed) in shapes {
+    for (name, m, k, n, packed, activation) in shapes {
+        let bias = values(n, 3);
         let (a, w) = (values(m * k, 1), values(k * n, 2));
         let mut pw = vec![0.0; gemm::packed_len(k, n, nr)];
         gemm::pack_b(&w, k, n, nr, &mut pw);
@@ -107,8 +123,8 @@ fn main() {
             n,
             lda: k,
             ldc: n,
-            bias: None,
-            activation: Activation::None,
+            bias: (activation != Activation::None).then_some(&bias[..]),
+            activation,
             tiles,
         };
         let flops = 2.0 * (m * k * n) as f64;
@@ -124,9 +140,9 @@ fn main() {
         });
         // Calls per BERT-MiniLM run (6 layers; 12 heads per attention product).
         let calls = match name {
-            "linear 384x384" => 6.0,
-            "linear 384x1152 (qkv)" => 6.0,
-            "linear 384x1536" | "linear 1536x384" => 6.0,
+            "linear 384x384" | "linear 384x1152 (qkv)" => 6.0,
+            "linear 384x1536+gelu" | "linear 1536x384" => 6.0,
+            "linear 384x1536" => 0.0,
             _ => 72.0,
         };
         total += calls * med;
@@ -138,7 +154,7 @@ fn main() {
         );
     }
     println!(
-        "BERT-MiniLM GEMM time per run (out 384x384, qkv, ffn, attention): {:.2} ms",
+        "BERT-MiniLM GEMM time per run (out 384x384, qkv, ffn with gelu, attention): {:.2} ms",
         total * 1e3
     );
 }

@@ -1,6 +1,7 @@
 //! x86-64 AVX-512F micro-kernel: tiles of up to 14 rows × 32 columns (two zmm registers per
 //! row, 28 accumulators), FMA broadcast of one `A` element per row and depth step.
-use super::{BMatrix, Gemm, Tile, TilePtrs, check_bounds, drive};
+use super::{Activation, BMatrix, Gemm, Tile, TilePtrs, check_bounds, drive};
+use crate::math::{ERF_DENOMINATOR, ERF_NUMERATOR};
 use core::arch::x86_64::*;
 
 /// Panel width read by this variant.
@@ -30,23 +31,44 @@ pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
 #[target_feature(enable = "avx512f")]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
-    drive(a, b, c, g, MAX_MR, |t: Tile, a: &[f32], c: &mut [f32]| {
-        let ptrs = t.ptrs(a, g.lda, b, c, g.ldc);
-        dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
-    });
+    // The activations with a vector form here run in registers; the others after the store.
+    let fused = matches!(
+        g.activation,
+        Activation::None | Activation::Relu | Activation::Gelu
+    );
+    drive(
+        a,
+        b,
+        c,
+        g,
+        MAX_MR,
+        fused,
+        |t: Tile, a: &[f32], c: &mut [f32]| {
+            let mut ptrs = t.ptrs(a, g.lda, b, c, g.ldc);
+            if fused && t.last {
+                if let Some(bias) = g.bias {
+                    ptrs.bias = bias[t.col0..t.col0 + t.cols].as_ptr();
+                }
+                ptrs.act = g.activation;
+            }
+            dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
+        },
+    );
 }
 
-/// One `R×32` tile: `C = (first ? 0 : C) + A[R×kb] · B[kb×32]`.
+/// One `R×32` tile: `C = act((first ? 0 : C) + A[R×kb] · B[kb×32] + bias)`, where `bias`
+/// (when not null) and `act` come from `tile` (`act` is `None`, `Relu` or `Gelu`).
 ///
 /// # Safety
 /// AVX-512F; every row `r < R` of `A` has `kb` readable elements at `a + r·lda`, every depth
-/// step of `B` 32 (or the masked columns) at `b + p·ldb`, and `C` the same at `c + r·ldc`.
+/// step of `B` 32 (or the masked columns) at `b + p·ldb`, `C` the same at `c + r·ldc`, and a
+/// non-null `bias` as many.
 #[target_feature(enable = "avx512f")]
 #[inline]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn micro<const R: usize, const MASKED: bool>(tile: TilePtrs) {
     let (a, lda, b, ldb, kb, c, ldc, first, cols) = tile.parts();
-    let (pf, pf_lines) = (tile.pf, tile.pf_lines);
+    let (pf, pf_lines, bias, act) = (tile.pf, tile.pf_lines, tile.bias, tile.act);
     let lo = if cols >= 16 {
         0xffff
     } else {
@@ -86,24 +108,74 @@ unsafe fn micro<const R: usize, const MASKED: bool>(tile: TilePtrs) {
                 acc1[r] = _mm512_fmadd_ps(x, b1, acc1[r]);
             }
         }
+        let (bias0, bias1) = if bias.is_null() {
+            (_mm512_setzero_ps(), _mm512_setzero_ps())
+        } else if MASKED {
+            (
+                _mm512_maskz_loadu_ps(lo, bias),
+                _mm512_maskz_loadu_ps(hi, bias.add(16)),
+            )
+        } else {
+            (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16)))
+        };
         for r in 0..R {
             let out = c.add(r * ldc);
             let (mut v0, mut v1) = (acc0[r], acc1[r]);
-            if MASKED {
-                if !first {
-                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lo, out));
-                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(hi, out.add(16)));
+            if !first {
+                let (c0, c1) = if MASKED {
+                    (
+                        _mm512_maskz_loadu_ps(lo, out),
+                        _mm512_maskz_loadu_ps(hi, out.add(16)),
+                    )
+                } else {
+                    (_mm512_loadu_ps(out), _mm512_loadu_ps(out.add(16)))
+                };
+                v0 = _mm512_add_ps(v0, c0);
+                v1 = _mm512_add_ps(v1, c1);
+            }
+            if !bias.is_null() {
+                v0 = _mm512_add_ps(v0, bias0);
+                v1 = _mm512_add_ps(v1, bias1);
+            }
+            match act {
+                Activation::Relu => {
+                    v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
+                    v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
                 }
+                Activation::Gelu => {
+                    v0 = gelu(v0);
+                    v1 = gelu(v1);
+                }
+                _ => {}
+            }
+            if MASKED {
                 _mm512_mask_storeu_ps(out, lo, v0);
                 _mm512_mask_storeu_ps(out.add(16), hi, v1);
             } else {
-                if !first {
-                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(out));
-                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(out.add(16)));
-                }
                 _mm512_storeu_ps(out, v0);
                 _mm512_storeu_ps(out.add(16), v1);
             }
         }
     }
+}
+
+/// [`crate::math::fast_gelu`] on 16 lanes: `x/2 · (1 + erf(x/√2))`, `erf` from the same
+/// rational approximation as [`crate::math::fast_erf`].
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn gelu(x: __m512) -> __m512 {
+    let t = _mm512_mul_ps(x, _mm512_set1_ps(core::f32::consts::FRAC_1_SQRT_2));
+    let t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-4.0)), _mm512_set1_ps(4.0));
+    let t2 = _mm512_mul_ps(t, t);
+    let mut num = _mm512_set1_ps(ERF_NUMERATOR[0]);
+    for &c in &ERF_NUMERATOR[1..] {
+        num = _mm512_fmadd_ps(num, t2, _mm512_set1_ps(c));
+    }
+    let mut den = _mm512_set1_ps(ERF_DENOMINATOR[0]);
+    for &c in &ERF_DENOMINATOR[1..] {
+        den = _mm512_fmadd_ps(den, t2, _mm512_set1_ps(c));
+    }
+    let erf = _mm512_div_ps(_mm512_mul_ps(t, num), den);
+    let half_x = _mm512_mul_ps(x, _mm512_set1_ps(0.5));
+    _mm512_fmadd_ps(half_x, erf, half_x)
 }
