@@ -159,23 +159,28 @@ unsafe fn micro<const R: usize, const MASKED: bool>(tile: TilePtrs) {
     }
 }
 
-/// [`crate::math::fast_gelu`] on 16 lanes: `x/2 · (1 + erf(x/√2))`, `erf` from the same
-/// rational approximation as [`crate::math::fast_erf`].
+/// [`crate::math::fast_gelu`] on 16 lanes: the same operations in the same order (no FMA),
+/// so bit-identical to it and to `kernels::rowwise`'s GELU, as the fast-math invariant asks.
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn gelu(x: __m512) -> __m512 {
+    let horner = |x2: __m512, cs: &[f32]| {
+        let mut p = _mm512_set1_ps(cs[0]);
+        for &c in &cs[1..] {
+            p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(c));
+        }
+        p
+    };
     let t = _mm512_mul_ps(x, _mm512_set1_ps(core::f32::consts::FRAC_1_SQRT_2));
-    let t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-4.0)), _mm512_set1_ps(4.0));
+    // `f32::clamp`: the lower bound first, so a NaN passes through.
+    let t = _mm512_min_ps(_mm512_set1_ps(4.0), _mm512_max_ps(_mm512_set1_ps(-4.0), t));
     let t2 = _mm512_mul_ps(t, t);
-    let mut num = _mm512_set1_ps(ERF_NUMERATOR[0]);
-    for &c in &ERF_NUMERATOR[1..] {
-        num = _mm512_fmadd_ps(num, t2, _mm512_set1_ps(c));
-    }
-    let mut den = _mm512_set1_ps(ERF_DENOMINATOR[0]);
-    for &c in &ERF_DENOMINATOR[1..] {
-        den = _mm512_fmadd_ps(den, t2, _mm512_set1_ps(c));
-    }
-    let erf = _mm512_div_ps(_mm512_mul_ps(t, num), den);
-    let half_x = _mm512_mul_ps(x, _mm512_set1_ps(0.5));
-    _mm512_fmadd_ps(half_x, erf, half_x)
+    let erf = _mm512_div_ps(
+        _mm512_mul_ps(t, horner(t2, &ERF_NUMERATOR)),
+        horner(t2, &ERF_DENOMINATOR),
+    );
+    _mm512_mul_ps(
+        _mm512_mul_ps(_mm512_set1_ps(0.5), x),
+        _mm512_add_ps(_mm512_set1_ps(1.0), erf),
+    )
 }
