@@ -13,18 +13,10 @@ pub const MAX_MR: usize = 12;
 pub fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
     assert_eq!(b.nr, NR);
     check_bounds(a, &b, c, g);
-    drive(
-        a,
-        &b,
-        c,
-        g,
-        MAX_MR,
-        false,
-        |t: Tile, a: &[f32], c: &mut [f32]| {
-            let ptrs = t.ptrs(a, g.lda, &b, c, g.ldc);
-            dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6 7 8 9 10 11 12]);
-        },
-    );
+    drive(a, &b, c, g, MAX_MR, |t: Tile, a: &[f32], c: &mut [f32]| {
+        let ptrs = t.ptrs(a, g.lda, &b, c, g.ldc);
+        dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6 7 8 9 10 11 12]);
+    });
 }
 
 /// One `R×8` tile: `C = (first ? 0 : C) + A[R×kb] · B[kb×8]`; `PARTIAL` touches only the

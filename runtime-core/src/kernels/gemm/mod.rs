@@ -217,8 +217,6 @@ pub(crate) fn check_bounds(a: &[f32], b: &BMatrix<'_>, c: &[f32], g: &Gemm<'_>) 
 /// prefetches its share, so the weights stream in from memory during the panel's compute
 /// instead of stalling its first tile. Empty for an unpacked `B`.
 #[derive(Clone, Copy, Debug)]
-// Only the x86 kernels read the prefetch and epilogue fields.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct Tile {
     pub a_off: usize,
     pub b_off: usize,
@@ -229,20 +227,14 @@ pub(crate) struct Tile {
     pub first: bool,
     pub pf_off: usize,
     pub pf_len: usize,
-    /// The tile's first column (`C`'s and the bias's).
-    pub col0: usize,
-    /// The last depth block: the epilogue is due after this tile.
-    pub last: bool,
 }
 
 /// Raw pointers and strides of one tile, as the ISA micro-kernels read them: `A` at `a`
 /// (row stride `lda`), `B` at `b` (row stride `ldb`), `C` at `c` (row stride
 /// `ldc`), depth `kb`; `first` overwrites `C`, else accumulates; `cols` valid columns;
-/// `pf_lines` cache lines from `pf` to prefetch (addresses only: prefetching never faults);
-/// a kernel that fuses the epilogue adds `cols` values at `bias` (when not null) and applies
-/// `act` before storing (left null and `None` by [`Tile::ptrs`]).
+/// `pf_lines` cache lines from `pf` to prefetch (addresses only: prefetching never faults).
 #[derive(Clone, Copy, Debug)]
-// Only the x86 kernels read the prefetch and epilogue fields.
+// Only the x86 kernels prefetch.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct TilePtrs {
     pub a: *const f32,
@@ -256,8 +248,6 @@ pub(crate) struct TilePtrs {
     pub cols: usize,
     pub pf: *const f32,
     pub pf_lines: usize,
-    pub bias: *const f32,
-    pub act: Activation,
 }
 
 impl Tile {
@@ -284,8 +274,6 @@ impl Tile {
             cols: self.cols,
             pf: b.data.as_ptr().wrapping_add(self.pf_off),
             pf_lines: self.pf_len.div_ceil(16),
-            bias: core::ptr::null(),
-            act: Activation::None,
         }
     }
 }
@@ -315,8 +303,6 @@ impl TilePtrs {
 
 /// The blocked loop nest shared by every variant; `micro` computes one tile. `A` is read in
 /// place: its rows are contiguous, and the micro-kernels broadcast from `mr` row streams.
-/// With `fused`, `micro` applies the bias and activation itself to a tile whose `last` is set
-/// (in registers, before its store); else `drive` runs [`epilogue`] on the stored tile.
 #[inline(always)]
 pub(crate) fn drive(
     a: &[f32],
@@ -324,7 +310,6 @@ pub(crate) fn drive(
     c: &mut [f32],
     g: &Gemm<'_>,
     max_mr: usize,
-    fused: bool,
     mut micro: impl FnMut(Tile, &[f32], &mut [f32]),
 ) {
     let (m, k, n, nr) = (g.m, g.k, g.n, b.nr);
@@ -382,12 +367,10 @@ pub(crate) fn drive(
                         first: pc == 0,
                         pf_off: pf_start + pf_total * block / blocks,
                         pf_len: pf_total * (block + 1) / blocks - pf_total * block / blocks,
-                        col0,
-                        last,
                     };
                     block += 1;
                     micro(tile, a, c);
-                    if last && !fused && (g.bias.is_some() || g.activation != Activation::None) {
+                    if last && (g.bias.is_some() || g.activation != Activation::None) {
                         for r in 0..rows {
                             let at = (ir + r) * g.ldc + col0;
                             let bias = g.bias.map(|bias| &bias[col0..col0 + cols]);

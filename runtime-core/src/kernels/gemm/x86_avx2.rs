@@ -30,18 +30,10 @@ pub unsafe fn gemm(a: &[f32], b: BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
 #[target_feature(enable = "avx2,fma")]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn run(a: &[f32], b: &BMatrix<'_>, c: &mut [f32], g: &Gemm<'_>) {
-    drive(
-        a,
-        b,
-        c,
-        g,
-        MAX_MR,
-        false,
-        |t: Tile, a: &[f32], c: &mut [f32]| {
-            let ptrs = t.ptrs(a, g.lda, b, c, g.ldc);
-            dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6]);
-        },
-    );
+    drive(a, b, c, g, MAX_MR, |t: Tile, a: &[f32], c: &mut [f32]| {
+        let ptrs = t.ptrs(a, g.lda, b, c, g.ldc);
+        dispatch_tile!(micro, t, NR, ptrs, [1 2 3 4 5 6]);
+    });
 }
 
 /// One `R×16` tile: `C = (first ? 0 : C) + A[R×kb] · B[kb×16]`.
