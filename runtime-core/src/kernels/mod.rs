@@ -14,6 +14,7 @@ pub mod fill;
 pub mod gather;
 pub mod gemm;
 pub mod gemv;
+pub mod hgemm;
 pub mod kv_cache;
 pub mod layer_norm;
 pub mod layout;
