@@ -222,7 +222,7 @@ struct ModelArgs {
     tokenizer: Option<PathBuf>,
     /// Quantize the weights: `int8` (per output channel; activations per row at run time),
     /// `int8-static` (activation scales from --calibration), `int4` (weight-only, per
-    /// group of --group-size) or `none` (float). Default: the target profile's `[quantize]`
+    /// group of --group-size), `f16` (IEEE half weights, f32 arithmetic) or `none` (float). Default: the target profile's `[quantize]`
     /// mode, else none.
     #[arg(long, value_name = "MODE")]
     quantize: Option<String>,
@@ -355,7 +355,7 @@ impl ModelArgs {
         };
         let mode = QuantMode::parse(mode).ok_or_else(|| {
             Error::Usage(format!(
-                "--quantize `{mode}`: use int8, int8-static, int4 or none"
+                "--quantize `{mode}`: use int8, int8-static, int4, f16 or none"
             ))
         })?;
         let mut q = QuantOptions::new(mode);

@@ -254,6 +254,10 @@ pub fn optimise_quantized(
     passes::run(&mut g, &list[..at], verify_each_pass)?;
     let tiling = target.quant_tiling();
     let pass: Box<dyn passes::Pass> = match q.mode {
+        QuantMode::F16 => Box::new(passes::quantize_f16::QuantizeF16::for_target(
+            target,
+            q.clone(),
+        )),
         QuantMode::Int4 => Box::new(passes::quantize_int4::QuantizeInt4 {
             tiling,
             options: q.clone(),

@@ -15,6 +15,8 @@ pub enum QuantMode {
     Int8Static,
     /// int4 weight-only per group of k, dequantized inside the kernel.
     Int4,
+    /// IEEE half weights (`HLinear`), widened to f32 inside the kernel; activations f32.
+    F16,
 }
 
 impl QuantMode {
@@ -23,6 +25,7 @@ impl QuantMode {
             "int8" => Some(QuantMode::Int8),
             "int8-static" => Some(QuantMode::Int8Static),
             "int4" => Some(QuantMode::Int4),
+            "f16" => Some(QuantMode::F16),
             _ => None,
         }
     }
@@ -31,6 +34,7 @@ impl QuantMode {
             QuantMode::Int8 => "int8",
             QuantMode::Int8Static => "int8-static",
             QuantMode::Int4 => "int4",
+            QuantMode::F16 => "f16",
         }
     }
 }
@@ -196,6 +200,9 @@ pub fn float_layers(graph: &Graph, q: &QuantOptions) -> Vec<FloatLayer> {
             }),
             Op::Gather(g) if constant(0) && g.axis == 0 => Some(match q.kept(&node.name) {
                 Some(p) => format!("--keep-float {p}"),
+                None if q.mode == QuantMode::F16 => {
+                    "embedding tables stay f32 under --quantize f16".to_string()
+                }
                 None => format!("table {} is not a 2-D f32 table", graph.ty(node.inputs[0])),
             }),
             Op::MatMul(_) => Some("both operands are activations (no constant weight)".into()),

@@ -133,6 +133,14 @@ pub fn quantization_report(
                 l.nr,
                 crate::ops::linear::epilogue(l.bias, l.activation)
             ),
+            Op::HLinear(l) => format!(
+                "f16 {}x{}, {} nr={}, epilogue {}",
+                l.k,
+                l.n,
+                l.kernel,
+                l.nr,
+                crate::ops::linear::epilogue(l.bias, l.activation)
+            ),
             Op::QGather(g) => format!(
                 "int{} table {}x{}{}",
                 g.bits,

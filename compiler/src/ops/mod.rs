@@ -25,6 +25,7 @@ pub mod fill;
 pub mod gather;
 pub mod gather_elements;
 pub mod gather_nd;
+pub mod hlinear;
 pub mod kv_write;
 pub mod layer_norm;
 pub mod linear;
@@ -126,6 +127,7 @@ ops! {
     Linear(linear::Linear),
     QLinear(qlinear::QLinear),
     Q4Linear(q4linear::Q4Linear),
+    HLinear(hlinear::HLinear),
     QGather(qgather::QGather),
     Attention(attention::Attention),
     Softmax(softmax::Softmax),
