@@ -16,7 +16,7 @@
 //!   conversion is paid once per weight and call, not once per row.
 //!
 //! [`reference`] is the portable oracle (scalar [`math::f16_to_f32`], plain loops).
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_feature = "fp16"))]
 pub mod aarch64_fp16;
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64_neon;
