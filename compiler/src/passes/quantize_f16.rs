@@ -81,7 +81,7 @@ impl Pass for QuantizeF16 {
             };
             let w = node.inputs[1];
             if let Some(Data::F32(d)) = graph.constant(w).map(|t| &t.data)
-                && let Some(bad) = d.iter().find(|v| !(v.abs() <= HALF_MAX))
+                && let Some(bad) = d.iter().find(|v| v.is_nan() || v.abs() > HALF_MAX)
             {
                 return Err(Error::Usage(format!(
                     "--quantize f16: layer `{}` ({}) has the weight value {bad} in `{}`, outside \

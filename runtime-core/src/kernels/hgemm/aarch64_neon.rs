@@ -61,11 +61,11 @@ pub fn gemv(a: &[f32], w: HWeights<'_>, c: &mut [f32], g: &Gemm<'_>) {
             let mut acc = [[vdupq_n_f32(0.0); 2]; 2];
             let mut p = 0;
             while p + 2 <= k {
-                for u in 0..2 {
+                for (u, acc) in acc.iter_mut().enumerate() {
                     let x = *a.get_unchecked(p + u);
                     let (lo, hi) = widen(vreinterpretq_u16_u8(vld1q_u8(wp.add(16 * (p + u)))));
-                    acc[u][0] = vfmaq_n_f32(acc[u][0], lo, x);
-                    acc[u][1] = vfmaq_n_f32(acc[u][1], hi, x);
+                    acc[0] = vfmaq_n_f32(acc[0], lo, x);
+                    acc[1] = vfmaq_n_f32(acc[1], hi, x);
                 }
                 p += 2;
             }

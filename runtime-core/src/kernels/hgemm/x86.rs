@@ -51,13 +51,12 @@ pub unsafe fn gemv_avx2(a: &[f32], w: HWeights<'_>, c: &mut [f32], g: &Gemm<'_>)
             let mut acc = [[_mm256_setzero_ps(); 2]; 4];
             let mut p = 0;
             while p + 4 <= k {
-                for u in 0..4 {
+                for (u, acc) in acc.iter_mut().enumerate() {
                     let x = _mm256_set1_ps(*a.get_unchecked(p + u));
                     let row = wp.add(2 * (p + u));
-                    acc[u][0] =
-                        _mm256_fmadd_ps(x, _mm256_cvtph_ps(_mm_loadu_si128(row)), acc[u][0]);
-                    acc[u][1] =
-                        _mm256_fmadd_ps(x, _mm256_cvtph_ps(_mm_loadu_si128(row.add(1))), acc[u][1]);
+                    acc[0] = _mm256_fmadd_ps(x, _mm256_cvtph_ps(_mm_loadu_si128(row)), acc[0]);
+                    acc[1] =
+                        _mm256_fmadd_ps(x, _mm256_cvtph_ps(_mm_loadu_si128(row.add(1))), acc[1]);
                 }
                 p += 4;
             }
@@ -69,12 +68,10 @@ pub unsafe fn gemv_avx2(a: &[f32], w: HWeights<'_>, c: &mut [f32], g: &Gemm<'_>)
                     _mm256_fmadd_ps(x, _mm256_cvtph_ps(_mm_loadu_si128(row.add(1))), acc[0][1]);
                 p += 1;
             }
-            for h in 0..2 {
-                let s = _mm256_add_ps(
-                    _mm256_add_ps(acc[0][h], acc[1][h]),
-                    _mm256_add_ps(acc[2][h], acc[3][h]),
-                );
-                _mm256_storeu_ps(out.as_mut_ptr().add(8 * h), s);
+            let [a0, a1, a2, a3] = acc;
+            for (h, o) in out.chunks_exact_mut(8).enumerate() {
+                let s = _mm256_add_ps(_mm256_add_ps(a0[h], a1[h]), _mm256_add_ps(a2[h], a3[h]));
+                _mm256_storeu_ps(o.as_mut_ptr(), s);
             }
         }
         store(panel, NR_AVX2, &out, c, g);
@@ -101,16 +98,12 @@ pub unsafe fn gemv_avx512(a: &[f32], w: HWeights<'_>, c: &mut [f32], g: &Gemm<'_
             let mut acc = [[_mm512_setzero_ps(); 2]; 4];
             let mut p = 0;
             while p + 4 <= k {
-                for u in 0..4 {
+                for (u, acc) in acc.iter_mut().enumerate() {
                     let x = _mm512_set1_ps(*a.get_unchecked(p + u));
                     let row = wp.add(2 * (p + u));
-                    acc[u][0] =
-                        _mm512_fmadd_ps(x, _mm512_cvtph_ps(_mm256_loadu_si256(row)), acc[u][0]);
-                    acc[u][1] = _mm512_fmadd_ps(
-                        x,
-                        _mm512_cvtph_ps(_mm256_loadu_si256(row.add(1))),
-                        acc[u][1],
-                    );
+                    acc[0] = _mm512_fmadd_ps(x, _mm512_cvtph_ps(_mm256_loadu_si256(row)), acc[0]);
+                    acc[1] =
+                        _mm512_fmadd_ps(x, _mm512_cvtph_ps(_mm256_loadu_si256(row.add(1))), acc[1]);
                 }
                 p += 4;
             }
@@ -125,12 +118,10 @@ pub unsafe fn gemv_avx512(a: &[f32], w: HWeights<'_>, c: &mut [f32], g: &Gemm<'_
                 );
                 p += 1;
             }
-            for h in 0..2 {
-                let s = _mm512_add_ps(
-                    _mm512_add_ps(acc[0][h], acc[1][h]),
-                    _mm512_add_ps(acc[2][h], acc[3][h]),
-                );
-                _mm512_storeu_ps(out.as_mut_ptr().add(16 * h), s);
+            let [a0, a1, a2, a3] = acc;
+            for (h, o) in out.chunks_exact_mut(16).enumerate() {
+                let s = _mm512_add_ps(_mm512_add_ps(a0[h], a1[h]), _mm512_add_ps(a2[h], a3[h]));
+                _mm512_storeu_ps(o.as_mut_ptr(), s);
             }
         }
         store(panel, NR_AVX512, &out, c, g);
