@@ -29,6 +29,16 @@ pub fn build_report(imported: &Imported, graph: &Graph, plan: &Plan) -> String {
         kib(plan.weight_bytes),
         plan.weights.len()
     ));
+    for id in graph.node_ids() {
+        if let crate::ops::Op::TiedGather(g) = &graph.node(id).op {
+            s.push_str(&format!(
+                "  {}: table {}x{} read from the tied classifier's weight (stored once)\n",
+                graph.node(id).name,
+                g.rows,
+                g.cols
+            ));
+        }
+    }
     s.push_str(&format!("arena: {}\n", kib(plan.arena_bytes)));
     s.push_str(&format!(
         "  lower bound (most bytes live at once): {}\n",

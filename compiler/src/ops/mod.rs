@@ -46,6 +46,7 @@ pub mod scatter;
 pub mod slice;
 pub mod softmax;
 pub mod split;
+pub mod tied_gather;
 pub mod tile;
 pub mod transpose;
 pub mod trilu;
@@ -129,6 +130,7 @@ ops! {
     Q4Linear(q4linear::Q4Linear),
     HLinear(hlinear::HLinear),
     QGather(qgather::QGather),
+    TiedGather(tied_gather::TiedGather),
     Attention(attention::Attention),
     Softmax(softmax::Softmax),
     LayerNorm(layer_norm::LayerNorm),

@@ -26,6 +26,7 @@ pub mod quantize_f16;
 pub mod quantize_int4;
 pub mod quantize_int8;
 pub mod simplify_reshapes;
+pub mod tie_float_embeddings;
 pub mod transpose_unit_axes;
 
 /// A graph rewrite. Returns whether it changed anything.
@@ -55,6 +56,7 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(pack_linear_weights::PackLinearWeights {
             tiling: target.gemm_tiling(),
         }),
+        Box::new(tie_float_embeddings::TieFloatEmbeddings),
         Box::new(fuse_swiglu::FuseSwiGlu),
         Box::new(merge_linears::MergeLinears),
         Box::new(fuse_residual::FuseResidual),

@@ -1,9 +1,11 @@
 //! Embedding lookups that read a tied classifier's packed weight: the rows of an embedding
 //! table `T[rows, cols]` are the columns of the classifier weight `W = Tᵀ [cols, rows]`, so
-//! one packed blob (int4: `qgemm::pack_q4`, int8: `qgemm::pack_i8`, made for the GEMM) serves
-//! both the `Gather` and the `MatMul` instead of a second copy of the table.
+//! one packed blob (f32: `gemm::pack_b`, int4: `qgemm::pack_q4`, int8: `qgemm::pack_i8`,
+//! made for the GEMM) serves both the `Gather` and the `MatMul` instead of a second copy of
+//! the table.
 use crate::error::{Error, IndexError};
 use crate::kernels::gather::Index;
+use crate::kernels::gemm::BMatrix;
 use crate::kernels::qgemm::{Q4Weights, QWeights, i8_panel_index};
 
 #[inline]
@@ -17,6 +19,32 @@ fn resolve(index: i64, bound: usize) -> Result<usize, IndexError> {
         return Err(IndexError { index, bound });
     }
     Ok(wrapped as usize)
+}
+
+/// `out[r][p] = W[p][indices[r]]` for `p < k`: row `indices[r]` of the table `T[n, k]` whose
+/// transpose `W: [k, n]` the f32 GEMM operand `w` holds (packed by `gemm::pack_b`, or row
+/// major); element `(p, j)` is wherever [`BMatrix::index`] puts it, so the gather follows
+/// the GEMM's layout. Negative indices count from the end; anything else outside `0..n` is
+/// `Error::IndexOutOfRange` naming `node`. `out` holds at least `indices.len() · k` values.
+pub fn gather_cols_f32<I: Index>(
+    node: &'static str,
+    w: BMatrix<'_>,
+    k: usize,
+    n: usize,
+    indices: &[I],
+    out: &mut [f32],
+) -> Result<(), Error> {
+    assert!(
+        out.len() >= indices.len() * k,
+        "gather_cols_f32 output too short"
+    );
+    for (r, &index) in indices.iter().enumerate() {
+        let j = resolve(index.to_i64(), n).map_err(|e| e.at(node))?;
+        for (p, o) in out[r * k..(r + 1) * k].iter_mut().enumerate() {
+            *o = w.data[w.index(p, j)];
+        }
+    }
+    Ok(())
 }
 
 /// `out[r][p] = W[p][indices[r]]` dequantized (`(q - zp) · scale` of group `p / group`),
@@ -77,6 +105,59 @@ mod tests {
     use crate::kernels::qgemm;
     use std::vec;
     use std::vec::Vec;
+
+    /// Rows gathered out of `gemm::pack_b` panels (and out of the row-major operand the
+    /// portable kernel reads) equal the rows of the table, bit for bit, for panel widths
+    /// that do and do not divide `n` (a zero-padded last panel) and several depths.
+    #[test]
+    fn f32_columns_of_packed_panels_equal_the_table_rows() {
+        use crate::kernels::gemm;
+        for (k, n) in [(1, 1), (7, 5), (64, 512), (13, 33), (40, 16)] {
+            // The table T[n, k] and the classifier weight W = Tᵀ [k, n].
+            let t: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 41 % 37) as f32 - 18.0) / 5.0)
+                .collect();
+            let mut w = vec![0.0f32; k * n];
+            for j in 0..n {
+                for p in 0..k {
+                    w[p * n + j] = t[j * k + p];
+                }
+            }
+            let mut ids: Vec<i64> = (0..n as i64).collect();
+            ids.extend([-1, -(n as i64), (n as i64) / 2]);
+            let want: Vec<f32> = ids
+                .iter()
+                .flat_map(|&i| {
+                    let j = if i < 0 { i + n as i64 } else { i } as usize;
+                    t[j * k..(j + 1) * k].iter().copied()
+                })
+                .collect();
+            let mut out = vec![0.0f32; ids.len() * k];
+            for nr in [1, 4, 8, 16, 32, gemm::native_nr()] {
+                let mut packed = vec![f32::NAN; gemm::packed_len(k, n, nr)];
+                gemm::pack_b(&w, k, n, nr, &mut packed);
+                let b = BMatrix::packed(&packed, k, nr);
+                out.fill(f32::NAN);
+                gather_cols_f32("t", b, k, n, &ids, &mut out).unwrap();
+                assert!(
+                    out.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "k {k} n {n} nr {nr}"
+                );
+                let ids32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+                out.fill(f32::NAN);
+                gather_cols_f32("t", b, k, n, &ids32, &mut out).unwrap();
+                assert_eq!(out, want, "i32 ids, k {k} n {n} nr {nr}");
+                assert!(gather_cols_f32("t", b, k, n, &[n as i64], &mut out).is_err());
+                assert!(gather_cols_f32("t", b, k, n, &[-(n as i32) - 1], &mut out).is_err());
+            }
+            out.fill(f32::NAN);
+            let b = BMatrix::row_major(&w, n, gemm::native_nr());
+            gather_cols_f32("t", b, k, n, &ids, &mut out).unwrap();
+            assert_eq!(out, want, "row major, k {k} n {n}");
+        }
+    }
 
     /// Every column of a packed blob, gathered, equals the dequantized weight the GEMM
     /// multiplies by (identity rows through the reference `gemm_q4`), for several panel
