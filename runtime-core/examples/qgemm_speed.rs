@@ -3,23 +3,13 @@
 //! shapes (m = 1) and prefill shapes. Prints the median of repeated runs.
 //!
 //! `RUSTFLAGS="-C target-cpu=native" cargo run --release -p runtime-core --example qgemm_speed`
+mod support;
 use runtime_core::Aligned64;
 use runtime_core::arena::from_blocks;
 use runtime_core::kernels::gemm::{self, Activation, BMatrix, Gemm, Tiles};
 use runtime_core::kernels::qgemm::*;
 use std::time::Instant;
-
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+use support::values;
 
 /// Median and minimum seconds of `f` over `reps` runs after one warm-up run.
 fn median(reps: usize, mut f: impl FnMut()) -> (f64, f64) {

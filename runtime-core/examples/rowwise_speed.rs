@@ -5,39 +5,9 @@
 //! (`CLOCK_THREAD_CPUTIME_ID` around batches of calls; Linux) and the ratio.
 //!
 //! `RUSTFLAGS="-C target-cpu=native" cargo run --release -p runtime-core --example rowwise_speed`
+mod support;
 use runtime_core::kernels::rowwise::{self, Unary, reference};
-
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            ((s >> 8) as f32 / (1u32 << 23) as f32 - 1.0) * 4.0
-        })
-        .collect()
-}
-
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-
-// SAFETY: the C library's `clock_gettime`, declared with its Linux (64-bit) signature.
-unsafe extern "C" {
-    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-}
-
-/// This thread's CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
-fn cpu_ns() -> u64 {
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; clock 3 is CLOCK_THREAD_CPUTIME_ID on Linux.
-    let rc = unsafe { clock_gettime(3, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    ts.sec as u64 * 1_000_000_000 + ts.nsec as u64
-}
+use support::{cpu_ns, values as unit_values};
 
 /// Median CPU microseconds per call of `f` over `batches` batches of `per` calls.
 fn median_us(batches: usize, per: usize, mut f: impl FnMut()) -> f64 {
@@ -176,4 +146,9 @@ fn main() {
         }
     });
     row("rotary 1536 rows x 64", p, v);
+}
+
+/// Deterministic values in [-4, 4): past the clamp bounds of the exp/tanh maps.
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    unit_values(n, seed).into_iter().map(|v| v * 4.0).collect()
 }

@@ -30,6 +30,21 @@ pub mod softmax;
 pub mod tied_gather;
 pub mod trilu;
 
+/// Deterministic pseudo-random values in [-1, 1) (xorshift from `seed`), shared by the kernel
+/// test batteries.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u32) -> std::vec::Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
 use crate::MAX_RANK;
 
 /// Call `row` once per row of `outer` (all axes but the innermost), with the offsets of `K`

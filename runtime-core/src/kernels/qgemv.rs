@@ -282,6 +282,7 @@ mod tests {
     use super::*;
     use crate::kernels::gemm::{Activation, Tiles};
     use crate::kernels::qgemm::{pack_i8, packed_i8_bytes, qa_stride, quantize_rows_symmetric};
+    use crate::kernels::test_values as values;
     use std::vec;
     use std::vec::Vec;
 
@@ -314,19 +315,6 @@ mod tests {
         #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
         v.push(("aarch64_neon", aarch64_neon::NR, aarch64_neon::panel_sums));
         v
-    }
-
-    /// Deterministic values in [-1, 1).
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-            })
-            .collect()
     }
 
     /// Every variant (its panel sums driven as [`qgemv`] drives them) against the

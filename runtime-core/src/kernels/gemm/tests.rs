@@ -1,6 +1,7 @@
 //! The GEMM test battery: every ISA variant this machine can run, against the portable
 //! reference, over odd shapes, tails, both operand layouts, cache-block sizes and epilogues.
 use super::*;
+use crate::kernels::test_values as values;
 use std::vec;
 use std::vec::Vec;
 
@@ -34,19 +35,6 @@ fn variants() -> Vec<Variant> {
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     v.push(("aarch64_neon", aarch64_neon::NR, aarch64_neon::gemm));
     v
-}
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 /// The plain triple loop in f64, the ground truth for the reference itself.

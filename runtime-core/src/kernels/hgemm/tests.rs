@@ -5,6 +5,7 @@
 //! GEMV against its documented error bound.
 use super::*;
 use crate::kernels::gemm::{Activation, Tiles};
+use crate::kernels::test_values as values;
 use std::vec;
 use std::vec::Vec;
 
@@ -79,19 +80,6 @@ fn variants() -> Vec<(&'static str, usize, Run)> {
         }
     }));
     v
-}
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 fn packed(w: &[f32], k: usize, n: usize, nr: usize) -> Vec<u8> {

@@ -4,6 +4,7 @@
 //! LayerNorm and rotary must be bit-identical to the reference (both NaN counts as equal);
 //! RMSNorm, whose variants sum the squares in 16 partial sums, within 1e-6 relative.
 use super::*;
+use crate::kernels::test_values as values;
 use std::vec;
 use std::vec::Vec;
 
@@ -84,19 +85,6 @@ const UNARIES: &[Unary] = &[
     Unary::GeluTanh,
     Unary::Silu,
 ];
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 /// Values where the approximations clamp, saturate or break: around each clamp bound, huge,
 /// infinite, NaN, signed zeros and denormals.
