@@ -3,9 +3,8 @@
 //! (`runtime_core::kernels::hgemm`; made by the pass `quantize_f16`, no ONNX op maps to it).
 use super::OpDef;
 use super::linear::activation_path;
-use super::util::{self, EmitCtx, expect_inputs, lit_usize};
+use super::util::{self, EmitCtx, lit_usize};
 use crate::error::OpError;
-use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType};
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -48,25 +47,13 @@ impl HLinear {
 
 impl OpDef for HLinear {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
-        expect_inputs(inputs, 2, 3)?;
-        if inputs.len() != 2 + usize::from(self.bias) {
-            return invalid!(
-                "bias={} needs {} inputs",
-                self.bias,
-                2 + usize::from(self.bias)
-            );
-        }
-        if self.k == 0 || self.n == 0 || self.nr == 0 {
-            return invalid!("k, n and nr must be positive");
-        }
+        util::check_blob_linear(
+            inputs,
+            self.bias,
+            [self.k, self.n, self.nr],
+            self.weight_bytes(),
+        )?;
         let x = inputs[0];
-        if x.dtype != DType::F32 || x.shape.last() != Some(&self.k) {
-            return invalid!("input {x} is not f32[..., {}]", self.k);
-        }
-        let w = TensorType::new(DType::U8, vec![self.weight_bytes()]);
-        if inputs[1] != &w {
-            return invalid!("weight blob is {}, expected {w}", inputs[1]);
-        }
         let mut out = vec![util::linear_output(
             x,
             self.n,
@@ -176,6 +163,7 @@ pub fn pack_weight(w: &[f32], k: usize, n: usize, nr: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::util::blob;
 
     fn layer(k: usize, n: usize, nr: usize, bias: bool) -> HLinear {
         HLinear {
@@ -191,14 +179,6 @@ mod tests {
             },
             kernel: "portable",
         }
-    }
-
-    fn blob(bytes: Vec<u8>) -> Tensor {
-        Tensor::new(
-            TensorType::new(DType::U8, vec![bytes.len()]),
-            crate::ir::Data::U8(bytes),
-        )
-        .unwrap()
     }
 
     /// Weights exact in half give the float product, for one row (no scratch) and several

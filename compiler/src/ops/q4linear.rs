@@ -4,10 +4,10 @@
 //! `MatMulNBits`; no ONNX op maps to it one to one).
 use super::OpDef;
 use super::linear::activation_path;
-use super::util::{self, EmitCtx, expect_inputs, lit_usize};
+use super::util::{self, EmitCtx, lit_usize};
 use crate::error::OpError;
 use crate::invalid;
-use crate::ir::{DType, Tensor, TensorType};
+use crate::ir::{Tensor, TensorType};
 use proc_macro2::TokenStream;
 use quote::quote;
 use runtime_core::kernels::gemm::{Activation, Gemm, Tiles};
@@ -57,25 +57,16 @@ impl Q4Linear {
 
 impl OpDef for Q4Linear {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
-        expect_inputs(inputs, 2, 3)?;
-        if inputs.len() != 2 + usize::from(self.bias) {
-            return invalid!(
-                "bias={} needs {} inputs",
-                self.bias,
-                2 + usize::from(self.bias)
-            );
+        if self.group == 0 {
+            return invalid!("group must be positive");
         }
-        if self.k == 0 || self.n == 0 || self.nr == 0 || self.group == 0 {
-            return invalid!("k, n, group and nr must be positive");
-        }
+        util::check_blob_linear(
+            inputs,
+            self.bias,
+            [self.k, self.n, self.nr],
+            self.weight_bytes(),
+        )?;
         let x = inputs[0];
-        if x.dtype != DType::F32 || x.shape.last() != Some(&self.k) {
-            return invalid!("input {x} is not f32[..., {}]", self.k);
-        }
-        let w = TensorType::new(DType::U8, vec![self.weight_bytes()]);
-        if inputs[1] != &w {
-            return invalid!("weight blob is {}, expected {w}", inputs[1]);
-        }
         let output = util::linear_output(x, self.n, self.bias.then(|| inputs[2]))?;
         Ok(vec![output])
     }
@@ -302,6 +293,7 @@ pub fn pack_weight(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::util::blob;
 
     fn layer(f16_scales: bool, zero_points: bool) -> Q4Linear {
         Q4Linear {
@@ -320,14 +312,6 @@ mod tests {
             },
             kernel: "portable",
         }
-    }
-
-    fn blob(bytes: Vec<u8>) -> Tensor {
-        Tensor::new(
-            TensorType::new(DType::U8, vec![bytes.len()]),
-            crate::ir::Data::U8(bytes),
-        )
-        .unwrap()
     }
 
     /// Weights on the 4-bit grid of their group (scales that are powers of two, exact in

@@ -439,6 +439,7 @@ pub fn pack_weight(
 mod tests {
     use super::*;
     use crate::ops::conv::Conv;
+    use crate::ops::util::blob;
 
     fn geometry() -> Geometry {
         Geometry {
@@ -467,14 +468,6 @@ mod tests {
             },
             kernel: "portable",
         }
-    }
-
-    fn blob(bytes: Vec<u8>) -> Tensor {
-        Tensor::new(
-            TensorType::new(DType::U8, vec![bytes.len()]),
-            crate::ir::Data::U8(bytes),
-        )
-        .unwrap()
     }
 
     /// A grouped u8 convolution equals the float `Conv` of the dequantized operands.

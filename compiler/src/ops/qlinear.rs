@@ -4,7 +4,7 @@
 //! one to one).
 use super::OpDef;
 use super::linear::activation_path;
-use super::util::{self, EmitCtx, expect_inputs, lit_float, lit_i64, lit_usize};
+use super::util::{self, EmitCtx, lit_float, lit_i64, lit_usize};
 use crate::error::OpError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType};
@@ -82,25 +82,13 @@ impl QLinear {
 
 impl OpDef for QLinear {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
-        expect_inputs(inputs, 2, 3)?;
-        if inputs.len() != 2 + usize::from(self.bias) {
-            return invalid!(
-                "bias={} needs {} inputs",
-                self.bias,
-                2 + usize::from(self.bias)
-            );
-        }
-        if self.k == 0 || self.n == 0 || self.nr == 0 {
-            return invalid!("k, n and nr must be positive");
-        }
+        util::check_blob_linear(
+            inputs,
+            self.bias,
+            [self.k, self.n, self.nr],
+            self.weight_bytes(),
+        )?;
         let x = inputs[0];
-        if x.dtype != DType::F32 || x.shape.last() != Some(&self.k) {
-            return invalid!("input {x} is not f32[..., {}]", self.k);
-        }
-        let w = TensorType::new(DType::U8, vec![self.weight_bytes()]);
-        if inputs[1] != &w {
-            return invalid!("weight blob is {}, expected {w}", inputs[1]);
-        }
         if let ActQuant::Static {
             scale, zero_point, ..
         } = self.act_quant

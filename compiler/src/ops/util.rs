@@ -144,6 +144,33 @@ pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     }
 }
 
+/// The operands of a layer over a packed weight blob (`QLinear`, `Q4Linear`, `HLinear`):
+/// `x: f32[..., k]`, the blob `u8[weight_bytes]`, and a bias input exactly when `bias`;
+/// `k`, `n` and the panel width `nr` (`[k, n, nr]`) positive.
+pub fn check_blob_linear(
+    inputs: &[&TensorType],
+    bias: bool,
+    [k, n, nr]: [usize; 3],
+    weight_bytes: usize,
+) -> Result<(), OpError> {
+    expect_inputs(inputs, 2, 3)?;
+    if inputs.len() != 2 + usize::from(bias) {
+        return invalid!("bias={bias} needs {} inputs", 2 + usize::from(bias));
+    }
+    if k == 0 || n == 0 || nr == 0 {
+        return invalid!("k, n and nr must be positive");
+    }
+    let x = inputs[0];
+    if x.dtype != DType::F32 || x.shape.last() != Some(&k) {
+        return invalid!("input {x} is not f32[..., {k}]");
+    }
+    let w = TensorType::new(DType::U8, vec![weight_bytes]);
+    if inputs[1] != &w {
+        return invalid!("weight blob is {}, expected {w}", inputs[1]);
+    }
+    Ok(())
+}
+
 /// A linear layer's output type: `x` with its last dim replaced by `n`, after checking the
 /// optional bias is `f32[n]`.
 pub fn linear_output(
@@ -362,6 +389,16 @@ pub fn emit_strided_copy(
     let (x, o) = (ctx.input(0), ctx.output(0));
     let (offset, strides, shape) = (lit_isize(offset), isize_slice(strides), usize_slice(shape));
     quote! { rt::kernels::layout::copy_strided(#x, #offset, #strides, #o, #shape); }
+}
+
+/// A `u8` weight blob constant (test graphs of the packed-weight ops).
+#[cfg(test)]
+pub(crate) fn blob(bytes: Vec<u8>) -> Tensor {
+    Tensor::new(
+        TensorType::new(DType::U8, vec![bytes.len()]),
+        Data::U8(bytes),
+    )
+    .unwrap()
 }
 
 #[cfg(test)]
