@@ -9,9 +9,9 @@
 //! input=dynamic, output=f32}(x, W.q8conv: u8[qconv::packed_bytes], b?)` (the five extra
 //! outputs are the kernel's arena scratch). `W.q8conv` is made once per weight and shared.
 //! Runs with `quantize_int8`, where `pack_linear_weights` would run.
-use super::Pass;
 use super::quantize_int8::{PackedConstants, replace_node};
-use crate::error::{Error, Result};
+use super::{Pass, rewrite_each};
+use crate::error::Result;
 use crate::ir::{DType, Graph, NodeId, TensorType};
 use crate::ops::qconv::{self, QConv, QConvInput, QConvOutput};
 use crate::ops::{Op, OpDef};
@@ -72,20 +72,16 @@ impl Pass for QuantizeConv {
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
         let mut packed = PackedConstants::default();
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
+        rewrite_each(graph, |graph, id| {
             let node = graph.node(id);
             if self.options.kept(&node.name).is_some() {
-                continue;
+                return Ok(false);
             }
             let Some((m, kg)) = float_conv(graph, id) else {
-                continue;
+                return Ok(false);
             };
             let Op::Conv(conv) = &node.op else {
-                continue;
+                return Ok(false);
             };
             let nr = self.tiling.i8_nr;
             let group = conv.group;
@@ -107,7 +103,7 @@ impl Pass for QuantizeConv {
             let mut types = vec![&x, &blob_ty];
             types.extend(bias_ty.as_ref());
             if op.infer(&types).is_err() {
-                continue;
+                return Ok(false);
             }
             let mut inputs = node.inputs.clone();
             inputs[1] = packed.get_or_pack(graph, node.inputs[1], "q8conv", |d| {
@@ -122,9 +118,8 @@ impl Pass for QuantizeConv {
                 inputs,
                 &["xq", "cols", "c", "scales", "zero_points"],
             )?;
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 

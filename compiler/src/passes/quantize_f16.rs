@@ -11,8 +11,8 @@
 //! nr)], b?)`; the scratch output (`f32[k·nr]`, arena) exists when `x` has more than one row.
 //! `W.f16` is made once per weight and shared.
 //! Runs after `fuse_linear_activation` and before `pack_linear_weights` (in its slot).
-use super::Pass;
 use super::quantize_int8::{PackedConstants, float_linear, replace_node};
+use super::{Pass, rewrite_each};
 use crate::error::{Error, Result};
 use crate::ir::{Data, Graph};
 use crate::ops::Op;
@@ -67,17 +67,13 @@ impl Pass for QuantizeF16 {
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
         let mut packed = PackedConstants::default();
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
+        rewrite_each(graph, |graph, id| {
             let node = graph.node(id);
             if self.options.kept(&node.name).is_some() {
-                continue;
+                return Ok(false);
             }
             let Some(l) = float_linear(graph, id) else {
-                continue;
+                return Ok(false);
             };
             let w = node.inputs[1];
             if let Some(Data::F32(d)) = graph.constant(w).map(|t| &t.data)
@@ -108,9 +104,8 @@ impl Pass for QuantizeF16 {
                 packed.get_or_pack(graph, w, "f16", |d| hlinear::pack_weight(d, k, n, nr))?;
             let suffixes: &[&str] = if scratch { &["scratch"] } else { &[] };
             replace_node(graph, id, Op::HLinear(op), inputs, suffixes)?;
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 
