@@ -270,6 +270,10 @@ struct ModelArgs {
         requires = "validate_prompts"
     )]
     validate_tokens: usize,
+    /// With --validate-prompts: fail the build when on some prompt fewer than the first N
+    /// greedy tokens of the quantized model equal the float model's.
+    #[arg(long, value_name = "N", requires = "validate_prompts")]
+    min_agreement: Option<usize>,
 }
 
 fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
@@ -410,6 +414,7 @@ impl ModelArgs {
         q.min_cosine = self.min_cosine;
         q.validate_prompts = self.validate_prompts.clone();
         q.validate_tokens = self.validate_tokens;
+        q.min_agreement = self.min_agreement;
         Ok(Some(q))
     }
 }

@@ -467,7 +467,12 @@ fn quant_summary(
                     .flatten()
             });
             let prompts = crate::quantize::load_prompts(file, tokenizer.as_deref())?;
-            crate::quantize::validate_greedy(source, graph, &prompts, q.validate_tokens)?
+            let greedy =
+                crate::quantize::validate_greedy(source, graph, &prompts, q.validate_tokens)?;
+            if let Some(n) = q.min_agreement {
+                crate::quantize::check_agreement(&greedy, n)?;
+            }
+            greedy
         }
         None => Vec::new(),
     };

@@ -73,6 +73,9 @@ pub struct QuantOptions {
     pub validate_prompts: Option<PathBuf>,
     /// `--validate-tokens N`: greedy tokens generated per prompt.
     pub validate_tokens: usize,
+    /// `--min-agreement N`: fail the build when, on some prompt, fewer than the first N
+    /// greedy tokens of the quantized graph equal the float graph's.
+    pub min_agreement: Option<usize>,
     /// The target profile whose `[quantize]` default chose `mode` (no `--quantize` given).
     pub profile_default: Option<String>,
 }
@@ -91,6 +94,7 @@ impl QuantOptions {
             min_cosine: None,
             validate_prompts: None,
             validate_tokens: 32,
+            min_agreement: None,
             profile_default: None,
         }
     }
@@ -124,6 +128,9 @@ impl QuantOptions {
         }
         if let Some(x) = self.min_cosine {
             parts.push(format!("--validate DIR --min-cosine {x}"));
+        }
+        if let Some(n) = self.min_agreement {
+            parts.push(format!("--validate-prompts FILE --min-agreement {n}"));
         }
         parts.join(" ")
     }
@@ -399,6 +406,29 @@ impl GreedyAgreement {
             .zip(&self.quantized_ids)
             .position(|(a, b)| a != b)
     }
+
+    /// How many leading generated tokens are identical.
+    pub fn agreeing(&self) -> usize {
+        self.first_difference().unwrap_or(self.float_ids.len())
+    }
+}
+
+/// `--min-agreement N`: an error naming every prompt on which fewer than `n` leading greedy
+/// tokens agree.
+pub fn check_agreement(greedy: &[GreedyAgreement], n: usize) -> Result<()> {
+    let low: Vec<String> = greedy
+        .iter()
+        .filter(|g| g.agreeing() < n)
+        .map(|g| format!("`{}` keeps {}", g.prompt.label, g.agreeing()))
+        .collect();
+    if low.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Mismatch(format!(
+        "the quantized model's greedy tokens agree with the float model's for fewer than \
+         --min-agreement {n}: {} (keep sensitive layers wider with --int8 or --keep-float)",
+        low.join(", ")
+    )))
 }
 
 /// Decode `prompt` greedily with the stateful decoder `graph` on the reference evaluator:

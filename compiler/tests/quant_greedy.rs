@@ -198,3 +198,66 @@ fn an_int8_classifier_in_an_int4_build_stays_tied_and_small() {
     assert!(quantized / float <= 0.18, "{line}");
     assert_eq!(stdout.matches(": int4 ").count(), 35, "{stdout}");
 }
+
+/// `--min-agreement N` fails an int4 build naming each shipped prompt that keeps fewer than
+/// N tokens (as the evaluator counts them), and passes an int8 build that keeps them all.
+#[test]
+fn min_agreement_fails_the_build_naming_the_prompts_below_it() {
+    let repo = common::repo();
+    let prompts_file = repo.join("models/stories260K/prompts.txt");
+    let tokenizer = repo.join("models/stories260K/tok512.bin");
+    let build = |quantize: &str, prompts: &std::path::Path, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+            .arg("build")
+            .arg(repo.join(MODEL))
+            .args(["--target", "x86", "--max-context", "256", "--quantize"])
+            .arg(quantize)
+            .args([
+                "--validate-tokens",
+                "16",
+                "--min-agreement",
+                "16",
+                "--tokenizer",
+            ])
+            .arg(&tokenizer)
+            .arg("--validate-prompts")
+            .arg(prompts)
+            .arg("-o")
+            .arg(common::scratch(out))
+            .output()
+            .expect("run slm-aot")
+    };
+
+    let float = stateful_graph();
+    let target = TargetProfile::load("x86").unwrap();
+    let q = QuantOptions::new(QuantMode::Int4);
+    let int4 =
+        slm_aot::pipeline::optimise_quantized(float.clone(), &target, Some(&q), false).unwrap();
+    let prompts = slm_aot::quantize::load_prompts(&prompts_file, Some(&tokenizer)).unwrap();
+    let agreement = slm_aot::quantize::validate_greedy(&float, &int4, &prompts, 16).unwrap();
+    let below: Vec<_> = agreement.iter().filter(|a| a.agreeing() < 16).collect();
+    assert!(!below.is_empty(), "int4 keeps 16 tokens on every prompt");
+    assert!(slm_aot::quantize::check_agreement(&agreement, 0).is_ok());
+
+    let out = build("int4", &prompts_file, "quant_greedy/min-agreement-int4");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--min-agreement 16"), "{stderr}");
+    for a in &agreement {
+        let named = format!("`{}` keeps {}", a.prompt.label, a.agreeing());
+        assert_eq!(
+            stderr.contains(&named),
+            a.agreeing() < 16,
+            "{named}: {stderr}"
+        );
+    }
+
+    let from_bos = common::scratch("quant_greedy/bos").join("prompts.txt");
+    std::fs::write(&from_bos, "ids: 1\n").unwrap();
+    let out = build("int8", &from_bos, "quant_greedy/min-agreement-int8");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
