@@ -6,9 +6,9 @@
 //! W.packed, b?, r)`, i.e. `z = act(x·W + b) + r`, the add done on the product's output while
 //! it is still in cache (one row: right after `kernels::gemv::gemv`). The `Linear` keeps its
 //! name. Weights still row-major (`nr == 0`) are left alone.
-use super::Pass;
 use super::fuse_linear::sole_consumer;
-use crate::error::{Error, Result};
+use super::{Pass, replace_nodes, rewrite_each};
+use crate::error::Result;
 use crate::ir::{Graph, NodeId, ValueId};
 use crate::ops::Op;
 use crate::ops::binary::BinaryKind;
@@ -54,19 +54,12 @@ impl Pass for FuseResidual {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for add in order {
-            if !graph.has_node(add) {
-                continue;
-            }
+        rewrite_each(graph, |graph, add| {
             let Some((lin, r)) = match_residual(graph, add) else {
-                continue;
+                return Ok(false);
             };
             let Op::Linear(l) = &graph.node(lin).op else {
-                continue;
+                return Ok(false);
             };
             let mut op = l.clone();
             op.residual = true;
@@ -75,16 +68,10 @@ impl Pass for FuseResidual {
             let mut inputs = node.inputs.clone();
             inputs.push(r);
             let z = graph.node(add).outputs[0];
-            let z_name = graph.value(z).name.clone();
-            graph.remove_node(add);
-            graph.remove_node(lin);
-            let (_, outs) = graph
-                .add_node(name, source, Op::Linear(op), inputs, &[z_name])
-                .map_err(|e| Error::Internal(format!("fuse_residual: {e}")))?;
-            graph.replace_uses(z, outs[0]);
-            changed = true;
-        }
-        Ok(changed)
+            let (pass, op) = (self.name(), Op::Linear(op));
+            replace_nodes(graph, pass, &[add, lin], z, name, &source, op, inputs, &[])?;
+            Ok(true)
+        })
     }
 }
 

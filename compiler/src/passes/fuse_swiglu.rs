@@ -8,9 +8,9 @@
 //! `kernels::gemv::gemv_swiglu` (no gate/up intermediates in the arena), more rows run the
 //! two GEMMs into the output and a scratch output, then the product. Runs before
 //! `merge_linears`, whose merging needs equal activations.
-use super::Pass;
 use super::fuse_linear::sole_consumer;
 use super::merge_linears::replace_by_merged;
+use super::{Pass, rewrite_each};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, NodeId};
 use crate::ops::Op;
@@ -69,16 +69,9 @@ impl Pass for FuseSwiGlu {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let mut changed = false;
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        for id in order {
-            if !graph.has_node(id) {
-                continue;
-            }
+        rewrite_each(graph, |graph, id| {
             let Some([(gate, g), (up, _)]) = match_swiglu(graph, id) else {
-                continue;
+                return Ok(false);
             };
             let mut op = g.clone();
             op.activation = Activation::None;
@@ -94,9 +87,8 @@ impl Pass for FuseSwiGlu {
                 .copied()
                 .ok_or_else(|| Error::Internal("fuse_swiglu: no output".into()))?;
             graph.replace_uses(out, new);
-            changed = true;
-        }
-        Ok(changed)
+            Ok(true)
+        })
     }
 }
 
