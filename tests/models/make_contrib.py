@@ -4,6 +4,9 @@ optimisations off) to produce the references.
 
 Run with the export venv (see README.md):  python tests/models/make_contrib.py
 Each fixture folder contrib_<op> gets model.onnx, inputs/*.npy, reference/*.npy, case.toml.
+contrib_ort_optimized_bert is a whole tiny BERT (random weights, eager attention) exported by
+torch and fused by ONNX Runtime's transformer optimizer (EmbedLayerNormalization, Attention,
+SkipLayerNormalization, BiasGelu), as users bring such models.
 """
 import os
 
@@ -16,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MS = "com.microsoft"
 
 
-def save(name, nodes, inputs, outputs, initializers, feeds, description, atol=1e-5):
+def save(name, nodes, inputs, outputs, initializers, feeds, description, atol=1e-5, numpy_ref=None):
     graph = helper.make_graph(nodes, name, inputs, outputs, initializers)
     model = helper.make_model(
         graph,
@@ -24,6 +27,13 @@ def save(name, nodes, inputs, outputs, initializers, feeds, description, atol=1e
         producer_name="make_contrib.py",
     )
     model.ir_version = 8
+    write_fixture(name, model, feeds, description, "onnx.helper (ONNX Runtime contrib op)", atol,
+                  numpy_ref=numpy_ref)
+
+
+def write_fixture(name, model, feeds, description, exporter, atol, dims=None, numpy_ref=None):
+    """numpy_ref: for ops ONNX Runtime implements only on GPU, a numpy function of the feeds
+    giving the outputs in order (the op's documented formula)."""
     folder = os.path.join(HERE, name)
     os.makedirs(os.path.join(folder, "inputs"), exist_ok=True)
     os.makedirs(os.path.join(folder, "reference"), exist_ok=True)
@@ -32,14 +42,19 @@ def save(name, nodes, inputs, outputs, initializers, feeds, description, atol=1e
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    outs = sess.run(None, feeds)
+    if numpy_ref is None:
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        outs, names = sess.run(None, feeds), [o.name for o in sess.get_outputs()]
+    else:
+        outs, names = numpy_ref(feeds), [o.name for o in model.graph.output]
     for k, v in feeds.items():
         np.save(os.path.join(folder, "inputs", k + ".npy"), v)
-    for o, v in zip(sess.get_outputs(), outs):
-        np.save(os.path.join(folder, "reference", o.name + ".npy"), v)
+    for o, v in zip(names, outs):
+        np.save(os.path.join(folder, "reference", o + ".npy"), v)
     with open(os.path.join(folder, "case.toml"), "w") as f:
-        f.write(f'description = "{description}"\nexporter = "onnx.helper (ONNX Runtime contrib op)"\natol = {atol}\n\n[dims]\n')
+        f.write(f'description = "{description}"\nexporter = "{exporter}"\natol = {atol}\n\n[dims]\n')
+        for k, v in (dims or {}).items():
+            f.write(f"{k} = {v}\n")
 
 
 def vi(name, dtype, shape):
@@ -145,6 +160,173 @@ def main():
              [vi("y", F, [b, s_new, nh * hd]), vi("present_key", F, [b, kvh, total, hd]), vi("present_value", F, [b, kvh, total, hd])],
              init, {"q": gq, "k": gk, "v": gv, "past_key": pk, "past_value": pv},
              f"GroupQueryAttention, 4 heads over 2 KV heads, 2 past + 3 new tokens, do_rotary={rotary}", atol=1e-4)
+
+    bert_fusions(rng)
+    ort_optimized_bert()
+
+
+def bert_fusions(rng):
+    """Attention, MultiHeadAttention, EmbedLayerNormalization and the small fusions ONNX
+    Runtime's transformer optimizer (and its graph optimizer) emit."""
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    F, I32 = TensorProto.FLOAT, TensorProto.INT32
+    init = lambda **kw: [numpy_helper.from_array(v, k) for k, v in kw.items()]  # noqa: E731
+
+    # Attention: batch 2, 5 tokens, hidden 16, 2 heads; lengths mask (right padding) as
+    # EmbedLayerNormalization's mask_index gives it.
+    b, s, h, nh = 2, 5, 16, 2
+    x = f32(b, s, h)
+    w, bias = f32(h, 3 * h) * 0.3, f32(3 * h) * 0.1
+    save("contrib_attention",
+         [helper.make_node("Attention", ["x", "w", "bias", "mask_index"], ["y"], domain=MS, num_heads=nh)],
+         [vi("x", F, [b, s, h]), vi("mask_index", I32, [b])], [vi("y", F, [b, s, h])],
+         init(w=w, bias=bias), {"x": x, "mask_index": np.array([5, 3], np.int32)},
+         "com.microsoft Attention, packed QKV + bias, 1-D lengths mask (5 and 3 of 5 keys)", atol=1e-4)
+    # GPT-2 style: unidirectional, raw 2-D mask over past + new keys, past/present, and
+    # Q/K/V of different sizes is not allowed with past, so equal ones.
+    past_len = 3
+    past = f32(2, b, nh, past_len, h // nh)
+    raw = np.ones((b, past_len + s), np.int32)
+    raw[1, :2] = 0  # left padding of the second sequence
+    save("contrib_attention_causal_past",
+         [helper.make_node("Attention", ["x", "w", "bias", "mask", "past"], ["y", "present"], domain=MS,
+                           num_heads=nh, unidirectional=1)],
+         [vi("x", F, [b, s, h]), vi("mask", I32, [b, past_len + s]), vi("past", F, [2, b, nh, past_len, h // nh])],
+         [vi("y", F, [b, s, h]), vi("present", F, [2, b, nh, past_len + s, h // nh])],
+         init(w=w, bias=bias), {"x": x, "mask": raw, "past": past},
+         "com.microsoft Attention, unidirectional, raw 2-D mask with left padding, past/present", atol=1e-4)
+    # Different V size (qkv_hidden_sizes), no mask, custom scale. (ORT 1.31.1's CPU kernel
+    # crashes on this without a bias.)
+    wv = f32(h, h + h + 8) * 0.3
+    save("contrib_attention_qkv_sizes",
+         [helper.make_node("Attention", ["x", "w", "bv"], ["y"], domain=MS, num_heads=nh,
+                           qkv_hidden_sizes=[h, h, 8], scale=0.2)],
+         [vi("x", F, [b, s, h])], [vi("y", F, [b, s, 8])], init(w=wv, bv=f32(h + h + 8) * 0.1), {"x": x},
+         "com.microsoft Attention, qkv_hidden_sizes [16, 16, 8], scale 0.2, no mask", atol=1e-4)
+
+    # MultiHeadAttention: cross attention over 7 keys, projection bias, key padding mask.
+    kv = 7
+    q, k, v, mbias = f32(b, s, h), f32(b, kv, h), f32(b, kv, h), f32(3 * h) * 0.1
+    kpm = np.ones((b, kv), np.int32)
+    kpm[0, 5:] = 0
+    save("contrib_multi_head_attention",
+         [helper.make_node("MultiHeadAttention", ["q", "k", "v", "bias", "kpm"], ["y"], domain=MS, num_heads=nh)],
+         [vi("q", F, [b, s, h]), vi("k", F, [b, kv, h]), vi("v", F, [b, kv, h]), vi("kpm", I32, [b, kv])],
+         [vi("y", F, [b, s, h])], init(bias=mbias), {"q": q, "k": k, "v": v, "kpm": kpm},
+         "com.microsoft MultiHeadAttention, cross attention, bias, 2-D key padding mask", atol=1e-4)
+    # Causal self attention with past_key/past_value and present outputs.
+    pk, pv = f32(b, nh, past_len, h // nh), f32(b, nh, past_len, h // nh)
+    tot = past_len + s
+    save("contrib_multi_head_attention_past",
+         [helper.make_node("MultiHeadAttention", ["q", "k2", "v2", "", "", "", "pk", "pv"], ["y", "present_k", "present_v"],
+                           domain=MS, num_heads=nh, unidirectional=1)],
+         [vi("q", F, [b, s, h]), vi("k2", F, [b, s, h]), vi("v2", F, [b, s, h]),
+          vi("pk", F, [b, nh, past_len, h // nh]), vi("pv", F, [b, nh, past_len, h // nh])],
+         [vi("y", F, [b, s, h]), vi("present_k", F, [b, nh, tot, h // nh]), vi("present_v", F, [b, nh, tot, h // nh])],
+         [], {"q": q, "k2": f32(b, s, h), "v2": f32(b, s, h), "pk": pk, "pv": pv},
+         "com.microsoft MultiHeadAttention, unidirectional, past_key/past_value and presents", atol=1e-4)
+
+    # EmbedLayerNormalization with segments and a mask (mask_index counts the ones).
+    vocab, maxpos = 20, 8
+    ids = rng.integers(0, vocab, size=(b, s)).astype(np.int32)
+    seg = np.array([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]], np.int32)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], np.int32)
+    save("contrib_embed_layer_norm",
+         [helper.make_node("EmbedLayerNormalization", ["ids", "seg", "word", "pos", "segt", "gamma", "beta", "mask"],
+                           ["y", "mask_index", "sum"], domain=MS, epsilon=1e-5)],
+         [vi("ids", I32, [b, s]), vi("seg", I32, [b, s]), vi("mask", I32, [b, s])],
+         [vi("y", F, [b, s, h]), vi("mask_index", I32, [b]), vi("sum", F, [b, s, h])],
+         init(word=f32(vocab, h), pos=f32(maxpos, h), segt=f32(2, h), gamma=f32(h), beta=f32(h)),
+         {"ids": ids, "seg": seg, "mask": mask},
+         "com.microsoft EmbedLayerNormalization, segments, mask index and embedding sum outputs", atol=1e-4)
+
+    # FusedMatMul as ORT's MatMulScaleFusion / MatmulTransposeFusion write it.
+    a4, b4 = f32(2, 3, 4, 8), f32(2, 3, 6, 8)
+    save("contrib_fused_matmul",
+         [helper.make_node("FusedMatMul", ["a", "b"], ["y"], domain=MS, transB=1, alpha=0.125),
+          helper.make_node("FusedMatMul", ["at", "b2"], ["y2"], domain=MS, transA=1, alpha=2.0)],
+         [vi("a", F, [2, 3, 4, 8]), vi("b", F, [2, 3, 6, 8]), vi("at", F, [8, 4])],
+         [vi("y", F, [2, 3, 4, 6]), vi("y2", F, [4, 5])], init(b2=f32(8, 5)),
+         {"a": a4, "b": b4, "at": f32(8, 4)}, "com.microsoft FusedMatMul, transB with alpha, transA with alpha", atol=1e-4)
+
+    xg = f32(2, 3, 8)
+    save("contrib_gelu", [helper.make_node("Gelu", ["x"], ["y"], domain=MS)],
+         [vi("x", F, [2, 3, 8])], [vi("y", F, [2, 3, 8])], [], {"x": xg}, "com.microsoft Gelu (exact)")
+    bias8 = f32(8)
+    save("contrib_bias_add", [helper.make_node("BiasAdd", ["x", "bias", "skip"], ["y"], domain=MS)],
+         [vi("x", F, [2, 3, 8]), vi("skip", F, [2, 3, 8])], [vi("y", F, [2, 3, 8])], init(bias=bias8),
+         {"x": xg, "skip": f32(2, 3, 8)}, "com.microsoft BiasAdd (ORT has no CPU kernel: numpy reference)",
+         numpy_ref=lambda f: [f["x"] + bias8 + f["skip"]])
+    # ORT's BiasSoftmaxFusion makes it from Add(scores, mask) + Softmax, so the bias
+    # broadcasts as numpy does: inner (a 1 between batch and the softmax axis) or outer.
+    scores, sm_inner, sm_outer = f32(2, 2, 4, 6), f32(2, 1, 4, 6), f32(4, 6)
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    save("contrib_bias_softmax",
+         [helper.make_node("BiasSoftmax", ["x", "inner"], ["y"], domain=MS, axis=3, is_inner_broadcast=1),
+          helper.make_node("BiasSoftmax", ["x", "outer"], ["y2"], domain=MS, axis=3, is_inner_broadcast=0)],
+         [vi("x", F, [2, 2, 4, 6])], [vi("y", F, [2, 2, 4, 6]), vi("y2", F, [2, 2, 4, 6])],
+         init(inner=sm_inner, outer=sm_outer), {"x": scores},
+         "com.microsoft BiasSoftmax, inner and outer broadcast of the bias (ORT has no CPU kernel: numpy reference)",
+         numpy_ref=lambda f: [softmax(f["x"] + sm_inner), softmax(f["x"] + sm_outer)])
+
+
+def ort_optimized_bert():
+    """A 2-layer BERT with eager attention (the pattern ORT's optimizer fuses), exported by
+    torch (TorchScript, opset 14) and optimised with
+    `onnxruntime.transformers.optimizer --model_type bert --opt_level 1`."""
+    import tempfile
+
+    import torch
+    from onnxruntime.transformers import optimizer
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(5)
+    cfg = BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, type_vocab_size=2,
+                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager")
+    bert = BertModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():  # LayerNorm weights off their 1/0 init, so each one is tested
+        for name, p in bert.named_parameters():
+            if "LayerNorm" in name:
+                p.add_(torch.randn_like(p) * 0.2)
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids, return_dict=False)[0]
+
+    rng = np.random.default_rng(12)
+    batch, seq = 2, 16
+    ids = rng.integers(0, 128, size=(batch, seq)).astype(np.int64)
+    mask = np.ones((batch, seq), np.int64)
+    mask[0, 12:] = 0
+    mask[1, 9:] = 0
+    types = np.zeros((batch, seq), np.int64)
+    types[:, seq // 2:] = 1
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    dyn = {n: {0: "batch", 1: "sequence"} for n in names}
+    dyn["last_hidden_state"] = {0: "batch", 1: "sequence"}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = os.path.join(tmp, "bert.onnx")
+        torch.onnx.export(Wrapper(bert), tuple(torch.from_numpy(a) for a in (ids, mask, types)), raw,
+                          dynamo=False, opset_version=14, input_names=names, output_names=["last_hidden_state"],
+                          dynamic_axes=dyn, do_constant_folding=True)
+        opt = optimizer.optimize_model(raw, model_type="bert", num_heads=4, hidden_size=32, opt_level=1)
+        model = opt.model
+    fused = sorted({n.op_type for n in model.graph.node if n.domain == MS})
+    assert {"Attention", "EmbedLayerNormalization"} <= set(fused), fused
+    write_fixture("contrib_ort_optimized_bert", model, dict(zip(names, (ids, mask, types))),
+                  f"tiny BERT (2 layers, hidden 32, 4 heads, eager attention) through ONNX Runtime's transformer "
+                  f"optimizer, opt_level 1: {', '.join(fused)}; padded masks of 12 and 9 tokens",
+                  "torchscript opset 14 + onnxruntime.transformers.optimizer", 1e-4, {"batch": batch, "sequence": seq})
 
 
 if __name__ == "__main__":

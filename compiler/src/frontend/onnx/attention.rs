@@ -57,7 +57,11 @@ fn bias_where(
 }
 
 /// `[b, s, heads·d]` → `[b, heads, s, d]`.
-fn split_heads(c: &mut NodeCtx<'_>, x: ValueId, heads: usize) -> Result<ValueId, OpError> {
+pub(super) fn split_heads(
+    c: &mut NodeCtx<'_>,
+    x: ValueId,
+    heads: usize,
+) -> Result<ValueId, OpError> {
     let shape = c.ty(x).shape.clone();
     let &[b, s, hidden] = shape.as_slice() else {
         return invalid!("expected a 3-D input, got {}", c.ty(x));

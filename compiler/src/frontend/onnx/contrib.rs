@@ -32,6 +32,19 @@ pub const CONSTRUCTORS: &[(&str, super::ops::Constructor)] = &[
     ("MatMulIntegerToFloat", matmul_integer_to_float),
     ("RotaryEmbedding", rotary_embedding),
     ("GroupQueryAttention", group_query_attention),
+    ("Attention", super::contrib_attention::attention),
+    (
+        "MultiHeadAttention",
+        super::contrib_attention::multi_head_attention,
+    ),
+    (
+        "EmbedLayerNormalization",
+        super::contrib_attention::embed_layer_norm,
+    ),
+    ("FusedMatMul", fused_matmul),
+    ("Gelu", gelu),
+    ("BiasAdd", bias_add),
+    ("BiasSoftmax", bias_softmax),
 ];
 
 /// `x + bias` when the optional input `i` is present.
@@ -54,6 +67,73 @@ fn bias_gelu(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let (a, b) = (c.input(0)?, c.input(1)?);
     let x = bin(c, BinaryKind::Add, a, b)?;
     Ok(vec![un(c, UnaryKind::Gelu, x)?])
+}
+
+/// `com.microsoft.Gelu(X)`: exact (erf) GELU.
+fn gelu(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let x = c.input(0)?;
+    Ok(vec![un(c, UnaryKind::Gelu, x)?])
+}
+
+/// `BiasAdd(X, bias, skip)`: `X + bias + skip`.
+fn bias_add(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, b, skip) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let y = bin(c, BinaryKind::Add, x, b)?;
+    Ok(vec![bin(c, BinaryKind::Add, y, skip)?])
+}
+
+/// `BiasSoftmax(data, bias)`: softmax of `data + bias` (numpy broadcasting, as ORT's fusion
+/// of `Add` + `Softmax` writes it; `is_inner_broadcast` only describes that broadcast) over
+/// the axes from `axis` on, flattened as opset-1 Softmax.
+fn bias_softmax(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, bias) = (c.input(0)?, c.input(1)?);
+    let rank = c.ty(x).rank();
+    let axis = c.attr_int("axis", 1)?;
+    let axis = usize::try_from(if axis < 0 { axis + rank as i64 } else { axis })
+        .ok()
+        .filter(|&a| a < rank)
+        .ok_or_else(|| OpError::Invalid(format!("axis {axis} out of range for {}", c.ty(x))))?;
+    let y = bin(c, BinaryKind::Add, x, bias)?;
+    let y = c.add1(
+        Op::Softmax(ops::softmax::Softmax {
+            axis,
+            log: false,
+            coerce_2d: axis + 1 != rank,
+        }),
+        &[y],
+    )?;
+    Ok(vec![y])
+}
+
+/// `FusedMatMul(A, B)`: `alpha · op(A) · op(B)`, `op` transposing the last two axes when
+/// `transA` / `transB` is set. The batch-axis transposes (`transBatchA`/`transBatchB`)
+/// are not supported.
+fn fused_matmul(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (mut a, mut b) = (c.input(0)?, c.input(1)?);
+    for name in ["transBatchA", "transBatchB"] {
+        if c.attr_int(name, 0)? != 0 {
+            return unsupported!("attribute `{name}`=1 (batch-axis transpose)");
+        }
+    }
+    for (x, name) in [(&mut a, "transA"), (&mut b, "transB")] {
+        if c.attr_int(name, 0)? == 0 {
+            continue;
+        }
+        let rank = c.ty(*x).rank();
+        if rank < 2 {
+            return invalid!("`{name}` on a {}-D operand", rank);
+        }
+        let mut perm: Vec<usize> = (0..rank).collect();
+        perm.swap(rank - 2, rank - 1);
+        *x = super::ops::transpose_v(c, *x, perm)?;
+    }
+    let mut y = c.add1(Op::MatMul(ops::matmul::MatMul {}), &[a, b])?;
+    let alpha = c.attr_float("alpha", 1.0)?;
+    if alpha != 1.0 {
+        let s = scalar(c, c.ty(y).dtype, alpha as f64)?;
+        y = bin(c, BinaryKind::Mul, y, s)?;
+    }
+    Ok(vec![y])
 }
 
 /// `QuickGelu(X)`: `x · sigmoid(alpha · x)`.
@@ -81,7 +161,7 @@ fn rms(c: &mut NodeCtx<'_>, x: ValueId, epsilon: f64) -> Result<(ValueId, ValueI
     Ok((bin(c, BinaryKind::Mul, x, inv)?, inv))
 }
 
-fn wants_output(c: &NodeCtx<'_>, k: usize) -> bool {
+pub(super) fn wants_output(c: &NodeCtx<'_>, k: usize) -> bool {
     c.proto.output.get(k).is_some_and(|o| !o.is_empty())
 }
 

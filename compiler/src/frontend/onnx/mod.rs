@@ -4,6 +4,7 @@
 #![deny(clippy::indexing_slicing)]
 mod attention;
 mod contrib;
+mod contrib_attention;
 mod conv;
 mod einsum;
 mod extra;
