@@ -283,7 +283,7 @@ pub(super) fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
             if pb != batch
                 || ph != heads
                 || Some(&pd) != c.ty(k).shape.get(3)
-                || sizes.get(0) != sizes.get(2)
+                || sizes.first() != sizes.get(2)
             {
                 return invalid!(
                     "past {} does not fit {heads} heads of {}",

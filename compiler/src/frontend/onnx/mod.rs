@@ -88,6 +88,24 @@ pub fn default_opset(model: &ModelProto) -> Result<i64> {
         })
 }
 
+/// The node as errors name it: an op of another domain (`com.microsoft`) with that domain
+/// and its opset.
+fn error_ref(model: &ModelProto, proto: &NodeProto, node: &NodeRef) -> NodeRef {
+    if proto.domain.is_empty() || proto.domain == "ai.onnx" {
+        return node.clone();
+    }
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain == proto.domain)
+        .map_or(0, |o| o.version);
+    NodeRef {
+        name: node.name.clone(),
+        op_type: format!("{}.{}", proto.domain, proto.op_type),
+        opset,
+    }
+}
+
 fn node_name(proto: &NodeProto, index: usize) -> String {
     if proto.name.is_empty() {
         format!("{}_{index}", proto.op_type)
@@ -209,7 +227,7 @@ pub fn import(model: &ModelProto, model_dir: &Path, options: &ImportOptions) -> 
             Some(f) => quant::fused(&mut ctx, f),
             None => ops::construct(ctor, &mut ctx),
         }
-        .map_err(|e| e.at(node.clone()))?;
+        .map_err(|e| e.at(error_ref(model, proto, &node)))?;
         for (name, &v) in proto.output.iter().zip(outputs.iter()) {
             if name.is_empty() {
                 continue;

@@ -1,0 +1,117 @@
+//! Unsupported forms of ONNX Runtime's `com.microsoft` fusions (shared past/present buffers,
+//! rotary inside Attention, packed QKV, batch-axis transposes, a 4-D Megatron mask): each is
+//! a variant of a committed `contrib_*` fixture, built with the real `slm-aot` binary, and
+//! must fail with exit 1, no panic, and an error naming the node, `com.microsoft.<op>`, the
+//! contrib opset and the attribute or input refused.
+mod common;
+
+use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto};
+use std::path::PathBuf;
+
+fn load(fixture: &str) -> ModelProto {
+    let path = common::repo()
+        .join("tests/models")
+        .join(fixture)
+        .join("model.onnx");
+    ModelProto::parse_from_bytes(&std::fs::read(path).expect("read fixture")).expect("decode")
+}
+
+fn write(name: &str, m: &ModelProto) -> PathBuf {
+    let p = common::scratch("contrib-errors").join(name);
+    std::fs::write(&p, m.write_to_bytes().expect("encode")).expect("write");
+    p
+}
+
+/// The first node, renamed so the error can be checked to name it.
+fn first_node<'a>(m: &'a mut ModelProto, name: &str) -> &'a mut NodeProto {
+    let node = m
+        .graph
+        .as_mut()
+        .and_then(|g| g.node.first_mut())
+        .expect("a node");
+    node.name = name.into();
+    node
+}
+
+fn int_attr(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i: value,
+        type_: onnx_protobuf::attribute_proto::AttributeType::INT.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn unsupported_attention_attributes_are_typed_errors() {
+    for (fixture, attr) in [
+        ("contrib_attention_causal_past", "past_present_share_buffer"),
+        ("contrib_attention", "do_rotary"),
+        ("contrib_fused_matmul", "transBatchB"),
+    ] {
+        let mut m = load(fixture);
+        first_node(&mut m, "fused0").attribute.push(int_attr(attr, 1));
+        let p = write(&format!("{fixture}_{attr}.onnx"), &m);
+        common::expect_build_error(
+            &p,
+            &[],
+            &[
+                "unsupported: node `fused0`",
+                "(com.microsoft.",
+                "opset 1)",
+                &format!("`{attr}`=1"),
+            ],
+        );
+    }
+}
+
+#[test]
+fn packed_qkv_multi_head_attention_is_a_typed_error() {
+    let mut m = load("contrib_multi_head_attention");
+    let node = first_node(&mut m, "mha0");
+    for slot in 1..3 {
+        node.input[slot] = String::new();
+    }
+    let p = write("mha_packed.onnx", &m);
+    common::expect_build_error(
+        &p,
+        &[],
+        &[
+            "node `mha0` (com.microsoft.MultiHeadAttention, opset 1)",
+            "packed QKV",
+        ],
+    );
+}
+
+#[test]
+fn a_four_d_attention_mask_is_a_typed_error() {
+    // Megatron-style [batch, 1, max, max] masks: replace the lengths mask by such an input.
+    let mut m = load("contrib_attention");
+    let graph = m.graph.as_mut().expect("graph");
+    let mask = graph
+        .input
+        .iter_mut()
+        .find(|i| i.name == "mask_index")
+        .expect("mask_index input");
+    let shape = mask
+        .type_
+        .as_mut()
+        .and_then(|t| t.mut_tensor_type().shape.as_mut())
+        .expect("shape");
+    let dim = shape.dim.first().cloned().expect("batch dim");
+    let mut square = dim.clone();
+    square.set_dim_value(5);
+    let mut one = dim.clone();
+    one.set_dim_value(1);
+    shape.dim = vec![dim, one, square.clone(), square];
+    first_node(&mut m, "attn4d");
+    let p = write("attention_mask4d.onnx", &m);
+    common::expect_build_error(
+        &p,
+        &[],
+        &[
+            "node `attn4d` (com.microsoft.Attention, opset 1)",
+            "mask i32[2,1,5,5]",
+        ],
+    );
+}
