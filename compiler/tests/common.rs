@@ -164,6 +164,22 @@ fn fixtures_in(root: &Path) -> Vec<Fixture> {
     out
 }
 
+/// A committed fixture's `model.onnx`, decoded (for tests that make hostile variants).
+pub fn fixture_model(fixture: &str) -> onnx_protobuf::ModelProto {
+    use onnx_protobuf::Message;
+    let path = repo().join("tests/models").join(fixture).join("model.onnx");
+    onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(path).expect("read fixture"))
+        .expect("decode")
+}
+
+/// Write `m` as `<scratch(folder)>/name` and return its path.
+pub fn write_model(folder: &str, name: &str, m: &onnx_protobuf::ModelProto) -> PathBuf {
+    use onnx_protobuf::Message;
+    let p = scratch(folder).join(name);
+    std::fs::write(&p, m.write_to_bytes().expect("encode")).expect("write");
+    p
+}
+
 /// Run `slm-aot build MODEL -o <scratch> EXTRA..`; assert exit 1, no panic, and every
 /// `expected` fragment in stderr.
 pub fn expect_build_error(model: &Path, extra: &[&str], expected: &[&str]) {

@@ -5,21 +5,15 @@
 //! contrib opset and the attribute or input refused.
 mod common;
 
-use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto};
+use onnx_protobuf::{AttributeProto, ModelProto, NodeProto};
 use std::path::PathBuf;
 
 fn load(fixture: &str) -> ModelProto {
-    let path = common::repo()
-        .join("tests/models")
-        .join(fixture)
-        .join("model.onnx");
-    ModelProto::parse_from_bytes(&std::fs::read(path).expect("read fixture")).expect("decode")
+    common::fixture_model(fixture)
 }
 
 fn write(name: &str, m: &ModelProto) -> PathBuf {
-    let p = common::scratch("contrib-errors").join(name);
-    std::fs::write(&p, m.write_to_bytes().expect("encode")).expect("write");
-    p
+    common::write_model("contrib-errors", name, m)
 }
 
 /// The first node, renamed so the error can be checked to name it.
@@ -50,7 +44,9 @@ fn unsupported_attention_attributes_are_typed_errors() {
         ("contrib_fused_matmul", "transBatchB"),
     ] {
         let mut m = load(fixture);
-        first_node(&mut m, "fused0").attribute.push(int_attr(attr, 1));
+        first_node(&mut m, "fused0")
+            .attribute
+            .push(int_attr(attr, 1));
         let p = write(&format!("{fixture}_{attr}.onnx"), &m);
         common::expect_build_error(
             &p,

@@ -5,21 +5,15 @@
 //! exact float/i32 lowering with a report note saying why the convolution is not integer.
 mod common;
 
-use onnx_protobuf::{Message, ModelProto, TensorProto};
+use onnx_protobuf::{ModelProto, TensorProto};
 use std::path::PathBuf;
 
 fn load(fixture: &str) -> ModelProto {
-    let path = common::repo()
-        .join("tests/models")
-        .join(fixture)
-        .join("model.onnx");
-    ModelProto::parse_from_bytes(&std::fs::read(path).expect("read fixture")).expect("decode")
+    common::fixture_model(fixture)
 }
 
 fn write(name: &str, m: &ModelProto) -> PathBuf {
-    let p = common::scratch("qconv-errors").join(name);
-    std::fs::write(&p, m.write_to_bytes().expect("encode")).expect("write");
-    p
+    common::write_model("qconv-errors", name, m)
 }
 
 fn graph(m: &mut ModelProto) -> &mut onnx_protobuf::GraphProto {

@@ -73,6 +73,27 @@ pub(super) fn split_heads(
     transpose_v(c, x, vec![0, 2, 1, 3])
 }
 
+/// `[b, heads, s, d]` → `[b, s, heads·d]`, the inverse of `split_heads`.
+pub(super) fn merge_heads(c: &mut NodeCtx<'_>, y: ValueId) -> Result<ValueId, OpError> {
+    let &[b, heads, s, d] = c.ty(y).shape.as_slice() else {
+        return invalid!("attention output must be 4-D, got {}", c.ty(y));
+    };
+    let y = transpose_v(c, y, vec![0, 2, 1, 3])?;
+    reshape_v(c, y, vec![b, s, heads * d])
+}
+
+/// Softmax over the last axis of a 4-D value (attention scores).
+pub(super) fn softmax_keys(c: &mut NodeCtx<'_>, x: ValueId) -> Result<ValueId, OpError> {
+    c.add1(
+        Op::Softmax(ops::softmax::Softmax {
+            axis: 3,
+            log: false,
+            coerce_2d: false,
+        }),
+        &[x],
+    )
+}
+
 fn positive_attr(c: &NodeCtx<'_>, name: &str) -> Result<Option<usize>, OpError> {
     if !c.has_attr(name) {
         return Ok(None);
@@ -223,11 +244,7 @@ pub fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let softcap = c.attr_float("softcap", 0.0)? as f64;
     let [mut y, qk, with_bias, probs] = scaled_dot_product(c, q, k, v, bias, sqrt_scale, softcap)?;
     if rank == 3 {
-        let &[b, heads, s, d] = c.ty(y).shape.as_slice() else {
-            return invalid!("attention output must be 4-D, got {}", c.ty(y));
-        };
-        y = transpose_v(c, y, vec![0, 2, 1, 3])?;
-        y = reshape_v(c, y, vec![b, s, heads * d])?;
+        y = merge_heads(c, y)?;
     }
     let qk_out = match c.attr_int("qk_matmul_output_mode", 0)? {
         0 | 1 => qk,
@@ -285,14 +302,7 @@ pub(super) fn scaled_dot_product(
         qk = bin(c, BinaryKind::Mul, t, cap)?;
     }
     let with_bias = bin(c, BinaryKind::Add, qk, bias)?;
-    let probs = c.add1(
-        Op::Softmax(ops::softmax::Softmax {
-            axis: 3,
-            log: false,
-            coerce_2d: false,
-        }),
-        &[with_bias],
-    )?;
+    let probs = softmax_keys(c, with_bias)?;
     // Rows whose bias is -inf everywhere attend to nothing: their probabilities are 0.
     let bias_rank = c.ty(bias).rank();
     let row_max = reduce_to(c, ReduceKind::Max, bias, &[bias_rank - 1], true)?;

@@ -543,10 +543,5 @@ fn group_query_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let bias = cast_v(c, bias, dtype)?;
     let softcap = c.attr_float("softcap", 0.0)? as f64;
     let [y, ..] = scaled_dot_product(c, q4, k4, v4, bias, sqrt_scale, softcap)?;
-    let y = super::ops::transpose_v(c, y, vec![0, 2, 1, 3])?;
-    let &[b, s, h, d] = c.ty(y).shape.as_slice() else {
-        return invalid!("attention output {} is not 4-D", c.ty(y));
-    };
-    let y = reshape_v(c, y, vec![b, s, h * d])?;
-    Ok(vec![y, k4, v4])
+    Ok(vec![super::attention::merge_heads(c, y)?, k4, v4])
 }

@@ -5,7 +5,7 @@
 //! Masks follow ORT's CPU kernels: masked scores get `mask_filter_value` (default -10000)
 //! added, not `-inf`, so a fully masked row is a uniform average as in ORT.
 #![deny(clippy::indexing_slicing)]
-use super::attention::split_heads;
+use super::attention::{merge_heads, softmax_keys, split_heads};
 use super::node::NodeCtx;
 use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, transpose_v};
 use crate::error::OpError;
@@ -197,20 +197,9 @@ fn attend(
         }
         s = bin(c, BinaryKind::Add, s, b)?;
     }
-    let p = c.add1(
-        Op::Softmax(ops::softmax::Softmax {
-            axis: 3,
-            log: false,
-            coerce_2d: false,
-        }),
-        &[s],
-    )?;
+    let p = softmax_keys(c, s)?;
     let y = c.add1(Op::MatMul(ops::matmul::MatMul {}), &[p, v])?;
-    let y = transpose_v(c, y, vec![0, 2, 1, 3])?;
-    let &[b, s, h, d] = c.ty(y).shape.as_slice() else {
-        return invalid!("attention output {} is not 4-D", c.ty(y));
-    };
-    reshape_v(c, y, vec![b, s, h * d])
+    merge_heads(c, y)
 }
 
 /// `[b, s, hidden]` of `x` (3-D input check).
