@@ -204,6 +204,22 @@ def bert_fusions(rng):
          [vi("x", F, [b, s, h])], [vi("y", F, [b, s, 8])], init(w=wv, bv=f32(h + h + 8) * 0.1), {"x": x},
          "com.microsoft Attention, qkv_hidden_sizes [16, 16, 8], scale 0.2, no mask", atol=1e-4)
 
+    # QAttention as ORT's dynamic quantizer writes it: DynamicQuantizeLinear of the input,
+    # int8 weights (per-column scales in the second fixture), the same lengths mask.
+    qrng = np.random.default_rng(13)  # its own stream: the fixtures below keep their data
+    wq = qrng.integers(-127, 128, size=(h, 3 * h)).astype(np.int8)
+    for per_column in (0, 1):
+        ws = (qrng.random(3 * h) * 0.01 + 0.005).astype(np.float32) if per_column else np.array(0.01, np.float32)
+        save(f"contrib_qattention{'_per_column' if per_column else ''}",
+             [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xzp"]),
+              helper.make_node("QAttention", ["xq", "wq", "bias", "xs", "ws", "mask_index", "xzp", "wzp"], ["y"],
+                               domain=MS, num_heads=nh)],
+             [vi("x", F, [b, s, h]), vi("mask_index", I32, [b])], [vi("y", F, [b, s, h])],
+             init(wq=wq, bias=bias, ws=ws, wzp=np.zeros(ws.shape, np.int8)),
+             {"x": x, "mask_index": np.array([5, 3], np.int32)},
+             f"com.microsoft QAttention after DynamicQuantizeLinear, int8 weights, "
+             f"{'per-column' if per_column else 'per-tensor'} scale, 1-D lengths mask", atol=1e-4)
+
     # MultiHeadAttention: cross attention over 7 keys, projection bias, key padding mask.
     kv = 7
     q, k, v, mbias = f32(b, s, h), f32(b, kv, h), f32(b, kv, h), f32(3 * h) * 0.1

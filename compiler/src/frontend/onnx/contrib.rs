@@ -33,6 +33,7 @@ pub const CONSTRUCTORS: &[(&str, super::ops::Constructor)] = &[
     ("RotaryEmbedding", rotary_embedding),
     ("GroupQueryAttention", group_query_attention),
     ("Attention", super::contrib_attention::attention),
+    ("QAttention", super::contrib_attention::q_attention),
     (
         "MultiHeadAttention",
         super::contrib_attention::multi_head_attention,
@@ -353,7 +354,7 @@ fn matmul_nbits(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
 
 /// `(A - a_zp)·(B - b_zp) · a_scale · b_scale (+ bias)` with the zero-point-shifted
 /// product in i32; `b_scale` (and `b_zp`) may be per column.
-fn integer_product_to_float(
+pub(super) fn integer_product_to_float(
     c: &mut NodeCtx<'_>,
     [a, a_scale, a_zp]: [Option<ValueId>; 3],
     [b, b_scale, b_zp]: [Option<ValueId>; 3],

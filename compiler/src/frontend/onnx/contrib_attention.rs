@@ -120,10 +120,10 @@ struct Masking {
 }
 
 impl Masking {
-    fn read(c: &NodeCtx<'_>, mask: usize, bias: usize) -> Result<Self, OpError> {
+    fn read(c: &NodeCtx<'_>, mask: usize, bias: Option<usize>) -> Result<Self, OpError> {
         Ok(Masking {
             mask: c.opt_input(mask),
-            attention_bias: c.opt_input(bias),
+            attention_bias: bias.and_then(|b| c.opt_input(b)),
             unidirectional: c.attr_int("unidirectional", 0)? != 0,
             filter: c.attr_float("mask_filter_value", -10000.0)? as f64,
         })
@@ -216,6 +216,74 @@ fn dims3(c: &NodeCtx<'_>, x: ValueId, what: &str) -> Result<[usize; 3], OpError>
 /// past ++ new); shared past/present buffers and rotary embedding are not supported.
 pub(super) fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let (x, w) = (c.input(0)?, c.input(1)?);
+    if c.opt_input(6).is_some() {
+        return unsupported!("input `past_sequence_length` (shared past/present buffers)");
+    }
+    let sizes = qkv_sizes(c, x, w)?;
+    let heads = num_heads(c, &sizes)?;
+    let ws = split(c, w, 1, sizes.clone())?;
+    let bs = match c.opt_input(2) {
+        Some(b) => split(c, b, 0, sizes.clone())?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => vec![None; 3],
+    };
+    let mut qkv = Vec::with_capacity(3);
+    for (w, b) in ws.into_iter().zip(bs) {
+        qkv.push(project(c, x, w, b)?);
+    }
+    let &[q, k, v] = qkv.as_slice() else {
+        return invalid!("Q/K/V split did not give three parts");
+    };
+    self_attention(
+        c,
+        [q, k, v],
+        heads,
+        Slots {
+            mask: 3,
+            past: 4,
+            attention_bias: Some(5),
+        },
+    )
+}
+
+/// `QAttention(input, weight, bias, input_scale, weight_scale, mask_index?, input_zero_point?,
+/// weight_zero_point?, past?)`: `Attention` whose packed projection is the exact integer
+/// product `(input - zp)·(weight - w_zp)` scaled back to float (weight scale and zero point
+/// per tensor or per column), plus the float bias.
+pub(super) fn q_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let (x, w, bias) = (c.input(0)?, c.input(1)?, c.input(2)?);
+    let sizes = qkv_sizes(c, x, w)?;
+    let heads = num_heads(c, &sizes)?;
+    let y = super::contrib::integer_product_to_float(
+        c,
+        [Some(x), c.opt_input(3), c.opt_input(6)],
+        [Some(w), c.opt_input(4), c.opt_input(7)],
+        Some(bias),
+    )?;
+    let parts = split(c, y, 2, sizes)?;
+    let &[q, k, v] = parts.as_slice() else {
+        return invalid!("Q/K/V split did not give three parts");
+    };
+    let slots = Slots {
+        mask: 5,
+        past: 8,
+        attention_bias: None,
+    };
+    self_attention(c, [q, k, v], heads, slots)
+}
+
+/// Where `Attention` and `QAttention` keep their optional inputs.
+struct Slots {
+    mask: usize,
+    past: usize,
+    attention_bias: Option<usize>,
+}
+
+/// The Q/K/V hidden sizes of a packed weight `[hidden_in, q + k + v]` for input `x`,
+/// after refusing the attributes neither `Attention` nor `QAttention` lowering supports.
+fn qkv_sizes(c: &NodeCtx<'_>, x: ValueId, w: ValueId) -> Result<Vec<usize>, OpError> {
     refuse_attr(c, "do_rotary", 0, "rotary embedding inside Attention")?;
     refuse_attr(
         c,
@@ -223,10 +291,7 @@ pub(super) fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         0,
         "shared past/present buffers",
     )?;
-    if c.opt_input(6).is_some() {
-        return unsupported!("input `past_sequence_length` (shared past/present buffers)");
-    }
-    let [batch, seq, hidden_in] = dims3(c, x, "input")?;
+    let [_, _, hidden_in] = dims3(c, x, "input")?;
     let &[w_in, w_out] = c.ty(w).shape.as_slice() else {
         return invalid!("weights must be 2-D, got {}", c.ty(w));
     };
@@ -244,24 +309,22 @@ pub(super) fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         None if w_out.is_multiple_of(3) => vec![w_out / 3; 3],
         None => return invalid!("weights {} are not three equal parts", c.ty(w)),
     };
-    let heads = num_heads(c, &sizes)?;
-    let ws = split(c, w, 1, sizes.clone())?;
-    let bs = match c.opt_input(2) {
-        Some(b) => split(c, b, 0, sizes.clone())?
-            .into_iter()
-            .map(Some)
-            .collect(),
-        None => vec![None; 3],
-    };
-    let mut qkv = Vec::with_capacity(3);
-    for (w, b) in ws.into_iter().zip(bs) {
-        let y = project(c, x, w, b)?;
-        qkv.push(split_heads(c, y, heads)?);
-    }
-    let &[q, mut k, mut v] = qkv.as_slice() else {
-        return invalid!("Q/K/V split did not give three parts");
-    };
-    let present = match c.opt_input(4) {
+    Ok(sizes)
+}
+
+/// Self-attention of projected `[b, s, hidden]` Q/K/V: heads split, `past`
+/// `[2, b, heads, past, d]` prepended (output `present`), masks, fused attention chain.
+fn self_attention(
+    c: &mut NodeCtx<'_>,
+    [q, k, v]: [ValueId; 3],
+    heads: usize,
+    slots: Slots,
+) -> Result<Vec<ValueId>, OpError> {
+    let [batch, seq, _] = dims3(c, q, "query")?;
+    let q = split_heads(c, q, heads)?;
+    let mut k = split_heads(c, k, heads)?;
+    let mut v = split_heads(c, v, heads)?;
+    let present = match c.opt_input(slots.past) {
         Some(past) => {
             let &[2, pb, ph, plen, pd] = c.ty(past).shape.as_slice() else {
                 return invalid!(
@@ -269,10 +332,7 @@ pub(super) fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
                     c.ty(past)
                 );
             };
-            if pb != batch
-                || ph != heads
-                || Some(&pd) != c.ty(k).shape.get(3)
-                || sizes.first() != sizes.get(2)
+            if pb != batch || ph != heads || Some(&pd) != c.ty(k).shape.get(3) || c.ty(k) != c.ty(v)
             {
                 return invalid!(
                     "past {} does not fit {heads} heads of {}",
@@ -304,7 +364,7 @@ pub(super) fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
         None => None,
     };
     let total = c.dim(k, 2)?;
-    let bias = Masking::read(c, 3, 5)?.bias(c, batch, seq, total)?;
+    let bias = Masking::read(c, slots.mask, slots.attention_bias)?.bias(c, batch, seq, total)?;
     let y = attend(c, q, k, v, bias)?;
     Ok(std::iter::once(y).chain(present).collect())
 }
@@ -382,7 +442,7 @@ pub(super) fn multi_head_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, 
         _ => return invalid!("past_key and past_value must be given together"),
     }
     let total = c.dim(k, 2)?;
-    let mask = Masking::read(c, 4, 5)?.bias(c, batch, seq, total)?;
+    let mask = Masking::read(c, 4, Some(5))?.bias(c, batch, seq, total)?;
     let y = attend(c, q, k, v, mask)?;
     Ok(vec![y, k, v])
 }
