@@ -1,5 +1,6 @@
 //! ONNX Runtime's BERT/GPT-2 fusions from `com.microsoft`: `Attention` (packed QKV
-//! projection), `MultiHeadAttention` and `EmbedLayerNormalization`, lowered to the IR ops
+//! projection), its int8 form `QAttention`, `MultiHeadAttention` and
+//! `EmbedLayerNormalization`, lowered to the IR ops
 //! our passes fuse: per-head projections become `Linear`s, `MatMul · scale + mask →
 //! Softmax → MatMul` becomes the fused `Attention` op, the embedding sum a `LayerNorm`.
 //! Masks follow ORT's CPU kernels: masked scores get `mask_filter_value` (default -10000)
