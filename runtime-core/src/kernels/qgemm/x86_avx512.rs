@@ -53,18 +53,30 @@ pub unsafe fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
             // SAFETY: row `ic + r < m` of `qa` is `kp` bytes (`check_qgemm`).
             *f = unsafe { row_sum(&qa[(ic + r) * kp..(ic + r + 1) * kp]) }.wrapping_mul(128);
         }
-        for panel in 0..n.div_ceil(NR) {
+        let panels = n.div_ceil(NR);
+        // Each register tile of a panel prefetches its share of the next panel's cache lines.
+        let share = (kp * NR / 64).div_ceil(mb.div_ceil(mr));
+        for panel in 0..panels {
             let wp = w.panel(panel);
+            let next = if panel + 1 < panels {
+                w.panel(panel + 1)
+            } else {
+                &[]
+            };
             let mut ir = ic;
+            let mut nth = 0;
             while ir < ic + mb {
                 let left = ic + mb - ir;
                 let rows = left.div_ceil(left.div_ceil(mr));
+                let start = (nth * share * 64).min(next.len());
                 let t = Tile {
                     a: &qa[ir * kp..(ir + rows) * kp],
                     fix: &fix[ir - ic..ir - ic + rows],
                     row0: ir,
                     panel,
+                    prefetch: &next[start..(start + share * 64).min(next.len())],
                 };
+                nth += 1;
                 // SAFETY: the tile's rows exist in `qa` and `C`, `wp` is a whole panel
                 // (`check_qgemm`); the CPU features are this function's.
                 unsafe {
@@ -99,12 +111,14 @@ unsafe fn row_sum(a: &[i8]) -> i32 {
     _mm512_reduce_add_epi32(acc)
 }
 
-/// One register tile: rows `row0..` (`a`, with `128·Σ a` per row in `fix`) × panel `panel`.
+/// One register tile: rows `row0..` (`a`, with `128·Σ a` per row in `fix`) × panel `panel`,
+/// prefetching the bytes of `prefetch` (its share of the next panel) while it runs.
 struct Tile<'t> {
     a: &'t [i8],
     fix: &'t [i32],
     row0: usize,
     panel: usize,
+    prefetch: &'t [i8],
 }
 
 /// `R` rows × 32 columns of `C`, finished: exact sums, zero points, scales, bias, then the
@@ -156,7 +170,12 @@ unsafe fn tile<const R: usize>(
             ]
         })
     };
+    let (pf, pf_lines) = (t.prefetch.as_ptr(), t.prefetch.len().div_ceil(64));
     for gi in 1..kp / 4 {
+        if gi <= pf_lines {
+            // SAFETY: line `gi - 1` of the share starts inside `t.prefetch`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(pf.add((gi - 1) * 64)) };
+        }
         let (w0, w1) = group(gi);
         for (r, cr) in acc.iter_mut().enumerate() {
             let x = row(r, gi);
