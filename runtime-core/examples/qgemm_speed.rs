@@ -94,12 +94,19 @@ fn main() {
             },
         };
         let tq = median(reps, || qgemm(&qa, weights, &mut c, &g));
+        let bias = values(n, 5);
+        let gelu = QGemm {
+            bias: Some(&bias),
+            activation: Activation::Gelu,
+            ..g
+        };
+        let tg = median(reps, || qgemm(&qa, weights, &mut c, &gelu));
         let tqa = median(reps, || {
             quantize_rows_symmetric(&a, m, k, k, &mut qa, &mut sa, &mut za)
         });
         println!(
             "int8 m={m} k={k} n={n}: f32 gemm {:.0} us (min {:.0}) {:.1} GFLOP/s | qgemm {:.0} us \
-             (min {:.0}) {:.1} GOP/s | row quantization {:.0} us | (qgemm + quantization) / f32 \
+             (min {:.0}) {:.1} GOP/s, with bias + GELU {:.0} us | row quantization {:.0} us | (qgemm + quantization) / f32 \
              {:.2} (min {:.2})",
             tf.0 * 1e6,
             tf.1 * 1e6,
@@ -107,6 +114,7 @@ fn main() {
             tq.0 * 1e6,
             tq.1 * 1e6,
             ops / tq.0 * 1e-9,
+            tg.0 * 1e6,
             tqa.0 * 1e6,
             (tq.0 + tqa.0) / tf.0,
             (tq.1 + tqa.1) / tf.1

@@ -750,7 +750,8 @@ fn branch_free_half_conversion_is_exact() {
 }
 
 /// Rows for the quantizer variants: random values, exact ties of the symmetric scale
-/// (`(j + 0.5)·max/127`), zeros, an all-zero row, lengths around the 16- and 64-value blocks.
+/// (`(j + 0.5)·max/127`), zeros, an all-zero row, lengths around the 16- and 64-value blocks,
+/// and values next to the halves at scale 1.
 fn quantizer_rows() -> Vec<Vec<f32>> {
     let mut rng = Rng::new(5);
     let mut rows = Vec::new();
@@ -768,6 +769,28 @@ fn quantizer_rows() -> Vec<Vec<f32>> {
                 .collect(),
         );
     }
+    // Scale 1: values just below, at and above the halves, where `|t| + 0.5` rounds.
+    let h = 0.5f32;
+    rows.push(vec![
+        127.0,
+        h,
+        -h,
+        f32::from_bits(h.to_bits() - 1),
+        -f32::from_bits(h.to_bits() - 1),
+        f32::from_bits(h.to_bits() - 2),
+        f32::from_bits(h.to_bits() + 1),
+        1.5,
+        -2.5,
+        f32::from_bits(1.5f32.to_bits() - 1),
+        126.5,
+        -126.5,
+        f32::from_bits(126.5f32.to_bits() + 1),
+        0.25,
+        -0.0,
+        1e-30,
+    ]);
+    // A maximum whose reciprocal overflows.
+    rows.push(vec![1e-38, -1e-38, 3e-39, -2e-45]);
     rows
 }
 

@@ -604,20 +604,29 @@ pub unsafe fn symmetric_row(row: &[f32], out: &mut [i8]) -> f32 {
         out[..k].fill(0);
         return 0.0;
     }
-    let (lo, hi) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+    if !(127.0 / max).is_finite() {
+        // A maximum so small that `127 / max` overflows: the portable code's clamp decides.
+        return super::symmetric_row(row, out);
+    }
     let inv = _mm512_set1_ps(127.0 / max);
-    let (magic, half) = (_mm512_set1_ps(super::MAGIC), _mm512_set1_ps(0.5));
-    let sign = _mm512_set1_epi32(i32::MIN);
+    let (half, zero) = (_mm512_set1_ps(0.5), _mm512_setzero_si512());
+    // `|t| = |x|·(127/max)` is at most 127 plus two roundings, so no clamp is needed.
+    // Half away from zero is `trunc(|t| + 0.5)`: for `|t| >= 0.5` the sum's rounding never
+    // crosses an integer (below the next power of two it is exact; above, it stays under
+    // that power plus 0.5); `|t| < 0.5` (where it could round up to 1) gives 0.
     let quantize = |x: __m512| {
-        let t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, inv), lo), hi);
-        let r = _mm512_sub_ps(_mm512_add_ps(t, magic), magic);
-        let d = _mm512_abs_ps(_mm512_sub_ps(t, r));
-        let tie = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(d, half);
-        let half_t = _mm512_castsi512_ps(_mm512_or_si512(
-            _mm512_castps_si512(half),
-            _mm512_and_si512(_mm512_castps_si512(t), sign),
-        ));
-        _mm512_cvtps_epi32(_mm512_mask_blend_ps(tie, r, _mm512_add_ps(t, half_t)))
+        let t = _mm512_mul_ps(x, inv);
+        let a = _mm512_abs_ps(t);
+        let q = _mm512_maskz_cvttps_epi32(
+            _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a, half),
+            _mm512_add_ps(a, half),
+        );
+        _mm512_mask_sub_epi32(
+            q,
+            _mm512_cmp_ps_mask::<_CMP_LT_OQ>(t, _mm512_setzero_ps()),
+            zero,
+            q,
+        )
     };
     // The two packs interleave the four vectors by 128-bit lane: dword `4·l + j` of the
     // packed bytes holds elements `16·j + 4·l ..+4`; this permutation restores the order.
