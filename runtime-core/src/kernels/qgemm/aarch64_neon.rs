@@ -5,7 +5,9 @@
 //! int8: `smull`/`smull2` multiply a 4-deep group of two columns by the broadcast activation
 //! group into i16 (`128·128` fits), `sadalp` adds adjacent pairs into i32 accumulators:
 //! exact for the full i8 range.
-use super::{Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8, drive_q4_blocked};
+use super::{
+    Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8, drive_q4_blocked, write_tile_row,
+};
 use crate::kernels::gemm::{Gemm, epilogue};
 use core::arch::aarch64::*;
 
@@ -256,53 +258,19 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
     );
 }
 
-/// `C[i0..i0+R, col0..col0+cols] (=|+=) A[i0..i0+R, pc..pc+kb] · block[..kb]` for
-/// `(i0, pc, kb, col0, cols, first)`.
-///
-/// # Safety
-/// The rows, depths and columns exist in `a` and `c`, `block` holds `kb·16` floats.
-#[inline]
-#[target_feature(enable = "neon")]
-// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-unsafe fn f32_tile<const R: usize>(
-    a: &[f32],
-    block: &[f32],
-    c: &mut [f32],
-    g: &Gemm<'_>,
-    (i0, pc, kb, col0, cols, first): (usize, usize, usize, usize, usize, bool),
-) {
-    let (ap, bp) = (a.as_ptr(), block.as_ptr());
-    let mut acc = [[vdupq_n_f32(0.0); 4]; R];
-    for p in 0..kb {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let b = [
-                vld1q_f32(bp.add(16 * p)),
-                vld1q_f32(bp.add(16 * p + 4)),
-                vld1q_f32(bp.add(16 * p + 8)),
-                vld1q_f32(bp.add(16 * p + 12)),
-            ];
-            for (r, ar) in acc.iter_mut().enumerate() {
-                let x = *ap.add((i0 + r) * g.lda + pc + p);
-                for h in 0..4 {
-                    ar[h] = vfmaq_n_f32(ar[h], b[h], x);
-                }
-            }
-        }
-    }
-    for (r, ar) in acc.iter().enumerate() {
+f32_tile!(
+    "neon",
+    4,
+    vdupq_n_f32(0.0),
+    vld1q_f32,
+    |x| x,
+    |x, b, acc| vfmaq_n_f32(acc, b, x),
+    |ar, row, first| {
         let mut out = [0.0f32; Q4_NR];
         for (h, v) in ar.iter().enumerate() {
             // SAFETY: `out` holds 16 values.
             unsafe { vst1q_f32(out.as_mut_ptr().add(4 * h), *v) };
         }
-        let row = &mut c[(i0 + r) * g.ldc + col0..(i0 + r) * g.ldc + col0 + cols];
-        if first {
-            row.copy_from_slice(&out[..cols]);
-        } else {
-            for (o, &v) in row.iter_mut().zip(&out) {
-                *o += v;
-            }
-        }
+        write_tile_row(row, &out, first);
     }
-}
+);

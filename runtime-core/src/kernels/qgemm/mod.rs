@@ -47,6 +47,62 @@ macro_rules! by_rows {
     };
 }
 
+/// Defines the int4 blocked variants' f32 register tile, written once over an ISA's
+/// primitives (`$feat` its target features, `$w` lanes per vector, `$zero` a zero vector,
+/// `$load(ptr)`, `$splat(x)`, `$fma(x, b, acc)` = `x·b + acc` fused):
+/// `unsafe fn f32_tile<const R: usize>(a, block, c, g, (i0, pc, kb, col0, cols, first))`
+/// computes `C[i0..i0+R, col0..col0+cols] (=|+=) A[i0..i0+R, pc..pc+kb] · block[..kb]`
+/// (`block`: `kb` rows of `Q4_NR` floats), the depths summed in order, then runs `$store`
+/// with `$ar` (the row's `Q4_NR / $w` sums), `$row` (its `cols` elements of `C`) and `$first`
+/// (write, else add). Its safety contract: the CPU has `$feat`, the rows, depths and columns
+/// exist in `a` and `c`, and `block` holds `kb·Q4_NR` floats.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_macros)
+)]
+macro_rules! f32_tile {
+    ($feat:literal, $w:expr, $zero:expr, $load:expr, $splat:expr, $fma:expr,
+     |$ar:ident, $row:ident, $first:ident| $store:block) => {
+        /// See `qgemm::f32_tile!`.
+        ///
+        /// # Safety
+        /// See `qgemm::f32_tile!`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+        unsafe fn f32_tile<const R: usize>(
+            a: &[f32],
+            block: &[f32],
+            c: &mut [f32],
+            g: &Gemm<'_>,
+            (i0, pc, kb, col0, cols, first): super::Q4Tile,
+        ) {
+            let (ap, bp) = (a.as_ptr(), block.as_ptr());
+            let mut acc = [[$zero; Q4_NR / $w]; R];
+            for p in 0..kb {
+                // SAFETY: the function's contract.
+                unsafe {
+                    let mut b = [$zero; Q4_NR / $w];
+                    for (h, bh) in b.iter_mut().enumerate() {
+                        *bh = $load(bp.add(Q4_NR * p + $w * h));
+                    }
+                    for (r, ar) in acc.iter_mut().enumerate() {
+                        let x = $splat(*ap.add((i0 + r) * g.lda + pc + p));
+                        for (v, &bh) in ar.iter_mut().zip(&b) {
+                            *v = $fma(x, bh, *v);
+                        }
+                    }
+                }
+            }
+            for (r, $ar) in acc.iter().enumerate() {
+                let at = (i0 + r) * g.ldc + col0;
+                let ($row, $first) = (&mut c[at..at + cols], first);
+                $store
+            }
+        }
+    };
+}
+
 #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
 pub mod aarch64_dotprod;
 #[cfg(target_arch = "aarch64")]
@@ -866,6 +922,23 @@ pub(crate) fn check_q4(a: &[f32], w: &Q4Weights<'_>, c: &[f32], g: &Gemm<'_>) {
     assert!(a.len() >= (g.m - 1) * g.lda + g.k, "gemm_q4 A too short");
     if let Some(bias) = g.bias {
         assert!(bias.len() >= g.n, "gemm_q4 bias too short");
+    }
+}
+
+/// Write (`first`) or add `sums` into a row of `C`: the end of an f32 register tile of the
+/// int4 blocked variants that spill their sums to an array.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
+#[inline(always)]
+pub(crate) fn write_tile_row(row: &mut [f32], sums: &[f32], first: bool) {
+    if first {
+        row.copy_from_slice(&sums[..row.len()]);
+    } else {
+        for (o, &v) in row.iter_mut().zip(sums) {
+            *o += v;
+        }
     }
 }
 

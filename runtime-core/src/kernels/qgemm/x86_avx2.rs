@@ -7,6 +7,7 @@
 //! is widened once into a stack buffer and read by every panel with 64-bit broadcasts.
 use super::{
     Q4Weights, QGemm, QWeights, check_q4, check_qgemm, drive_i8, drive_q4_blocked, reference,
+    write_tile_row,
 };
 use crate::kernels::gemm::{Gemm, epilogue};
 use core::arch::x86_64::*;
@@ -297,52 +298,20 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
     );
 }
 
-/// `C[i0..i0+R, col0..col0+cols] (=|+=) A[i0..i0+R, pc..pc+kb] · block[..kb]` for
-/// `(i0, pc, kb, col0, cols, first)`.
-///
-/// # Safety
-/// AVX2 and FMA; the rows, depths and columns exist in `a` and `c`, `block` holds `kb·16`
-/// floats.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-unsafe fn f32_tile<const R: usize>(
-    a: &[f32],
-    block: &[f32],
-    c: &mut [f32],
-    g: &Gemm<'_>,
-    (i0, pc, kb, col0, cols, first): (usize, usize, usize, usize, usize, bool),
-) {
-    let (ap, bp) = (a.as_ptr(), block.as_ptr());
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    for p in 0..kb {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let (b0, b1) = (
-                _mm256_loadu_ps(bp.add(16 * p)),
-                _mm256_loadu_ps(bp.add(16 * p + 8)),
-            );
-            for (r, ar) in acc.iter_mut().enumerate() {
-                let x = _mm256_set1_ps(*ap.add((i0 + r) * g.lda + pc + p));
-                ar[0] = _mm256_fmadd_ps(x, b0, ar[0]);
-                ar[1] = _mm256_fmadd_ps(x, b1, ar[1]);
-            }
-        }
-    }
-    for (r, ar) in acc.iter().enumerate() {
+f32_tile!(
+    "avx2,fma",
+    8,
+    _mm256_setzero_ps(),
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    |ar, row, first| {
         let mut out = [0.0f32; Q4_NR];
         // SAFETY: `out` holds 16 values.
         unsafe {
             _mm256_storeu_ps(out.as_mut_ptr(), ar[0]);
             _mm256_storeu_ps(out.as_mut_ptr().add(8), ar[1]);
         }
-        let row = &mut c[(i0 + r) * g.ldc + col0..(i0 + r) * g.ldc + col0 + cols];
-        if first {
-            row.copy_from_slice(&out[..cols]);
-        } else {
-            for (o, &v) in row.iter_mut().zip(&out) {
-                *o += v;
-            }
-        }
+        write_tile_row(row, &out, first);
     }
-}
+);

@@ -477,51 +477,17 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
     );
 }
 
-/// `C[i0..i0+R, col0..col0+cols] (=|+=) A[i0..i0+R, pc..pc+kb] · block[..kb]` for
-/// `(i0, pc, kb, col0, cols, first)`.
-///
-/// # Safety
-/// AVX-512F; the rows, depths and columns exist in `a` and `c`, `block` holds `kb·32` floats.
-#[inline]
-#[target_feature(enable = "avx512f")]
-// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
-unsafe fn f32_tile<const R: usize>(
-    a: &[f32],
-    block: &[f32],
-    c: &mut [f32],
-    g: &Gemm<'_>,
-    (i0, pc, kb, col0, cols, first): (usize, usize, usize, usize, usize, bool),
-) {
-    let (ap, bp) = (a.as_ptr(), block.as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    for p in 0..kb {
-        // SAFETY: the caller's contract.
-        unsafe {
-            let (b0, b1) = (
-                _mm512_loadu_ps(bp.add(32 * p)),
-                _mm512_loadu_ps(bp.add(32 * p + 16)),
-            );
-            for (r, ar) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*ap.add((i0 + r) * g.lda + pc + p));
-                ar[0] = _mm512_fmadd_ps(x, b0, ar[0]);
-                ar[1] = _mm512_fmadd_ps(x, b1, ar[1]);
-            }
-        }
-    }
-    let lo = if cols >= 16 {
-        0xffff
-    } else {
-        (1u32 << cols) - 1
-    } as __mmask16;
-    let hi = if cols > 16 {
-        ((1u64 << (cols - 16)) - 1) as __mmask16
-    } else {
-        0
-    };
-    for (r, ar) in acc.iter().enumerate() {
-        let row = &mut c[(i0 + r) * g.ldc + col0..(i0 + r) * g.ldc + col0 + cols];
+f32_tile!(
+    "avx512f",
+    16,
+    _mm512_setzero_ps(),
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    |ar, row, first| {
+        let (lo, hi) = (lanes(row.len()), lanes(row.len().saturating_sub(16)));
         let (p0, p1) = (row.as_mut_ptr(), row.as_mut_ptr().wrapping_add(16));
-        // SAFETY: the masks cover exactly `cols` elements of `row`.
+        // SAFETY: the masks cover exactly the elements of `row`.
         unsafe {
             let (mut v0, mut v1) = (ar[0], ar[1]);
             if !first {
@@ -532,7 +498,7 @@ unsafe fn f32_tile<const R: usize>(
             _mm512_mask_storeu_ps(p1, hi, v1);
         }
     }
-}
+);
 
 /// Mask of the first `min(left, 16)` lanes.
 #[inline(always)]
