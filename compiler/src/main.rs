@@ -342,12 +342,11 @@ impl ModelArgs {
             || self.validate.is_some()
             || self.validate_prompts.is_some();
         let default = &target.quantize;
-        let from_profile = self.quantize.is_none() && default.mode.is_some();
-        let mode = match self.quantize.as_deref() {
-            Some("none") => None,
+        let mode = match self.quantize.as_deref().or(default.mode.as_deref()) {
+            Some("none") | None => None,
             Some(m) => Some(m),
-            None => default.mode.as_deref(),
         };
+        let from_profile = self.quantize.is_none() && mode.is_some();
         let Some(mode) = mode else {
             if quant_only {
                 return Err(Error::Usage(

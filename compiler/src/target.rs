@@ -51,8 +51,8 @@ pub struct TargetProfile {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct QuantDefault {
-    /// `int8` or `int4`; absent: float. (`int8-static` needs a calibration set, so it is
-    /// never a default.)
+    /// Any `--quantize` mode but `int8-static` (`int8`, `int4`, `f16`, or `none`: float, as
+    /// when absent); `int8-static` needs a calibration set, which a profile cannot name.
     pub mode: Option<String>,
     /// int4: the default `--group-size` (32, 64 or 128).
     pub group_size: Option<usize>,
@@ -172,12 +172,18 @@ impl TargetProfile {
             )));
         }
         let q = &profile.quantize;
-        if !matches!(q.mode.as_deref(), None | Some("int8" | "int4"))
+        let mode_ok = match q.mode.as_deref() {
+            None | Some("none") => true,
+            Some(m) => crate::quantize::QuantMode::parse(m)
+                .is_some_and(|m| m != crate::quantize::QuantMode::Int8Static),
+        };
+        if !mode_ok
             || !matches!(q.group_size, None | Some(32 | 64 | 128))
             || !matches!(q.scales.as_deref(), None | Some("f16" | "f32"))
         {
             return Err(Error::Usage(format!(
-                "target profile `{origin}`: [quantize] {q:?}: mode must be \"int8\" or \"int4\", \
+                "target profile `{origin}`: [quantize] {q:?}: mode must be \"int8\", \"int4\", \"f16\" \
+                 or \"none\" (int8-static needs --calibration, so it cannot be a default), \
                  group_size 32, 64 or 128, scales \"f16\" or \"f32\""
             )));
         }
@@ -342,8 +348,14 @@ mod tests {
         let with = |q: &str| TargetProfile::parse(&format!("{text}\n[quantize]\n{q}\n"), "t");
         let p = with("mode = \"int4\"\ngroup_size = 64\nscales = \"f32\"").unwrap();
         assert_eq!(p.quantize.group_size, Some(64));
+        // Every mode `--quantize` takes but int8-static (which needs a calibration set).
+        for mode in ["int8", "int4", "f16", "none"] {
+            let p = with(&format!("mode = \"{mode}\"")).unwrap();
+            assert_eq!(p.quantize.mode.as_deref(), Some(mode));
+        }
         for bad in [
             "mode = \"int8-static\"",
+            "mode = \"fp16\"",
             "mode = \"int4\"\ngroup_size = 48",
             "scales = \"bf16\"",
             "bits = 4",

@@ -128,3 +128,40 @@ fn the_decode_step_runs_on_jetson_and_rpi4_under_qemu() {
     decode_step_on("jetson");
     decode_step_on("rpi4");
 }
+
+/// A user's profile (`--target FILE.toml`) whose `[quantize] mode` is `"f16"` builds half
+/// weights without `--quantize` and says the profile chose it; `mode = "none"` builds float.
+#[test]
+fn a_profile_can_default_to_f16() {
+    let fx = fixture("tiny_bert_ts");
+    let dir = common::scratch("f16-profile-default");
+    let base = include_str!("../../targets/jetson.toml");
+    let build = |mode: &str| {
+        let profile = dir.join(format!("jetson-{mode}.toml"));
+        std::fs::write(&profile, format!("{base}\n[quantize]\nmode = \"{mode}\"\n"))
+            .expect("write profile");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+            .arg("build")
+            .arg(fx.dir.join("model.onnx"))
+            .args(["--dim", "batch=1", "--dim", "sequence=16", "--target"])
+            .arg(&profile)
+            .arg("-o")
+            .arg(dir.join(format!("gen-{mode}")))
+            .output()
+            .expect("run slm-aot build");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let half = build("f16");
+    assert!(
+        half.contains("quantization: --quantize f16\n")
+            && half.contains("the `[quantize]` default of target profile `jetson`"),
+        "{half}"
+    );
+    let float = build("none");
+    assert!(!float.contains("quantization:"), "{float}");
+}
