@@ -13,7 +13,9 @@
 //!   in f16 lanes over short depth blocks widened into f32 accumulators;
 //! - several rows: each panel is converted once into the caller's f32 scratch (`k·nr`
 //!   values, planned in the arena) and run through the blocked f32 [`gemm::gemm`], so the
-//!   conversion is paid once per weight and call, not once per row.
+//!   conversion is paid once per weight and call, not once per row; on `fp16` targets
+//!   [`aarch64_fp16::rows`] instead multiplies 4 rows × 8 columns in half lanes per depth
+//!   block (the same scratch holds the rows' scaled half activations).
 //!
 //! [`reference`] is the portable oracle (scalar [`math::f16_to_f32`], plain loops).
 #[cfg(all(target_arch = "aarch64", target_feature = "fp16"))]
@@ -130,6 +132,11 @@ pub fn hgemm(a: &[f32], w: HWeights<'_>, c: &mut [f32], g: &Gemm<'_>, scratch: &
     }
     if g.m == 1 {
         gemv(a, w, c, g);
+        return;
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "fp16"))]
+    if w.nr == aarch64_fp16::NR {
+        aarch64_fp16::rows(a, w, c, g, scratch);
         return;
     }
     rows(a, w, c, g, scratch, convert_panel);

@@ -2,7 +2,7 @@
 //! reference on awkward shapes, both row paths (one-row GEMV, convert-then-GEMM), every
 //! epilogue; the conversions bit for bit over all 65536 halves; half specials (subnormals,
 //! values that round to zero, the largest half, infinities); and the Jetson half-arithmetic
-//! GEMV against its documented error bound.
+//! GEMV and multi-row kernel against their documented error bound.
 use super::*;
 use crate::kernels::gemm::{Activation, Tiles};
 use crate::kernels::test_values as values;
@@ -11,8 +11,8 @@ use std::vec::Vec;
 
 type Run = fn(&[f32], HWeights<'_>, &mut [f32], &Gemm<'_>, &mut [f32]);
 
-/// Whether the one-row path of a variant reading panels of `nr` multiplies in half
-/// precision (the Jetson GEMV; `hgemm` dispatches to it on `fp16` builds): its results are
+/// Whether a variant reading panels of `nr` multiplies in half precision (the Jetson GEMV
+/// and multi-row kernel; `hgemm` dispatches to them on `fp16` builds): its results are
 /// checked against its error bound instead of f32 rounding.
 fn half_arithmetic(name: &str, nr: usize) -> bool {
     cfg!(all(target_arch = "aarch64", target_feature = "fp16"))
@@ -76,7 +76,7 @@ fn variants() -> Vec<(&'static str, usize, Run)> {
         if g.m == 1 {
             aarch64_fp16::gemv(a, w, c, g)
         } else {
-            rows(a, w, c, g, s, aarch64_neon::convert)
+            aarch64_fp16::rows(a, w, c, g, s)
         }
     }));
     v
@@ -187,13 +187,14 @@ fn every_variant_matches_the_reference() {
                     );
                     // f32 sums in another order: within k roundings of Σ|a·w| ≤ k.
                     let f32_tol = (k as f32 + 2.0) * f32::EPSILON * (1.0 + k as f32);
-                    let half = m == 1 && half_arithmetic(name, nr);
+                    let half = half_arithmetic(name, nr);
                     let ws = stored(&w);
                     for (i, (x, y)) in got.iter().zip(&want).enumerate() {
                         let pad = i % g.ldc >= n;
                         // The activations' slopes are below 1.2.
                         let tol = if half && !pad {
-                            f32_tol + 1.2 * half_bound(&a[..k], &ws, n, i % g.ldc) as f32
+                            let row = &a[(i / g.ldc) * g.lda..][..k];
+                            f32_tol + 1.2 * half_bound(row, &ws, n, i % g.ldc) as f32
                         } else {
                             f32_tol
                         };
@@ -375,6 +376,38 @@ fn fp16_arithmetic_stays_within_its_bound() {
             worst = worst.max(err / bound);
         }
         std::println!("k={k}: worst error / bound = {worst:.3}");
+        // Several rows (chunks of the scratch, a ragged last group of four), each row's
+        // activations at another scale, through the multi-row kernel.
+        let m = 23;
+        let xs: Vec<f32> = (0..m * k)
+            .map(|i| x[i % k] * [1.0, 3e-4, 90.0, 1e-7, 0.5][(i / k) % 5])
+            .collect();
+        let g = Gemm { m, ..g };
+        let mut got = vec![0.0; m * n];
+        let mut scratch = vec![f32::NAN; scratch_len(m, k, aarch64_fp16::NR)];
+        aarch64_fp16::rows(
+            &xs,
+            HWeights::new(&blob, k, n, aarch64_fp16::NR),
+            &mut got,
+            &g,
+            &mut scratch,
+        );
+        let mut worst = 0.0f64;
+        for i in 0..m {
+            let row = &xs[i * k..(i + 1) * k];
+            for j in 0..n {
+                let exact: f64 = (0..k).map(|p| row[p] as f64 * ws[p * n + j] as f64).sum();
+                let err = (got[i * n + j] as f64 - exact).abs();
+                let bound = half_bound(row, &ws, n, j);
+                assert!(
+                    err <= bound,
+                    "rows k={k} ({i},{j}): {} vs {exact}: error {err} > bound {bound}",
+                    got[i * n + j]
+                );
+                worst = worst.max(err / bound);
+            }
+        }
+        std::println!("k={k} m={m}: worst error / bound = {worst:.3}");
     }
     // Weights of 30000 over a block of 8 overflow half sums: the block is redone in f32.
     let (k, n) = (16, 8);
@@ -401,6 +434,29 @@ fn fp16_arithmetic_stays_within_its_bound() {
     for (a, b) in got.iter().zip(&want) {
         assert!(
             a.is_finite() && (a - b).abs() <= 1e-5 * b.abs(),
+            "{got:?} vs {want:?}"
+        );
+    }
+    // The same overflow in the multi-row kernel: those rows' panels are redone in f32, the
+    // other rows (small activations, no overflow) stay in half arithmetic within the bound.
+    let m = 6;
+    let xs: Vec<f32> = (0..m * k)
+        .map(|i| if (i / k) % 2 == 0 { 0.9 } else { 1e-4 })
+        .collect();
+    let g = Gemm { m, ..g };
+    let (mut got, mut want) = (vec![0.0; m * n], vec![0.0; m * n]);
+    let mut scratch = vec![0.0; scratch_len(m, k, 8)];
+    aarch64_fp16::rows(
+        &xs,
+        HWeights::new(&blob, k, n, 8),
+        &mut got,
+        &g,
+        &mut scratch,
+    );
+    reference::hgemm(&xs, HWeights::new(&blob, k, n, 8), &mut want, &g);
+    for (a, b) in got.iter().zip(&want) {
+        assert!(
+            a.is_finite() && (a - b).abs() <= 2e-3 * b.abs(),
             "{got:?} vs {want:?}"
         );
     }
