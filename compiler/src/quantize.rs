@@ -207,9 +207,6 @@ pub fn float_layers(graph: &Graph, q: &QuantOptions) -> Vec<FloatLayer> {
             }),
             Op::Gather(g) if constant(0) && g.axis == 0 => Some(match q.kept(&node.name) {
                 Some(p) => format!("--keep-float {p}"),
-                None if q.mode == QuantMode::F16 => {
-                    "embedding tables stay f32 under --quantize f16".to_string()
-                }
                 None => format!("table {} is not a 2-D f32 table", graph.ty(node.inputs[0])),
             }),
             Op::MatMul(_) => Some("both operands are activations (no constant weight)".into()),

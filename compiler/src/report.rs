@@ -182,6 +182,15 @@ pub fn quantization_report(
                     None => "",
                 }
             ),
+            Op::HGather(g) => format!(
+                "f16 table {}x{}{}",
+                g.rows,
+                g.cols,
+                match g.tied_nr {
+                    Some(_) => ", read from the tied classifier's weight (stored once)",
+                    None => "",
+                }
+            ),
             Op::QConv(c) => format!(
                 "int8 conv kernel {:?} group {} -> {} channels, {} nr={}",
                 c.geometry.kernel, c.group, c.out_channels, c.kernel, c.nr

@@ -25,6 +25,7 @@ pub mod fill;
 pub mod gather;
 pub mod gather_elements;
 pub mod gather_nd;
+pub mod hgather;
 pub mod hlinear;
 pub mod kv_write;
 pub mod layer_norm;
@@ -129,6 +130,7 @@ ops! {
     QLinear(qlinear::QLinear),
     Q4Linear(q4linear::Q4Linear),
     HLinear(hlinear::HLinear),
+    HGather(hgather::HGather),
     QGather(qgather::QGather),
     TiedGather(tied_gather::TiedGather),
     Attention(attention::Attention),

@@ -222,7 +222,7 @@ impl Pass for QuantizeInt4 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ir::Tensor;
     use crate::ir::printer::print;
@@ -294,7 +294,7 @@ mod tests {
     }
 
     /// `ids -> Gather(emb) -> Linear(lm_head = embᵀ)`, and ids to run it on.
-    fn tied_graph() -> (Graph, Tensor) {
+    pub(crate) fn tied_graph() -> (Graph, Tensor) {
         use crate::ops::gather::Gather;
         use crate::ops::linear::Linear;
         let (rows, cols) = (8, 16);

@@ -17,7 +17,7 @@ impl Index for i32 {
 }
 
 #[inline]
-fn resolve(index: i64, bound: usize) -> Result<usize, IndexError> {
+pub(crate) fn resolve(index: i64, bound: usize) -> Result<usize, IndexError> {
     let wrapped = if index < 0 {
         index + bound as i64
     } else {

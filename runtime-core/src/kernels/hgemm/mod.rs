@@ -17,11 +17,13 @@
 //!   [`aarch64_fp16::rows`] instead multiplies 4 rows × 8 columns in half lanes per depth
 //!   block (the same scratch holds the rows' scaled half activations).
 //!
-//! [`reference`] is the portable oracle (scalar [`math::f16_to_f32`], plain loops).
+//! [`reference`] is the portable oracle (scalar [`math::f16_to_f32`], plain loops);
+//! [`gather`] reads rows of half embedding tables (row-major, or a tied classifier's blob).
 #[cfg(all(target_arch = "aarch64", target_feature = "fp16"))]
 pub mod aarch64_fp16;
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64_neon;
+pub mod gather;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
