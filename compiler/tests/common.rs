@@ -180,6 +180,20 @@ pub fn write_model(folder: &str, name: &str, m: &onnx_protobuf::ModelProto) -> P
     p
 }
 
+/// Run `slm-aot ARGS..`; assert it succeeds and return its stdout.
+pub fn run_ok(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slm-aot"))
+        .args(args)
+        .output()
+        .expect("run slm-aot");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 /// Run `slm-aot build MODEL -o <scratch> EXTRA..`; assert exit 1, no panic, and every
 /// `expected` fragment in stderr.
 pub fn expect_build_error(model: &Path, extra: &[&str], expected: &[&str]) {

@@ -162,21 +162,18 @@ fn a_profile_can_default_to_f16() {
         let profile = dir.join(format!("jetson-{mode}.toml"));
         std::fs::write(&profile, format!("{base}\n[quantize]\nmode = \"{mode}\"\n"))
             .expect("write profile");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slm-aot"))
-            .arg("build")
-            .arg(fx.dir.join("model.onnx"))
-            .args(["--dim", "batch=1", "--dim", "sequence=16", "--target"])
-            .arg(&profile)
-            .arg("-o")
-            .arg(dir.join(format!("gen-{mode}")))
-            .output()
-            .expect("run slm-aot build");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        let model = fx.dir.join("model.onnx");
+        let out = dir.join(format!("gen-{mode}"));
+        let dims = ["--dim", "batch=1", "--dim", "sequence=16"].map(std::ffi::OsStr::new);
+        let mut args = vec!["build".as_ref(), model.as_os_str()];
+        args.extend(dims);
+        args.extend([
+            "--target".as_ref(),
+            profile.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ]);
+        common::run_ok(&args)
     };
     let half = build("f16");
     assert!(

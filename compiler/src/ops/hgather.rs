@@ -3,7 +3,7 @@
 //! stored once (made by `passes::quantize_f16` from a `Gather` on a constant table; no ONNX
 //! op maps to it).
 use super::OpDef;
-use super::util::{self, EmitCtx, expect_inputs, lit_usize};
+use super::util::{self, EmitCtx, lit_usize};
 use crate::error::OpError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType};
@@ -39,7 +39,6 @@ impl HGather {
 
 impl OpDef for HGather {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
-        expect_inputs(inputs, 2, 2)?;
         if self.rows == 0 || self.cols == 0 || self.tied_nr == Some(0) {
             return invalid!(
                 "rows {} / cols {} / tied_nr {:?} unsupported",
@@ -49,17 +48,7 @@ impl OpDef for HGather {
             );
         }
         let table = TensorType::new(DType::U8, vec![self.table_bytes()]);
-        if inputs[0] != &table {
-            return invalid!("table blob is {}, expected {table}", inputs[0]);
-        }
-        let idx = inputs[1];
-        if !matches!(idx.dtype, DType::I64 | DType::I32) {
-            return invalid!("indices must be int64 or int32, got {}", idx.dtype);
-        }
-        let mut shape = idx.shape.clone();
-        shape.push(self.cols);
-        crate::ir::checked_numel(&shape)?;
-        Ok(vec![TensorType::new(DType::F32, shape)])
+        Ok(vec![util::lookup_output(inputs, &table, self.cols)?])
     }
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
@@ -67,20 +56,18 @@ impl OpDef for HGather {
         let mut out = util::zeros(&outputs[0])?;
         let o = util::data_mut::<f32>(&mut out)?;
         let (rows, cols, node) = (self.rows, self.cols, "HGather");
-        let i32_ids = inputs[1].ty.dtype == DType::I32;
-        let result = match self.tied_nr {
-            Some(nr) => {
+        let result = match (self.tied_nr, inputs[1].ty.dtype) {
+            (Some(nr), dt) => {
                 let w = HWeights::new(blob, cols, rows, nr);
-                if i32_ids {
-                    gather_cols_h(node, w, util::data::<i32>(inputs[1])?, o)
-                } else {
-                    gather_cols_h(node, w, util::data::<i64>(inputs[1])?, o)
+                match dt {
+                    DType::I32 => gather_cols_h(node, w, util::data::<i32>(inputs[1])?, o),
+                    _ => gather_cols_h(node, w, util::data::<i64>(inputs[1])?, o),
                 }
             }
-            None if i32_ids => {
+            (None, DType::I32) => {
                 gather_rows_h(node, blob, rows, cols, util::data::<i32>(inputs[1])?, o)
             }
-            None => gather_rows_h(node, blob, rows, cols, util::data::<i64>(inputs[1])?, o),
+            (None, _) => gather_rows_h(node, blob, rows, cols, util::data::<i64>(inputs[1])?, o),
         };
         result.map_err(|e| OpError::Invalid(e.to_string()))?;
         Ok(vec![out])

@@ -191,6 +191,27 @@ pub fn linear_output(
     Ok(TensorType::new(DType::F32, shape))
 }
 
+/// A table lookup's output type, `f32[indices.shape ++ [cols]]`, after checking the table
+/// input is `table` and the indices (`inputs[1]`) are i64 or i32.
+pub fn lookup_output(
+    inputs: &[&TensorType],
+    table: &TensorType,
+    cols: usize,
+) -> Result<TensorType, OpError> {
+    expect_inputs(inputs, 2, 2)?;
+    if inputs[0] != table {
+        return invalid!("table blob is {}, expected {table}", inputs[0]);
+    }
+    let idx = inputs[1];
+    if !matches!(idx.dtype, DType::I64 | DType::I32) {
+        return invalid!("indices must be int64 or int32, got {}", idx.dtype);
+    }
+    let mut shape = idx.shape.clone();
+    shape.push(cols);
+    crate::ir::checked_numel(&shape)?;
+    Ok(TensorType::new(DType::F32, shape))
+}
+
 /// A linear layer's optional bias (its third input).
 pub fn optional_bias<'a>(inputs: &[&'a Tensor]) -> Result<Option<&'a [f32]>, OpError> {
     inputs.get(2).map(|b| data::<f32>(b)).transpose()

@@ -174,17 +174,22 @@ mod tests {
         QuantizeF16::for_target(&TargetProfile::load(target).unwrap(), options)
     }
 
+    /// Run `pass` (it must change `g`), drop what it left dead, verify the graph.
+    fn quantize(pass: &QuantizeF16, g: &mut crate::ir::Graph) {
+        assert!(pass.run(g).unwrap());
+        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
+            .run(g)
+            .unwrap();
+        crate::ir::verify::verify(g).unwrap();
+    }
+
     #[test]
     fn linears_become_half() {
         let mut g = crate::passes::quantize_int8::tests::graph();
         let ids = Tensor::from_i64s(vec![1, 3], vec![2, 7, 0]).unwrap();
         let reference = crate::eval::evaluate(&g, std::slice::from_ref(&ids)).unwrap();
         let pass = pass("x86", &["head"]);
-        assert!(pass.run(&mut g).unwrap());
-        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
-            .run(&mut g)
-            .unwrap();
-        crate::ir::verify::verify(&g).unwrap();
+        quantize(&pass, &mut g);
         insta::assert_snapshot!(print(&g).unwrap());
         let got = crate::eval::evaluate(&g, &[ids]).unwrap();
         let (a, b) = (reference[0].data.to_f64_vec(), got[0].data.to_f64_vec());
@@ -206,12 +211,7 @@ mod tests {
     fn a_tied_table_is_stored_once_in_half() {
         let (mut g, ids) = crate::passes::quantize_int4::tests::tied_graph();
         let reference = crate::eval::evaluate(&g, std::slice::from_ref(&ids)).unwrap();
-        let pass = pass("jetson", &[]);
-        assert!(pass.run(&mut g).unwrap());
-        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
-            .run(&mut g)
-            .unwrap();
-        crate::ir::verify::verify(&g).unwrap();
+        quantize(&pass("jetson", &[]), &mut g);
         insta::assert_snapshot!(print(&g).unwrap());
         let mut blobs = std::collections::BTreeSet::new();
         for id in g.node_ids() {
