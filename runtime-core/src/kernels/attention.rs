@@ -251,6 +251,26 @@ fn scale_bias_max(row: &mut [f32], scale: f32, bias: Option<&[f32]>) -> f32 {
     row_max(row)
 }
 
+/// The frame of a head-size-8 score loop that scores `B` key slots per step: `step` gets the
+/// `8·B` values of `B` keys and fills their `B` scores; a tail of fewer than `B` slots runs
+/// the reference loop; then the scale, the bias and the maximum as [`scale_bias_max`].
+#[inline(always)]
+fn scores_blocked<const B: usize>(
+    q: &[f32],
+    k: &[f32],
+    row: &mut [f32],
+    scale: f32,
+    bias: Option<&[f32]>,
+    mut step: impl FnMut(&[f32], &mut [f32]),
+) -> f32 {
+    let full = row.len() / B * B;
+    for (kb, rb) in k.chunks_exact(8 * B).zip(row[..full].chunks_exact_mut(B)) {
+        step(kb, rb);
+    }
+    scores_rows::<8>(q, &k[8 * full..], &mut row[full..]);
+    scale_bias_max(row, scale, bias)
+}
+
 /// `row[j] = (q · k_j) · scale (+ bias[j])` over the first `row.len()` key rows of `k` (head
 /// size 8, `q.len() == 8`, `bias` at least as long as `row`), by the variant compiled in;
 /// returns the row's maximum.
@@ -378,12 +398,13 @@ pub mod x86_avx512 {
         let n = row.len();
         // SAFETY: block `j0` reads `k[8·j0 .. 8·(j0 + len)]` and `bias[j0 .. j0 + len]` and
         // writes `row[j0 .. j0 + len]`, `j0 + len <= n` (masked lanes are neither read nor
-        // written).
+        // written; full blocks, `len == 16`, read and write all their lanes).
         unsafe {
             let scale = _mm512_set1_ps(scale);
             let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
-            let q8 = _mm256_loadu_ps(q.as_ptr());
-            let qq = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(q8), q8);
+            // The even and the odd dimensions of `q`, four times over.
+            let qe = _mm512_set4_ps(q[6], q[4], q[2], q[0]);
+            let qo = _mm512_set4_ps(q[7], q[5], q[3], q[1]);
             let even = _mm512_loadu_si512(EVEN.as_ptr().cast());
             let odd = _mm512_loadu_si512(ODD.as_ptr().cast());
             let pair = |a: __m512, b: __m512| {
@@ -392,31 +413,43 @@ pub mod x86_avx512 {
                     _mm512_permutex2var_ps(a, odd, b),
                 )
             };
-            let mut j0 = 0;
-            while j0 < n {
-                let len = (n - j0).min(16);
-                let kp = k.as_ptr().add(8 * j0);
-                let mut prod = [_mm512_setzero_ps(); 8];
-                for (i, p) in prod.iter_mut().enumerate() {
-                    let m = lanes(8 * len, i);
-                    *p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, kp.add(16 * i)), qq);
-                }
-                let a = [
-                    pair(prod[0], prod[1]),
-                    pair(prod[2], prod[3]),
-                    pair(prod[4], prod[5]),
-                    pair(prod[6], prod[7]),
-                ];
+            // 16 slots whose keys are `kv[0..8]` (two slots per register) into 16 scores:
+            // the first level of the sum tree splits the keys (not the products) into even
+            // and odd dimensions, so it is one multiply and one FMA per pair of registers.
+            let block = |kv: [__m512; 8]| {
+                let a: [__m512; 4] = core::array::from_fn(|i| {
+                    let (x, y) = (kv[2 * i], kv[2 * i + 1]);
+                    let e = _mm512_mul_ps(_mm512_permutex2var_ps(x, even, y), qe);
+                    _mm512_fmadd_ps(_mm512_permutex2var_ps(x, odd, y), qo, e)
+                });
                 let b = [pair(a[0], a[1]), pair(a[2], a[3])];
+                _mm512_mul_ps(pair(b[0], b[1]), scale)
+            };
+            let full = n / 16 * 16;
+            let mut j0 = 0;
+            while j0 < full {
+                let kp = k.as_ptr().add(8 * j0);
+                let mut s = block(core::array::from_fn(|i| _mm512_loadu_ps(kp.add(16 * i))));
+                if let Some(bias) = bias {
+                    s = _mm512_add_ps(s, _mm512_loadu_ps(bias.as_ptr().add(j0)));
+                }
+                _mm512_storeu_ps(row.as_mut_ptr().add(j0), s);
+                // `max(s, m)` keeps `m` where `s` is NaN (NaN-ignoring, like `row_max`).
+                max = _mm512_max_ps(s, max);
+                j0 += 16;
+            }
+            if j0 < n {
+                let len = n - j0;
+                let kp = k.as_ptr().add(8 * j0);
+                let mut s = block(core::array::from_fn(|i| {
+                    _mm512_maskz_loadu_ps(lanes(8 * len, i), kp.add(16 * i))
+                }));
                 let live = lanes(len, 0);
-                let mut s = _mm512_mul_ps(pair(b[0], b[1]), scale);
                 if let Some(bias) = bias {
                     s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(live, bias.as_ptr().add(j0)));
                 }
                 _mm512_mask_storeu_ps(row.as_mut_ptr().add(j0), live, s);
-                // `max(s, m)` keeps `m` where `s` is NaN (NaN-ignoring, like `row_max`).
                 max = _mm512_mask_max_ps(max, live, s, max);
-                j0 += len;
             }
             _mm512_reduce_max_ps(max)
         }
@@ -432,7 +465,8 @@ pub mod x86_avx512 {
         assert!(o.len() == 8 && v.len() >= p.len() * 8);
         let n = p.len();
         // SAFETY: block `j0` reads `p[j0 .. j0 + len]` and `v[8·j0 .. 8·(j0 + len)]` with
-        // `j0 + len <= n` (masked lanes are not read); the store writes `o[0..8]`.
+        // `j0 + len <= n` (masked lanes are not read; full blocks, `len == 16`, read all
+        // their lanes); the store writes `o[0..8]`.
         unsafe {
             let inv = _mm512_set1_ps(inv);
             // Lanes 0..8 take probability 2i, lanes 8..16 probability 2i + 1.
@@ -441,20 +475,32 @@ pub mod x86_avx512 {
                 _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
             });
             let mut acc = [_mm512_setzero_ps(); 4];
-            let mut j0 = 0;
-            while j0 < n {
-                let len = (n - j0).min(16);
-                let w = _mm512_mul_ps(
-                    _mm512_maskz_loadu_ps(lanes(len, 0), p.as_ptr().add(j0)),
-                    inv,
-                );
-                let vp = v.as_ptr().add(8 * j0);
+            // 16 slots: probabilities `w`, values `x[0..8]` (two slots per register).
+            let mut block = |w: __m512, x: [__m512; 8]| {
+                let w = _mm512_mul_ps(w, inv);
                 for (i, s) in spread.iter().enumerate() {
-                    let m = lanes(8 * len, i);
-                    let x = _mm512_maskz_loadu_ps(m, vp.add(16 * i));
-                    acc[i % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(*s, w), x, acc[i % 4]);
+                    acc[i % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(*s, w), x[i], acc[i % 4]);
                 }
-                j0 += len;
+            };
+            let full = n / 16 * 16;
+            let mut j0 = 0;
+            while j0 < full {
+                let vp = v.as_ptr().add(8 * j0);
+                block(
+                    _mm512_loadu_ps(p.as_ptr().add(j0)),
+                    core::array::from_fn(|i| _mm512_loadu_ps(vp.add(16 * i))),
+                );
+                j0 += 16;
+            }
+            if j0 < n {
+                let len = n - j0;
+                let vp = v.as_ptr().add(8 * j0);
+                block(
+                    _mm512_maskz_loadu_ps(lanes(len, 0), p.as_ptr().add(j0)),
+                    core::array::from_fn(|i| {
+                        _mm512_maskz_loadu_ps(lanes(8 * len, i), vp.add(16 * i))
+                    }),
+                );
             }
             let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
             let r = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps::<1>(s));
@@ -484,29 +530,24 @@ pub mod x86_avx2 {
         bias: Option<&[f32]>,
     ) -> f32 {
         assert!(q.len() == 8 && k.len() >= row.len() * 8);
-        let n = row.len();
-        let full = n / 8 * 8;
-        // SAFETY: step `j0 < full` reads `k[8·j0 .. 8·(j0 + 8)]` and writes
-        // `row[j0 .. j0 + 8]`, `j0 + 8 <= n`.
-        unsafe {
-            let qv = _mm256_loadu_ps(q.as_ptr());
-            let mut j0 = 0;
-            while j0 < full {
-                let kp = k.as_ptr().add(8 * j0);
-                let p: [__m256; 8] =
-                    core::array::from_fn(|i| _mm256_mul_ps(_mm256_loadu_ps(kp.add(8 * i)), qv));
+        // SAFETY: AVX is enabled (the caller's contract) and `q` has 8 elements.
+        let qv = unsafe { _mm256_loadu_ps(q.as_ptr()) };
+        super::scores_blocked::<8>(q, k, row, scale, bias, |kb, rb| {
+            // SAFETY: AVX2 and FMA are enabled (the caller's contract); `kb` holds the 64
+            // values of 8 keys, `rb` their 8 scores.
+            unsafe {
+                let p: [__m256; 8] = core::array::from_fn(|i| {
+                    _mm256_mul_ps(_mm256_loadu_ps(kb.as_ptr().add(8 * i)), qv)
+                });
                 let s0123 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
                 let s4567 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
                 let s = _mm256_add_ps(
                     _mm256_permute2f128_ps::<0x20>(s0123, s4567),
                     _mm256_permute2f128_ps::<0x31>(s0123, s4567),
                 );
-                _mm256_storeu_ps(row.as_mut_ptr().add(j0), s);
-                j0 += 8;
+                _mm256_storeu_ps(rb.as_mut_ptr(), s);
             }
-        }
-        super::scores_rows::<8>(q, &k[8 * full..], &mut row[full..]);
-        super::scale_bias_max(row, scale, bias)
+        })
     }
 
     /// See [`super::weighted_sum_d8`]: four slots per step into independent accumulators.
@@ -564,26 +605,21 @@ pub mod aarch64_neon {
         bias: Option<&[f32]>,
     ) -> f32 {
         assert!(q.len() == 8 && k.len() >= row.len() * 8);
-        let n = row.len();
-        let full = n / 4 * 4;
-        // SAFETY: NEON is enabled at compile time; step `j0 < full` reads
-        // `k[8·j0 .. 8·(j0 + 4)]` and writes `row[j0 .. j0 + 4]`, `j0 + 4 <= n`.
-        unsafe {
-            let (q0, q1) = (vld1q_f32(q.as_ptr()), vld1q_f32(q.as_ptr().add(4)));
-            let mut j0 = 0;
-            while j0 < full {
-                let kp = k.as_ptr().add(8 * j0);
+        // SAFETY: NEON is enabled at compile time and `q` has 8 elements.
+        let (q0, q1) = unsafe { (vld1q_f32(q.as_ptr()), vld1q_f32(q.as_ptr().add(4))) };
+        super::scores_blocked::<4>(q, k, row, scale, bias, |kb, rb| {
+            // SAFETY: NEON is enabled at compile time; `kb` holds the 32 values of 4 keys,
+            // `rb` their 4 scores.
+            unsafe {
+                let kp = kb.as_ptr();
                 let s: [float32x4_t; 4] = core::array::from_fn(|i| {
                     let lo = vmulq_f32(vld1q_f32(kp.add(8 * i)), q0);
                     vfmaq_f32(lo, vld1q_f32(kp.add(8 * i + 4)), q1)
                 });
                 let r = vpaddq_f32(vpaddq_f32(s[0], s[1]), vpaddq_f32(s[2], s[3]));
-                vst1q_f32(row.as_mut_ptr().add(j0), r);
-                j0 += 4;
+                vst1q_f32(rb.as_mut_ptr(), r);
             }
-        }
-        super::scores_rows::<8>(q, &k[8 * full..], &mut row[full..]);
-        super::scale_bias_max(row, scale, bias)
+        })
     }
 
     /// See [`super::weighted_sum_d8`]: two slots per step into independent accumulators.

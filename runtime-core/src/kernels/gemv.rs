@@ -154,7 +154,8 @@ mod x86 {
         assert!(panel.len() >= k * 16 && out.len() <= 16);
         let mut res = [0.0f32; 16];
         // SAFETY: AVX2 and FMA are enabled at compile time; every load reads
-        // `panel[p * 16 .. p * 16 + 16]` for `p < k` (checked above) and `x[p]`.
+        // `panel[p * 16 .. p * 16 + 16]` for `p < k` (checked above) and `x[p]`; the stores
+        // write `out[0..16]` when `out` has 16 elements, else `res`.
         unsafe {
             let mut acc = [_mm256_setzero_ps(); 8];
             let w = panel.as_ptr();
@@ -178,6 +179,11 @@ mod x86 {
             }
             let lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[4], acc[6]));
             let hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[3]), _mm256_add_ps(acc[5], acc[7]));
+            if out.len() == 16 {
+                _mm256_storeu_ps(out.as_mut_ptr(), lo);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
+                return;
+            }
             _mm256_storeu_ps(res.as_mut_ptr(), lo);
             _mm256_storeu_ps(res.as_mut_ptr().add(8), hi);
         }
@@ -190,9 +196,9 @@ mod x86 {
     pub fn panel_dot_32(x: &[f32], panel: &[f32], out: &mut [f32]) {
         let k = x.len();
         assert!(panel.len() >= k * 32 && out.len() <= 32);
-        let mut res = [0.0f32; 32];
         // SAFETY: AVX-512F is enabled at compile time; every load reads
-        // `panel[p * 32 .. p * 32 + 32]` for `p < k` (checked above) and `x[p]`.
+        // `panel[p * 32 .. p * 32 + 32]` for `p < k` (checked above) and `x[p]`; the masked
+        // stores write `out[..out.len()]` only.
         unsafe {
             let mut acc = [_mm512_setzero_ps(); 8];
             let w = panel.as_ptr();
@@ -216,11 +222,14 @@ mod x86 {
             }
             let lo = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[4], acc[6]));
             let hi = _mm512_add_ps(_mm512_add_ps(acc[1], acc[3]), _mm512_add_ps(acc[5], acc[7]));
-            _mm512_storeu_ps(res.as_mut_ptr(), lo);
-            _mm512_storeu_ps(res.as_mut_ptr().add(16), hi);
+            // Masked stores write the first `out.len()` columns straight to `out`.
+            let n = out.len();
+            let lanes = |from: usize| ((1u32 << n.saturating_sub(from).min(16)) - 1) as __mmask16;
+            _mm512_mask_storeu_ps(out.as_mut_ptr(), lanes(0), lo);
+            if n > 16 {
+                _mm512_mask_storeu_ps(out.as_mut_ptr().add(16), lanes(16), hi);
+            }
         }
-        let n = out.len();
-        out.copy_from_slice(&res[..n]);
     }
 }
 
