@@ -179,25 +179,28 @@ fn direct(
                     scale_bias_max(row, s.scale, bias)
                 }
             };
-            let inv = 1.0 / exp_sub_sum_in_place(row, max);
             let o = &mut out[(h * sq + i) * dv..(h * sq + i + 1) * dv];
-            if s.nan_to_zero && inv.is_nan() {
-                o.fill(0.0);
-                continue;
-            }
-            match dv {
-                8 => weighted_sum_d8(row, inv, v_h, o),
-                16 => weighted_sum::<16>(row, inv, v_h, o),
-                32 => weighted_sum::<32>(row, inv, v_h, o),
-                64 => weighted_sum::<64>(row, inv, v_h, o),
-                _ => {
-                    o.fill(0.0);
-                    for (&p, v_j) in row.iter().zip(v_h.chunks_exact(dv.max(1))) {
-                        for (o, &x) in o.iter_mut().zip(v_j) {
-                            *o += p * inv * x;
+            let inv = if dv == 8 {
+                softmax_weighted_sum_d8(row, max, v_h, o)
+            } else {
+                let inv = 1.0 / exp_sub_sum_in_place(row, max);
+                match dv {
+                    16 => weighted_sum::<16>(row, inv, v_h, o),
+                    32 => weighted_sum::<32>(row, inv, v_h, o),
+                    64 => weighted_sum::<64>(row, inv, v_h, o),
+                    _ => {
+                        o.fill(0.0);
+                        for (&p, v_j) in row.iter().zip(v_h.chunks_exact(dv.max(1))) {
+                            for (o, &x) in o.iter_mut().zip(v_j) {
+                                *o += p * inv * x;
+                            }
                         }
                     }
                 }
+                inv
+            };
+            if s.nan_to_zero && inv.is_nan() {
+                o.fill(0.0);
             }
         }
     }
@@ -310,6 +313,10 @@ fn scores_d8(q: &[f32], k: &[f32], row: &mut [f32], scale: f32, bias: Option<&[f
 /// `o = Σ_j (p_j · inv) · v_j` over the first `p.len()` value rows of `v` (8 wide,
 /// `o.len() == 8`), by the variant compiled in.
 #[inline]
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "avx512f"),
+    allow(dead_code)
+)]
 fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
     assert!(o.len() == 8 && v.len() >= p.len() * 8);
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
@@ -341,6 +348,27 @@ fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
     reference::weighted_sum_d8(p, inv, v, o);
 }
 
+/// `o = Σ_j exp(row_j − max) · v_j / Σ_j exp(row_j − max)` over the first `row.len()`
+/// value rows of `v` (8 wide, `o.len() == 8`); returns `1 / Σ_j exp(row_j − max)` (NaN when
+/// every score is `-inf`). `row` holds scores on entry and is scratch afterwards. The
+/// AVX-512F build runs one fused pass with its own FMA exponential; the others the row
+/// kernels' `exp_sub_sum_in_place` and then [`weighted_sum_d8`].
+#[inline]
+fn softmax_weighted_sum_d8(row: &mut [f32], max: f32, v: &[f32], o: &mut [f32]) -> f32 {
+    assert!(o.len() == 8 && v.len() >= row.len() * 8);
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+    // SAFETY: this code is compiled with AVX-512F enabled, so the CPU running it has it.
+    unsafe {
+        x86_avx512::softmax_weighted_sum_d8(row, max, v, o)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+    {
+        let inv = 1.0 / exp_sub_sum_in_place(row, max);
+        weighted_sum_d8(row, inv, v, o);
+        inv
+    }
+}
+
 /// The portable head-size-8 decode loops: one serial sum per slot, in the order of the
 /// reference GEMM. The oracle of the variants' test battery.
 pub mod reference {
@@ -359,6 +387,13 @@ pub mod reference {
     /// See [`super::weighted_sum_d8`].
     pub fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
         super::weighted_sum::<8>(p, inv, v, o);
+    }
+
+    /// See [`super::softmax_weighted_sum_d8`].
+    pub fn softmax_weighted_sum_d8(row: &mut [f32], max: f32, v: &[f32], o: &mut [f32]) -> f32 {
+        let inv = 1.0 / crate::kernels::rowwise::reference::exp_sub_sum_in_place(row, max);
+        weighted_sum_d8(row, inv, v, o);
+        inv
     }
 }
 
@@ -505,6 +540,101 @@ pub mod x86_avx512 {
             let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
             let r = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps::<1>(s));
             _mm256_storeu_ps(o.as_mut_ptr(), r);
+        }
+    }
+
+    /// `exp(x)` as [`crate::math::fast_exp`] evaluates it (the same reduction and polynomial),
+    /// with fused multiply-adds: within a few ulp of it, not bit-identical.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn exp_fma(x: __m512) -> __m512 {
+        use crate::math::{EXP_LN2, EXP_MAX, EXP_MIN, EXP_POLY, EXP_ROUND};
+        // `max(lo, x)` then `min(hi, ·)`: a NaN `x` passes through both.
+        let x = _mm512_max_ps(_mm512_set1_ps(EXP_MIN), x);
+        let x = _mm512_min_ps(_mm512_set1_ps(EXP_MAX), x);
+        let round = _mm512_set1_ps(EXP_ROUND);
+        let t = _mm512_fmadd_ps(x, _mm512_set1_ps(core::f32::consts::LOG2_E), round);
+        let n = _mm512_sub_ps(t, round);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2[0]), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_LN2[1]), r);
+        let mut p = _mm512_set1_ps(EXP_POLY[0]);
+        for &c in &EXP_POLY[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let y = _mm512_add_ps(
+            _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r),
+            _mm512_set1_ps(1.0),
+        );
+        // 2^n: `t` carries `n` in its low mantissa bits.
+        let e = _mm512_add_epi32(
+            _mm512_castps_si512(t),
+            _mm512_set1_epi32(127i32.wrapping_sub(0x4B40_0000)),
+        );
+        _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e)))
+    }
+
+    /// See [`super::softmax_weighted_sum_d8`]: one pass over 16 slots at a time, the
+    /// exponentials summed and spread over the value registers as [`weighted_sum_d8`] does.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `o.len() == 8` and `v.len() >= 8 · row.len()`.
+    #[target_feature(enable = "avx512f")]
+    // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+    pub unsafe fn softmax_weighted_sum_d8(
+        row: &mut [f32],
+        max: f32,
+        v: &[f32],
+        o: &mut [f32],
+    ) -> f32 {
+        assert!(o.len() == 8 && v.len() >= row.len() * 8);
+        let n = row.len();
+        // SAFETY: block `j0` reads `row[j0 .. j0 + len]` and `v[8·j0 .. 8·(j0 + len)]` with
+        // `j0 + len <= n` (masked lanes are not read; full blocks, `len == 16`, read all
+        // their lanes); the store writes `o[0..8]`.
+        unsafe {
+            let m = _mm512_set1_ps(max);
+            let spread: [__m512i; 8] = core::array::from_fn(|i| {
+                let (a, b) = (2 * i as i32, 2 * i as i32 + 1);
+                _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
+            });
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut sum = _mm512_setzero_ps();
+            // 16 slots: their exponentials `e` (0 in unused lanes), values `x[0..8]`.
+            let mut block = |e: __m512, x: [__m512; 8]| {
+                sum = _mm512_add_ps(sum, e);
+                for (i, s) in spread.iter().enumerate() {
+                    acc[i % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(*s, e), x[i], acc[i % 4]);
+                }
+            };
+            let full = n / 16 * 16;
+            let mut j0 = 0;
+            while j0 < full {
+                let vp = v.as_ptr().add(8 * j0);
+                let e = exp_fma(_mm512_sub_ps(_mm512_loadu_ps(row.as_ptr().add(j0)), m));
+                block(e, core::array::from_fn(|i| _mm512_loadu_ps(vp.add(16 * i))));
+                j0 += 16;
+            }
+            if j0 < n {
+                let len = n - j0;
+                let vp = v.as_ptr().add(8 * j0);
+                let live = lanes(len, 0);
+                let s = _mm512_maskz_loadu_ps(live, row.as_ptr().add(j0));
+                let e = _mm512_maskz_mov_ps(live, exp_fma(_mm512_sub_ps(s, m)));
+                block(
+                    e,
+                    core::array::from_fn(|i| {
+                        _mm512_maskz_loadu_ps(lanes(8 * len, i), vp.add(16 * i))
+                    }),
+                );
+            }
+            let inv = 1.0 / _mm512_reduce_add_ps(sum);
+            let s = _mm512_mul_ps(
+                _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])),
+                _mm512_set1_ps(inv),
+            );
+            let r = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps::<1>(s));
+            _mm256_storeu_ps(o.as_mut_ptr(), r);
+            inv
         }
     }
 }
@@ -844,6 +974,69 @@ mod tests {
                             "{name} n {n} score {j}: {g} vs {w}"
                         );
                     }
+                    for (c, (g, w)) in got_o.iter().zip(&want_o).enumerate() {
+                        assert!(
+                            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                            "{name} n {n} output {c}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    type SoftmaxSum = fn(&mut [f32], f32, &[f32], &mut [f32]) -> f32;
+
+    /// The variants of the fused exponential and weighted sum runnable here, reference first.
+    fn softmax_sum_variants() -> Vec<(&'static str, SoftmaxSum)> {
+        let mut v: Vec<(&'static str, SoftmaxSum)> =
+            vec![("reference", reference::softmax_weighted_sum_d8)];
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            v.push((
+                "x86_avx512",
+                // SAFETY: AVX-512F was detected above.
+                |r, m, x, o| unsafe { x86_avx512::softmax_weighted_sum_d8(r, m, x, o) },
+            ));
+        }
+        v.push(("compiled-in", super::softmax_weighted_sum_d8));
+        v
+    }
+
+    /// Every variant of the fused exponential and weighted sum against the reference, for
+    /// the slot counts of the score battery, scores with `-inf` (masked) slots, and a row
+    /// masked entirely (NaN result, which the caller zeroes).
+    #[test]
+    fn head_size_8_softmax_sum_variants_match_the_reference() {
+        let val = |i: usize, seed: usize| (((i + seed) * 7919) % 193) as f32 / 24.0 - 4.0;
+        let variants = softmax_sum_variants();
+        for n in (1..=40).chain([63, 64, 65, 255, 256]) {
+            let v: Vec<f32> = (0..(n + 1) * 8).map(|i| val(i, 5) / 4.0).collect();
+            let scores: Vec<f32> = (0..n)
+                .map(|j| {
+                    if j % 7 == 3 {
+                        f32::NEG_INFINITY
+                    } else {
+                        val(j, 9)
+                    }
+                })
+                .collect();
+            for row in [scores.clone(), vec![f32::NEG_INFINITY; n]] {
+                let max = row_max(&row);
+                let (mut want_row, mut want_o) = (row.clone(), vec![0.0; 8]);
+                let want_inv =
+                    reference::softmax_weighted_sum_d8(&mut want_row, max, &v, &mut want_o);
+                for (name, f) in &variants {
+                    let (mut got_row, mut got_o) = (row.clone(), vec![9.0; 8]);
+                    let got_inv = f(&mut got_row, max, &v, &mut got_o);
+                    if want_inv.is_nan() {
+                        assert!(got_inv.is_nan(), "{name} n {n}: {got_inv} for a masked row");
+                        continue;
+                    }
+                    assert!(
+                        (got_inv - want_inv).abs() <= 1e-5 * want_inv.abs(),
+                        "{name} n {n} inv: {got_inv} vs {want_inv}"
+                    );
                     for (c, (g, w)) in got_o.iter().zip(&want_o).enumerate() {
                         assert!(
                             (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
