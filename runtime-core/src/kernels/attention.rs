@@ -498,49 +498,74 @@ pub mod x86_avx512 {
     // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
     pub unsafe fn weighted_sum_d8(p: &[f32], inv: f32, v: &[f32], o: &mut [f32]) {
         assert!(o.len() == 8 && v.len() >= p.len() * 8);
-        let n = p.len();
-        // SAFETY: block `j0` reads `p[j0 .. j0 + len]` and `v[8·j0 .. 8·(j0 + len)]` with
-        // `j0 + len <= n` (masked lanes are not read; full blocks, `len == 16`, read all
-        // their lanes); the store writes `o[0..8]`.
+        let inv = _mm512_set1_ps(inv);
+        // SAFETY: `weights` reads `p[j0 .. j0 + 16]` for full blocks, the `mask` lanes of
+        // it for the tail (`j0 + len <= p.len()`); `o` has 8 elements.
         unsafe {
-            let inv = _mm512_set1_ps(inv);
-            // Lanes 0..8 take probability 2i, lanes 8..16 probability 2i + 1.
-            let spread: [__m512i; 8] = core::array::from_fn(|i| {
-                let (a, b) = (2 * i as i32, 2 * i as i32 + 1);
-                _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
+            let r = spread_sum(v, p.len(), |j0, mask| {
+                _mm512_mul_ps(load(p.as_ptr().add(j0), mask), inv)
             });
-            let mut acc = [_mm512_setzero_ps(); 4];
-            // 16 slots: probabilities `w`, values `x[0..8]` (two slots per register).
-            let mut block = |w: __m512, x: [__m512; 8]| {
-                let w = _mm512_mul_ps(w, inv);
-                for (i, s) in spread.iter().enumerate() {
-                    acc[i % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(*s, w), x[i], acc[i % 4]);
-                }
-            };
-            let full = n / 16 * 16;
-            let mut j0 = 0;
-            while j0 < full {
-                let vp = v.as_ptr().add(8 * j0);
-                block(
-                    _mm512_loadu_ps(p.as_ptr().add(j0)),
-                    core::array::from_fn(|i| _mm512_loadu_ps(vp.add(16 * i))),
-                );
-                j0 += 16;
-            }
-            if j0 < n {
-                let len = n - j0;
-                let vp = v.as_ptr().add(8 * j0);
-                block(
-                    _mm512_maskz_loadu_ps(lanes(len, 0), p.as_ptr().add(j0)),
-                    core::array::from_fn(|i| {
-                        _mm512_maskz_loadu_ps(lanes(8 * len, i), vp.add(16 * i))
-                    }),
-                );
-            }
-            let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-            let r = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps::<1>(s));
             _mm256_storeu_ps(o.as_mut_ptr(), r);
         }
+    }
+
+    /// `_mm512_loadu_ps`, or with `Some(mask)` only the mask's lanes (the others 0).
+    ///
+    /// # Safety
+    /// AVX-512F; the 16 elements at `p` (the mask's lanes with a mask) are readable.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load(p: *const f32, mask: Option<__mmask16>) -> __m512 {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match mask {
+                None => _mm512_loadu_ps(p),
+                Some(m) => _mm512_maskz_loadu_ps(m, p),
+            }
+        }
+    }
+
+    /// `Σ_j w_j · v_j` over the first `n` value rows of `v` (8 wide), 16 slots at a time:
+    /// `weights(j0, mask)` gives slots `j0 .. j0 + 16`'s weights (`mask`: `None` for a full
+    /// block, else the tail's lanes, whose weights past it must be 0); each pair of slots'
+    /// weights is spread over a register of two value rows and summed into independent
+    /// accumulators.
+    ///
+    /// # Safety
+    /// AVX-512F; `v.len() >= 8 · n`; `weights` is safe to call for those blocks.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn spread_sum(
+        v: &[f32],
+        n: usize,
+        mut weights: impl FnMut(usize, Option<__mmask16>) -> __m512,
+    ) -> __m256 {
+        // Lanes 0..8 take weight 2i, lanes 8..16 weight 2i + 1.
+        let spread: [__m512i; 8] = core::array::from_fn(|i| {
+            let (a, b) = (2 * i as i32, 2 * i as i32 + 1);
+            _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
+        });
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut j0 = 0;
+        while j0 < n {
+            let len = (n - j0).min(16);
+            let mask = (len < 16).then(|| lanes(len, 0));
+            let w = weights(j0, mask);
+            // SAFETY: block `j0` reads `v[8·j0 .. 8·(j0 + len)]`, `j0 + len <= n` (masked
+            // lanes are not read).
+            let vp = unsafe { v.as_ptr().add(8 * j0) };
+            for (i, s) in spread.iter().enumerate() {
+                let m = mask.map(|_| lanes(8 * len, i));
+                // SAFETY: see above.
+                let x = unsafe { load(vp.add(16 * i), m) };
+                acc[i % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(*s, w), x, acc[i % 4]);
+            }
+            j0 += len;
+        }
+        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        // The high half via the f64 view: `vextractf64x4` is AVX-512F, `vextractf32x8` DQ.
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(s)));
+        _mm256_add_ps(_mm512_castps512_ps256(s), hi)
     }
 
     /// `exp(x)` as [`crate::math::fast_exp`] evaluates it (the same reduction and polynomial),
@@ -587,53 +612,19 @@ pub mod x86_avx512 {
         o: &mut [f32],
     ) -> f32 {
         assert!(o.len() == 8 && v.len() >= row.len() * 8);
-        let n = row.len();
-        // SAFETY: block `j0` reads `row[j0 .. j0 + len]` and `v[8·j0 .. 8·(j0 + len)]` with
-        // `j0 + len <= n` (masked lanes are not read; full blocks, `len == 16`, read all
-        // their lanes); the store writes `o[0..8]`.
+        let m = _mm512_set1_ps(max);
+        let mut sum = _mm512_setzero_ps();
+        // SAFETY: `weights` reads `row[j0 .. j0 + 16]` for full blocks, the `mask` lanes of
+        // it for the tail (`j0 + len <= row.len()`); `o` has 8 elements.
         unsafe {
-            let m = _mm512_set1_ps(max);
-            let spread: [__m512i; 8] = core::array::from_fn(|i| {
-                let (a, b) = (2 * i as i32, 2 * i as i32 + 1);
-                _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
-            });
-            let mut acc = [_mm512_setzero_ps(); 4];
-            let mut sum = _mm512_setzero_ps();
-            // 16 slots: their exponentials `e` (0 in unused lanes), values `x[0..8]`.
-            let mut block = |e: __m512, x: [__m512; 8]| {
+            let r = spread_sum(v, row.len(), |j0, mask| {
+                let e = exp_fma(_mm512_sub_ps(load(row.as_ptr().add(j0), mask), m));
+                let e = mask.map_or(e, |mask| _mm512_maskz_mov_ps(mask, e));
                 sum = _mm512_add_ps(sum, e);
-                for (i, s) in spread.iter().enumerate() {
-                    acc[i % 4] = _mm512_fmadd_ps(_mm512_permutexvar_ps(*s, e), x[i], acc[i % 4]);
-                }
-            };
-            let full = n / 16 * 16;
-            let mut j0 = 0;
-            while j0 < full {
-                let vp = v.as_ptr().add(8 * j0);
-                let e = exp_fma(_mm512_sub_ps(_mm512_loadu_ps(row.as_ptr().add(j0)), m));
-                block(e, core::array::from_fn(|i| _mm512_loadu_ps(vp.add(16 * i))));
-                j0 += 16;
-            }
-            if j0 < n {
-                let len = n - j0;
-                let vp = v.as_ptr().add(8 * j0);
-                let live = lanes(len, 0);
-                let s = _mm512_maskz_loadu_ps(live, row.as_ptr().add(j0));
-                let e = _mm512_maskz_mov_ps(live, exp_fma(_mm512_sub_ps(s, m)));
-                block(
-                    e,
-                    core::array::from_fn(|i| {
-                        _mm512_maskz_loadu_ps(lanes(8 * len, i), vp.add(16 * i))
-                    }),
-                );
-            }
+                e
+            });
             let inv = 1.0 / _mm512_reduce_add_ps(sum);
-            let s = _mm512_mul_ps(
-                _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])),
-                _mm512_set1_ps(inv),
-            );
-            let r = _mm256_add_ps(_mm512_castps512_ps256(s), _mm512_extractf32x8_ps::<1>(s));
-            _mm256_storeu_ps(o.as_mut_ptr(), r);
+            _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(r, _mm256_set1_ps(inv)));
             inv
         }
     }
