@@ -151,7 +151,7 @@ pub fn quantization_report(
                 },
                 l.kernel,
                 l.nr,
-                crate::ops::linear::epilogue(l.bias, l.activation)
+                l.epilogue()
             ),
             Op::Q4Linear(l) => format!(
                 "int4 {}x{} group {} ({} scales{}), {} nr={}, epilogue {}",

@@ -50,10 +50,18 @@ impl ActQuant {
 }
 
 /// Inputs: `x: f32[..., k]`, the weight blob `w: u8[qgemm::packed_i8_bytes(k, n, nr)]` (int8
-/// per output column with its scales, packed for panels of `nr` columns), and (when `bias`)
-/// `bias: f32[n]`. Outputs: `y: f32[..., n]` and the activation-quantization scratch, planned
-/// in the arena and never read by other nodes: `qa: i8[m · qa_stride(k)]`,
-/// `a_scales: f32[m]`, `a_zero_points: i32[m]` with `m` the number of rows of `x`.
+/// per output column with its scales, packed for panels of `nr` columns), (when `bias`)
+/// `bias: f32[n]`, (when `fused.residual`) `r: f32[..., n]`. Outputs: `y: f32[..., n]` and the
+/// activation-quantization scratch, planned in the arena and never read by other nodes:
+/// `qa: i8[m · qa_stride(k)]`, `a_scales: f32[m]`, `a_zero_points: i32[m]` with `m` the
+/// number of rows of `x`.
+///
+/// With `fused.parts` the blob is several layers' blobs concatenated (part `i`, `parts[i]`
+/// columns, packed on its own), the bias the parts' biases concatenated, and each part is its
+/// own output `f32[..., parts[i]]` before the three scratch outputs: `x` is quantized once for
+/// all of them. With `fused.swiglu` there are two equal parts (gate, up) and one output
+/// `act(x·Wg + bg) ⊙ (x·Wu + bu)` (the activation applies to the gate), plus, for more than
+/// one row, a scratch output `f32[m · n/2]` holding the up-projection, before the three.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QLinear {
     pub k: usize,
@@ -67,27 +75,104 @@ pub struct QLinear {
     pub tiles: Tiles,
     /// The kernel the blob was packed for (for reports).
     pub kernel: &'static str,
+    /// Layers merged and epilogues fused into this one by the passes `merge_linears`,
+    /// `fuse_swiglu`, `fuse_residual` (default: none).
+    pub fused: Fused,
+}
+
+/// What the fusion passes folded into a `QLinear` (as the float `Linear`'s fields of the
+/// same names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fused {
+    /// Output widths of the layers merged into this one (empty: one output of `n`).
+    pub parts: Vec<usize>,
+    /// Two parts combined as `act(gate) ⊙ up` into one output.
+    pub swiglu: bool,
+    /// A residual input added after the activation: `y = act(x·W + b) + r`.
+    pub residual: bool,
 }
 
 impl QLinear {
-    /// Bytes of this layer's weight blob.
+    /// Bytes of this layer's weight blob (every part's blob).
     pub fn weight_bytes(&self) -> usize {
-        qgemm::packed_i8_bytes(self.k, self.n, self.nr)
+        self.part_widths()
+            .iter()
+            .map(|&n| qgemm::packed_i8_bytes(self.k, n, self.nr))
+            .sum()
+    }
+
+    /// The output widths of the layers side by side in the blob (`[n]` unless merged).
+    pub fn part_widths(&self) -> Vec<usize> {
+        if self.fused.parts.is_empty() {
+            vec![self.n]
+        } else {
+            self.fused.parts.clone()
+        }
+    }
+
+    /// `(blob offset, blob length, column offset, columns)` of each part.
+    fn part_ranges(&self) -> Vec<(usize, usize, usize, usize)> {
+        let (mut w_off, mut c_off) = (0, 0);
+        self.part_widths()
+            .into_iter()
+            .map(|n| {
+                let r = (w_off, qgemm::packed_i8_bytes(self.k, n, self.nr), c_off, n);
+                w_off += r.1;
+                c_off += n;
+                r
+            })
+            .collect()
+    }
+
+    /// The epilogue in words, for reports.
+    pub fn epilogue(&self) -> String {
+        let mut s = super::linear::epilogue(self.bias, self.activation);
+        if self.fused.swiglu {
+            s = format!("{s}+swiglu").replace("none+", "");
+        }
+        if self.fused.residual {
+            s = format!("{s}+residual").replace("none+", "");
+        }
+        s
     }
 
     fn rows(&self, x: &TensorType) -> usize {
         x.numel().checked_div(self.k).unwrap_or(0)
     }
+
+    /// Index of the first of the three activation-scratch outputs.
+    fn scratch_at(&self, rows: usize) -> usize {
+        if self.fused.swiglu {
+            1 + usize::from(rows > 1)
+        } else {
+            self.part_widths().len()
+        }
+    }
 }
 
 impl OpDef for QLinear {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
+        let residual = usize::from(self.fused.residual);
+        if inputs.len() < 2 + residual {
+            return invalid!("residual={} needs its input", self.fused.residual);
+        }
+        let (inputs, r) = inputs.split_at(inputs.len() - residual);
         util::check_blob_linear(
             inputs,
             self.bias,
             [self.k, self.n, self.nr],
             self.weight_bytes(),
         )?;
+        let widths = self.part_widths();
+        if widths.iter().sum::<usize>() != self.n {
+            return invalid!("parts {widths:?} do not split n = {}", self.n);
+        }
+        if self.fused.swiglu && (widths.len() != 2 || widths[0] != widths[1]) {
+            return invalid!("swiglu needs two equal parts");
+        }
+        if self.fused.residual && (widths.len() != 1 || self.fused.swiglu) {
+            return invalid!("a residual needs a single-part QLinear");
+        }
         let x = inputs[0];
         if let ActQuant::Static {
             scale, zero_point, ..
@@ -103,27 +188,51 @@ impl OpDef for QLinear {
             }
         }
         let output = util::linear_output(x, self.n, self.bias.then(|| inputs[2]))?;
+        if let Some(r) = r.first()
+            && **r != output
+        {
+            return invalid!("residual is {r}, expected {output}");
+        }
         let m = self.rows(x);
         let qa = m
             .checked_mul(qgemm::qa_stride(self.k))
             .ok_or_else(|| OpError::Invalid("activation scratch overflows".into()))?;
-        Ok(vec![
-            output,
+        let mut outs = if self.fused.swiglu {
+            let h = widths[0];
+            let mut v = vec![util::linear_output(x, h, None)?];
+            if m > 1 {
+                v.push(TensorType::new(DType::F32, vec![m * h]));
+            }
+            v
+        } else if widths.len() == 1 {
+            vec![output]
+        } else {
+            widths
+                .iter()
+                .map(|&n| util::linear_output(x, n, None))
+                .collect::<Result<_, _>>()?
+        };
+        outs.extend([
             TensorType::new(DType::I8, vec![qa]),
             TensorType::new(DType::F32, vec![m]),
             TensorType::new(DType::I32, vec![m]),
-        ])
+        ]);
+        Ok(outs)
     }
 
     fn eval(&self, inputs: &[&Tensor], outputs: &[TensorType]) -> Result<Vec<Tensor>, OpError> {
         let x = util::data::<f32>(inputs[0])?;
         let w = util::data::<u8>(inputs[1])?;
-        let bias = util::optional_bias(inputs)?;
+        let bias = if self.bias {
+            Some(util::data::<f32>(inputs[2])?)
+        } else {
+            None
+        };
         let m = self.rows(&inputs[0].ty);
-        let mut out = util::zeros(&outputs[0])?;
-        let mut qa = util::zeros(&outputs[1])?;
-        let mut scales = util::zeros(&outputs[2])?;
-        let mut zps = util::zeros(&outputs[3])?;
+        let at = self.scratch_at(m);
+        let mut qa = util::zeros(&outputs[at])?;
+        let mut scales = util::zeros(&outputs[at + 1])?;
+        let mut zps = util::zeros(&outputs[at + 2])?;
         {
             let (q, s, z) = (
                 util::data_mut::<i8>(&mut qa)?,
@@ -141,36 +250,71 @@ impl OpDef for QLinear {
                 } => qgemm::quantize_rows_static(x, m, k, k, scale, zero_point, u8, q, s, z),
             }
         }
-        let g = QGemm {
-            m,
-            k: self.k,
-            n: self.n,
-            ldc: self.n,
-            a_scales: util::data::<f32>(&scales)?,
-            a_zero_points: util::data::<i32>(&zps)?,
-            bias,
-            activation: self.activation,
-            tiles: self.tiles,
-        };
-        qgemm::qgemm(
-            util::data::<i8>(&qa)?,
-            QWeights::new(w, self.k, self.n, self.nr),
-            util::data_mut::<f32>(&mut out)?,
-            &g,
-        );
-        Ok(vec![out, qa, scales, zps])
+        let mut parts = Vec::new();
+        for (i, (w_off, w_len, c_off, n)) in self.part_ranges().into_iter().enumerate() {
+            let blob = w
+                .get(w_off..w_off + w_len)
+                .ok_or_else(|| OpError::Invalid(format!("weight blob shorter than part {i}")))?;
+            let activation = if self.fused.swiglu && i == 1 {
+                Activation::None
+            } else {
+                self.activation
+            };
+            let g = QGemm {
+                m,
+                k: self.k,
+                n,
+                ldc: n,
+                a_scales: util::data::<f32>(&scales)?,
+                a_zero_points: util::data::<i32>(&zps)?,
+                bias: bias.and_then(|b| b.get(c_off..c_off + n)),
+                activation,
+                tiles: self.tiles,
+            };
+            let mut out = vec![0.0f32; m * n];
+            qgemm::reference::qgemm(
+                util::data::<i8>(&qa)?,
+                QWeights::new(blob, self.k, n, self.nr),
+                &mut out,
+                &g,
+            );
+            parts.push(out);
+        }
+        if self.fused.residual {
+            let r = util::data::<f32>(inputs[inputs.len() - 1])?;
+            runtime_core::kernels::gemv::add_assign(&mut parts[0], r);
+        }
+        if self.fused.swiglu {
+            let up = parts.pop().unwrap_or_default();
+            runtime_core::kernels::gemv::mul_assign(&mut parts[0], &up);
+            if m > 1 {
+                parts.push(up);
+            }
+        }
+        let mut outs = outputs
+            .iter()
+            .zip(parts)
+            .map(|(ty, data)| {
+                Tensor::new(ty.clone(), crate::ir::Data::F32(data))
+                    .map_err(|e| OpError::Invalid(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        outs.extend([qa, scales, zps]);
+        Ok(outs)
     }
 
     fn emit(&self, ctx: &EmitCtx<'_>) -> Result<TokenStream, OpError> {
-        let m = lit_usize(self.rows(&ctx.inputs[0]));
-        let (k, n, nr) = (lit_usize(self.k), lit_usize(self.n), lit_usize(self.nr));
+        let rows = self.rows(&ctx.inputs[0]);
+        let m = lit_usize(rows);
+        let (k, nr) = (lit_usize(self.k), lit_usize(self.nr));
         let (mr, kc, mc) = (
             lit_usize(self.tiles.mr),
             lit_usize(self.tiles.kc),
             lit_usize(self.tiles.mc),
         );
-        let (x, w, y) = (ctx.input(0), ctx.input(1), ctx.output(0));
-        let (qa, s, z) = (ctx.output(1), ctx.output(2), ctx.output(3));
+        let (x, w) = (ctx.input(0), ctx.input(1));
+        let at = self.scratch_at(rows);
+        let (qa, s, z) = (ctx.output(at), ctx.output(at + 1), ctx.output(at + 2));
         let quantize = match self.act_quant {
             ActQuant::DynamicRow => quote! {
                 rt::kernels::qgemm::quantize_rows_symmetric(#x, #m, #k, #k, #qa, #s, #z);
@@ -190,41 +334,79 @@ impl OpDef for QLinear {
                 }
             }
         };
-        let bias = if self.bias {
-            let b = ctx.input(2);
-            quote!(Some(#b))
-        } else {
-            quote!(None)
+        let ranges = self.part_ranges();
+        let single = ranges.len() == 1;
+        // Part `i`'s weights and its product's settings.
+        let part = |i: usize, act: Activation| {
+            let (w_off, w_len, c_off, n) = ranges[i];
+            let (wt, bias) = if single {
+                let bias = self.bias.then(|| ctx.input(2)).map(|b| quote!(#b));
+                (quote!(#w), bias)
+            } else {
+                let (a, b) = (lit_usize(w_off), lit_usize(w_off + w_len));
+                let (c0, c1) = (lit_usize(c_off), lit_usize(c_off + n));
+                let bias = self
+                    .bias
+                    .then(|| ctx.input(2))
+                    .map(|b| quote!(&#b[#c0..#c1]));
+                (quote!(&#w[#a..#b]), bias)
+            };
+            let bias = bias.map_or(quote!(None), |b| quote!(Some(#b)));
+            let act = activation_path(act);
+            let n = lit_usize(n);
+            (
+                quote!(rt::kernels::qgemm::QWeights::new(#wt, #k, #n, #nr)),
+                quote! {
+                    &rt::kernels::qgemm::QGemm {
+                        m: #m, k: #k, n: #n, ldc: #n,
+                        a_scales: #s, a_zero_points: #z,
+                        bias: #bias,
+                        activation: #act,
+                        tiles: rt::kernels::gemm::Tiles { mr: #mr, kc: #kc, mc: #mc },
+                    }
+                },
+            )
         };
-        let act = activation_path(self.activation);
         // One row (a decode step) runs the one-row product; same bits as the GEMM.
-        let kernel = if self.rows(&ctx.inputs[0]) == 1 {
+        let kernel = if rows == 1 {
             quote!(rt::kernels::qgemv::qgemv)
         } else {
             quote!(rt::kernels::qgemm::qgemm)
         };
-        Ok(quote! {
-            #quantize
-            #kernel(#qa, rt::kernels::qgemm::QWeights::new(#w, #k, #n, #nr), #y,
-                &rt::kernels::qgemm::QGemm {
-                    m: #m, k: #k, n: #n, ldc: #n,
-                    a_scales: #s, a_zero_points: #z,
-                    bias: #bias,
-                    activation: #act,
-                    tiles: rt::kernels::gemm::Tiles { mr: #mr, kc: #kc, mc: #mc },
-                });
-        })
+        let y = ctx.output(0);
+        let mut code = quantize;
+        if self.fused.swiglu {
+            let ((gw, gg), (uw, ug)) = (part(0, self.activation), part(1, Activation::None));
+            code.extend(if rows == 1 {
+                quote!(rt::kernels::qgemv::qgemv_swiglu(#qa, (#gw, #gg), (#uw, #ug), #y);)
+            } else {
+                let up = ctx.output(1);
+                quote! {
+                    rt::kernels::qgemm::qgemm(#qa, #gw, #y, #gg);
+                    rt::kernels::qgemm::qgemm(#qa, #uw, #up, #ug);
+                    rt::kernels::gemv::mul_assign(#y, #up);
+                }
+            });
+        } else if self.fused.residual {
+            let r = ctx.input(ctx.inputs.len() - 1);
+            let (wt, g) = part(0, self.activation);
+            code.extend(quote!(rt::kernels::qgemv::qgemv_residual(#qa, #wt, #y, #g, #r);));
+        } else {
+            for i in 0..ranges.len() {
+                let (wt, g) = part(i, self.activation);
+                let out = ctx.output(i);
+                code.extend(quote!(#kernel(#qa, #wt, #out, #g);));
+            }
+        }
+        Ok(code)
     }
 
     fn attrs(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut attrs = vec![
             ("k", self.k.to_string()),
             ("n", self.n.to_string()),
             ("nr", self.nr.to_string()),
-            (
-                "epilogue",
-                super::linear::epilogue(self.bias, self.activation),
-            ),
+            ("epilogue", self.epilogue()),
             ("act", self.act_quant.describe()),
             (
                 "tiles",
@@ -233,7 +415,12 @@ impl OpDef for QLinear {
                     self.kernel, self.tiles.mr, self.nr, self.tiles.kc, self.tiles.mc
                 ),
             ),
-        ]
+        ];
+        if !self.fused.parts.is_empty() {
+            let parts: Vec<String> = self.fused.parts.iter().map(|p| p.to_string()).collect();
+            attrs.push(("parts", parts.join("+")));
+        }
+        attrs
     }
 }
 
@@ -266,6 +453,7 @@ mod tests {
                 mc: 64,
             },
             kernel: "portable",
+            fused: Fused::default(),
         }
     }
 

@@ -259,6 +259,7 @@ mod tests {
                 mc: 64,
             },
             kernel: "portable",
+            fused: Default::default(),
         };
         let bytes = qgemm::packed_i8_bytes(3, 4, 4);
         let blob = Tensor::new(

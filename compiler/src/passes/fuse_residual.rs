@@ -7,6 +7,7 @@
 //! it is still in cache (one row: right after `kernels::gemv::gemv`). The `Linear` keeps its
 //! name. Weights still row-major (`nr == 0`) are left alone.
 use super::fuse_linear::sole_consumer;
+use super::merge_linears::Packed;
 use super::{Pass, replace_nodes, rewrite_each};
 use crate::error::Result;
 use crate::ir::{Graph, NodeId, ValueId};
@@ -15,9 +16,9 @@ use crate::ops::binary::BinaryKind;
 
 pub struct FuseResidual;
 
-/// For an `Add` node: the `Linear` feeding one operand (read only there) and the other
-/// operand, the residual.
-fn match_residual(graph: &Graph, add: NodeId) -> Option<(NodeId, ValueId)> {
+/// For an `Add` node: the plain packed layer feeding one operand (read only there), its op,
+/// and the other operand, the residual.
+fn match_residual(graph: &Graph, add: NodeId) -> Option<(NodeId, Packed, ValueId)> {
     let node = graph.node(add);
     let Op::Binary(b) = &node.op else { return None };
     if b.kind != BinaryKind::Add || node.inputs.len() != 2 {
@@ -31,18 +32,18 @@ fn match_residual(graph: &Graph, add: NodeId) -> Option<(NodeId, ValueId)> {
         let Some(lin) = graph.value(y).producer else {
             continue;
         };
-        let Op::Linear(l) = &graph.node(lin).op else {
+        // Only the product itself (output 0), never a scratch output.
+        if graph.node(lin).outputs.first() != Some(&y) {
             continue;
-        };
-        let plain = l.nr != 0 && l.parts.is_empty() && !l.swiglu && !l.residual;
-        if plain
+        }
+        if let Some(p) = Packed::plain(graph, lin)
             && y != r
             && sole_consumer(graph, y) == Some(add)
             && graph.constant(r).is_none()
             && graph.ty(r) == graph.ty(y)
             && graph.ty(z) == graph.ty(y)
         {
-            return Some((lin, r));
+            return Some((lin, p, r));
         }
     }
     None
@@ -55,21 +56,26 @@ impl Pass for FuseResidual {
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
         rewrite_each(graph, |graph, add| {
-            let Some((lin, r)) = match_residual(graph, add) else {
+            let Some((lin, p, r)) = match_residual(graph, add) else {
                 return Ok(false);
             };
-            let Op::Linear(l) = &graph.node(lin).op else {
-                return Ok(false);
-            };
-            let mut op = l.clone();
-            op.residual = true;
             let node = graph.node(lin);
             let (name, source) = (node.name.clone(), node.source_op.clone());
             let mut inputs = node.inputs.clone();
             inputs.push(r);
             let z = graph.node(add).outputs[0];
-            let (pass, op) = (self.name(), Op::Linear(op));
-            replace_nodes(graph, pass, &[add, lin], z, name, &source, op, inputs, &[])?;
+            let (pass, op, extra) = (self.name(), p.with_residual(), p.scratch_suffixes());
+            replace_nodes(
+                graph,
+                pass,
+                &[add, lin],
+                z,
+                name,
+                &source,
+                op,
+                inputs,
+                extra,
+            )?;
             Ok(true)
         })
     }
@@ -81,61 +87,56 @@ mod tests {
     use crate::ir::printer::print;
     use crate::ir::{DType, Tensor, TensorType};
     use crate::ops::binary::Binary;
-    use crate::ops::linear::Linear;
-    use crate::passes::pack_linear_weights::PackLinearWeights;
+    use crate::passes::test_util::{linear, pack_for_x86};
+    use runtime_core::kernels::gemm::Activation;
 
-    /// `z = Add(r, Linear(x))` for `x: [rows, 3]`, `r: [rows, 4]`, packed for `x86`.
-    fn block(rows: usize) -> Graph {
+    /// `z = Add(r, Linear(x))` for `x: [rows, 3]`, `r: [rows, 4]`, packed for `x86`
+    /// (`int8`: quantized).
+    fn block(rows: usize, int8: bool) -> Graph {
         let mut g = Graph::new(17);
         let x = g.add_value("x", TensorType::new(DType::F32, vec![rows, 3]));
         let r = g.add_value("r", TensorType::new(DType::F32, vec![rows, 4]));
         g.inputs.extend([x, r]);
         let w: Vec<f32> = (0..12).map(|i| (i as f32 - 5.0) * 0.21).collect();
-        let w = g.add_constant("o.w", Tensor::from_f32s(vec![3, 4], w).unwrap());
-        let (_, y) = g
-            .add_node(
-                "o_proj",
-                "MatMul",
-                Op::Linear(Linear::new(3, 4)),
-                vec![x, w],
-                &["o.out".into()],
-            )
-            .unwrap();
+        let y = linear(&mut g, "o", x, (3, 4), w, None, Activation::None);
         let add = Op::Binary(Binary {
             kind: BinaryKind::Add,
         });
         let (_, z) = g
-            .add_node("add", "Add", add, vec![r, y[0]], &["z".into()])
+            .add_node("add", "Add", add, vec![r, y], &["z".into()])
             .unwrap();
         g.outputs.push(z[0]);
-        let tiling = crate::target::TargetProfile::load("x86")
-            .unwrap()
-            .gemm_tiling();
-        PackLinearWeights { tiling }.run(&mut g).unwrap();
-        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
-            .run(&mut g)
-            .unwrap();
+        pack_for_x86(&mut g, int8);
         g
+    }
+
+    fn fused(int8: bool) -> String {
+        let mut g = block(1, int8);
+        assert!(FuseResidual.run(&mut g).unwrap());
+        crate::ir::verify::verify(&g).unwrap();
+        print(&g).unwrap()
     }
 
     #[test]
     fn residual_add_becomes_the_epilogue() {
-        let mut g = block(1);
-        assert!(FuseResidual.run(&mut g).unwrap());
-        crate::ir::verify::verify(&g).unwrap();
-        insta::assert_snapshot!(print(&g).unwrap());
+        insta::assert_snapshot!(fused(false));
+    }
+
+    #[test]
+    fn int8_residual_add_becomes_the_epilogue() {
+        insta::assert_snapshot!(fused(true));
     }
 
     #[test]
     fn fused_output_equals_the_unfused_for_one_and_many_rows() {
-        for rows in [1, 3] {
+        for (rows, int8) in [(1, false), (3, false), (1, true), (3, true)] {
             let x: Vec<f32> = (0..rows * 3).map(|i| i as f32 * 0.31 - 0.7).collect();
             let r: Vec<f32> = (0..rows * 4).map(|i| i as f32 * -0.11 + 0.4).collect();
             let inputs = [
                 Tensor::from_f32s(vec![rows, 3], x).unwrap(),
                 Tensor::from_f32s(vec![rows, 4], r).unwrap(),
             ];
-            let g = block(rows);
+            let g = block(rows, int8);
             let want = crate::eval::evaluate(&g, &inputs).unwrap();
             let mut fused = g.clone();
             assert!(FuseResidual.run(&mut fused).unwrap());
@@ -147,9 +148,11 @@ mod tests {
 
     #[test]
     fn a_broadcast_add_is_left_alone() {
-        let mut g = block(1);
-        let r = g.inputs[1];
-        g.value_mut(r).ty = TensorType::new(DType::F32, vec![4]);
-        assert!(!FuseResidual.run(&mut g).unwrap());
+        for int8 in [false, true] {
+            let mut g = block(1, int8);
+            let r = g.inputs[1];
+            g.value_mut(r).ty = TensorType::new(DType::F32, vec![4]);
+            assert!(!FuseResidual.run(&mut g).unwrap());
+        }
     }
 }

@@ -130,10 +130,70 @@ pub fn run(graph: &mut Graph, passes: &[Box<dyn Pass>], verify_each: bool) -> Re
 /// `<name>.out`.
 #[cfg(test)]
 pub(crate) mod test_util {
-    use crate::ir::{Graph, ValueId};
+    use crate::ir::{Graph, Tensor, ValueId};
     use crate::ops::Op;
     use crate::ops::binary::{Binary, BinaryKind};
+    use crate::ops::linear::Linear;
     use crate::ops::unary::{Unary, UnaryKind};
+    use runtime_core::kernels::gemm::Activation;
+
+    /// `act(x · W + b)` as an unpacked `Linear` node `<name>_proj` (op type `MatMul`) over
+    /// `x: [.., k]`, with constants `<name>.w` = `w` (`k×n`) and `<name>.b` = `bias`.
+    pub fn linear(
+        g: &mut Graph,
+        name: &str,
+        x: ValueId,
+        (k, n): (usize, usize),
+        w: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        activation: Activation,
+    ) -> ValueId {
+        let w = g.add_constant(
+            format!("{name}.w"),
+            Tensor::from_f32s(vec![k, n], w).unwrap(),
+        );
+        let mut inputs = vec![x, w];
+        if let Some(b) = bias {
+            inputs
+                .push(g.add_constant(format!("{name}.b"), Tensor::from_f32s(vec![n], b).unwrap()));
+        }
+        let mut op = Linear::new(k, n);
+        op.bias = inputs.len() == 3;
+        op.activation = activation;
+        g.add_node(
+            format!("{name}_proj"),
+            "MatMul",
+            Op::Linear(op),
+            inputs,
+            &[format!("{name}.out")],
+        )
+        .unwrap()
+        .1[0]
+    }
+
+    /// Pack every `Linear` for the `x86` profile (`int8`: quantize them to `QLinear`s as
+    /// `--quantize int8` does), then drop what that left unread.
+    pub fn pack_for_x86(g: &mut Graph, int8: bool) {
+        use super::Pass;
+        let target = crate::target::TargetProfile::load("x86").unwrap();
+        if int8 {
+            let options = crate::quantize::QuantOptions::new(crate::quantize::QuantMode::Int8);
+            let pass = super::quantize_int8::QuantizeInt8 {
+                tiling: target.quant_tiling(),
+                options,
+                static_act: Default::default(),
+            };
+            pass.run(g).unwrap();
+        } else {
+            let tiling = target.gemm_tiling();
+            super::pack_linear_weights::PackLinearWeights { tiling }
+                .run(g)
+                .unwrap();
+        }
+        super::eliminate_dead_nodes::EliminateDeadNodes
+            .run(g)
+            .unwrap();
+    }
 
     /// `kind(a, b)` as a node `name` (op type `Bin`).
     pub fn bin(g: &mut Graph, name: &str, kind: BinaryKind, a: ValueId, b: ValueId) -> ValueId {

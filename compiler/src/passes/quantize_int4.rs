@@ -181,6 +181,7 @@ impl Pass for QuantizeInt4 {
                     act_quant: ActQuant::DynamicRow,
                     tiles: self.tiling.tiles,
                     kernel: self.tiling.kernel,
+                    fused: Default::default(),
                 };
                 let mut inputs = node.inputs.clone();
                 let (k, n) = (l.k, l.n);

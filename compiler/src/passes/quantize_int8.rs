@@ -179,6 +179,7 @@ impl Pass for QuantizeInt8 {
                     .unwrap_or(ActQuant::DynamicRow),
                 tiles: self.tiling.tiles,
                 kernel: self.tiling.kernel,
+                fused: Default::default(),
             };
             let mut inputs = node.inputs.clone();
             let (k, n) = (l.k, l.n);

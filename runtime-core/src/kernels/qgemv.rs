@@ -14,10 +14,56 @@ use super::qgemm::{self, MAX_NR, QGemm, QWeights, finish_row};
 /// `c[..n] = act(qa · W + bias)` for one activation row (`g.m == 1`; other row counts run
 /// [`qgemm::qgemm`]); the arguments as for [`qgemm::qgemm`].
 pub fn qgemv(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
-    if g.m != 1 {
+    if g.m != 1 || !native(qa, &w, c, g, Store::Write) {
         qgemm::qgemm(qa, w, c, g);
-        return;
     }
+}
+
+/// `c[..n] = act(qa · W + bias) + r[..n]` for one activation row (a residual add in the
+/// epilogue; the same bits as [`qgemv`] followed by the addition). Any row count: more rows
+/// run [`qgemm::qgemm`], then the addition.
+pub fn qgemv_residual(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>, r: &[f32]) {
+    let len = g.m * g.n;
+    assert!(r.len() >= len && g.ldc == g.n);
+    if g.m != 1 || !native(qa, &w, c, g, Store::Add(r)) {
+        qgemm::qgemm(qa, w, c, g);
+        super::gemv::add_assign(&mut c[..len], r);
+    }
+}
+
+/// SwiGLU over one activation row: `c[..n] = act_g(qa · G + bias_g) ⊙ act_u(qa · U +
+/// bias_u)` for the gate `(G, g)` and up `(U, u)` products of the same quantized row (equal
+/// `n`; the compiler passes a SiLU gate), each panel of the up-projection multiplied in while
+/// it is in registers: the same bits as two [`qgemv`]s and an elementwise product.
+pub fn qgemv_swiglu(
+    qa: &[i8],
+    (gw, g): (QWeights<'_>, &QGemm<'_>),
+    (uw, u): (QWeights<'_>, &QGemm<'_>),
+    c: &mut [f32],
+) {
+    assert!(g.m == 1 && u.m == 1 && g.n == u.n);
+    qgemv(qa, gw, c, g);
+    if !native(qa, &uw, c, u, Store::Mul) {
+        drive(qa, &uw, c, u, 0, reference::panel_sums, Store::Mul);
+    }
+}
+
+/// How a finished panel of the product reaches `c`.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    /// `c = p`.
+    Write,
+    /// `c = p + r` (the residual, `n` long).
+    Add(&'a [f32]),
+    /// `c = c ⊙ p` (SwiGLU's up-projection times the gate already in `c`).
+    Mul,
+}
+
+/// [`drive`] over the panel sums compiled in for `w.nr`; false when there is none (the
+/// caller runs [`qgemm::qgemm`] or the portable sums).
+#[inline(always)]
+#[allow(unused_variables)]
+fn native(qa: &[i8], w: &QWeights<'_>, c: &mut [f32], g: &QGemm<'_>, store: Store<'_>) -> bool {
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx512f",
@@ -26,55 +72,79 @@ pub fn qgemv(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
     ))]
     if w.nr == x86_avx512::NR {
         // SAFETY: this code is compiled with AVX-512F/BW/VNNI enabled, so the CPU has them.
-        drive(qa, &w, c, g, |a, p, s| unsafe {
-            x86_avx512::panel_sums(a, p, s)
-        });
-        return;
+        let sums = |a: &[i8], p: &[i8], s: &mut [i32]| unsafe { x86_avx512::panel_sums(a, p, s) };
+        drive(qa, w, c, g, x86_avx512::OFFSET, sums, store);
+        return true;
     }
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     if w.nr == x86_avx2::NR {
         // SAFETY: this code is compiled with AVX2 enabled, so the CPU has it.
-        drive(qa, &w, c, g, |a, p, s| unsafe {
-            x86_avx2::panel_sums(a, p, s)
-        });
-        return;
+        let sums = |a: &[i8], p: &[i8], s: &mut [i32]| unsafe { x86_avx2::panel_sums(a, p, s) };
+        drive(qa, w, c, g, 0, sums, store);
+        return true;
     }
     #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
     if w.nr == aarch64_neon::NR {
-        drive(qa, &w, c, g, aarch64_neon::panel_sums);
-        return;
+        drive(qa, w, c, g, 0, aarch64_neon::panel_sums, store);
+        return true;
     }
-    qgemm::qgemm(qa, w, c, g);
+    false
 }
 
-/// Every panel of `w`: `sums(a, panel, out)` fills the panel's `nr` exact column sums
-/// `Σ_p a[p] · w(p, c)`, then the GEMM's epilogue writes the panel's columns of `c`.
+/// Every panel of `w`: `sums(a, panel, out)` fills the panel's `nr` column sums
+/// `Σ_p a[p] · w(p, c) + offset · Σ_p w(p, c)` (wrapping i32; `offset` is how far the variant
+/// shifted the activations, taken out with the blob's column sums), then the GEMM's epilogue
+/// finishes the panel's columns and `store` puts them into `c`.
 #[inline(always)]
 fn drive(
     qa: &[i8],
     w: &QWeights<'_>,
     c: &mut [f32],
     g: &QGemm<'_>,
+    offset: i32,
     mut sums: impl FnMut(&[i8], &[i8], &mut [i32]),
+    store: Store<'_>,
 ) {
     check(qa, w, c, g);
+    if let Store::Add(r) = store {
+        assert!(r.len() >= g.n);
+    }
     let (n, nr, kp) = (g.n, w.nr, w.kp);
     let a = &qa[..kp];
+    let zp = (g.a_scales[0], g.a_zero_points[0].wrapping_add(offset));
     let mut acc = [0i32; MAX_NR];
+    let mut tile = [0f32; MAX_NR];
     for panel in 0..n.div_ceil(nr) {
         let col0 = panel * nr;
         let cols = nr.min(n - col0);
         sums(a, w.panel(panel), &mut acc[..nr]);
         let out = &mut c[col0..col0 + cols];
+        let t = match store {
+            Store::Write => &mut *out,
+            Store::Add(_) | Store::Mul => &mut tile[..cols],
+        };
         finish_row(
-            out,
+            t,
             &acc[..cols],
             &w.scales[col0..col0 + cols],
             &w.sums[col0..col0 + cols],
-            (g.a_scales[0], g.a_zero_points[0]),
+            zp,
             g.bias.map(|b| &b[col0..col0 + cols]),
         );
-        epilogue(out, None, g.activation);
+        epilogue(t, None, g.activation);
+        match store {
+            Store::Write => {}
+            Store::Add(r) => {
+                for ((o, &p), &r) in out.iter_mut().zip(&tile[..cols]).zip(&r[col0..]) {
+                    *o = p + r;
+                }
+            }
+            Store::Mul => {
+                for (o, &p) in out.iter_mut().zip(&tile[..cols]) {
+                    *o *= p;
+                }
+            }
+        }
     }
 }
 
@@ -110,22 +180,25 @@ pub mod reference {
 
     /// [`super::qgemv`] over [`panel_sums`], for any panel width.
     pub fn qgemv(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
-        drive(qa, &w, c, g, panel_sums);
+        drive(qa, &w, c, g, 0, panel_sums, Store::Write);
     }
 }
 
 /// AVX-512 VNNI over 32-column panels: a depth group of 4 is 128 bytes (two registers);
-/// `vpdpbusd` multiplies the weights made unsigned (`w ^ 0x80` = `w + 128`) by the
-/// broadcast activations, four groups in flight in independent accumulators, and
-/// `128 · Σ a` is subtracted at the end (exact in wrapping i32).
+/// `vpdpbusd` multiplies the group's four activations made unsigned (`a ^ 0x80` = `a + 128`,
+/// broadcast) by the signed weights, four groups in flight in independent accumulators. The
+/// sums are `Σ a·w + 128 · Σ w` ([`OFFSET`]): the driver takes the second term out with the
+/// blob's column sums.
 #[cfg(target_arch = "x86_64")]
 pub mod x86_avx512 {
     use core::arch::x86_64::*;
 
     /// Panel width.
     pub const NR: usize = 32;
+    /// The activation shift of [`panel_sums`].
+    pub const OFFSET: i32 = 128;
 
-    /// See [`super::reference::panel_sums`] (`out.len() == NR`).
+    /// `out[c] = Σ_p (a[p] + 128) · panel(p, c)` (wrapping i32), `out.len() == NR`.
     ///
     /// # Safety
     /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI.
@@ -137,23 +210,14 @@ pub mod x86_avx512 {
         // SAFETY: group `g < groups` reads `a[4g..4g + 4]` and `panel[128g..128g + 128]`
         // (checked above); the stores write `out[0..32]`.
         unsafe {
-            let flip = _mm512_set1_epi8(-128);
-            let ones = _mm512_set1_epi8(1);
             let (ap, wp) = (a.as_ptr(), panel.as_ptr());
-            let mut fix = _mm512_setzero_si512();
-            let mut p = 0;
-            while p < a.len() {
-                let left = a.len() - p;
-                let mask = if left >= 64 { !0 } else { (1u64 << left) - 1 };
-                fix = _mm512_dpbusd_epi32(fix, ones, _mm512_maskz_loadu_epi8(mask, ap.add(p)));
-                p += 64;
-            }
             let group = |g: usize, acc: &mut [__m512i; 2]| {
-                let x = _mm512_set1_epi32(ap.add(4 * g).cast::<i32>().read_unaligned());
-                let w0 = _mm512_xor_si512(_mm512_loadu_si512(wp.add(128 * g).cast()), flip);
-                let w1 = _mm512_xor_si512(_mm512_loadu_si512(wp.add(128 * g + 64).cast()), flip);
-                acc[0] = _mm512_dpbusd_epi32(acc[0], w0, x);
-                acc[1] = _mm512_dpbusd_epi32(acc[1], w1, x);
+                let a4 = ap.add(4 * g).cast::<u32>().read_unaligned() ^ 0x8080_8080;
+                let x = _mm512_set1_epi32(a4 as i32);
+                let w0 = _mm512_loadu_si512(wp.add(128 * g).cast());
+                let w1 = _mm512_loadu_si512(wp.add(128 * g + 64).cast());
+                acc[0] = _mm512_dpbusd_epi32(acc[0], x, w0);
+                acc[1] = _mm512_dpbusd_epi32(acc[1], x, w1);
             };
             // Four groups in flight, each in its own named accumulators (kept in registers).
             let (mut a0, mut a1, mut a2, mut a3) = (
@@ -174,19 +238,17 @@ pub mod x86_avx512 {
                 group(g, &mut a0);
                 g += 1;
             }
-            let acc = [a0[0], a0[1], a1[0], a1[1], a2[0], a2[1], a3[0], a3[1]];
-            let fix = _mm512_set1_epi32(_mm512_reduce_add_epi32(fix).wrapping_mul(128));
             let lo = _mm512_add_epi32(
-                _mm512_add_epi32(acc[0], acc[2]),
-                _mm512_add_epi32(acc[4], acc[6]),
+                _mm512_add_epi32(a0[0], a1[0]),
+                _mm512_add_epi32(a2[0], a3[0]),
             );
             let hi = _mm512_add_epi32(
-                _mm512_add_epi32(acc[1], acc[3]),
-                _mm512_add_epi32(acc[5], acc[7]),
+                _mm512_add_epi32(a0[1], a1[1]),
+                _mm512_add_epi32(a2[1], a3[1]),
             );
             let o = out.as_mut_ptr();
-            _mm512_storeu_si512(o.cast(), _mm512_sub_epi32(lo, fix));
-            _mm512_storeu_si512(o.add(16).cast(), _mm512_sub_epi32(hi, fix));
+            _mm512_storeu_si512(o.cast(), lo);
+            _mm512_storeu_si512(o.add(16).cast(), hi);
         }
     }
 }
@@ -288,17 +350,17 @@ mod tests {
 
     type Sums = fn(&[i8], &[i8], &mut [i32]);
 
-    /// The panel-sum variants runnable here, with the panel width each reads.
-    fn variants() -> Vec<(&'static str, usize, Sums)> {
-        let mut v: Vec<(&'static str, usize, Sums)> = vec![
-            ("reference8", 8, reference::panel_sums),
-            ("reference5", 5, reference::panel_sums),
+    /// The panel-sum variants runnable here: name, panel width, activation offset, sums.
+    fn variants() -> Vec<(&'static str, usize, i32, Sums)> {
+        let mut v: Vec<(&'static str, usize, i32, Sums)> = vec![
+            ("reference8", 8, 0, reference::panel_sums),
+            ("reference5", 5, 0, reference::panel_sums),
         ];
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: AVX2 was detected above.
-                v.push(("x86_avx2", x86_avx2::NR, |a, p, s| unsafe {
+                v.push(("x86_avx2", x86_avx2::NR, 0, |a, p, s| unsafe {
                     x86_avx2::panel_sums(a, p, s)
                 }));
             }
@@ -307,100 +369,208 @@ mod tests {
                 && std::is_x86_feature_detected!("avx512vnni")
             {
                 // SAFETY: AVX-512F/BW/VNNI were detected above.
-                v.push(("x86_avx512", x86_avx512::NR, |a, p, s| unsafe {
-                    x86_avx512::panel_sums(a, p, s)
-                }));
+                v.push((
+                    "x86_avx512",
+                    x86_avx512::NR,
+                    x86_avx512::OFFSET,
+                    |a, p, s| unsafe { x86_avx512::panel_sums(a, p, s) },
+                ));
             }
         }
         #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
-        v.push(("aarch64_neon", aarch64_neon::NR, aarch64_neon::panel_sums));
+        v.push((
+            "aarch64_neon",
+            aarch64_neon::NR,
+            0,
+            aarch64_neon::panel_sums,
+        ));
         v
+    }
+
+    /// One battery case: a packed `k×n` layer for panel width `nr` and a quantized row.
+    struct Case {
+        blob: Vec<u8>,
+        qa: Vec<i8>,
+        scale: [f32; 1],
+        zp: [i32; 1],
+        bias: Vec<f32>,
+        k: usize,
+        n: usize,
+        nr: usize,
+    }
+
+    impl Case {
+        /// `case` 0: plain values; 1: saturated bytes (every weight column and the row reach
+        /// ±127/−128); 2: plain values again (the tests give it another epilogue). `seed`
+        /// varies the weights.
+        fn new(k: usize, n: usize, nr: usize, case: usize, seed: u32) -> Case {
+            let mut wf = values(k * n, (k * 31 + n) as u32 + seed);
+            let mut x = values(k, (k + 7 * n) as u32);
+            if case == 1 {
+                wf.iter_mut().for_each(|v| *v = v.signum());
+                x.iter_mut()
+                    .for_each(|v| *v = if *v < 0.0 { -1.0 } else { 1.0 });
+            }
+            let mut q = vec![0i8; k * n];
+            let mut scales = vec![0f32; n];
+            qgemm::quantize_weights_i8(&wf, k, n, &mut q, &mut scales);
+            if case == 1 {
+                q.iter_mut()
+                    .for_each(|v| *v = if *v < 0 { -128 } else { *v });
+            }
+            let mut blob = vec![0u8; packed_i8_bytes(k, n, nr)];
+            pack_i8(&q, &scales, k, n, nr, &mut blob);
+            let mut qa = vec![0i8; qa_stride(k)];
+            let (mut scale, mut zp) = ([0f32], [0i32]);
+            quantize_rows_symmetric(&x, 1, k, k, &mut qa, &mut scale, &mut zp);
+            if case == 1 {
+                qa[..k]
+                    .iter_mut()
+                    .for_each(|v| *v = if *v < 0 { -128 } else { *v });
+            }
+            let bias = values(n, 3 + seed);
+            Case {
+                blob,
+                qa,
+                scale,
+                zp,
+                bias,
+                k,
+                n,
+                nr,
+            }
+        }
+
+        /// The blob as weights, 4-byte aligned (a copy at an aligned offset of `buf`).
+        fn weights<'a>(&self, buf: &'a mut Vec<u8>) -> QWeights<'a> {
+            let len = self.blob.len();
+            *buf = vec![0u8; len + 4];
+            let at = buf.as_ptr().align_offset(4);
+            buf[at..at + len].copy_from_slice(&self.blob);
+            QWeights::new(&buf[at..at + len], self.k, self.n, self.nr)
+        }
+
+        fn gemm(&self, case: usize, activation: Activation) -> QGemm<'_> {
+            QGemm {
+                m: 1,
+                k: self.k,
+                n: self.n,
+                ldc: self.n,
+                a_scales: &self.scale,
+                a_zero_points: &self.zp,
+                bias: (case != 0).then_some(&self.bias[..]),
+                activation,
+                tiles: Tiles {
+                    mr: 4,
+                    kc: 64,
+                    mc: 8,
+                },
+            }
+        }
+    }
+
+    const SHAPES: [(usize, usize); 7] = [
+        (1, 1),
+        (3, 7),
+        (4, 8),
+        (64, 32),
+        (64, 172),
+        (172, 64),
+        (257, 33),
+    ];
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|v| v.to_bits()).collect()
     }
 
     /// Every variant (its panel sums driven as [`qgemv`] drives them) against the
     /// portable int8 GEMM with one row, bit for bit: depths that are not a multiple of 4 or
     /// of 64, column counts with partial panels, extreme bytes (−128 activations and
-    /// weights), bias and activation epilogues.
+    /// weights), bias and activation epilogues; and the residual and SwiGLU stores against
+    /// the GEMM followed by the elementwise addition / product.
     #[test]
     fn variants_match_the_gemm_bit_for_bit() {
-        for (name, nr, sums) in variants() {
-            for &(k, n) in &[
-                (1, 1),
-                (3, 7),
-                (4, 8),
-                (64, 32),
-                (64, 172),
-                (172, 64),
-                (257, 33),
-            ] {
+        for (name, nr, offset, sums) in variants() {
+            for &(k, n) in &SHAPES {
                 for case in 0..3 {
-                    let mut wf = values(k * n, (k * 31 + n) as u32);
-                    let mut x = values(k, (k + 7 * n) as u32);
-                    if case == 1 {
-                        // Saturated bytes: every weight column and the row reach ±127/−128.
-                        wf.iter_mut().for_each(|v| *v = v.signum());
-                        x.iter_mut()
-                            .for_each(|v| *v = if *v < 0.0 { -1.0 } else { 1.0 });
-                    }
-                    let mut q = vec![0i8; k * n];
-                    let mut scales = vec![0f32; n];
-                    qgemm::quantize_weights_i8(&wf, k, n, &mut q, &mut scales);
-                    if case == 1 {
-                        q.iter_mut()
-                            .for_each(|v| *v = if *v < 0 { -128 } else { *v });
-                    }
-                    let mut blob = vec![0u8; packed_i8_bytes(k, n, nr) + 4];
-                    let at = blob.as_ptr().align_offset(4);
-                    let blob = &mut blob[at..at + packed_i8_bytes(k, n, nr)];
-                    pack_i8(&q, &scales, k, n, nr, blob);
-                    let w = QWeights::new(blob, k, n, nr);
-                    let mut qa = vec![0i8; qa_stride(k)];
-                    let (mut sa, mut zp) = ([0f32], [0i32]);
-                    quantize_rows_symmetric(&x, 1, k, k, &mut qa, &mut sa, &mut zp);
-                    if case == 1 {
-                        qa[..k]
-                            .iter_mut()
-                            .for_each(|v| *v = if *v < 0 { -128 } else { *v });
-                    }
-                    let bias = values(n, 3);
-                    let g = QGemm {
-                        m: 1,
-                        k,
-                        n,
-                        ldc: n,
-                        a_scales: &sa,
-                        a_zero_points: &zp,
-                        bias: (case != 0).then_some(&bias[..]),
-                        activation: if case == 2 {
-                            Activation::Silu
-                        } else {
-                            Activation::None
-                        },
-                        tiles: Tiles {
-                            mr: 4,
-                            kc: 64,
-                            mc: 8,
-                        },
+                    let act = if case == 2 {
+                        Activation::Silu
+                    } else {
+                        Activation::None
                     };
+                    let t = Case::new(k, n, nr, case, 0);
+                    let mut buf = Vec::new();
+                    let w = t.weights(&mut buf);
+                    let g = t.gemm(case, act);
                     let mut want = vec![0f32; n];
-                    qgemm::reference::qgemm(&qa, w, &mut want, &g);
+                    qgemm::reference::qgemm(&t.qa, w, &mut want, &g);
                     let mut got = vec![f32::NAN; n];
-                    drive(&qa, &w, &mut got, &g, sums);
-                    assert_eq!(
-                        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                        "{name} k {k} n {n} case {case}"
-                    );
+                    drive(&t.qa, &w, &mut got, &g, offset, sums, Store::Write);
+                    assert_eq!(bits(&got), bits(&want), "{name} k {k} n {n} case {case}");
                     // The compiled-in dispatch gives the same bits for any panel width.
                     let mut got = vec![f32::NAN; n];
-                    qgemv(&qa, w, &mut got, &g);
+                    qgemv(&t.qa, w, &mut got, &g);
                     assert_eq!(
-                        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        bits(&got),
+                        bits(&want),
                         "qgemv nr {nr} k {k} n {n} case {case}"
                     );
+
+                    let r = values(n, 11);
+                    let sum: Vec<f32> = want.iter().zip(&r).map(|(y, r)| y + r).collect();
+                    let mut got = vec![f32::NAN; n];
+                    drive(&t.qa, &w, &mut got, &g, offset, sums, Store::Add(&r));
+                    assert_eq!(bits(&got), bits(&sum), "{name} residual k {k} n {n}");
+                    let mut got = vec![f32::NAN; n];
+                    qgemv_residual(&t.qa, w, &mut got, &g, &r);
+                    assert_eq!(bits(&got), bits(&sum), "qgemv_residual nr {nr} k {k} n {n}");
+
+                    // SwiGLU: a SiLU gate and this case's layer as the up-projection.
+                    let gate = Case::new(k, n, nr, case, 5);
+                    let mut gbuf = Vec::new();
+                    let gw = gate.weights(&mut gbuf);
+                    let gg = QGemm {
+                        a_scales: &t.scale,
+                        a_zero_points: &t.zp,
+                        ..gate.gemm(1, Activation::Silu)
+                    };
+                    let mut prod = vec![0f32; n];
+                    qgemm::reference::qgemm(&t.qa, gw, &mut prod, &gg);
+                    prod.iter_mut().zip(&want).for_each(|(p, u)| *p *= u);
+                    let mut got = vec![f32::NAN; n];
+                    qgemv(&t.qa, gw, &mut got, &gg);
+                    drive(&t.qa, &w, &mut got, &g, offset, sums, Store::Mul);
+                    assert_eq!(bits(&got), bits(&prod), "{name} swiglu k {k} n {n}");
+                    let mut got = vec![f32::NAN; n];
+                    qgemv_swiglu(&t.qa, (gw, &gg), (w, &g), &mut got);
+                    assert_eq!(bits(&got), bits(&prod), "qgemv_swiglu nr {nr} k {k} n {n}");
                 }
             }
         }
+    }
+
+    /// More rows: the residual entry point runs the GEMM and the addition.
+    #[test]
+    fn residual_with_many_rows_is_the_gemm_plus_the_residual() {
+        let (k, n, m) = (37, 19, 3);
+        let t = Case::new(k, n, 8, 0, 0);
+        let mut buf = Vec::new();
+        let w = t.weights(&mut buf);
+        let mut qa = vec![0i8; m * qa_stride(k)];
+        let (mut s, mut z) = (vec![0f32; m], vec![0i32; m]);
+        quantize_rows_symmetric(&values(m * k, 9), m, k, k, &mut qa, &mut s, &mut z);
+        let g = QGemm {
+            m,
+            a_scales: &s,
+            a_zero_points: &z,
+            ..t.gemm(1, Activation::None)
+        };
+        let mut want = vec![0f32; m * n];
+        qgemm::qgemm(&qa, w, &mut want, &g);
+        let r = values(m * n, 4);
+        want.iter_mut().zip(&r).for_each(|(y, r)| *y += r);
+        let mut got = vec![f32::NAN; m * n];
+        qgemv_residual(&qa, w, &mut got, &g, &r);
+        assert_eq!(bits(&got), bits(&want));
     }
 }

@@ -509,6 +509,7 @@ pub(super) fn qlinear(
         act_quant,
         tiles: c.quant.tiles,
         kernel: c.quant.kernel,
+        fused: Default::default(),
     };
     let y = c.add1(Op::QLinear(op), &inputs)?;
     match bias_after {
