@@ -48,6 +48,9 @@ pub fn qgemv_swiglu(
     }
 }
 
+/// Columns finished per activation call (a stack tile of f32, at least one panel).
+const BLOCK: usize = 256;
+
 /// How a finished panel of the product reaches `c`.
 #[derive(Clone, Copy)]
 enum Store<'a> {
@@ -113,38 +116,46 @@ fn drive(
     let a = &qa[..kp];
     let zp = (g.a_scales[0], g.a_zero_points[0].wrapping_add(offset));
     let mut acc = [0i32; MAX_NR];
-    let mut tile = [0f32; MAX_NR];
-    for panel in 0..n.div_ceil(nr) {
-        let col0 = panel * nr;
-        let cols = nr.min(n - col0);
-        sums(a, w.panel(panel), &mut acc[..nr]);
-        let out = &mut c[col0..col0 + cols];
-        let t = match store {
-            Store::Write => &mut *out,
-            Store::Add(_) | Store::Mul => &mut tile[..cols],
-        };
-        finish_row(
-            t,
-            &acc[..cols],
-            &w.scales[col0..col0 + cols],
-            &w.sums[col0..col0 + cols],
-            zp,
-            g.bias.map(|b| &b[col0..col0 + cols]),
-        );
-        epilogue(t, None, g.activation);
+    // Several panels are finished into `tile` before the activation runs over them at once
+    // (whole vectors, independent chains); their padding columns are zero here.
+    let mut tile = [0f32; BLOCK];
+    let per_block = (BLOCK / nr).max(1);
+    let panels = n.div_ceil(nr);
+    let mut first = 0;
+    while first < panels {
+        let count = per_block.min(panels - first);
+        let col0 = first * nr;
+        let cols = (count * nr).min(n - col0);
+        for (i, t) in tile[..count * nr].chunks_exact_mut(nr).enumerate() {
+            let c0 = col0 + i * nr;
+            let pc = nr.min(n - c0);
+            sums(a, w.panel(first + i), &mut acc[..nr]);
+            finish_row(
+                &mut t[..pc],
+                &acc[..pc],
+                &w.scales[c0..c0 + pc],
+                &w.sums[c0..c0 + pc],
+                zp,
+                g.bias.map(|b| &b[c0..c0 + pc]),
+            );
+            t[pc..].fill(0.0);
+        }
+        epilogue(&mut tile[..count * nr], None, g.activation);
+        let (out, t) = (&mut c[col0..col0 + cols], &tile[..cols]);
         match store {
-            Store::Write => {}
+            Store::Write => out.copy_from_slice(t),
             Store::Add(r) => {
-                for ((o, &p), &r) in out.iter_mut().zip(&tile[..cols]).zip(&r[col0..]) {
+                for ((o, &p), &r) in out.iter_mut().zip(t).zip(&r[col0..]) {
                     *o = p + r;
                 }
             }
             Store::Mul => {
-                for (o, &p) in out.iter_mut().zip(&tile[..cols]) {
+                for (o, &p) in out.iter_mut().zip(t) {
                     *o *= p;
                 }
             }
         }
+        first += count;
     }
 }
 
@@ -203,6 +214,7 @@ pub mod x86_avx512 {
     /// # Safety
     /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
     // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
     pub unsafe fn panel_sums(a: &[i8], panel: &[i8], out: &mut [i32]) {
         let groups = a.len() / 4;
@@ -268,6 +280,7 @@ pub mod x86_avx2 {
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
+    #[inline]
     // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
     pub unsafe fn panel_sums(a: &[i8], panel: &[i8], out: &mut [i32]) {
         let groups = a.len() / 4;
@@ -316,6 +329,7 @@ pub mod aarch64_neon {
     pub const NR: usize = 8;
 
     /// See [`super::reference::panel_sums`] (`out.len() == NR`).
+    #[inline]
     pub fn panel_sums(a: &[i8], panel: &[i8], out: &mut [i32]) {
         let groups = a.len() / 4;
         assert!(out.len() == NR && panel.len() >= groups * 4 * NR);
