@@ -5,7 +5,9 @@
 //! (no broadcast), `y` read only by the `Add`. After: `z = Linear{.., e, residual}(x,
 //! W.packed, b?, r)`, i.e. `z = act(x·W + b) + r`, the add done on the product's output while
 //! it is still in cache (one row: right after `kernels::gemv::gemv`). The `Linear` keeps its
-//! name. Weights still row-major (`nr == 0`) are left alone.
+//! name. Weights still row-major (`nr == 0`) are left alone. A one-part `QLinear` takes its
+//! residual the same way (`z, qa, qa_scales, qa_zero_points = QLinear{.., residual}(x, W.q8,
+//! b?, r)`; one row: `kernels::qgemv::qgemv_residual`).
 use super::fuse_linear::sole_consumer;
 use super::merge_linears::Packed;
 use super::{Pass, replace_nodes, rewrite_each};

@@ -8,6 +8,11 @@
 //! `kernels::gemv::gemv_swiglu` (no gate/up intermediates in the arena), more rows run the
 //! two GEMMs into the output and a scratch output, then the product. Runs before
 //! `merge_linears`, whose merging needs equal activations.
+//!
+//! The same for two `QLinear`s alike also in activation quantization: `y, qa, qa_scales,
+//! qa_zero_points = QLinear{k, 2n, nr, activation: Silu (the gate's), parts: [n, n],
+//! swiglu}(x, concat(Wg.q8, Wu.q8), concat(bg, bu)?)`, `x` quantized once; one row runs
+//! `kernels::qgemv::qgemv_swiglu`.
 use super::fuse_linear::sole_consumer;
 use super::merge_linears::{Packed, replace_by_merged};
 use super::{Pass, rewrite_each};

@@ -230,12 +230,9 @@ impl Pass for MergeLinears {
     }
 
     fn run(&self, graph: &mut Graph) -> Result<bool> {
-        let order = graph
-            .topo_order()
-            .map_err(|e| Error::Internal(e.to_string()))?;
         // Groups keyed by the input and every setting that must agree, in schedule order.
         let mut groups: BTreeMap<(ValueId, String), Vec<(NodeId, Packed)>> = BTreeMap::new();
-        for id in order {
+        for id in super::topo_order(graph)? {
             if let Some(p) = Packed::plain(graph, id) {
                 let key = (graph.node(id).inputs[0], p.key());
                 groups.entry(key).or_default().push((id, p));

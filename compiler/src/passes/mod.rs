@@ -95,6 +95,13 @@ pub(crate) fn replace_nodes(
     Ok(outs)
 }
 
+/// The nodes in topological (schedule) order.
+pub(crate) fn topo_order(graph: &Graph) -> Result<Vec<NodeId>> {
+    graph
+        .topo_order()
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
 /// Offer every node to `rewrite` once, in the topological order of the graph as it is now,
 /// skipping nodes an earlier rewrite removed; `rewrite` returns whether it changed the graph.
 /// Returns whether any call did.
@@ -102,11 +109,8 @@ pub(crate) fn rewrite_each(
     graph: &mut Graph,
     mut rewrite: impl FnMut(&mut Graph, NodeId) -> Result<bool>,
 ) -> Result<bool> {
-    let order = graph
-        .topo_order()
-        .map_err(|e| Error::Internal(e.to_string()))?;
     let mut changed = false;
-    for id in order {
+    for id in topo_order(graph)? {
         if graph.has_node(id) && rewrite(graph, id)? {
             changed = true;
         }
