@@ -142,7 +142,9 @@ fn pre_quantized_fixtures_stay_integer() {
         for id in g.node_ids() {
             let node = g.node(id);
             match &node.op {
-                Op::QLinear(_) | Op::Q4Linear(_) => integer += 1,
+                // A merged QLinear (Q/K/V, gate/up) counts each of its layers.
+                Op::QLinear(l) => integer += l.part_widths().len(),
+                Op::Q4Linear(_) => integer += 1,
                 Op::Linear(_) => float.push(node.name.clone()),
                 _ => {}
             }
