@@ -113,6 +113,45 @@ pub fn build_report(imported: &Imported, graph: &Graph, plan: &Plan) -> String {
     s
 }
 
+/// Where a quantized build's weight bytes go: int4 nibbles, scales and zero points (the
+/// `Q4Linear` blobs' sections without padding), other quantized blobs (int8 layers and
+/// tables), float and integer tensors, and the rest (alignment and panel padding).
+fn weight_breakdown(graph: &Graph, plan: &Plan) -> String {
+    use crate::ops::Op;
+    let mut q4 = [0usize; 3];
+    let (mut blobs, mut plain) = (0usize, 0usize);
+    for &(v, _) in &plan.weights {
+        let bytes = graph.ty(v).size_bytes();
+        let q4_layer = graph.consumers(v).into_iter().find_map(|id| match &graph.node(id).op {
+            Op::Q4Linear(l) if graph.node(id).inputs.get(1) == Some(&v) => Some(l.clone()),
+            _ => None,
+        });
+        if let Some(l) = q4_layer {
+            let parts = runtime_core::kernels::qgemm::q4_blob_parts(
+                l.k,
+                l.n,
+                l.group,
+                l.f16_scales,
+                l.zero_points,
+            );
+            for (sum, part) in q4.iter_mut().zip(parts) {
+                *sum += part;
+            }
+        } else if graph.ty(v).dtype == crate::ir::DType::U8 {
+            blobs += bytes;
+        } else {
+            plain += bytes;
+        }
+    }
+    let counted = q4.iter().sum::<usize>() + blobs + plain;
+    let padding = plan.weight_bytes.saturating_sub(counted);
+    format!(
+        "int4 weights {} B, int4 scales {} B, int4 zero points {} B, other quantized blobs {} B, \
+         unquantized tensors {} B, alignment/padding {} B",
+        q4[0], q4[1], q4[2], blobs, plain, padding
+    )
+}
+
 /// The quantization section of the build report: mode, weight bytes against the float
 /// build, the quantized layers, every layer left in float with the reason, and the
 /// `--validate` accuracy.
@@ -131,11 +170,12 @@ pub fn quantization_report(
         ));
     }
     s.push_str(&format!(
-        "  weights: {} quantized vs {} float ({:.3}x)\n",
+        "  weights: {} quantized vs {} float ({:.4}x)\n",
         kib(plan.weight_bytes),
         kib(q.float_weight_bytes),
         plan.weight_bytes as f64 / q.float_weight_bytes.max(1) as f64
     ));
+    s.push_str(&format!("    {}\n", weight_breakdown(graph, plan)));
     let mut layers = Vec::new();
     for id in graph.node_ids() {
         let node = graph.node(id);

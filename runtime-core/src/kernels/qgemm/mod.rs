@@ -14,7 +14,9 @@
 //! - **int4 weights** ([`pack_q4`]): panel `P` holds `k` rows of `nr/2` bytes; byte `b` of row
 //!   `p` holds column `P·nr + b` in its low nibble and column `P·nr + nr/2 + b` in its high
 //!   nibble. Then scales (`groups × n_pad`, f32 or f16 bits), then optional zero points
-//!   (`groups × n_pad` bytes, 0..=15).
+//!   (0..=15), two per byte in the panels' nibble order: group `g`, panel `P` is `nr/2` bytes
+//!   at `(g·n_pad + P·nr)/2`, byte `b` holding column `P·nr + b` low and `P·nr + nr/2 + b`
+//!   high, so a kernel widens a panel's zero points exactly as a row of its weights.
 //!
 //! # Panel width (`nr`) per ISA
 //! [`qgemm_nr_for`] and [`q4_nr_for`] give it from a target's arch and features (the
@@ -717,7 +719,7 @@ fn q4_layout(
     let zps = scales + align64(scale_bytes);
     let total = zps
         + if zero_points {
-            align64(groups * n_pad)
+            align64(groups * n_pad / 2)
         } else {
             0
         };
@@ -732,7 +734,7 @@ fn q4_layout(
 }
 
 /// Bytes of the packed int4 blob. `f16_scales`: scales stored as IEEE half. `zero_points`:
-/// an explicit per-(group, column) zero point (0..=15) is stored (else 8).
+/// an explicit per-(group, column) zero point (0..=15, a nibble) is stored (else 8).
 pub fn packed_q4_bytes(
     k: usize,
     n: usize,
@@ -742,6 +744,23 @@ pub fn packed_q4_bytes(
     zero_points: bool,
 ) -> usize {
     q4_layout(k, n, group, nr, f16_scales, zero_points).total
+}
+
+/// The unpadded bytes of an int4 blob's sections: `[nibbles, scales, zero points]` (the
+/// rest of [`packed_q4_bytes`] is alignment and `n` padded to `nr`).
+pub fn q4_blob_parts(
+    k: usize,
+    n: usize,
+    group: usize,
+    f16_scales: bool,
+    zero_points: bool,
+) -> [usize; 3] {
+    let cells = k.div_ceil(group) * n;
+    [
+        (k * n).div_ceil(2),
+        cells * if f16_scales { 2 } else { 4 },
+        if zero_points { cells.div_ceil(2) } else { 0 },
+    ]
 }
 
 /// Pack `q` (`k×n` values 0..=15), `scales` (`groups×n` f32) and optional zero points
@@ -782,7 +801,9 @@ pub fn pack_q4(
                 out[at..at + 4].copy_from_slice(&s.to_le_bytes());
             }
             if let Some(zp) = zero_points {
-                out[l.zps + e] = zp[gi * n + j] & 15;
+                let (c, half) = (j % nr, nr / 2);
+                let at = l.zps + (gi * l.n_pad + j - c) / 2 + c % half;
+                out[at] |= (zp[gi * n + j] & 15) << if c < half { 0 } else { 4 };
             }
         }
     }
@@ -829,7 +850,8 @@ pub struct Q4Weights<'a> {
     pub nibbles: &'a [u8],
     /// `groups × n_pad`.
     pub scales: Q4Scales<'a>,
-    /// `groups × n_pad` zero points, or `None` for 8.
+    /// `groups × n_pad / 2` bytes of zero points in the panels' nibble order (see the module
+    /// doc), or `None` for 8.
     pub zero_points: Option<&'a [u8]>,
     pub k: usize,
     pub n: usize,
@@ -860,7 +882,7 @@ impl<'a> Q4Weights<'a> {
             } else {
                 Q4Scales::F32(cast::<f32>(sb))
             },
-            zero_points: zero_points.then(|| &blob[l.zps..l.zps + l.groups * l.n_pad]),
+            zero_points: zero_points.then(|| &blob[l.zps..l.zps + l.groups * l.n_pad / 2]),
             k,
             n,
             group,
@@ -880,16 +902,21 @@ impl<'a> Q4Weights<'a> {
     #[inline]
     pub fn scale_zp(&self, gi: usize, j: usize) -> (f32, f32) {
         let e = gi * self.n_pad + j;
-        let zp = self.zero_points.map_or(8, |z| z[e]);
+        let zp = self.zero_points.map_or(8, |z| {
+            let (c, half) = (j % self.nr, self.nr / 2);
+            z[(e - c) / 2 + c % half] >> if c < half { 0 } else { 4 } & 15
+        });
         (self.scales.get(e), zp as f32)
     }
 
-    /// Scales and zero points of group `gi` for the `s.len()` columns from `col0` (a
-    /// vectorising loop per storage kind).
+    /// Scales and zero points of group `gi` for the `nr` columns of the panel starting at
+    /// column `col0` (a multiple of `nr`; `s` and `z` are `nr` long). Vectorising loops per
+    /// storage kind.
     #[inline(always)]
     pub fn group_params(&self, gi: usize, col0: usize, s: &mut [f32], z: &mut [f32]) {
         let e = gi * self.n_pad + col0;
         let len = s.len();
+        assert!(len == self.nr && z.len() == len && col0 % len == 0);
         match self.scales {
             Q4Scales::F32(v) => s.copy_from_slice(&v[e..e + len]),
             Q4Scales::F16(v) => {
@@ -900,8 +927,11 @@ impl<'a> Q4Weights<'a> {
         }
         match self.zero_points {
             Some(v) => {
-                for (o, &q) in z.iter_mut().zip(&v[e..e + len]) {
-                    *o = q as f32;
+                let half = len / 2;
+                let (lo, hi) = z.split_at_mut(half);
+                for ((l, h), &b) in lo.iter_mut().zip(hi).zip(&v[e / 2..e / 2 + half]) {
+                    *l = (b & 15) as f32;
+                    *h = (b >> 4) as f32;
                 }
             }
             None => z.fill(8.0),

@@ -432,6 +432,43 @@ fn static_quantization_rounds_half_to_even_and_saturates() {
 }
 
 #[test]
+fn q4_zero_points_are_packed_two_per_byte() {
+    // Every (group, column)'s zero point reads back through `scale_zp` and `group_params`
+    // for odd and even panel widths and column tails; the section is half a byte per entry.
+    let cases: [(usize, usize, usize, usize); 4] =
+        [(64, 172, 32, 16), (100, 33, 7, 32), (9, 5, 4, 6), (3, 3, 2, 2)];
+    for (k, n, group, nr) in cases {
+        let mut rng = Rng::new((k * n + nr) as u32);
+        let groups = k.div_ceil(group);
+        let q: Vec<u8> = (0..k * n).map(|_| (rng.next() % 16) as u8).collect();
+        let scales: Vec<f32> = (0..groups * n).map(|i| i as f32 + 0.5).collect();
+        let zps: Vec<u8> = (0..groups * n).map(|_| (rng.next() % 16) as u8).collect();
+        let len = packed_q4_bytes(k, n, group, nr, false, true);
+        let n_pad = n.div_ceil(nr) * nr;
+        assert_eq!(
+            len - packed_q4_bytes(k, n, group, nr, false, false),
+            align64(groups * n_pad / 2)
+        );
+        let mut buf = aligned(len);
+        let blob = &mut from_blocks(&mut buf)[..len];
+        pack_q4(&q, &scales, Some(&zps), k, n, group, nr, false, blob);
+        let w = Q4Weights::new(blob, k, n, group, nr, false, true);
+        let (mut s, mut z) = (vec![0.0; nr], vec![0.0; nr]);
+        for gi in 0..groups {
+            for panel in 0..n_pad / nr {
+                w.group_params(gi, panel * nr, &mut s, &mut z);
+                for c in 0..nr.min(n - panel * nr) {
+                    let j = panel * nr + c;
+                    let want = (scales[gi * n + j], zps[gi * n + j] as f32);
+                    assert_eq!(w.scale_zp(gi, j), want, "k {k} n {n} nr {nr} ({gi}, {j})");
+                    assert_eq!((s[c], z[c]), want, "k {k} n {n} nr {nr} ({gi}, {j})");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn q4_weight_quantizer_follows_its_spec() {
     // One column, group 5 then a tail group of 2: max 7 (scale 1), then a zero group.
     let w = [7.0, 3.5, -3.5, 0.49, -7.0, 0.0, 0.0];

@@ -351,8 +351,9 @@ unsafe fn rows_q4<const R: usize>(
                 step(p, &mut even);
             }
             let e = gi * w.n_pad + panel * Q4_NR;
-            // SAFETY: scales and zero points hold `groups × n_pad` entries, `n_pad` a multiple
-            // of 32, so entries `e..e+32` exist.
+            // SAFETY: scales hold `groups × n_pad` entries and zero points `groups × n_pad / 2`
+            // bytes, `n_pad` a multiple of 32, so scales `e..e+32` and bytes `e/2..e/2+16`
+            // exist.
             let (s, z) = unsafe {
                 let s = match w.scales {
                     Q4Scales::F32(s) => [
@@ -365,14 +366,7 @@ unsafe fn rows_q4<const R: usize>(
                     ],
                 };
                 let z = match w.zero_points {
-                    Some(z) => [
-                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                            z.as_ptr().add(e).cast(),
-                        ))),
-                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                            z.as_ptr().add(e + 16).cast(),
-                        ))),
-                    ],
+                    Some(z) => zero_points(z.as_ptr().add(e / 2)),
                     None => [_mm512_set1_ps(8.0); 2],
                 };
                 (s, z)
@@ -410,6 +404,23 @@ unsafe fn rows_q4<const R: usize>(
     }
 }
 
+/// The 32 zero points of a panel's group as f32 (columns 0..16, 16..32) from its 16 bytes
+/// (low nibbles columns 0..16, high nibbles 16..32, as a row of the panel's weights).
+///
+/// # Safety
+/// AVX-512F; 16 bytes are readable at `z`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+unsafe fn zero_points(z: *const u8) -> [__m512; 2] {
+    // SAFETY: 16 bytes are readable at `z` (the contract above).
+    let v = unsafe { _mm512_cvtepu8_epi32(_mm_loadu_si128(z.cast())) };
+    [
+        _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(15))),
+        _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(v)),
+    ]
+}
+
 /// One panel of `C` (before the epilogue) for many rows: blocks of [`KB`] depths dequantized
 /// to f32 (`q·s - zp·s`), then [`f32_tile`]s of up to [`BLOCK_MR`] rows over each block.
 ///
@@ -433,8 +444,8 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
         (KB, BLOCK_MR),
         |gi, d, end, pc| {
             let e = gi * w.n_pad + col0;
-            // SAFETY: entries `e..e+32` of scales and zero points exist (`n_pad` is a multiple
-            // of 32); rows `d < k` of the panel are 16 bytes at `16·d`; the block holds `KB`
+            // SAFETY: scales `e..e+32` and zero-point bytes `e/2..e/2+16` exist (`n_pad` is a
+            // multiple of 32); rows `d < k` of the panel are 16 bytes at `16·d`; the block holds `KB`
             // rows of 32 floats and `d - pc < KB`.
             unsafe {
                 let s = match w.scales {
@@ -448,14 +459,7 @@ unsafe fn blocked(a: &[f32], w: &Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>, pan
                     ],
                 };
                 let z = match w.zero_points {
-                    Some(z) => [
-                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                            z.as_ptr().add(e).cast(),
-                        ))),
-                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                            z.as_ptr().add(e + 16).cast(),
-                        ))),
-                    ],
+                    Some(z) => zero_points(z.as_ptr().add(e / 2)),
                     None => [_mm512_set1_ps(8.0); 2],
                 };
                 let zs = [_mm512_mul_ps(z[0], s[0]), _mm512_mul_ps(z[1], s[1])];
