@@ -1,6 +1,8 @@
-//! Static int8 calibration: run the float graph (fused, not yet quantized) on the sample sets
-//! of `--calibration DIR` (`DIR/<set>/<input>.npy`) and turn the range of every `Linear`'s
-//! input into a fixed uint8 scale and zero point (ONNX `QuantizeLinear` semantics).
+//! Calibration on the float graph (fused, not yet quantized): static int8 runs it on the
+//! sample sets of `--calibration DIR` (`DIR/<set>/<input>.npy`) and turns the range of every
+//! `Linear`'s input into a fixed uint8 scale and zero point (ONNX `QuantizeLinear`
+//! semantics); int4 with `--calibration-prompts` decodes prompts greedily and keeps every
+//! `Linear` input channel's mean square ([`activation_moments`]).
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::ops::Op;
@@ -77,6 +79,61 @@ pub fn calibrate(
         out.insert(name, u8_params(lo, hi));
     }
     Ok(out)
+}
+
+/// Greedy tokens the float graph generates per `--calibration-prompts` prompt.
+pub const CALIBRATION_TOKENS: usize = 32;
+
+/// Per `Linear` node name (weights constant, not kept float), the mean square of each input
+/// channel, `E[x_p²]` (`k` values), over every step of the float graph's greedy decoding of
+/// `prompts` (`n` tokens each; a stateful decoder): the weights of an int4 group's error
+/// (`Σ_p E[x_p²]·(w_p - ŵ_p)²` is the expected squared output error when the channels are
+/// uncorrelated). Deterministic: the evaluator, prompts in order.
+pub fn activation_moments(
+    graph: &Graph,
+    q: &QuantOptions,
+    prompts: &[crate::quantize::Prompt],
+    n: usize,
+) -> Result<BTreeMap<String, Vec<f32>>> {
+    let mut layers: Vec<(String, crate::ir::ValueId, usize)> = Vec::new();
+    for id in graph.node_ids() {
+        let node = graph.node(id);
+        if let Op::Linear(l) = &node.op
+            && graph.constant(node.inputs[1]).is_some()
+            && q.kept(&node.name).is_none()
+        {
+            layers.push((node.name.clone(), node.inputs[0], l.k));
+        }
+    }
+    let probes: Vec<_> = layers.iter().map(|l| l.1).collect();
+    let mut sums: Vec<Vec<f64>> = layers.iter().map(|l| vec![0.0; l.2]).collect();
+    let mut rows = vec![0usize; layers.len()];
+    for p in prompts {
+        crate::quantize::greedy_decode_probed(graph, &p.ids, n, &probes, &mut |outs| {
+            for (i, t) in outs.iter().enumerate() {
+                let crate::ir::Data::F32(v) = &t.data else {
+                    continue;
+                };
+                let k = sums[i].len();
+                for row in v.chunks_exact(k) {
+                    for (s, &x) in sums[i].iter_mut().zip(row) {
+                        if x.is_finite() {
+                            *s += f64::from(x) * f64::from(x);
+                        }
+                    }
+                    rows[i] += 1;
+                }
+            }
+        })?;
+    }
+    Ok(layers
+        .into_iter()
+        .zip(sums.into_iter().zip(rows))
+        .map(|((name, _, _), (s, r))| {
+            let r = r.max(1) as f64;
+            (name, s.iter().map(|&x| (x / r) as f32).collect())
+        })
+        .collect())
 }
 
 /// uint8 asymmetric parameters covering `[min(lo, 0), max(hi, 0)]`, as ONNX Runtime's

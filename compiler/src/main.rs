@@ -274,6 +274,11 @@ struct ModelArgs {
     /// greedy tokens of the quantized model equal the float model's.
     #[arg(long, value_name = "N", requires = "validate_prompts")]
     min_agreement: Option<usize>,
+    /// int4, stateful decoders: decode each prompt of FILE (as --validate-prompts reads it)
+    /// greedily with the float model and weigh each int4 group's rounding error by its input
+    /// channels' mean square activation.
+    #[arg(long, value_name = "FILE")]
+    calibration_prompts: Option<PathBuf>,
 }
 
 fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
@@ -340,7 +345,8 @@ impl ModelArgs {
         let quant_only = !self.keep_float.is_empty()
             || self.calibration.is_some()
             || self.validate.is_some()
-            || self.validate_prompts.is_some();
+            || self.validate_prompts.is_some()
+            || self.calibration_prompts.is_some();
         let default = &target.quantize;
         let mode = match self.quantize.as_deref().or(default.mode.as_deref()) {
             Some("none") | None => None,
@@ -350,7 +356,7 @@ impl ModelArgs {
         let Some(mode) = mode else {
             if quant_only {
                 return Err(Error::Usage(
-                    "--keep-float, --calibration, --validate and --validate-prompts need --quantize"
+                    "--keep-float, --calibration, --validate, --validate-prompts and --calibration-prompts need --quantize"
                         .into(),
                 ));
             }
@@ -414,6 +420,12 @@ impl ModelArgs {
         q.validate_prompts = self.validate_prompts.clone();
         q.validate_tokens = self.validate_tokens;
         q.min_agreement = self.min_agreement;
+        if mode != QuantMode::Int4 && self.calibration_prompts.is_some() {
+            return Err(Error::Usage(
+                "--calibration-prompts is only used by --quantize int4".into(),
+            ));
+        }
+        q.calibration_prompts = self.calibration_prompts.clone();
         Ok(Some(q))
     }
 }

@@ -261,6 +261,16 @@ pub fn optimise_quantized(
         QuantMode::Int4 => Box::new(passes::quantize_int4::QuantizeInt4 {
             tiling,
             options: q.clone(),
+            moments: if q.calibration_ids.is_empty() {
+                Default::default()
+            } else {
+                crate::calibrate::activation_moments(
+                    &g,
+                    q,
+                    &q.calibration_ids,
+                    crate::calibrate::CALIBRATION_TOKENS,
+                )?
+            },
         }),
         QuantMode::Int8 | QuantMode::Int8Static => {
             let static_act = match (q.mode, &q.calibration) {
@@ -368,10 +378,17 @@ pub fn load(options: &BuildOptions) -> Result<(Graph, Manifest)> {
 /// Optimise (in place) and plan an imported graph, checking the limits and the target's
 /// budget.
 fn lower(source: Graph, options: &BuildOptions) -> Result<(Graph, Plan)> {
+    let mut quantize = options.quantize.clone();
+    if let Some(q) = &mut quantize
+        && let Some(file) = &q.calibration_prompts
+    {
+        q.calibration_ids =
+            crate::quantize::load_prompts(file, tokenizer_path(options).as_deref())?;
+    }
     let graph = optimise_quantized(
         source,
         &options.target,
-        options.quantize.as_ref(),
+        quantize.as_ref(),
         options.verify_each_pass,
     )?;
     let plan = plan::plan(&graph)?;
@@ -427,12 +444,7 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
         let references = crate::verify::load_references(&graph, &dir.join("reference"))?;
         codegen::golden::add(&mut generated, &graph, &inputs, &references, *tolerance)?;
     }
-    let tokenizer = options.tokenizer.clone().or_else(|| {
-        safetensors::is_checkpoint(&options.model)
-            .then(|| crate::tokenizer::find_in_checkpoint(&options.model))
-            .flatten()
-    });
-    if let Some(path) = tokenizer {
+    if let Some(path) = tokenizer_path(options) {
         let spec = crate::tokenizer::load(&path)?;
         crate::tokenizer::add_to_crate(&mut generated, crate::tokenizer::bake(&spec)?)?;
     }
@@ -442,6 +454,16 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
         graph,
         plan,
         generated,
+    })
+}
+
+/// The tokenizer a build bakes in and reads prompts with: `--tokenizer`, or the one in a
+/// checkpoint folder.
+fn tokenizer_path(options: &BuildOptions) -> Option<PathBuf> {
+    options.tokenizer.clone().or_else(|| {
+        safetensors::is_checkpoint(&options.model)
+            .then(|| crate::tokenizer::find_in_checkpoint(&options.model))
+            .flatten()
     })
 }
 
@@ -461,12 +483,7 @@ fn quant_summary(
     };
     let greedy = match &q.validate_prompts {
         Some(file) => {
-            let tokenizer = options.tokenizer.clone().or_else(|| {
-                safetensors::is_checkpoint(&options.model)
-                    .then(|| crate::tokenizer::find_in_checkpoint(&options.model))
-                    .flatten()
-            });
-            let prompts = crate::quantize::load_prompts(file, tokenizer.as_deref())?;
+            let prompts = crate::quantize::load_prompts(file, tokenizer_path(options).as_deref())?;
             let greedy =
                 crate::quantize::validate_greedy(source, graph, &prompts, q.validate_tokens)?;
             if let Some(n) = q.min_agreement {

@@ -78,6 +78,13 @@ pub struct QuantOptions {
     pub min_agreement: Option<usize>,
     /// The target profile whose `[quantize]` default chose `mode` (no `--quantize` given).
     pub profile_default: Option<String>,
+    /// `--calibration-prompts FILE` (int4, stateful decoders): prompts the float graph decodes
+    /// greedily (`calibrate::CALIBRATION_TOKENS` tokens) to weigh each int4 group's error by its input
+    /// channels' activation second moments (`calibrate::activation_moments`).
+    pub calibration_prompts: Option<PathBuf>,
+    /// The prompts of `calibration_prompts`, as token ids (loaded by the build with its
+    /// tokenizer).
+    pub calibration_ids: Vec<Prompt>,
 }
 
 impl QuantOptions {
@@ -96,6 +103,8 @@ impl QuantOptions {
             validate_tokens: 32,
             min_agreement: None,
             profile_default: None,
+            calibration_prompts: None,
+            calibration_ids: Vec::new(),
         }
     }
 
@@ -108,6 +117,9 @@ impl QuantOptions {
                 "--scales {}",
                 if self.f16_scales { "f16" } else { "f32" }
             ));
+        }
+        if self.calibration_prompts.is_some() {
+            parts.push("--calibration-prompts FILE".into());
         }
         if self.mode == QuantMode::Int8Static {
             parts.push("--calibration DIR".into());
@@ -441,6 +453,18 @@ pub fn greedy_decode_logits(
     prompt: &[u32],
     n: usize,
 ) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+    greedy_decode_probed(graph, prompt, n, &[], &mut |_| {})
+}
+
+/// [`greedy_decode_logits`], also handing the values `probes` of every step (prompt steps
+/// included) to `on_step`, in `probes` order.
+pub fn greedy_decode_probed(
+    graph: &Graph,
+    prompt: &[u32],
+    n: usize,
+    probes: &[crate::ir::ValueId],
+    on_step: &mut dyn FnMut(&[crate::ir::Tensor]),
+) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
     use crate::ir::{DType, Data, Tensor};
     use crate::stateful::InputRole;
     if graph.states.is_empty() {
@@ -457,6 +481,11 @@ pub fn greedy_decode_logits(
         g.output_names.push(s.name.clone());
     }
     g.states.clear();
+    for &v in probes {
+        g.outputs.push(v);
+        g.output_names
+            .push(format!("probe:{}", graph.value(v).name));
+    }
     let roles = graph.inputs[..n_in]
         .iter()
         .map(|&v| {
@@ -521,6 +550,8 @@ pub fn greedy_decode_logits(
         inputs.append(&mut state);
         let mut outs = crate::eval::evaluate(&g, &inputs)?;
         state = outs.split_off(n_out);
+        let probed = state.split_off(graph.states.len());
+        on_step(&probed);
         if pos + 1 >= prompt.len() {
             let Data::F32(l) = &outs[logits].data else {
                 return Err(Error::Usage(format!(

@@ -122,10 +122,13 @@ fn weight_breakdown(graph: &Graph, plan: &Plan) -> String {
     let (mut blobs, mut plain) = (0usize, 0usize);
     for &(v, _) in &plan.weights {
         let bytes = graph.ty(v).size_bytes();
-        let q4_layer = graph.consumers(v).into_iter().find_map(|id| match &graph.node(id).op {
-            Op::Q4Linear(l) if graph.node(id).inputs.get(1) == Some(&v) => Some(l.clone()),
-            _ => None,
-        });
+        let q4_layer = graph
+            .consumers(v)
+            .into_iter()
+            .find_map(|id| match &graph.node(id).op {
+                Op::Q4Linear(l) if graph.node(id).inputs.get(1) == Some(&v) => Some(l.clone()),
+                _ => None,
+            });
         if let Some(l) = q4_layer {
             let parts = runtime_core::kernels::qgemm::q4_blob_parts(
                 l.k,

@@ -185,6 +185,19 @@ fn round_away(r: f32) -> f32 {
 /// candidate's scale is then refitted by least squares for its levels (kept if better).
 /// Scales are compared as stored (f16-rounded when `f16`).
 pub fn quantize_group(v: &[f32], f16: bool, grid: Q4Grid) -> (f32, u8, Vec<u8>) {
+    quantize_group_weighted(v, None, f16, grid)
+}
+
+/// [`quantize_group`] with the squared error of value `i` weighed by `h[i]` (its input
+/// channel's activation mean square, from `calibrate::activation_moments`; the least-squares
+/// refit weighs the same way). `None` weighs every value 1.
+pub fn quantize_group_weighted(
+    v: &[f32],
+    h: Option<&[f32]>,
+    f16: bool,
+    grid: Q4Grid,
+) -> (f32, u8, Vec<u8>) {
+    let weight = |i: usize| h.and_then(|h| h.get(i)).map_or(1.0, |&x| f64::from(x));
     let stored = |s: f32| {
         if f16 {
             runtime_core::math::f16_to_f32(runtime_core::math::f32_to_f16(s))
@@ -200,9 +213,10 @@ pub fn quantize_group(v: &[f32], f16: bool, grid: Q4Grid) -> (f32, u8, Vec<u8>) 
     let error = |s: f32, zp: u8, q: &[u8]| -> f64 {
         v.iter()
             .zip(q)
-            .map(|(&x, &l)| {
+            .enumerate()
+            .map(|(i, (&x, &l))| {
                 let e = (x - (l as f32 - zp as f32) * s) as f64;
-                e * e
+                weight(i) * e * e
             })
             .sum()
     };
@@ -241,10 +255,14 @@ pub fn quantize_group(v: &[f32], f16: bool, grid: Q4Grid) -> (f32, u8, Vec<u8>) 
     }
     // Least-squares scale for the chosen levels, then the levels for that scale.
     let (_, s, zp, q) = &best;
-    let (num, den) = v.iter().zip(q).fold((0.0f64, 0.0f64), |(n, d), (&x, &l)| {
-        let c = l as f64 - *zp as f64;
-        (n + x as f64 * c, d + c * c)
-    });
+    let (num, den) = v
+        .iter()
+        .zip(q)
+        .enumerate()
+        .fold((0.0f64, 0.0f64), |(n, d), (i, (&x, &l))| {
+            let c = l as f64 - *zp as f64;
+            (n + weight(i) * x as f64 * c, d + weight(i) * c * c)
+        });
     if den > 0.0 {
         let refit = stored((num / den) as f32);
         if refit != *s {
@@ -258,6 +276,9 @@ pub fn quantize_group(v: &[f32], f16: bool, grid: Q4Grid) -> (f32, u8, Vec<u8>) 
 /// Quantize a row-major `f32[k, n]` weight to 4 bits per (group of `group` rows of k,
 /// column) with [`quantize_group`] and pack it: the `Q4Linear` weight blob (build time).
 /// With [`Q4Grid::Asymmetric`] the blob holds zero points (`Q4Linear::zero_points`).
+/// `moments` (`k` values): each row's weight in its group's error
+/// ([`quantize_group_weighted`]).
+#[allow(clippy::too_many_arguments)]
 pub fn pack_weight(
     w: &[f32],
     k: usize,
@@ -266,6 +287,7 @@ pub fn pack_weight(
     nr: usize,
     f16: bool,
     grid: Q4Grid,
+    moments: Option<&[f32]>,
 ) -> Vec<u8> {
     let groups = k.div_ceil(group);
     let mut q = vec![0u8; k * n];
@@ -275,7 +297,8 @@ pub fn pack_weight(
         let rows = gi * group..k.min((gi + 1) * group);
         for j in 0..n {
             let vals: Vec<f32> = rows.clone().map(|p| w[p * n + j]).collect();
-            let (s, zp, levels) = quantize_group(&vals, f16, grid);
+            let h = moments.and_then(|m| m.get(rows.clone()));
+            let (s, zp, levels) = quantize_group_weighted(&vals, h, f16, grid);
             scales[gi * n + j] = s;
             zps[gi * n + j] = zp;
             for (p, l) in rows.clone().zip(levels) {
@@ -340,7 +363,7 @@ mod tests {
         let xt = Tensor::from_f32s(vec![2, 6], x).unwrap();
         for f16 in [false, true] {
             let op = layer(f16, false);
-            let wt = blob(pack_weight(&w, 6, 3, 4, 4, f16, Q4Grid::Symmetric));
+            let wt = blob(pack_weight(&w, 6, 3, 4, 4, f16, Q4Grid::Symmetric, None));
             let ty = op.infer(&[&xt.ty, &wt.ty]).unwrap();
             let got = op.eval(&[&xt, &wt], &ty).unwrap()[0].data.to_f64_vec();
             for (g, e) in got.iter().zip(&expect) {
@@ -351,6 +374,36 @@ mod tests {
 
     /// The scale search never does worse than `max|w| / 7` (runtime-core's quantizer), and
     /// does better on weights with an outlier per group.
+    #[test]
+    fn weighted_groups_favour_the_heavy_channels() {
+        // Channels 0..4 carry 100x the activation energy of the rest: the weighted choice
+        // has the least weighted error (it is the search's objective), and a lower error on
+        // those channels than the plain one, which it trades for the light ones.
+        let v: Vec<f32> = (0..32)
+            .map(|i| ((i as f32 * 1.37).sin() * 917.3).fract() * if i == 9 { 4.0 } else { 1.0 })
+            .collect();
+        let h: Vec<f32> = (0..32).map(|i| if i < 4 { 100.0 } else { 1.0 }).collect();
+        let err = |(s, zp, q): &(f32, u8, Vec<u8>), w: &dyn Fn(usize) -> f64| -> f64 {
+            v.iter()
+                .zip(q)
+                .enumerate()
+                .map(|(i, (&x, &l))| w(i) * f64::from(x - (l as f32 - *zp as f32) * s).powi(2))
+                .sum()
+        };
+        let plain = quantize_group(&v, true, Q4Grid::Asymmetric);
+        let weighted = quantize_group_weighted(&v, Some(&h), true, Q4Grid::Asymmetric);
+        assert_ne!(plain, weighted);
+        let by_h = |i: usize| f64::from(h[i]);
+        assert!(err(&weighted, &by_h) < err(&plain, &by_h));
+        let heavy = |i: usize| if i < 4 { 1.0 } else { 0.0 };
+        assert!(err(&weighted, &heavy) < err(&plain, &heavy));
+        let all_ones = vec![1.0; 32];
+        assert_eq!(
+            quantize_group_weighted(&v, Some(&all_ones), true, Q4Grid::Asymmetric),
+            plain
+        );
+    }
+
     #[test]
     fn scale_search_lowers_the_weight_error() {
         let (k, n, group) = (64, 8, 32);
@@ -383,6 +436,7 @@ mod tests {
             16,
             true,
             Q4Grid::Symmetric,
+            None,
         )));
         let mut q = vec![0u8; k * n];
         let mut scales = vec![0.0f32; 2 * n];

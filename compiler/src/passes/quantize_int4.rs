@@ -37,6 +37,10 @@ pub const MIN_INT4_TABLE_COLS: usize = 16;
 pub struct QuantizeInt4 {
     pub tiling: QuantTiling,
     pub options: QuantOptions,
+    /// Per `Linear` node name, its input channels' activation mean squares
+    /// (`calibrate::activation_moments`, `--calibration-prompts`): the weights of each
+    /// group's error. Empty: plain squared error.
+    pub moments: std::collections::BTreeMap<String, Vec<f32>>,
 }
 
 /// Embedding `Gather`s with tables of at least `min_cols` columns whose table is exactly
@@ -99,6 +103,16 @@ impl Pass for QuantizeInt4 {
             .topo_order()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let ties = tied_tables(graph, &order, &self.options, MIN_INT4_TABLE_COLS);
+        // A weight's moments, from the first `Linear` reading it that has some (a tied
+        // table's blob is packed once, for its classifier).
+        let moments_of = |graph: &Graph, w: ValueId| -> Option<Vec<f32>> {
+            order.iter().find_map(|&l| {
+                let node = graph.node(l);
+                (float_linear(graph, l).is_some() && node.inputs[1] == w)
+                    .then(|| self.moments.get(&node.name).cloned())
+                    .flatten()
+            })
+        };
         // Weights of the Linears `--int8` names, and of those tied to a table it names.
         let mut int8_weights: Vec<ValueId> = Vec::new();
         for &id in &order {
@@ -113,7 +127,7 @@ impl Pass for QuantizeInt4 {
                 int8_weights.push(w);
             }
         }
-        for id in order {
+        for &id in &order {
             let node = graph.node(id);
             if self.options.kept(&node.name).is_some() {
                 continue;
@@ -143,8 +157,9 @@ impl Pass for QuantizeInt4 {
                         tied_nr: Some(nr),
                     };
                     let ids = node.inputs[1];
+                    let h = moments_of(graph, w);
                     let blob = packed.get_or_pack(graph, w, &format!("q4g{group}"), |d| {
-                        q4linear::pack_weight(d, cols, rows, group, nr, f16, grid)
+                        q4linear::pack_weight(d, cols, rows, group, nr, f16, grid, h.as_deref())
                     })?;
                     replace_node(graph, id, Op::QGather(op), vec![blob, ids], &[])?;
                     changed = true;
@@ -212,8 +227,9 @@ impl Pass for QuantizeInt4 {
             };
             let mut inputs = node.inputs.clone();
             let (k, n) = (l.k, l.n);
+            let h = moments_of(graph, w);
             inputs[1] = packed.get_or_pack(graph, w, &format!("q4g{group}"), |d| {
-                q4linear::pack_weight(d, k, n, group, nr, f16, grid)
+                q4linear::pack_weight(d, k, n, group, nr, f16, grid, h.as_deref())
             })?;
             replace_node(graph, id, Op::Q4Linear(op), inputs, &[])?;
             changed = true;
@@ -239,7 +255,11 @@ pub(crate) mod tests {
         let tiling = crate::target::TargetProfile::load("cortex-m55")
             .unwrap()
             .quant_tiling();
-        let pass = QuantizeInt4 { tiling, options };
+        let pass = QuantizeInt4 {
+            tiling,
+            options,
+            moments: Default::default(),
+        };
         assert!(pass.run(&mut g).unwrap());
         crate::passes::eliminate_dead_nodes::EliminateDeadNodes
             .run(&mut g)
@@ -265,7 +285,11 @@ pub(crate) mod tests {
             .quant_tiling();
         let mut options = QuantOptions::new(QuantMode::Int4);
         options.int8 = vec!["head".into()];
-        let pass = QuantizeInt4 { tiling, options };
+        let pass = QuantizeInt4 {
+            tiling,
+            options,
+            moments: Default::default(),
+        };
         assert!(pass.run(&mut g).unwrap());
         crate::passes::eliminate_dead_nodes::EliminateDeadNodes
             .run(&mut g)
@@ -349,6 +373,7 @@ pub(crate) mod tests {
         let pass = QuantizeInt4 {
             tiling,
             options: QuantOptions::new(QuantMode::Int4),
+            moments: Default::default(),
         };
         assert!(pass.run(&mut g).unwrap());
         crate::passes::eliminate_dead_nodes::EliminateDeadNodes

@@ -435,8 +435,12 @@ fn static_quantization_rounds_half_to_even_and_saturates() {
 fn q4_zero_points_are_packed_two_per_byte() {
     // Every (group, column)'s zero point reads back through `scale_zp` and `group_params`
     // for odd and even panel widths and column tails; the section is half a byte per entry.
-    let cases: [(usize, usize, usize, usize); 4] =
-        [(64, 172, 32, 16), (100, 33, 7, 32), (9, 5, 4, 6), (3, 3, 2, 2)];
+    let cases: [(usize, usize, usize, usize); 4] = [
+        (64, 172, 32, 16),
+        (100, 33, 7, 32),
+        (9, 5, 4, 6),
+        (3, 3, 2, 2),
+    ];
     for (k, n, group, nr) in cases {
         let mut rng = Rng::new((k * n + nr) as u32);
         let groups = k.div_ceil(group);
