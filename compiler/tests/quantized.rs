@@ -315,7 +315,7 @@ fn the_int4_quantizer_beats_plain_absmax_on_real_weights() {
         let mut plain = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, true, false)];
         qgemm::pack_q4(&q, &scales, None, k, n, group, nr, true, &mut plain);
         let plain = sse(&dequant(&plain, k, n, false), w);
-        let searched = pack_weight(w, k, n, group, nr, true, Q4Grid::Asymmetric);
+        let searched = pack_weight(w, k, n, group, nr, true, Q4Grid::Asymmetric, None);
         let searched = sse(&dequant(&searched, k, n, true), w);
         println!(
             "{} {k}x{n}: squared error {searched:.4e} vs plain {plain:.4e}",

@@ -916,7 +916,7 @@ impl<'a> Q4Weights<'a> {
     pub fn group_params(&self, gi: usize, col0: usize, s: &mut [f32], z: &mut [f32]) {
         let e = gi * self.n_pad + col0;
         let len = s.len();
-        assert!(len == self.nr && z.len() == len && col0 % len == 0);
+        assert!(len == self.nr && z.len() == len && col0.is_multiple_of(len));
         match self.scales {
             Q4Scales::F32(v) => s.copy_from_slice(&v[e..e + len]),
             Q4Scales::F16(v) => {
