@@ -91,3 +91,67 @@ fn activation_weighted_int4_lowers_the_held_out_logit_error() {
     }
     assert!(after < 0.9 * before, "calibrated {after} vs plain {before}");
 }
+
+/// The int4 g32 build of stories260K meets the weight target (≤ 0.16× of the float
+/// build) with and without `--calibration-prompts` (same layout, other levels), and the report
+/// accounts for every weight byte.
+#[test]
+fn int4_weights_stay_under_a_sixth_of_float() {
+    let repo = common::repo();
+    for calibrate in [false, true] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_slm-aot"));
+        cmd.arg("build").arg(repo.join(MODEL)).args([
+            "--target",
+            "x86",
+            "--max-context",
+            "256",
+            "--quantize",
+            "int4",
+            "--group-size",
+            "32",
+            "--tokenizer",
+        ]);
+        cmd.arg(repo.join("models/stories260K/tok512.bin"));
+        if calibrate {
+            cmd.arg("--calibration-prompts")
+                .arg(repo.join("models/stories260K/prompts.txt"));
+        }
+        let out = cmd
+            .arg("-o")
+            .arg(common::scratch(&format!("quant_calibration/{calibrate}")))
+            .output()
+            .expect("run slm-aot");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            stdout.contains("--calibration-prompts FILE"),
+            calibrate,
+            "{stdout}"
+        );
+        let mut lines = stdout.lines().skip_while(|l| !l.contains("quantized vs"));
+        let numbers = |l: &str| -> Vec<f64> {
+            l.split(|c: char| !c.is_ascii_digit() && c != '.')
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        };
+        let ratio_line = lines.next().expect("weights line");
+        let bytes = numbers(ratio_line);
+        let (quantized, float) = (bytes[0], bytes[2]);
+        assert!(quantized / float <= 0.16, "{ratio_line}");
+        assert!(
+            ratio_line.ends_with(&format!("({:.4}x)", quantized / float)),
+            "{ratio_line}"
+        );
+        // int4 weights, scales, zero points, other blobs, unquantized tensors, padding.
+        let parts = numbers(lines.next().expect("breakdown line"));
+        let parts: Vec<f64> = parts.into_iter().filter(|&x| x != 4.0).collect();
+        assert_eq!(parts.len(), 6, "{stdout}");
+        assert_eq!(parts.iter().sum::<f64>(), quantized, "{stdout}");
+        // 36 int4 layers: a zero point is half a byte per (group, column).
+        assert_eq!(parts[2] * 4.0, parts[1], "{stdout}");
+    }
+}
