@@ -515,6 +515,7 @@ pub mod x86_avx512 {
     /// AVX-512F; the 16 elements at `p` (the mask's lanes with a mask) are readable.
     #[inline]
     #[target_feature(enable = "avx512f")]
+    // SAFETY: an unsafe fn; callers uphold the `# Safety` contract above.
     unsafe fn load(p: *const f32, mask: Option<__mmask16>) -> __m512 {
         // SAFETY: the caller's contract.
         unsafe {
@@ -535,6 +536,7 @@ pub mod x86_avx512 {
     /// AVX-512F; `v.len() >= 8 · n`; `weights` is safe to call for those blocks.
     #[inline]
     #[target_feature(enable = "avx512f")]
+    // SAFETY: an unsafe fn; callers uphold the `# Safety` contract above.
     unsafe fn spread_sum(
         v: &[f32],
         n: usize,

@@ -382,11 +382,11 @@ mod tests {
                 && std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("avx512vnni")
             {
-                // SAFETY: AVX-512F/BW/VNNI were detected above.
                 v.push((
                     "x86_avx512",
                     x86_avx512::NR,
                     x86_avx512::OFFSET,
+                    // SAFETY: AVX-512F/BW/VNNI were detected above.
                     |a, p, s| unsafe { x86_avx512::panel_sums(a, p, s) },
                 ));
             }
