@@ -1,5 +1,5 @@
 //! Index-driven reads: `Gather` (embedding lookup), `GatherElements` and `GatherND`.
-use crate::error::IndexError;
+use crate::error::{Error, IndexError};
 
 /// Integer types usable as indices.
 pub trait Index: Copy {
@@ -27,6 +27,25 @@ pub(crate) fn resolve(index: i64, bound: usize) -> Result<usize, IndexError> {
         return Err(IndexError { index, bound });
     }
     Ok(wrapped as usize)
+}
+
+/// For each `indices[r]` resolved against `bound` (negative indices count from the end), calls
+/// `fill(i, row)` with `row = out[r·width..(r+1)·width]`; an index out of range is
+/// `Error::IndexOutOfRange` naming `node`. The row gathers of the quantized, half and tied
+/// tables share it.
+pub(crate) fn fill_rows<I: Index>(
+    node: &'static str,
+    indices: &[I],
+    bound: usize,
+    width: usize,
+    out: &mut [f32],
+    mut fill: impl FnMut(usize, &mut [f32]),
+) -> Result<(), Error> {
+    for (r, &index) in indices.iter().enumerate() {
+        let i = resolve(index.to_i64(), bound).map_err(|e| e.at(node))?;
+        fill(i, &mut out[r * width..(r + 1) * width]);
+    }
+    Ok(())
 }
 
 /// `data` viewed as `[outer, axis_len, inner]`; `out` is `[outer, indices.len(), inner]`.

@@ -3,23 +3,10 @@
 //! one packed blob (f32: `gemm::pack_b`, int4: `qgemm::pack_q4`, int8: `qgemm::pack_i8`,
 //! made for the GEMM) serves both the `Gather` and the `MatMul` instead of a second copy of
 //! the table.
-use crate::error::{Error, IndexError};
-use crate::kernels::gather::Index;
+use crate::error::Error;
+use crate::kernels::gather::{Index, fill_rows};
 use crate::kernels::gemm::BMatrix;
 use crate::kernels::qgemm::{Q4Weights, QWeights, i8_panel_index};
-
-#[inline]
-fn resolve(index: i64, bound: usize) -> Result<usize, IndexError> {
-    let wrapped = if index < 0 {
-        index + bound as i64
-    } else {
-        index
-    };
-    if wrapped < 0 || wrapped >= bound as i64 {
-        return Err(IndexError { index, bound });
-    }
-    Ok(wrapped as usize)
-}
 
 /// `out[r][p] = W[p][indices[r]]` for `p < k`: row `indices[r]` of the table `T[n, k]` whose
 /// transpose `W: [k, n]` the f32 GEMM operand `w` holds (packed by `gemm::pack_b`, or row
@@ -38,12 +25,11 @@ pub fn gather_cols_f32<I: Index>(
         out.len() >= indices.len() * k,
         "gather_cols_f32 output too short"
     );
-    for (r, &index) in indices.iter().enumerate() {
-        let j = resolve(index.to_i64(), n).map_err(|e| e.at(node))?;
-        for (p, o) in out[r * k..(r + 1) * k].iter_mut().enumerate() {
+    fill_rows(node, indices, n, k, out, |j, row| {
+        for (p, o) in row.iter_mut().enumerate() {
             *o = w.data[w.index(p, j)];
         }
-    }
+    })?;
     Ok(())
 }
 
@@ -62,18 +48,15 @@ pub fn gather_cols_q4<I: Index>(
         out.len() >= indices.len() * k,
         "gather_cols_q4 output too short"
     );
-    for (r, &index) in indices.iter().enumerate() {
-        let j = resolve(index.to_i64(), w.n).map_err(|e| e.at(node))?;
+    fill_rows(node, indices, w.n, k, out, |j, row| {
         let (panel, c) = (w.panel(j / w.nr), j % w.nr);
         let (byte, shift) = (c % half, if c < half { 0 } else { 4 });
-        let row = &mut out[r * k..(r + 1) * k];
         for (p, o) in row.iter_mut().enumerate() {
             let (s, zp) = w.scale_zp(p / w.group, j);
             let q = (panel[p * half + byte] >> shift) & 15;
             *o = (q as f32 - zp) * s;
         }
-    }
-    Ok(())
+    })
 }
 
 /// As [`gather_cols_q4`] for an int8 blob: `out[r][p] = q[p][j] · scale[j]`, `j =
@@ -89,14 +72,11 @@ pub fn gather_cols_i8<I: Index>(
         out.len() >= indices.len() * k,
         "gather_cols_i8 output too short"
     );
-    for (r, &index) in indices.iter().enumerate() {
-        let j = resolve(index.to_i64(), w.n).map_err(|e| e.at(node))?;
-        let s = w.scales[j];
-        for (p, o) in out[r * k..(r + 1) * k].iter_mut().enumerate() {
-            *o = w.panels[i8_panel_index(p, j, w.kp, w.nr)] as f32 * s;
+    fill_rows(node, indices, w.n, k, out, |j, row| {
+        for (p, o) in row.iter_mut().enumerate() {
+            *o = w.panels[i8_panel_index(p, j, w.kp, w.nr)] as f32 * w.scales[j];
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! panels of `Tᵀ: [cols, rows]`), so the table is stored once. Rows come out as f32.
 use super::{HWeights, convert_panel};
 use crate::error::Error;
-use crate::kernels::gather::{Index, resolve};
+use crate::kernels::gather::{Index, fill_rows};
 use crate::math;
 
 /// Bytes of a row-major half table.
@@ -38,14 +38,9 @@ pub fn gather_rows_h<I: Index>(
         blob.len() == packed_rows_h_bytes(rows, cols) && out.len() >= indices.len() * cols,
         "gather_rows_h sizes"
     );
-    for (r, &index) in indices.iter().enumerate() {
-        let i = resolve(index.to_i64(), rows).map_err(|e| e.at(node))?;
-        convert_panel(
-            &blob[2 * i * cols..2 * (i + 1) * cols],
-            &mut out[r * cols..(r + 1) * cols],
-        );
-    }
-    Ok(())
+    fill_rows(node, indices, rows, cols, out, |i, row| {
+        convert_panel(&blob[2 * i * cols..2 * (i + 1) * cols], row)
+    })
 }
 
 /// `out[r][p] = W[p][indices[r]]` widened to f32, for `p < w.k`: row `indices[r]` of the
@@ -62,12 +57,11 @@ pub fn gather_cols_h<I: Index>(
         out.len() >= indices.len() * k && w.data.len() >= super::packed_h_bytes(k, w.n, w.nr),
         "gather_cols_h sizes"
     );
-    for (r, &index) in indices.iter().enumerate() {
-        let j = resolve(index.to_i64(), w.n).map_err(|e| e.at(node))?;
-        for (p, o) in out[r * k..(r + 1) * k].iter_mut().enumerate() {
+    fill_rows(node, indices, w.n, k, out, |j, row| {
+        for (p, o) in row.iter_mut().enumerate() {
             *o = math::f16_to_f32(w.bits(p, j));
         }
-    }
+    })?;
     Ok(())
 }
 

@@ -122,7 +122,7 @@ pub use crate::kernels::gemm::{Activation, Tiles};
 
 use crate::arena::cast;
 use crate::error::Error;
-use crate::kernels::gather::Index;
+use crate::kernels::gather::{Index, fill_rows};
 use crate::kernels::gemm::{Gemm, epilogue};
 use crate::math::f32_to_f16;
 
@@ -1049,19 +1049,6 @@ pub fn gemm_q4(a: &[f32], w: Q4Weights<'_>, c: &mut [f32], g: &Gemm<'_>) {
 
 // ---------------------------------------------------------------- row tables
 
-#[inline]
-fn resolve(index: i64, bound: usize) -> Result<usize, crate::error::IndexError> {
-    let wrapped = if index < 0 {
-        index + bound as i64
-    } else {
-        index
-    };
-    if wrapped < 0 || wrapped >= bound as i64 {
-        return Err(crate::error::IndexError { index, bound });
-    }
-    Ok(wrapped as usize)
-}
-
 /// Bytes of a per-row symmetric int8 table: `rows` f32 scales, then `rows × cols` values.
 pub fn packed_rows_i8_bytes(rows: usize, cols: usize) -> usize {
     align64(4 * rows) + rows * cols
@@ -1100,17 +1087,11 @@ pub fn gather_rows_i8<I: Index>(
     let base = align64(4 * rows);
     let scales = cast::<f32>(&blob[..4 * rows]);
     let values = cast::<i8>(&blob[base..]);
-    for (r, &index) in indices.iter().enumerate() {
-        let i = resolve(index.to_i64(), rows).map_err(|e| e.at(node))?;
-        let s = scales[i];
-        for (o, &q) in out[r * cols..(r + 1) * cols]
-            .iter_mut()
-            .zip(&values[i * cols..(i + 1) * cols])
-        {
-            *o = q as f32 * s;
+    fill_rows(node, indices, rows, cols, out, |i, row| {
+        for (o, &q) in row.iter_mut().zip(&values[i * cols..(i + 1) * cols]) {
+            *o = q as f32 * scales[i];
         }
-    }
-    Ok(())
+    })
 }
 
 /// Bytes of an int4 table: `rows × cols.div_ceil(group)` scales, then `rows ×
@@ -1185,10 +1166,8 @@ pub fn gather_rows_q4<I: Index>(
     };
     let base = align64(scale_bytes);
     let stride = cols.div_ceil(2);
-    for (r, &index) in indices.iter().enumerate() {
-        let i = resolve(index.to_i64(), rows).map_err(|e| e.at(node))?;
+    fill_rows(node, indices, rows, cols, out, |i, out| {
         let bytes = &blob[base + i * stride..base + (i + 1) * stride];
-        let out = &mut out[r * cols..(r + 1) * cols];
         for gi in 0..gpr {
             let s = scales.get(i * gpr + gi);
             for col in gi * group..cols.min((gi + 1) * group) {
@@ -1197,8 +1176,7 @@ pub fn gather_rows_q4<I: Index>(
                 out[col] = (v as f32 - 8.0) * s;
             }
         }
-    }
-    Ok(())
+    })
 }
 
 // ---------------------------------------------------------------- panel widths
