@@ -5,7 +5,7 @@ use slm_aot::error::{Error, Result};
 use slm_aot::frontend::{ImportOptions, Limits, onnx};
 use slm_aot::pipeline::{self, BuildOptions};
 use slm_aot::quantize::{CalibrationMethod, QuantMode, QuantOptions};
-use slm_aot::target::TargetProfile;
+use slm_aot::target::{TargetProfile, WeightsEmbed};
 use slm_aot::{bench, generate, report, verify};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -191,6 +191,11 @@ struct ModelArgs {
     /// path to a profile .toml.
     #[arg(long, default_value = "x86")]
     target: String,
+    /// How the crate carries its weights: `bytes` (`include_bytes!`), `object` (a static
+    /// library its build.rs writes; rustc never reads the blob; ELF targets), `auto`
+    /// (object from 16 MiB up). Default: the profile's `memory.weights_embed`, else auto.
+    #[arg(long, value_name = "HOW", value_parser = parse_weights_embed)]
+    weights_embed: Option<WeightsEmbed>,
     /// Bind a symbolic dimension, e.g. `--dim batch=1 --dim sequence=128`; an unnamed
     /// dynamic axis is `INPUT.AXIS=N`.
     #[arg(long = "dim", value_parser = parse_dim)]
@@ -292,6 +297,10 @@ fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
     Ok((k.trim().to_string(), v))
 }
 
+fn parse_weights_embed(s: &str) -> std::result::Result<WeightsEmbed, String> {
+    WeightsEmbed::parse(s).ok_or_else(|| format!("`{s}` is not auto, bytes or object"))
+}
+
 /// Token ids separated by spaces or commas.
 fn parse_ids(list: &str) -> Result<Vec<u32>> {
     list.split(|c: char| c == ',' || c.is_whitespace())
@@ -324,7 +333,10 @@ impl ModelArgs {
             max_nodes: self.max_nodes,
         };
         import.max_context = self.max_context;
-        let target = TargetProfile::load(&self.target)?;
+        let mut target = TargetProfile::load(&self.target)?;
+        if let Some(embed) = self.weights_embed {
+            target.memory.weights_embed = embed;
+        }
         let quantize = self.quant_options(&target)?;
         Ok(BuildOptions {
             model: self.model.clone(),

@@ -52,6 +52,10 @@ impl BuildOptions {
         if let Some(q) = &self.quantize {
             parts.push(q.flags());
         }
+        let embed = self.target.memory.weights_embed;
+        if embed != crate::target::WeightsEmbed::Auto {
+            parts.push(format!("--weights-embed {}", embed.name()));
+        }
         if let Some((_, tolerance)) = &self.golden {
             parts.push(format!("--golden DIR --golden-tolerance {tolerance}"));
         }

@@ -134,6 +134,55 @@ pub struct Memory {
     /// 64-byte boundary, which satisfies any such value).
     #[serde(default = "default_alignment")]
     pub alignment_bytes: usize,
+    /// How the generated crate carries its weight blob (`--weights-embed`).
+    #[serde(default)]
+    pub weights_embed: WeightsEmbed,
+}
+
+/// How a generated crate carries its weight blob: `include_bytes!` into a static (rustc
+/// holds ≈ 15× the blob while compiling it), or a static library that the crate's `build.rs`
+/// streams from `weights.bin` and `lib.rs` declares with `rt::weights_in_object!` (rustc
+/// never reads the blob; ELF targets only). `auto` picks the library from
+/// [`WeightsEmbed::OBJECT_MIN_BYTES`] up.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightsEmbed {
+    #[default]
+    Auto,
+    Bytes,
+    Object,
+}
+
+impl WeightsEmbed {
+    /// Blobs from this size up are linked as a library under `auto`.
+    pub const OBJECT_MIN_BYTES: usize = 16 << 20;
+
+    /// Parse a `--weights-embed` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "bytes" => Some(Self::Bytes),
+            "object" => Some(Self::Object),
+            _ => None,
+        }
+    }
+
+    /// Whether a blob of `weight_bytes` is linked as a library.
+    pub fn uses_object(self, weight_bytes: usize) -> bool {
+        match self {
+            Self::Auto => weight_bytes >= Self::OBJECT_MIN_BYTES,
+            Self::Bytes => false,
+            Self::Object => true,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Bytes => "bytes",
+            Self::Object => "object",
+        }
+    }
 }
 
 /// The alignment of every weight and arena offset in a plan.

@@ -11,6 +11,7 @@
 extern crate std;
 
 pub mod arena;
+pub mod blob_object;
 pub mod element;
 pub mod error;
 pub mod kernels;

@@ -131,7 +131,11 @@ pub fn emit(graph: &Graph, plan: &Plan, meta: &CrateMeta) -> Result<GeneratedCra
     let io = Io::new(graph);
     let weights = weight_blob(graph, plan)?;
     let weights_sha256 = crate::manifest::hex_digest(&weights);
-    let lib = lib_rs(graph, plan, meta, &io, &weights_sha256, &Form::Crate)?;
+    let object = weights_object(meta, plan.weight_bytes, &weights_sha256);
+    let form = Form::Crate {
+        object: object.clone(),
+    };
+    let lib = lib_rs(graph, plan, meta, &io, &weights_sha256, &form)?;
     let ir = crate::ir::printer::print(graph).map_err(|e| Error::Internal(e.to_string()))?;
     let mut files = BTreeMap::new();
     files.insert(
@@ -143,7 +147,13 @@ pub fn emit(graph: &Graph, plan: &Plan, meta: &CrateMeta) -> Result<GeneratedCra
         fill(README_TEMPLATE, meta, graph, plan, &io).into_bytes(),
     );
     files.insert(PathBuf::from("src/lib.rs"), lib.into_bytes());
-    let build_rs = BUILD_RS_TEMPLATE.replace("{{weights_sha256}}", &weights_sha256);
+    let object_literal = match &object {
+        Some((symbol, section)) => format!("Some(({symbol:?}, {section:?}))"),
+        None => "None".to_string(),
+    };
+    let build_rs = BUILD_RS_TEMPLATE
+        .replace("{{weights_sha256}}", &weights_sha256)
+        .replace("{{weights_object}}", &object_literal);
     files.insert(PathBuf::from("build.rs"), build_rs.into_bytes());
     files.insert(PathBuf::from("weights.bin"), weights);
     files.insert(PathBuf::from("model.ir"), ir.into_bytes());
@@ -186,10 +196,39 @@ pub fn emit_module(
     Ok(GeneratedModule { source, weights })
 }
 
-/// Whether the code is a crate's `lib.rs` or a module inside another crate.
+/// Whether the code is a crate's `lib.rs` (its blob included from `../weights.bin`, or
+/// linked as the library its `build.rs` writes: `object` = `(symbol, section)`) or a module
+/// inside another crate (always `include_bytes!`).
 enum Form {
-    Crate,
+    Crate { object: Option<(String, String)> },
     Module { weights_path: String },
+}
+
+/// Section of a linked blob when the profile names none (merged into `.rodata`).
+const OBJECT_SECTION: &str = ".rodata.slm_weights";
+
+/// `(symbol, section)` of the crate's blob when it is linked as a library
+/// (`memory.weights_embed`): the symbol names the crate and the blob's digest, so two
+/// generated crates linked into one program do not clash.
+fn weights_object(
+    meta: &CrateMeta,
+    weight_bytes: usize,
+    weights_sha256: &str,
+) -> Option<(String, String)> {
+    if !meta.target.memory.weights_embed.uses_object(weight_bytes) {
+        return None;
+    }
+    let name: String = meta
+        .crate_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let digest = weights_sha256.get(..16).unwrap_or(weights_sha256);
+    let section = match meta.target.memory.weights_section.as_str() {
+        "" => OBJECT_SECTION,
+        s => s,
+    };
+    Some((format!("slm_weights_{name}_{digest}"), section.to_string()))
 }
 
 fn io_table(graph: &Graph, io: &Io) -> String {
@@ -427,11 +466,19 @@ fn lib_rs(
 ) -> Result<String> {
     let manifest = manifest_tokens(&meta.manifest, weights_sha256);
     let (no_std, weights_path) = match form {
-        Form::Crate => (quote!(#![no_std]), Literal::string("../weights.bin")),
+        Form::Crate { .. } => (quote!(#![no_std]), Literal::string("../weights.bin")),
         Form::Module { weights_path } => (quote!(), Literal::string(weights_path)),
     };
     let section = &meta.target.memory.weights_section;
-    let weights_static = if section.is_empty() {
+    let weights_static = if let Form::Crate {
+        object: Some((symbol, _)),
+    } = form
+    {
+        let symbol = Literal::string(symbol);
+        quote! {
+            rt::weights_in_object!(#symbol, WEIGHTS, WEIGHT_BYTES);
+        }
+    } else if section.is_empty() {
         quote! {
             static WEIGHTS: rt::Aligned64<[u8; WEIGHT_BYTES]> = rt::Aligned64(*include_bytes!(#weights_path));
         }
