@@ -474,7 +474,13 @@ fn run(cli: Cli) -> Result<()> {
             build.generated.write(&out)?;
             say!(
                 "{}",
-                report::build_report(&build.imported, &build.graph, &build.plan).trim_end()
+                report::build_report(
+                    &build.imported,
+                    &build.graph,
+                    &build.plan,
+                    options.target.memory.weights_embed,
+                )
+                .trim_end()
             );
             if let Some(q) = &build.quantization {
                 say!(

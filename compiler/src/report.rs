@@ -3,6 +3,7 @@ use crate::frontend::onnx;
 use crate::ir::Graph;
 use crate::pipeline::Imported;
 use crate::plan::Plan;
+use crate::target::WeightsEmbed;
 use onnx_protobuf::ModelProto;
 use std::collections::BTreeMap;
 
@@ -15,21 +16,27 @@ const LARGE_BLOB_BYTES: usize = 256 << 20;
 
 /// rustc keeps an `include_bytes!` blob in memory many times over while it compiles the
 /// crate (measured on rustc 1.95, opt-level 3: a 200 MB blob peaks at 3.0 GB RSS; a 1.1 GB
-/// one passed 20 GB). For large blobs the report says so before the user's build runs out
-/// of memory.
-fn compile_memory_note(weight_bytes: usize) -> Option<String> {
-    if weight_bytes < LARGE_BLOB_BYTES {
+/// one passed 20 GB). A large blob embedded that way (`--weights-embed bytes`) gets a note
+/// before the user's build runs out of memory; a linked blob (`object`) never enters rustc.
+fn compile_memory_note(weight_bytes: usize, embed: WeightsEmbed) -> Option<String> {
+    if weight_bytes < LARGE_BLOB_BYTES || embed.uses_object(weight_bytes) {
         return None;
     }
     let gib = weight_bytes as f64 * 15.0 / (1u64 << 30) as f64;
     Some(format!(
         "  note: rustc holds the embedded weights ≈ 15× over while compiling the generated crate: \
-         expect ≥ {gib:.1} GiB of RAM for `cargo build`; --quantize int8 or int4 shrinks the blob\n"
+         expect ≥ {gib:.1} GiB of RAM for `cargo build`; --weights-embed object links it \
+         instead (rustc never reads it)\n"
     ))
 }
 
-/// The build report: graph size, memory plan, weights.
-pub fn build_report(imported: &Imported, graph: &Graph, plan: &Plan) -> String {
+/// The build report: graph size, memory plan, weights (`embed`: how the crate carries them).
+pub fn build_report(
+    imported: &Imported,
+    graph: &Graph,
+    plan: &Plan,
+    embed: WeightsEmbed,
+) -> String {
     let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
     for id in graph.node_ids() {
         *ops.entry(graph.node(id).op.name()).or_default() += 1;
@@ -47,7 +54,10 @@ pub fn build_report(imported: &Imported, graph: &Graph, plan: &Plan) -> String {
         kib(plan.weight_bytes),
         plan.weights.len()
     ));
-    if let Some(note) = compile_memory_note(plan.weight_bytes) {
+    if embed.uses_object(plan.weight_bytes) {
+        s.push_str("  linked as a static library that build.rs writes from weights.bin (--weights-embed)\n");
+    }
+    if let Some(note) = compile_memory_note(plan.weight_bytes, embed) {
         s.push_str(&note);
     }
     for id in graph.node_ids() {
@@ -393,8 +403,14 @@ mod tests {
 
     #[test]
     fn large_blobs_get_a_compile_memory_note() {
-        assert_eq!(compile_memory_note(LARGE_BLOB_BYTES - 1), None);
-        let note = compile_memory_note(1 << 30).unwrap();
+        assert_eq!(
+            compile_memory_note(LARGE_BLOB_BYTES - 1, WeightsEmbed::Bytes),
+            None
+        );
+        let note = compile_memory_note(1 << 30, WeightsEmbed::Bytes).unwrap();
         assert!(note.contains("≥ 15.0 GiB of RAM"), "{note}");
+        // Linked blobs never enter rustc: no note under `auto` or `object`.
+        assert_eq!(compile_memory_note(1 << 30, WeightsEmbed::Auto), None);
+        assert_eq!(compile_memory_note(1 << 30, WeightsEmbed::Object), None);
     }
 }
