@@ -1,5 +1,5 @@
 //! Weight blobs linked as a static library (`--weights-embed object`): crates built that way
-//! match ONNX Runtime on x86 and as Cortex-M55 firmware, generation stays deterministic, and a
+//! match ONNX Runtime on x86, aarch64 (under QEMU) and as Cortex-M55 firmware, generation stays deterministic, and a
 //! crate with a blob of over 64 MB compiles with rustc's peak RSS measured and reported.
 mod common;
 
@@ -64,6 +64,11 @@ fn object_weights_match_onnx_runtime_as_m55_firmware() {
         "cortex-m55",
         "as firmware on `qemu-system-arm -machine mps3-an547`",
     );
+}
+
+#[test]
+fn object_weights_match_onnx_runtime_on_aarch64_under_qemu() {
+    verify_object("rpi4", "under `qemu-aarch64 -cpu cortex-a72`");
 }
 
 /// `slm-aot build MODEL -o OUT ARGS..`.
