@@ -21,11 +21,13 @@ pub fn qgemv(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
 
 /// `c[..n] = act(qa · W + bias) + r[..n]` for one activation row (a residual add in the
 /// epilogue; the same bits as [`qgemv`] followed by the addition). Any row count: more rows
-/// run [`qgemm::qgemm`], then the addition.
+/// run [`qgemm::qgemm_residual`].
 pub fn qgemv_residual(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>, r: &[f32]) {
     let len = g.m * g.n;
     assert!(r.len() >= len && g.ldc == g.n);
-    if g.m != 1 || !native(qa, &w, c, g, Store::Add(r)) {
+    if g.m != 1 {
+        qgemm::qgemm_residual(qa, w, c, g, r);
+    } else if !native(qa, &w, c, g, Store::Add(r)) {
         qgemm::qgemm(qa, w, c, g);
         super::gemv::add_assign(&mut c[..len], r);
     }

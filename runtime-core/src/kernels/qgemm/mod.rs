@@ -627,6 +627,33 @@ pub(crate) fn finish_row(
     }
 }
 
+/// [`qgemm`] plus a residual, `C = act(qa · W + bias) + r` (`r` indexed as `C`, row stride
+/// `g.ldc`): bit-identical to [`qgemm`] then `gemv::add_assign` row by row. The AVX-512 VNNI
+/// kernel adds `r` in registers before its one store of each tile; others add it afterwards.
+pub fn qgemm_residual(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>, r: &[f32]) {
+    check_qgemm(qa, &w, c, g);
+    assert!(
+        g.m == 0 || r.len() >= (g.m - 1) * g.ldc + g.n,
+        "residual too short"
+    );
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "avx512bw",
+        target_feature = "avx512vnni"
+    ))]
+    if w.nr == x86_avx512::NR {
+        // SAFETY: this code is compiled with AVX-512F/BW/VNNI enabled, so the CPU has them.
+        unsafe { x86_avx512::qgemm_residual(qa, w, c, g, Some(r)) };
+        return;
+    }
+    qgemm(qa, w, c, g);
+    for i in 0..g.m {
+        let span = i * g.ldc..i * g.ldc + g.n;
+        super::gemv::add_assign(&mut c[span.clone()], &r[span]);
+    }
+}
+
 /// The quantized GEMM with the fastest variant compiled in for `w.nr`.
 pub fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
     check_qgemm(qa, &w, c, g);

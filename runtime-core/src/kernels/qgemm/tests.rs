@@ -261,6 +261,77 @@ fn every_qgemm_variant_matches_the_exact_triple_loop() {
     }
 }
 
+/// The residual entry points (the dispatch and every ISA kernel with its own residual
+/// store) give the bits of the plain product followed by `gemv::add_assign`, for every
+/// activation (in-register and stored epilogues), zero points, tails and a row stride.
+#[test]
+fn qgemm_residual_is_the_product_then_the_addition() {
+    type Residual = fn(&[i8], QWeights<'_>, &mut [f32], &QGemm<'_>, &[f32]);
+    #[allow(unused_mut)]
+    let mut runs: Vec<(&str, usize, Residual)> = vec![
+        ("dispatch", native_i8_nr(), qgemm_residual),
+        ("reference16", 16, qgemm_residual),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vnni")
+    {
+        runs.push(("x86_avx512_vnni", x86_avx512::NR, |a, w, c, g, r| {
+            // SAFETY: AVX-512F/BW/VNNI were detected above.
+            unsafe { x86_avx512::qgemm_residual(a, w, c, g, Some(r)) }
+        }));
+    }
+    for (name, nr, run) in runs {
+        for (shape, &(m, k, n)) in SHAPES.iter().enumerate() {
+            let mut rng = Rng::new(shape as u32 * 17 + 3);
+            let kp = qa_stride(k);
+            let qa: Vec<i8> = (0..m * kp)
+                .map(|i| if i % kp < k { rng.i8() } else { 0 })
+                .collect();
+            let qw: Vec<i8> = (0..k * n).map(|_| rng.i8()).collect();
+            let w_scales: Vec<f32> = (0..n).map(|_| rng.f32().abs() * 0.01 + 1e-4).collect();
+            let a_scales: Vec<f32> = (0..m).map(|_| rng.f32().abs() * 0.01 + 1e-4).collect();
+            let zps: Vec<i32> = (0..m).map(|_| rng.i8() as i32).collect();
+            let bias: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+            let len = packed_i8_bytes(k, n, nr);
+            let mut buf = aligned(len);
+            let blob = &mut from_blocks(&mut buf)[..len];
+            pack_i8(&qw, &w_scales, k, n, nr, blob);
+            let w = QWeights::new(blob, k, n, nr);
+            let ldc = n + 3;
+            let r: Vec<f32> = (0..m * ldc).map(|_| rng.f32() * 4.0).collect();
+            for (case, &act) in ACTIVATIONS.iter().enumerate() {
+                let g = QGemm {
+                    m,
+                    k,
+                    n,
+                    ldc,
+                    a_scales: &a_scales,
+                    a_zero_points: &zps,
+                    bias: (case % 2 == 0).then_some(&bias[..]),
+                    activation: act,
+                    tiles: TILES[case % TILES.len()],
+                };
+                let mut want = vec![5.0f32; m * ldc];
+                qgemm(&qa, w, &mut want, &g);
+                for i in 0..m {
+                    let span = i * ldc..i * ldc + n;
+                    crate::kernels::gemv::add_assign(&mut want[span.clone()], &r[span]);
+                }
+                let mut got = vec![5.0f32; m * ldc];
+                run(&qa, w, &mut got, &g, &r);
+                for (e, (x, y)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        x.to_bits() == y.to_bits(),
+                        "{name} {m}x{k}x{n} {act:?}: element {e}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn quantized_linear_tracks_the_float_product() {
     let (m, k, n) = (9, 70, 21);

@@ -37,8 +37,32 @@ const ROW_BLOCK: usize = 256;
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 pub unsafe fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
+    // SAFETY: this function's contract.
+    unsafe { qgemm_residual(qa, w, c, g, None) }
+}
+
+/// [`qgemm`] with a residual added to each finished element before its store, `C[i][j] =
+/// act(…) + r[i·ldc + j]` (bit-identical to the product, then `gemv::add_assign`).
+///
+/// # Safety
+/// As [`qgemm`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+// SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
+pub unsafe fn qgemm_residual(
+    qa: &[i8],
+    w: QWeights<'_>,
+    c: &mut [f32],
+    g: &QGemm<'_>,
+    residual: Option<&[f32]>,
+) {
     assert_eq!(w.nr, NR);
     check_qgemm(qa, &w, c, g);
+    if let Some(r) = residual {
+        assert!(
+            g.m == 0 || r.len() >= (g.m - 1) * g.ldc + g.n,
+            "residual too short"
+        );
+    }
     let (m, n, kp) = (g.m, g.n, w.kp);
     if m == 0 || n == 0 {
         return;
@@ -75,6 +99,7 @@ pub unsafe fn qgemm(qa: &[i8], w: QWeights<'_>, c: &mut [f32], g: &QGemm<'_>) {
                     row0: ir,
                     panel,
                     prefetch: &next[start..(start + share * 64).min(next.len())],
+                    residual,
                 };
                 nth += 1;
                 // SAFETY: the tile's rows exist in `qa` and `C`, `wp` is a whole panel
@@ -119,6 +144,8 @@ struct Tile<'t> {
     row0: usize,
     panel: usize,
     prefetch: &'t [i8],
+    /// Added to `C` after the activation (same indexing as `C`).
+    residual: Option<&'t [f32]>,
 }
 
 /// `R` rows × 32 columns of `C`, finished: exact sums, zero points, scales, bias, then the
@@ -220,8 +247,11 @@ unsafe fn tile<const R: usize>(
             _mm512_set1_ps(g.a_scales[i]),
         );
         let fix = _mm512_set1_epi32(t.fix[r]);
-        let row = &mut c[i * g.ldc + col0..i * g.ldc + col0 + cols];
+        let span = i * g.ldc + col0..i * g.ldc + col0 + cols;
+        let res = t.residual.map(|r| &r[span.clone()]);
+        let row = &mut c[span];
         let out = row.as_mut_ptr();
+        let in_register = matches!(g.activation, Activation::None | Activation::Gelu);
         for h in 0..2 {
             let exact =
                 _mm512_sub_epi32(_mm512_sub_epi32(cr[h], fix), _mm512_mullo_epi32(zp, cs[h]));
@@ -232,11 +262,20 @@ unsafe fn tile<const R: usize>(
             if g.activation == Activation::Gelu {
                 v = gelu(v);
             }
+            if let (Some(r), true) = (res, in_register) {
+                // SAFETY: the masks cover exactly the `cols` elements of `r` (as of `row`).
+                v = _mm512_add_ps(v, unsafe {
+                    _mm512_maskz_loadu_ps([lo, hi][h], r.as_ptr().wrapping_add(16 * h))
+                });
+            }
             // SAFETY: the masks cover exactly the `cols` elements of `row`.
             unsafe { _mm512_mask_storeu_ps(out.wrapping_add(16 * h), [lo, hi][h], v) };
         }
-        if !matches!(g.activation, Activation::None | Activation::Gelu) {
+        if !in_register {
             epilogue(row, None, g.activation);
+            if let Some(r) = res {
+                crate::kernels::gemv::add_assign(row, r);
+            }
         }
     }
 }
