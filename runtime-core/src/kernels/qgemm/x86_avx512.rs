@@ -242,10 +242,8 @@ unsafe fn tile<const R: usize>(
     };
     for (r, cr) in acc.iter().enumerate() {
         let i = t.row0 + r;
-        let (zp, sa) = (
-            _mm512_set1_epi32(g.a_zero_points[i]),
-            _mm512_set1_ps(g.a_scales[i]),
-        );
+        let (z, sa) = (g.a_zero_points[i], _mm512_set1_ps(g.a_scales[i]));
+        let zp = _mm512_set1_epi32(z);
         let fix = _mm512_set1_epi32(t.fix[r]);
         let span = i * g.ldc + col0..i * g.ldc + col0 + cols;
         let res = t.residual.map(|r| &r[span.clone()]);
@@ -253,8 +251,11 @@ unsafe fn tile<const R: usize>(
         let out = row.as_mut_ptr();
         let in_register = matches!(g.activation, Activation::None | Activation::Gelu);
         for h in 0..2 {
-            let exact =
-                _mm512_sub_epi32(_mm512_sub_epi32(cr[h], fix), _mm512_mullo_epi32(zp, cs[h]));
+            // Symmetric rows (zero point 0, the dynamic default) skip the column-sum term.
+            let exact = match z {
+                0 => _mm512_sub_epi32(cr[h], fix),
+                _ => _mm512_sub_epi32(_mm512_sub_epi32(cr[h], fix), _mm512_mullo_epi32(zp, cs[h])),
+            };
             let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(sa, ws[h]));
             if let Some(b) = bias {
                 v = _mm512_add_ps(v, b[h]);
