@@ -29,6 +29,7 @@ pub mod hgather;
 pub mod hlinear;
 pub mod kv_write;
 pub mod layer_norm;
+pub mod layer_norm_rows;
 pub mod linear;
 pub mod matmul;
 pub mod pad;
@@ -136,6 +137,7 @@ ops! {
     Attention(attention::Attention),
     Softmax(softmax::Softmax),
     LayerNorm(layer_norm::LayerNorm),
+    LayerNormRows(layer_norm_rows::LayerNormRows),
     RmsNorm(rms_norm::RmsNorm),
     Rotary(rotary::Rotary),
     Reduce(reduce::Reduce),

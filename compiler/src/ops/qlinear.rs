@@ -90,6 +90,11 @@ pub struct Fused {
     pub swiglu: bool,
     /// A residual input added after the activation: `y = act(x·W + b) + r`.
     pub residual: bool,
+    /// `x` arrives already quantized per row (dynamic-row only, no residual): three more
+    /// inputs after the bias, `qa`, `a_scales`, `a_zero_points` as the scratch outputs would
+    /// hold them (made by a `LayerNormRows`, pass `fuse_layer_norm_rows`), and no scratch
+    /// outputs. `x` stays an input for its type.
+    pub prequantized: bool,
 }
 
 impl QLinear {
@@ -153,9 +158,16 @@ impl QLinear {
 impl OpDef for QLinear {
     fn infer(&self, inputs: &[&TensorType]) -> Result<Vec<TensorType>, OpError> {
         let residual = usize::from(self.fused.residual);
-        if inputs.len() < 2 + residual {
+        let given = if self.fused.prequantized { 3 } else { 0 };
+        if inputs.len() < 2 + residual + given {
             return invalid!("residual={} needs its input", self.fused.residual);
         }
+        if self.fused.prequantized
+            && (self.fused.residual || self.act_quant != ActQuant::DynamicRow)
+        {
+            return invalid!("prequantized rows need dynamic-row quantization and no residual");
+        }
+        let (inputs, given_qa) = inputs.split_at(inputs.len() - given);
         let (inputs, r) = inputs.split_at(inputs.len() - residual);
         util::check_blob_linear(
             inputs,
@@ -197,6 +209,14 @@ impl OpDef for QLinear {
         let qa = m
             .checked_mul(qgemm::qa_stride(self.k))
             .ok_or_else(|| OpError::Invalid("activation scratch overflows".into()))?;
+        let scratch = [
+            TensorType::new(DType::I8, vec![qa]),
+            TensorType::new(DType::F32, vec![m]),
+            TensorType::new(DType::I32, vec![m]),
+        ];
+        if self.fused.prequantized && given_qa.iter().map(|t| (*t).clone()).ne(scratch.clone()) {
+            return invalid!("quantized rows {given_qa:?}, expected {scratch:?}");
+        }
         let mut outs = if self.fused.swiglu {
             let h = widths[0];
             let mut v = vec![util::linear_output(x, h, None)?];
@@ -212,11 +232,9 @@ impl OpDef for QLinear {
                 .map(|&n| util::linear_output(x, n, None))
                 .collect::<Result<_, _>>()?
         };
-        outs.extend([
-            TensorType::new(DType::I8, vec![qa]),
-            TensorType::new(DType::F32, vec![m]),
-            TensorType::new(DType::I32, vec![m]),
-        ]);
+        if !self.fused.prequantized {
+            outs.extend(scratch);
+        }
         Ok(outs)
     }
 
@@ -230,10 +248,19 @@ impl OpDef for QLinear {
         };
         let m = self.rows(&inputs[0].ty);
         let at = self.scratch_at(m);
-        let mut qa = util::zeros(&outputs[at])?;
-        let mut scales = util::zeros(&outputs[at + 1])?;
-        let mut zps = util::zeros(&outputs[at + 2])?;
-        {
+        let (mut qa, mut scales, mut zps);
+        if self.fused.prequantized {
+            let n = inputs.len();
+            (qa, scales, zps) = (
+                inputs[n - 3].clone(),
+                inputs[n - 2].clone(),
+                inputs[n - 1].clone(),
+            );
+        } else {
+            qa = util::zeros(&outputs[at])?;
+            scales = util::zeros(&outputs[at + 1])?;
+            zps = util::zeros(&outputs[at + 2])?;
+
             let (q, s, z) = (
                 util::data_mut::<i8>(&mut qa)?,
                 util::data_mut::<f32>(&mut scales)?,
@@ -299,7 +326,9 @@ impl OpDef for QLinear {
                     .map_err(|e| OpError::Invalid(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        outs.extend([qa, scales, zps]);
+        if !self.fused.prequantized {
+            outs.extend([qa, scales, zps]);
+        }
         Ok(outs)
     }
 
@@ -314,8 +343,14 @@ impl OpDef for QLinear {
         );
         let (x, w) = (ctx.input(0), ctx.input(1));
         let at = self.scratch_at(rows);
-        let (qa, s, z) = (ctx.output(at), ctx.output(at + 1), ctx.output(at + 2));
+        let (qa, s, z) = if self.fused.prequantized {
+            let n = ctx.inputs.len();
+            (ctx.input(n - 3), ctx.input(n - 2), ctx.input(n - 1))
+        } else {
+            (ctx.output(at), ctx.output(at + 1), ctx.output(at + 2))
+        };
         let quantize = match self.act_quant {
+            _ if self.fused.prequantized => TokenStream::new(),
             ActQuant::DynamicRow => quote! {
                 rt::kernels::qgemm::quantize_rows_symmetric(#x, #m, #k, #k, #qa, #s, #z);
             },
@@ -419,6 +454,9 @@ impl OpDef for QLinear {
         if !self.fused.parts.is_empty() {
             let parts: Vec<String> = self.fused.parts.iter().map(|p| p.to_string()).collect();
             attrs.push(("parts", parts.join("+")));
+        }
+        if self.fused.prequantized {
+            attrs.push(("rows", "quantized by the producer".into()));
         }
         attrs
     }

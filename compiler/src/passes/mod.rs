@@ -13,6 +13,7 @@ pub mod fold_matmul_transpose;
 pub mod fuse_attention;
 pub mod fuse_elementwise;
 pub mod fuse_layer_norm;
+pub mod fuse_layer_norm_rows;
 pub mod fuse_linear;
 pub mod fuse_linear_activation;
 pub mod fuse_residual;
@@ -60,6 +61,7 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(fuse_swiglu::FuseSwiGlu),
         Box::new(merge_linears::MergeLinears),
         Box::new(fuse_residual::FuseResidual),
+        Box::new(fuse_layer_norm_rows::FuseLayerNormRows),
         // After every pass that matches elementwise ops into a bigger op (the GEMM
         // epilogues, SwiGLU, residual adds): only what they left is fused into loops.
         Box::new(fuse_elementwise::FuseElementwise),

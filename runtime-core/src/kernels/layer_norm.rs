@@ -1,6 +1,6 @@
 //! Normalisation over the trailing axes of a tensor viewed as `[rows, cols]`; rows with
 //! full-length scale and bias run the [`rowwise`] kernels (ISA variants chosen at compile time).
-use super::rowwise;
+use super::{qgemm, rowwise};
 
 /// LayerNormalization: `out = (x - mean) / sqrt(var + eps) * scale + bias` per row.
 /// `scale` and `bias` have `cols` elements (or one, broadcast).
@@ -30,6 +30,51 @@ pub fn layer_norm(
                 None => normed,
             };
         }
+    }
+}
+
+/// [`layer_norm`] whose every row is also quantized for an int8 product while it is in cache:
+/// `out` as [`layer_norm`], and `q`, `scales`, `zero_points` as
+/// [`qgemm::quantize_rows_symmetric`]`(out, m, cols, cols, ..)` with `m = x.len() / cols`
+/// (`q`: `m` rows of [`qgemm::qa_stride`]`(cols)` bytes) — the same bits as the two calls.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_quantize_rows(
+    x: &[f32],
+    scale: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    cols: usize,
+    eps: f32,
+    q: &mut [i8],
+    scales: &mut [f32],
+    zero_points: &mut [i32],
+) {
+    if cols == 0 {
+        return;
+    }
+    let kp = qgemm::qa_stride(cols);
+    let rows = x.len() / cols;
+    assert!(out.len() >= rows * cols && q.len() >= rows * kp);
+    assert!(scales.len() >= rows && zero_points.len() >= rows);
+    for i in 0..rows {
+        let span = i * cols..(i + 1) * cols;
+        layer_norm(
+            &x[span.clone()],
+            scale,
+            bias,
+            &mut out[span.clone()],
+            cols,
+            eps,
+        );
+        qgemm::quantize_rows_symmetric(
+            &out[span],
+            1,
+            cols,
+            cols,
+            &mut q[i * kp..(i + 1) * kp],
+            &mut scales[i..=i],
+            &mut zero_points[i..=i],
+        );
     }
 }
 
@@ -75,6 +120,37 @@ mod tests {
         let mut out = [0.0f32; 4];
         super::layer_norm(&x, &[1.0], Some(&[0.5]), &mut out, 2, 0.0);
         assert_eq!(out, [-0.5, 1.5, -0.5, 1.5]);
+    }
+
+    /// The fused row quantization gives the bits of LayerNorm then the quantizer, for full
+    /// and broadcast scale/bias, column counts with and without a depth-group tail.
+    #[test]
+    fn quantized_rows_match_layer_norm_then_the_quantizer() {
+        use crate::kernels::qgemm;
+        use std::vec;
+        for cols in [1usize, 3, 16, 37, 384] {
+            let m = 5;
+            let x: std::vec::Vec<f32> = (0..m * cols)
+                .map(|i| ((i * 7919) % 263) as f32 * 0.037 - 4.0 + (i / cols) as f32)
+                .collect();
+            let full: std::vec::Vec<f32> = (0..cols).map(|j| 0.5 + j as f32 * 0.01).collect();
+            let bias: std::vec::Vec<f32> = (0..cols).map(|j| j as f32 * -0.02).collect();
+            for (scale, b) in [(&full[..], Some(&bias[..])), (&[1.5f32][..], None)] {
+                let kp = qgemm::qa_stride(cols);
+                let mut want = vec![0.0f32; m * cols];
+                super::layer_norm(&x, scale, b, &mut want, cols, 1e-5);
+                let (mut wq, mut ws, mut wz) = (vec![1i8; m * kp], vec![0.0; m], vec![1; m]);
+                qgemm::quantize_rows_symmetric(&want, m, cols, cols, &mut wq, &mut ws, &mut wz);
+                let mut got = vec![0.0f32; m * cols];
+                let (mut q, mut s, mut z) = (vec![1i8; m * kp], vec![0.0; m], vec![1; m]);
+                super::layer_norm_quantize_rows(
+                    &x, scale, b, &mut got, cols, 1e-5, &mut q, &mut s, &mut z,
+                );
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<std::vec::Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "cols {cols}");
+                assert_eq!((q, bits(&s), z), (wq, bits(&ws), wz), "cols {cols}");
+            }
+        }
     }
 
     #[test]
