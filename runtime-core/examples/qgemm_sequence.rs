@@ -54,7 +54,6 @@ fn main() {
         *args.get(2).unwrap_or(&41),
     );
     let m = 128;
-    let mc = std::env::var("MC").map_or(256, |v| v.parse().unwrap());
     let mut net = Vec::new();
     for l in 0..layers as u32 {
         let s = 100 * l;
@@ -82,29 +81,6 @@ fn main() {
     for _ in 0..reps {
         let t0 = cpu_ns();
         for (i, l) in net.iter().enumerate() {
-            if std::env::var("HOT").is_ok() {
-                let g = QGemm {
-                    m,
-                    k: l.k,
-                    n: l.n,
-                    ldc: l.n,
-                    a_scales: &sa,
-                    a_zero_points: &za,
-                    bias: Some(&l.bias),
-                    activation: l.act,
-                    tiles: Tiles {
-                        mr: 12,
-                        kc: l.k,
-                        mc,
-                    },
-                };
-                qgemm(
-                    &qa,
-                    QWeights::new(l.blob, l.k, l.n, native_i8_nr()),
-                    &mut c[..m * l.n],
-                    &g,
-                );
-            }
             let t = cpu_ns();
             quantize_rows_symmetric(&x, m, l.k, 4 * h, &mut qa, &mut sa, &mut za);
             let g = QGemm {
@@ -119,7 +95,7 @@ fn main() {
                 tiles: Tiles {
                     mr: 12,
                     kc: l.k,
-                    mc,
+                    mc: 256,
                 },
             };
             let w = QWeights::new(l.blob, l.k, l.n, native_i8_nr());
