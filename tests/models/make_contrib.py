@@ -163,6 +163,7 @@ def main():
 
     bert_fusions(rng)
     ort_optimized_bert()
+    ort_quantized_bert()
 
 
 def bert_fusions(rng):
@@ -291,6 +292,55 @@ def bert_fusions(rng):
 
 
 def ort_optimized_bert():
+    model, feeds, dims, fused = optimized_bert()
+    write_fixture("contrib_ort_optimized_bert", model, feeds,
+                  f"tiny BERT (2 layers, hidden 32, 4 heads, eager attention) through ONNX Runtime's transformer "
+                  f"optimizer, opt_level 1: {', '.join(fused)}; padded masks of 12 and 9 tokens",
+                  "torchscript opset 14 + onnxruntime.transformers.optimizer", 1e-4, dims)
+
+
+def ort_quantized_bert():
+    """contrib_ort_optimized_bert through `onnxruntime.quantization.quantize_dynamic` (int8
+    weights): Attention becomes QAttention, MatMuls DynamicQuantizeLinear → MatMulInteger;
+    with EmbedLayerNormalization among the op types (the default) it becomes the uint8
+    QEmbedLayerNormalization, without it stays float.
+
+    Tolerance: both sides quantize the same activations with the same DynamicQuantizeLinear
+    formula and multiply exactly in int32; what differs is float rounding in the scale
+    products, the LayerNorm and softmax sums. A float difference that moves an activation
+    across a rounding boundary of its uint8 grid changes that element by one step
+    (range/255), so the outputs agree within a few steps of the activation grid times the
+    weights, not 1e-6: atol 2e-3 on LayerNorm outputs of unit scale."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
+
+    model, feeds, dims, _ = optimized_bert()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "bert.onnx")
+        onnx.save(model, src)
+        for name, op_types in [
+            ("contrib_ort_qbert_dynamic", None),
+            ("contrib_ort_qbert_dynamic_float_embed",
+             [op for op in IntegerOpsRegistry if op != "EmbedLayerNormalization"]),
+        ]:
+            dst = os.path.join(tmp, name + ".onnx")
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
+                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
+            q = onnx.load(dst)
+            ms = sorted({n.op_type for n in q.graph.node if n.domain == MS})
+            assert "QAttention" in ms, ms
+            assert ("QEmbedLayerNormalization" in ms) == (op_types is None), ms
+            write_fixture(name, q, feeds,
+                          f"contrib_ort_optimized_bert through quantize_dynamic (QInt8 weights, "
+                          f"op types {'default' if op_types is None else 'without EmbedLayerNormalization'}): "
+                          f"{', '.join(ms)}",
+                          "onnxruntime.transformers.optimizer + onnxruntime.quantization.quantize_dynamic",
+                          2e-3, dims)
+
+
+def optimized_bert():
     """A 2-layer BERT with eager attention (the pattern ORT's optimizer fuses), exported by
     torch (TorchScript, opset 14) and optimised with
     `onnxruntime.transformers.optimizer --model_type bert --opt_level 1`."""
@@ -339,10 +389,7 @@ def ort_optimized_bert():
         model = opt.model
     fused = sorted({n.op_type for n in model.graph.node if n.domain == MS})
     assert {"Attention", "EmbedLayerNormalization"} <= set(fused), fused
-    write_fixture("contrib_ort_optimized_bert", model, dict(zip(names, (ids, mask, types))),
-                  f"tiny BERT (2 layers, hidden 32, 4 heads, eager attention) through ONNX Runtime's transformer "
-                  f"optimizer, opt_level 1: {', '.join(fused)}; padded masks of 12 and 9 tokens",
-                  "torchscript opset 14 + onnxruntime.transformers.optimizer", 1e-4, {"batch": batch, "sequence": seq})
+    return model, dict(zip(names, (ids, mask, types))), {"batch": batch, "sequence": seq}, fused
 
 
 if __name__ == "__main__":

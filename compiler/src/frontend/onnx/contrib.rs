@@ -42,6 +42,10 @@ pub const CONSTRUCTORS: &[(&str, super::ops::Constructor)] = &[
         "EmbedLayerNormalization",
         super::contrib_attention::embed_layer_norm,
     ),
+    (
+        "QEmbedLayerNormalization",
+        super::contrib_attention::q_embed_layer_norm,
+    ),
     ("FusedMatMul", fused_matmul),
     ("Gelu", gelu),
     ("BiasAdd", bias_add),

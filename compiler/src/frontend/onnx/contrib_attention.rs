@@ -1,6 +1,6 @@
 //! ONNX Runtime's BERT/GPT-2 fusions from `com.microsoft`: `Attention` (packed QKV
 //! projection), its int8 form `QAttention`, `MultiHeadAttention` and
-//! `EmbedLayerNormalization`, lowered to the IR ops
+//! `EmbedLayerNormalization` (and its uint8 form `QEmbedLayerNormalization`), lowered to the IR ops
 //! our passes fuse: per-head projections become `Linear`s, `MatMul · scale + mask →
 //! Softmax → MatMul` becomes the fused `Attention` op, the embedding sum a `LayerNorm`.
 //! Masks follow ORT's CPU kernels: masked scores get `mask_filter_value` (default -10000)
@@ -10,8 +10,9 @@ use super::attention::{merge_heads, softmax_keys, split_heads};
 use super::node::NodeCtx;
 use super::ops::{bin, cast_v, reduce_to, reshape_v, scalar, transpose_v};
 use crate::error::OpError;
-use crate::ir::{DType, Tensor, ValueId};
+use crate::ir::{DType, Data, Tensor, ValueId};
 use crate::ops::binary::BinaryKind;
+use crate::ops::qlinear::ActQuant;
 use crate::ops::{self, Op};
 use crate::{invalid, unsupported};
 use runtime_core::kernels::reduce::ReduceKind;
@@ -252,18 +253,26 @@ pub(super) fn attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
 /// `QAttention(input, weight, bias, input_scale, weight_scale, mask_index?, input_zero_point?,
 /// weight_zero_point?, past?)`: `Attention` whose packed projection is the exact integer
 /// product `(input - zp)·(weight - w_zp)` scaled back to float (weight scale and zero point
-/// per tensor or per column), plus the float bias.
+/// per tensor or per column), plus the float bias. When `quant_fuse` found the input to be
+/// `DynamicQuantizeLinear(x)` and the weight a constant int8 with zero point 0, input 0 is
+/// the f32 `x` and the Q/K/V projections become three `QLinear`s that quantize `x` as
+/// `DynamicQuantizeLinear` does (`merge_linears` makes them one); otherwise the product runs
+/// as i32 arithmetic.
 pub(super) fn q_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let (x, w, bias) = (c.input(0)?, c.input(1)?, c.input(2)?);
     let sizes = qkv_sizes(c, x, w)?;
     let heads = num_heads(c, &sizes)?;
-    let y = super::contrib::integer_product_to_float(
-        c,
-        [Some(x), c.opt_input(3), c.opt_input(6)],
-        [Some(w), c.opt_input(4), c.opt_input(7)],
-        Some(bias),
-    )?;
-    let parts = split(c, y, 2, sizes)?;
+    let parts = if c.ty(x).dtype == DType::F32 {
+        integer_projections(c, x, bias, &sizes)?
+    } else {
+        let y = super::contrib::integer_product_to_float(
+            c,
+            [Some(x), c.opt_input(3), c.opt_input(6)],
+            [Some(w), c.opt_input(4), c.opt_input(7)],
+            Some(bias),
+        )?;
+        split(c, y, 2, sizes)?
+    };
     let &[q, k, v] = parts.as_slice() else {
         return invalid!("Q/K/V split did not give three parts");
     };
@@ -273,6 +282,63 @@ pub(super) fn q_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> 
         attention_bias: None,
     };
     self_attention(c, [q, k, v], heads, slots)
+}
+
+/// The Q/K/V projections of f32 `x` by QAttention's constant int8 weight (input 1, zero
+/// point 0) and weight scale (input 4, per tensor or per column), one `QLinear` with
+/// ONNX's per-tensor uint8 dynamic activations per part, the bias split alike.
+fn integer_projections(
+    c: &mut NodeCtx<'_>,
+    x: ValueId,
+    bias: ValueId,
+    sizes: &[usize],
+) -> Result<Vec<ValueId>, OpError> {
+    let w = c.const_tensor(1, "weight")?;
+    let (Data::I8(q), &[k, n]) = (&w.data, w.ty.shape.as_slice()) else {
+        return invalid!("the weight is {}, not a 2-D int8 constant", w.ty);
+    };
+    if let Some(z) = c.opt_input(7) {
+        let zero = c
+            .constant(z)
+            .is_some_and(|t| t.to_f64_vec().iter().all(|&v| v == 0.0));
+        if !zero {
+            return invalid!("the weight zero point is not a constant 0");
+        }
+    }
+    let s: Vec<f32> = c
+        .const_tensor(4, "weight scale")?
+        .to_f64_vec()
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let scales = match *s.as_slice() {
+        [one] => vec![one; n],
+        _ if s.len() == n => s,
+        _ => return invalid!("{} weight scales for {n} columns", s.len()),
+    };
+    let biases = split(c, bias, 0, sizes.to_vec())?;
+    let mut out = Vec::with_capacity(sizes.len());
+    let mut start = 0;
+    for (&size, b) in sizes.iter().zip(biases) {
+        let cols = start..start + size;
+        let part: Vec<i8> = (0..k)
+            .flat_map(|r| q.get(r * n + cols.start..r * n + cols.end).unwrap_or(&[]))
+            .copied()
+            .collect();
+        let part_scales = scales.get(cols).unwrap_or(&[]);
+        if part.len() != k * size || part_scales.len() != size {
+            return invalid!("weight {} does not hold the Q/K/V sizes {sizes:?}", w.ty);
+        }
+        out.push(super::quant::qlinear(
+            c,
+            x,
+            (&part, part_scales, k, size),
+            ActQuant::DynamicTensorU8,
+            Some(b),
+        )?);
+        start += size;
+    }
+    Ok(out)
 }
 
 /// Where `Attention` and `QAttention` keep their optional inputs.
@@ -448,27 +514,110 @@ pub(super) fn multi_head_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, 
     Ok(vec![y, k, v])
 }
 
+/// The tables and parameters of an `EmbedLayerNormalization`.
+struct Embed {
+    ids: ValueId,
+    segment_ids: Option<ValueId>,
+    word: ValueId,
+    position: ValueId,
+    segment: Option<ValueId>,
+    gamma: ValueId,
+    beta: ValueId,
+    mask: Option<ValueId>,
+    position_ids: Option<ValueId>,
+}
+
 /// `EmbedLayerNormalization(input_ids, segment_ids?, word_embedding, position_embedding,
 /// segment_embedding?, gamma, beta, mask?, position_ids?)`: LayerNorm of the summed
 /// embeddings; output 1 is the mask index (count of mask values equal to 1 per row, or
 /// zeros without a mask), output 2 the sum before normalisation.
 pub(super) fn embed_layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
-    let ids = c.input(0)?;
-    let (word, pos_table, gamma, beta) = (c.input(2)?, c.input(3)?, c.input(5)?, c.input(6)?);
+    let e = Embed {
+        ids: c.input(0)?,
+        segment_ids: c.opt_input(1),
+        word: c.input(2)?,
+        position: c.input(3)?,
+        segment: c.opt_input(4),
+        gamma: c.input(5)?,
+        beta: c.input(6)?,
+        mask: c.opt_input(7),
+        position_ids: c.opt_input(8),
+    };
+    embed(c, &e)
+}
+
+/// `QEmbedLayerNormalization(input_ids, segment_ids?, word_embedding, position_embedding,
+/// segment_embedding?, gamma, beta, mask?, word/position/segment/gamma/beta scales (8–12),
+/// their zero points (13–17))`: `EmbedLayerNormalization` of uint8 tables and LayerNorm
+/// parameters quantized per tensor, as `quantize_dynamic` writes it. ONNX Runtime
+/// dequantizes each to float and computes in float; the tables are dequantized here at
+/// build time (`(q - zero_point) · scale`, one f32 rounding each, as ORT does), so the
+/// results are ORT's up to float summation order.
+pub(super) fn q_embed_layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let table = |c: &mut NodeCtx<'_>, slot: usize| -> Result<Option<ValueId>, OpError> {
+        if c.opt_input(slot).is_none() {
+            return Ok(None);
+        }
+        let q = c.const_tensor(slot, "quantized table")?;
+        let scale = c.const_tensor(slot + 6, "scale")?.to_f64_vec();
+        let zero_point = match c.opt_input(slot + 11) {
+            Some(_) => c.const_tensor(slot + 11, "zero point")?.to_f64_vec(),
+            None => vec![0.0],
+        };
+        let (&[s], &[z]) = (scale.as_slice(), zero_point.as_slice()) else {
+            return unsupported!(
+                "input {slot}: {} scales / {} zero points (only per-tensor quantization)",
+                scale.len(),
+                zero_point.len()
+            );
+        };
+        if !matches!(q.data, Data::U8(_) | Data::I8(_)) {
+            return invalid!("input {slot} is {}, not uint8/int8", q.ty);
+        }
+        let (s, z) = (s as f32, z as f32);
+        let values = q.to_f64_vec().iter().map(|&v| (v as f32 - z) * s).collect();
+        let t = Tensor::from_f32s(q.ty.shape.clone(), values)?;
+        Ok(Some(c.constant_value(t)))
+    };
+    let required = |v: Option<ValueId>, what: &str| {
+        v.ok_or_else(|| OpError::Invalid(format!("missing {what}")))
+    };
+    let word = table(c, 2)?;
+    let position = table(c, 3)?;
+    let segment = table(c, 4)?;
+    let gamma = table(c, 5)?;
+    let beta = table(c, 6)?;
+    let e = Embed {
+        ids: c.input(0)?,
+        segment_ids: c.opt_input(1),
+        word: required(word, "word_embedding")?,
+        position: required(position, "position_embedding")?,
+        segment,
+        gamma: required(gamma, "gamma")?,
+        beta: required(beta, "beta")?,
+        mask: c.opt_input(7),
+        position_ids: None,
+    };
+    let outputs = embed(c, &e)?;
+    Ok(outputs.into_iter().take(2).collect())
+}
+
+fn embed(c: &mut NodeCtx<'_>, e: &Embed) -> Result<Vec<ValueId>, OpError> {
+    let ids = e.ids;
     let &[batch, seq] = c.ty(ids).shape.as_slice() else {
         return invalid!("input_ids must be [batch, seq], got {}", c.ty(ids));
     };
     let gather = |c: &mut NodeCtx<'_>, table: ValueId, idx: ValueId| {
         c.add1(Op::Gather(ops::gather::Gather { axis: 0 }), &[table, idx])
     };
-    let mut sum = gather(c, word, ids)?;
-    let positions = match c.opt_input(8) {
+    let mut sum = gather(c, e.word, ids)?;
+    let positions = match e.position_ids {
         Some(p) => p,
         None => c.constant_value(Tensor::from_i64s(vec![seq], (0..seq as i64).collect())?),
     };
-    let pos = gather(c, pos_table, positions)?;
+    let pos = gather(c, e.position, positions)?;
     sum = bin(c, BinaryKind::Add, sum, pos)?;
-    match (c.opt_input(1), c.opt_input(4)) {
+    match (e.segment_ids, e.segment) {
         (Some(seg_ids), Some(seg_table)) => {
             let seg = gather(c, seg_table, seg_ids)?;
             sum = bin(c, BinaryKind::Add, sum, seg)?;
@@ -480,9 +629,9 @@ pub(super) fn embed_layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpEr
     let axis = c.ty(sum).rank().saturating_sub(1);
     let y = c.add1(
         Op::LayerNorm(ops::layer_norm::LayerNorm { axis, epsilon }),
-        &[sum, gamma, beta],
+        &[sum, e.gamma, e.beta],
     )?;
-    let mask_index = match c.opt_input(7) {
+    let mask_index = match e.mask {
         Some(mask) => {
             let one = scalar(c, c.ty(mask).dtype, 1.0)?;
             let ones = bin(c, BinaryKind::Equal, mask, one)?;

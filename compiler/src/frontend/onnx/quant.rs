@@ -292,6 +292,7 @@ pub(super) fn blob(c: &mut NodeCtx<'_>, bytes: Vec<u8>) -> Result<ValueId, OpErr
 pub(super) fn fused<'a>(c: &mut NodeCtx<'a>, f: &'a Fused) -> Result<Vec<ValueId>, OpError> {
     match f {
         Fused::MatMul(f) => fused_matmul(c, f),
+        Fused::QAttention(_) => super::contrib_attention::q_attention(c),
         Fused::Conv(f) if f.conv.op_type == c.proto.op_type => fused_conv(c, f),
         // Anchored at the Mul/Add after a ConvInteger: name the convolution too.
         Fused::Conv(f) => {

@@ -18,6 +18,11 @@
 //!   `Cast` → `Mul(x_scale · w_scale)` (→ `Add(bias)`) reads `x`; `QLinearConv(xq, …)` reads
 //!   `xq` and requantizes to its output scale and zero point inside the kernel.
 //!
+//! - `com.microsoft`: `QAttention(DynamicQuantizeLinear(x)…, W: int8 const, zero point 0)`
+//!   reads `x` (its packed projection becomes `QLinear`s, `contrib_attention.rs`), and
+//!   `MatMulIntegerToFloat(DynamicQuantizeLinear(x)…, W, …, bias?)` becomes
+//!   `QLinear{act = dynamic-tensor-u8}(x, bias?)`.
+//!
 //! Nodes whose only readers were absorbed are not imported at all. Every quantized node
 //! that still goes through the float lowering gets a note saying why (the build report
 //! prints them).
@@ -113,11 +118,22 @@ pub struct ConvFusion {
     pub requant: Option<(Vec<f32>, i32, bool)>,
 }
 
-/// A recognised pattern: a matmul (`QLinear`) or a convolution (`QConv`).
+/// A recognised `com.microsoft.QAttention` whose input is `DynamicQuantizeLinear(x)`: imported
+/// with `x` in place of the quantized input and without the activation scale and zero point
+/// (the projection becomes `QLinear`s quantizing `x` themselves).
+#[derive(Debug, Clone)]
+pub struct AttentionFusion {
+    /// The node's inputs, `x` first, slots 3 and 6 (input scale, zero point) empty.
+    pub reads: Vec<String>,
+}
+
+/// A recognised pattern: a matmul (`QLinear`), a convolution (`QConv`) or a `QAttention`
+/// (`QLinear` projections + `Attention`).
 #[derive(Debug, Clone)]
 pub enum Fused {
     MatMul(Fusion),
     Conv(Box<ConvFusion>),
+    QAttention(AttentionFusion),
 }
 
 impl Fused {
@@ -132,6 +148,7 @@ impl Fused {
                 }
                 r
             }
+            Fused::QAttention(f) => f.reads.iter().map(String::as_str).collect(),
         }
     }
 }
@@ -330,6 +347,74 @@ fn dq_weight(
         q.to_vec()
     };
     Ok((k, n, q, scales))
+}
+
+/// The f32 `x` behind `DynamicQuantizeLinear(x)` whose outputs are node `i`'s inputs
+/// `slots` = (quantized input, scale, zero point).
+fn dynamic_act(v: &View<'_>, i: usize, [q, s, z]: [usize; 3]) -> Result<String, String> {
+    let (dql, 0) = v
+        .from(v.input(i, q).unwrap_or(""), "DynamicQuantizeLinear")
+        .ok_or("the input is not from DynamicQuantizeLinear")?
+    else {
+        return Err("the input is not DynamicQuantizeLinear's first output".into());
+    };
+    let out = &v.nodes.get(dql).ok_or("no such node")?.output;
+    if v.input(i, s) != out.get(1).map(String::as_str)
+        || v.input(i, z) != out.get(2).map(String::as_str)
+    {
+        return Err("the input scale / zero point are not DynamicQuantizeLinear's".into());
+    }
+    Ok(v.input(dql, 0)
+        .ok_or("DynamicQuantizeLinear without input")?
+        .to_string())
+}
+
+/// `com.microsoft.QAttention(DynamicQuantizeLinear(x)…, W: int8 const, bias, x_scale, w_scale,
+/// mask?, x_zp, w_zp = 0?, past?)`.
+fn q_attention(v: &View<'_>, i: usize) -> Result<AttentionFusion, String> {
+    let x = dynamic_act(v, i, [0, 3, 6])?;
+    let w = v.konst(v.input(i, 1).unwrap_or("")).ok_or(ACT_BY_ACT)?;
+    let (_, n, _) = int8_weight(&w)?;
+    v.zero(v.input(i, 7))?;
+    let scale = v
+        .konst(v.input(i, 4).unwrap_or(""))
+        .ok_or("the weight scale is computed")?;
+    column_scales(&scale, n)?;
+    let node = v.nodes.get(i).ok_or("no such node")?;
+    let reads = node
+        .input
+        .iter()
+        .enumerate()
+        .map(|(slot, name)| match slot {
+            0 => x.clone(),
+            3 | 6 => String::new(),
+            _ => name.clone(),
+        })
+        .collect();
+    Ok(AttentionFusion { reads })
+}
+
+/// `com.microsoft.MatMulIntegerToFloat(DynamicQuantizeLinear(x)…, W: int8 const, x_scale,
+/// w_scale, x_zp, w_zp = 0?, bias?)` (what ORT's graph optimizer makes of the dynamic
+/// `MatMulInteger` chain).
+fn matmul_integer_to_float(v: &View<'_>, i: usize) -> Result<Fusion, String> {
+    let x = dynamic_act(v, i, [0, 2, 4])?;
+    let w = v.konst(v.input(i, 1).unwrap_or("")).ok_or(ACT_BY_ACT)?;
+    let (k, n, q) = int8_weight(&w)?;
+    v.zero(v.input(i, 5))?;
+    let scale = v
+        .konst(v.input(i, 3).unwrap_or(""))
+        .ok_or("the weight scale is computed")?;
+    Ok(Fusion {
+        x,
+        k,
+        n,
+        q: q.to_vec(),
+        scales: column_scales(&scale, n)?,
+        act: Act::DynamicU8,
+        bias: v.input(i, 6).map(str::to_string),
+        requant: None,
+    })
 }
 
 fn dynamic(v: &View<'_>, mul: usize) -> Result<Fusion, String> {
@@ -800,6 +885,22 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
     let mut out = QuantPlan::default();
     let mut why: BTreeMap<usize, String> = BTreeMap::new();
     for (i, n) in nodes.iter().enumerate() {
+        if n.domain == "com.microsoft" {
+            let found = match n.op_type.as_str() {
+                "QAttention" => q_attention(&v, i).map(Fused::QAttention),
+                "MatMulIntegerToFloat" => matmul_integer_to_float(&v, i).map(Fused::MatMul),
+                _ => continue,
+            };
+            match found {
+                Ok(f) => {
+                    out.fused.insert(i, f);
+                }
+                Err(e) => {
+                    why.insert(i, e);
+                }
+            }
+            continue;
+        }
         if !n.domain.is_empty() {
             continue;
         }
@@ -895,7 +996,7 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
                 ConvBias::Input(b) | ConvBias::Add(b) => Some(b.as_str()),
                 _ => None,
             },
-            Fused::MatMul(_) => None,
+            Fused::MatMul(_) | Fused::QAttention(_) => None,
         })
         .collect();
     let mut elementwise = 0;
