@@ -1,7 +1,11 @@
 //! Quantized convolution: int8/uint8 activations × int8 weights with exact i32 accumulation,
 //! as im2col of the quantized input into a bounded scratch block (`rows` output positions at
 //! a time) followed by the int8 GEMM of [`qgemm`](super::qgemm) (so its ISA variants run),
-//! for any number of spatial axes, groups (depthwise included), strides, pads and dilations.
+//! for any number of spatial axes, groups, strides, pads and dilations. Depthwise layers (one
+//! input channel per group) take a direct path instead, [`depthwise`]: each output channel
+//! is a `ksize`-tap filter of one input channel, too thin for a GEMM, so the taps are summed
+//! along the last axis (contiguous at stride 1, so the loop vectorises) with no im2col; it
+//! gives the same i32 sums and the same f32 epilogue, so the same bits, as the GEMM path.
 //!
 //! Layouts: the input `xq` is `[batch, in_channels, input..]` quantized and stored as i8
 //! (uint8 values shifted by -128, their zero point too, as `qgemm` does); the weight blob
@@ -108,7 +112,7 @@ pub fn qconv(
     x_zero_point: i32,
     w: &[u8],
     bias: Option<&[f32]>,
-    mut out: Output<'_>,
+    out: Output<'_>,
     s: Scratch<'_>,
     p: &QConv<'_>,
 ) {
@@ -145,6 +149,35 @@ pub fn qconv(
     if let Some(b) = bias {
         assert!(b.len() >= m_out, "qconv bias too short");
     }
+    if cg == 1 {
+        depthwise(xq, x_scale, x_zero_point, w, bias, out, p);
+        return;
+    }
+    im2col_gemm(xq, x_scale, x_zero_point, w, bias, out, s, p);
+}
+
+/// The general path of [`qconv`] (which checks the arguments; public for the speed example
+/// to compare with the depthwise path): im2col blocks of `p.rows` output
+/// positions, one int8 GEMM per block and group.
+#[allow(clippy::too_many_arguments)]
+pub fn im2col_gemm(
+    xq: &[i8],
+    x_scale: f32,
+    x_zero_point: i32,
+    w: &[u8],
+    bias: Option<&[f32]>,
+    mut out: Output<'_>,
+    s: Scratch<'_>,
+    p: &QConv<'_>,
+) {
+    let win = p.win;
+    let (in_size, out_size, ksize) = (product(win.input), product(win.output), product(win.kernel));
+    let (c_in, m_out, group) = (p.in_channels, p.out_channels, p.group);
+    let (cg, mg) = (c_in / group, m_out / group);
+    let kg = cg * ksize;
+    let kgs = qgemm::qa_stride(kg);
+    let gbytes = qgemm::packed_i8_bytes(kg, mg, p.nr);
+    let rows = p.rows;
     s.scales[..rows].fill(x_scale);
     s.zero_points[..rows].fill(x_zero_point);
     let pad = x_zero_point as i8;
@@ -230,6 +263,129 @@ pub fn qconv(
             }
         }
     }
+}
+
+/// Output positions summed at once by [`depthwise`] (an i32 block on the stack).
+const DW_BLOCK: usize = 64;
+
+/// [`qconv`] of a depthwise layer (what it runs for one; public for the speed example) (`in_channels == group`, any channel multiplier
+/// `out_channels / group`), arguments checked there. For each output channel and each block
+/// of up to [`DW_BLOCK`] positions along the last axis: `acc[t] = Σ_taps (x - x_zero_point) ·
+/// w[tap]` over the taps inside the input (padding reads the zero point, so contributes 0),
+/// exact in i32, then `acc · (x_scale · w_scale[m]) + bias[m]` as the GEMM epilogue rounds it.
+pub fn depthwise(
+    xq: &[i8],
+    x_scale: f32,
+    x_zero_point: i32,
+    w: &[u8],
+    bias: Option<&[f32]>,
+    mut out: Output<'_>,
+    p: &QConv<'_>,
+) {
+    let win = p.win;
+    let rank = win.output.len();
+    assert!(rank > 0 && win.input.len() == rank && win.kernel.len() == rank);
+    let (in_size, out_size, ksize) = (product(win.input), product(win.output), product(win.kernel));
+    let (c_in, m_out) = (p.in_channels, p.out_channels);
+    let mg = m_out / p.group;
+    let gbytes = qgemm::packed_i8_bytes(ksize, mg, p.nr);
+    let last = rank - 1;
+    let (ow, iw, kw) = (win.output[last], win.input[last], win.kernel[last]);
+    let (sw, dw, pw) = (win.strides[last], win.dilations[last], win.pads_begin[last]);
+    let (outer_out, outer_k) = (&win.output[..last], &win.kernel[..last]);
+    let (outer_count, k_outer_count) = (product(outer_out), product(outer_k));
+    for n in 0..p.batch {
+        for g in 0..p.group {
+            let weights = QWeights::new(&w[g * gbytes..(g + 1) * gbytes], ksize, mg, p.nr);
+            let x = &xq[(n * c_in + g) * in_size..(n * c_in + g + 1) * in_size];
+            for j in 0..mg {
+                let m = g * mg + j;
+                let scale = x_scale * weights.scales[j];
+                let b = bias.map(|b| b[m]);
+                let y0 = (n * m_out + m) * out_size;
+                let mut o = [0usize; MAX_RANK];
+                for op in 0..outer_count {
+                    let mut ox0 = 0;
+                    while ox0 < ow {
+                        let len = DW_BLOCK.min(ow - ox0);
+                        let mut acc = [0i32; DW_BLOCK];
+                        let mut k = [0usize; MAX_RANK];
+                        for ko in 0..k_outer_count {
+                            if let Some(row) = outer_row(win, &o, &k) {
+                                let xr = &x[row * iw..(row + 1) * iw];
+                                for kx in 0..kw {
+                                    let tap = ko * kw + kx;
+                                    let wv = weights.panels
+                                        [qgemm::i8_panel_index(tap, j, weights.kp, p.nr)]
+                                        as i32;
+                                    // Positions whose input `ox·sw + kx·dw - pw` is in 0..iw.
+                                    let shift = kx * dw;
+                                    let lo = pw.saturating_sub(shift).div_ceil(sw);
+                                    let hi = (pw + iw).saturating_sub(shift).div_ceil(sw);
+                                    let (lo, hi) = (lo.max(ox0), hi.min(ox0 + len));
+                                    for ox in lo..hi {
+                                        let xv = xr[ox * sw + shift - pw] as i32;
+                                        acc[ox - ox0] += (xv - x_zero_point) * wv;
+                                    }
+                                }
+                            }
+                            advance(&mut k, outer_k);
+                        }
+                        let base = y0 + op * ow + ox0;
+                        let v = |a: i32| match b {
+                            Some(b) => a as f32 * scale + b,
+                            None => a as f32 * scale,
+                        };
+                        match &mut out {
+                            Output::F32(y) => {
+                                for (o, &a) in y[base..base + len].iter_mut().zip(&acc) {
+                                    *o = v(a);
+                                }
+                            }
+                            Output::U8 {
+                                y,
+                                multipliers,
+                                zero_point,
+                            } => {
+                                let (mul, zp) = (multipliers[m], *zero_point);
+                                for (o, &a) in y[base..base + len].iter_mut().zip(&acc) {
+                                    *o = requantize(v(a), mul, zp, 0, 255) as u8;
+                                }
+                            }
+                            Output::I8 {
+                                y,
+                                multipliers,
+                                zero_point,
+                            } => {
+                                let (mul, zp) = (multipliers[m], *zero_point);
+                                for (o, &a) in y[base..base + len].iter_mut().zip(&acc) {
+                                    *o = requantize(v(a), mul, zp, -128, 127) as i8;
+                                }
+                            }
+                        }
+                        ox0 += len;
+                    }
+                    advance(&mut o, outer_out);
+                }
+            }
+        }
+    }
+}
+
+/// Row-major index (over the input's axes but the last) of the input row that kernel
+/// position `k` of output position `o` reads on those axes, or `None` in the padding.
+#[inline]
+fn outer_row(win: &Window<'_>, o: &[usize; MAX_RANK], k: &[usize; MAX_RANK]) -> Option<usize> {
+    let mut row = 0usize;
+    for d in 0..win.input.len() - 1 {
+        let i =
+            (o[d] * win.strides[d] + k[d] * win.dilations[d]) as isize - win.pads_begin[d] as isize;
+        if i < 0 || i >= win.input[d] as isize {
+            return None;
+        }
+        row = row * win.input[d] + i as usize;
+    }
+    Some(row)
 }
 
 /// `clamp(round_half_even(acc · multiplier) + zero_point, lo, hi)`, ONNX Runtime's
@@ -333,6 +489,47 @@ mod tests {
                 &[1, 1],
                 &[0, 0],
                 &[0, 0],
+            ),
+            // Depthwise (one input channel per group): the direct path. Channel multiplier
+            // 2, strides, dilations, asymmetric pads, rows longer than a block, 1-D and 3-D,
+            // a kernel wider than the padded input's interior.
+            case(
+                1,
+                6,
+                12,
+                6,
+                &[9, 7],
+                &[3, 3],
+                &[2, 1],
+                &[1, 2],
+                &[1, 0],
+                &[2, 3],
+            ),
+            case(
+                2,
+                3,
+                3,
+                3,
+                &[3, 150],
+                &[3, 5],
+                &[1, 1],
+                &[1, 1],
+                &[1, 2],
+                &[1, 2],
+            ),
+            case(1, 4, 4, 4, &[70], &[7], &[3], &[2], &[5], &[4]),
+            case(1, 2, 4, 2, &[4], &[5], &[1], &[1], &[3], &[3]),
+            case(
+                1,
+                3,
+                3,
+                3,
+                &[3, 4, 5],
+                &[2, 3, 3],
+                &[1, 2, 1],
+                &[2, 1, 1],
+                &[1, 1, 0],
+                &[0, 1, 2],
             ),
             case(
                 1,
@@ -554,6 +751,106 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The depthwise direct path against the im2col + GEMM path (the reference for every
+    /// group count): the same bits in all three output modes, every depthwise case, panel
+    /// widths the ISA variants read and odd ones.
+    #[test]
+    fn depthwise_is_bit_identical_to_the_gemm_path() {
+        let mut rng = Lcg(11);
+        let mut seen = 0;
+        for cs in cases().iter().filter(|cs| cs.c == cs.group) {
+            seen += 1;
+            let out = output_dims(cs);
+            let (isz, osz, ksz) = (product(&cs.input), product(&out), product(&cs.kernel));
+            let mg = cs.m / cs.group;
+            let x: Vec<i8> = (0..cs.batch * cs.c * isz)
+                .map(|_| rng.next() as i8)
+                .collect();
+            let w: Vec<i8> = (0..cs.m * ksz).map(|_| rng.next() as i8).collect();
+            let scales: Vec<f32> = (0..cs.m).map(|j| 0.013 + j as f32 * 0.0021).collect();
+            let bias: Vec<f32> = (0..cs.m).map(|j| j as f32 * 3.5 - 9.0).collect();
+            let mult: Vec<f32> = (0..cs.m).map(|j| 0.002 + j as f32 * 0.0003).collect();
+            let total = cs.batch * cs.m * osz;
+            for nr in [1, 3, 8, 16, qgemm::native_i8_nr()] {
+                let win = Window {
+                    input: &cs.input,
+                    output: &out,
+                    kernel: &cs.kernel,
+                    strides: &cs.strides,
+                    dilations: &cs.dilations,
+                    pads_begin: &cs.pads.0,
+                    pads_end: &cs.pads.1,
+                };
+                let rows = block_rows(osz, ksz);
+                let p = QConv {
+                    batch: cs.batch,
+                    in_channels: cs.c,
+                    out_channels: cs.m,
+                    group: cs.group,
+                    win: &win,
+                    nr,
+                    rows,
+                    tiles: Tiles {
+                        mr: 4,
+                        kc: 256,
+                        mc: 64,
+                    },
+                };
+                let len = cs.group * qgemm::packed_i8_bytes(ksz, mg, nr);
+                let mut buf = pack(&w, &scales, cs, nr);
+                let blob = &from_blocks(&mut buf)[..len];
+                let mut cols = vec![0i8; rows * qgemm::qa_stride(ksz)];
+                let mut c = vec![0f32; rows * mg];
+                let (mut sc, mut zp) = (vec![0f32; rows], vec![0i32; rows]);
+                for (zx, with_bias) in [(-128, true), (37, false), (127, true)] {
+                    let b = with_bias.then_some(bias.as_slice());
+                    let (mut want, mut got) = (vec![0f32; total], vec![0f32; total]);
+                    let scratch = Scratch {
+                        cols: &mut cols,
+                        c: &mut c,
+                        scales: &mut sc,
+                        zero_points: &mut zp,
+                    };
+                    im2col_gemm(&x, 0.07, zx, blob, b, Output::F32(&mut want), scratch, &p);
+                    depthwise(&x, 0.07, zx, blob, b, Output::F32(&mut got), &p);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{:?} nr {nr} zx {zx}", cs.input);
+                    let (mut want, mut got) = (vec![0u8; total], vec![0u8; total]);
+                    let scratch = Scratch {
+                        cols: &mut cols,
+                        c: &mut c,
+                        scales: &mut sc,
+                        zero_points: &mut zp,
+                    };
+                    let o = |y| Output::U8 {
+                        y,
+                        multipliers: &mult,
+                        zero_point: 90,
+                    };
+                    im2col_gemm(&x, 1.0, zx, blob, b, o(&mut want), scratch, &p);
+                    depthwise(&x, 1.0, zx, blob, b, o(&mut got), &p);
+                    assert_eq!(got, want, "{:?} nr {nr} zx {zx} u8", cs.input);
+                    let (mut want, mut got) = (vec![0i8; total], vec![0i8; total]);
+                    let scratch = Scratch {
+                        cols: &mut cols,
+                        c: &mut c,
+                        scales: &mut sc,
+                        zero_points: &mut zp,
+                    };
+                    let o = |y| Output::I8 {
+                        y,
+                        multipliers: &mult,
+                        zero_point: -5,
+                    };
+                    im2col_gemm(&x, 1.0, zx, blob, b, o(&mut want), scratch, &p);
+                    depthwise(&x, 1.0, zx, blob, b, o(&mut got), &p);
+                    assert_eq!(got, want, "{:?} nr {nr} zx {zx} i8", cs.input);
+                }
+            }
+        }
+        assert_eq!(seen, 6, "depthwise cases");
     }
 
     #[test]
