@@ -1,7 +1,7 @@
 //! Unsupported forms of ONNX Runtime's `com.microsoft` fusions (shared past/present buffers,
-//! rotary inside Attention, packed QKV, batch-axis transposes, a 4-D Megatron mask): each is
-//! a variant of a committed `contrib_*` fixture, built with the real `slm-aot` binary, and
-//! must fail with exit 1, no panic, and an error naming the node, `com.microsoft.<op>`, the
+//! rotary inside Attention and QAttention, packed QKV, batch-axis transposes, a 4-D Megatron
+//! mask): each is a variant of a committed `contrib_*` fixture, built with the real `slm-aot`
+//! binary, and must fail with exit 1, no panic, and an error naming the node, `com.microsoft.<op>`, the
 //! contrib opset and the attribute or input refused.
 mod common;
 
@@ -110,4 +110,29 @@ fn a_four_d_attention_mask_is_a_typed_error() {
             "mask i32[2,1,5,5]",
         ],
     );
+}
+
+#[test]
+fn unsupported_qattention_attributes_are_typed_errors() {
+    // The integer path (QAttention after DynamicQuantizeLinear → QLinear) refuses what the
+    // float one does, naming the QAttention node, not the absorbed DynamicQuantizeLinear.
+    for attr in ["do_rotary", "past_present_share_buffer"] {
+        let mut m = load("contrib_qattention");
+        let node = m
+            .graph
+            .as_mut()
+            .and_then(|g| g.node.iter_mut().find(|n| n.op_type == "QAttention"))
+            .expect("a QAttention node");
+        node.name = "qattn0".into();
+        node.attribute.push(int_attr(attr, 1));
+        let p = write(&format!("qattention_{attr}.onnx"), &m);
+        common::expect_build_error(
+            &p,
+            &[],
+            &[
+                "unsupported: node `qattn0` (com.microsoft.QAttention, opset 1)",
+                &format!("`{attr}`=1"),
+            ],
+        );
+    }
 }

@@ -1,0 +1,92 @@
+//! ONNX Runtime's quantized transformer graphs stay integer on import: the ORT-optimized tiny
+//! BERT through `quantize_dynamic` (`contrib_ort_qbert_*`, `make_contrib.py`) becomes
+//! `QLinear` projections + fused `Attention` (not i32 `MatMul`s), with or without
+//! `QEmbedLayerNormalization`, and the build report says so; the per-op `QAttention`
+//! fixtures too. (Their outputs against ONNX Runtime are checked with every fixture by
+//! `models.rs`.)
+mod common;
+
+use slm_aot::ops::Op;
+use slm_aot::pipeline;
+use slm_aot::report;
+
+fn fixture(name: &str) -> common::Fixture {
+    common::fixtures()
+        .into_iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("fixture {name}"))
+}
+
+/// `(QLinear layers counting merged parts, Attention ops, names of float matmul-like ops)`.
+fn census(g: &slm_aot::ir::Graph) -> (usize, usize, Vec<String>) {
+    let (mut q, mut attention, mut float) = (0, 0, Vec::new());
+    for id in g.node_ids() {
+        let node = g.node(id);
+        match &node.op {
+            Op::QLinear(l) => q += l.part_widths().len(),
+            Op::Attention(_) => attention += 1,
+            Op::Linear(_) | Op::MatMul(_) | Op::PermutedMatMul(_) => {
+                float.push(format!("{} {}", node.op.name(), node.name))
+            }
+            _ => {}
+        }
+    }
+    (q, attention, float)
+}
+
+#[test]
+fn quantize_dynamic_bert_imports_as_qlinear_and_attention() {
+    for name in [
+        "contrib_ort_qbert_dynamic",
+        "contrib_ort_qbert_dynamic_float_embed",
+    ] {
+        let fx = fixture(name);
+        let built = pipeline::compile(&fx.build_options()).expect("build");
+        let (q, attention, float) = census(&built.graph);
+        // Two layers of Q, K, V, attention output, FFN in and out.
+        assert_eq!((q, attention), (12, 2), "{name}: float {float:?}");
+        assert!(float.is_empty(), "{name}: float matmuls {float:?}");
+        assert!(
+            built.source.float_notes.is_empty(),
+            "{name}: {:?}",
+            built.source.float_notes
+        );
+        let text = report::build_report(
+            &pipeline::Imported::of(&built.source),
+            &built.graph,
+            &built.plan,
+        );
+        println!("{name}:\n{text}");
+        let nodes = text.lines().next().unwrap_or("");
+        assert!(
+            nodes.contains("QLinear 8") && nodes.contains("Attention 2"),
+            "{name}: {nodes}"
+        );
+        // The merged Q/K/V projection keeps the QAttention node's name.
+        let qkv = built.graph.node_ids().into_iter().any(|id| {
+            let n = built.graph.node(id);
+            matches!(&n.op, Op::QLinear(l) if l.part_widths().len() == 3)
+                && n.name.contains("Attention")
+        });
+        assert!(qkv, "{name}: no 3-part QLinear named after its QAttention");
+    }
+}
+
+#[test]
+fn qattention_fixtures_import_as_qlinear() {
+    for name in ["contrib_qattention", "contrib_qattention_per_column"] {
+        let fx = fixture(name);
+        let built = pipeline::compile(&fx.build_options()).expect("build");
+        let (q, attention, float) = census(&built.graph);
+        assert_eq!((q, attention), (3, 1), "{name}: float {float:?}");
+        assert!(float.is_empty(), "{name}: {float:?}");
+        // DynamicQuantizeLinear was absorbed: its reductions are not in the imported graph.
+        let reductions = built
+            .source
+            .node_ids()
+            .into_iter()
+            .filter(|&id| matches!(built.source.node(id).op, Op::Reduce(_)))
+            .count();
+        assert_eq!(reductions, 0, "{name}: DynamicQuantizeLinear was imported");
+    }
+}
