@@ -1,8 +1,10 @@
 //! ONNX Runtime's quantized transformer graphs stay integer on import: the ORT-optimized tiny
 //! BERT through `quantize_dynamic` (`contrib_ort_qbert_*`, `make_contrib.py`) becomes
 //! `QLinear` projections + fused `Attention` (not i32 `MatMul`s), with or without
-//! `QEmbedLayerNormalization`, and the build report says so; the per-op `QAttention`
-//! fixtures too. (Their outputs against ONNX Runtime are checked with every fixture by
+//! `QEmbedLayerNormalization` and as ORT saves it after its own graph optimizations
+//! (`DynamicQuantizeMatMul`), and the build report says so; the per-op `QAttention` fixtures
+//! too; and a CNN through `quantize_static` (QOperator) keeps its convolutions and classifier
+//! integer around the com.microsoft `QLinear*` ops. (Their outputs against ONNX Runtime are checked with every fixture by
 //! `models.rs`.)
 mod common;
 
@@ -39,6 +41,7 @@ fn quantize_dynamic_bert_imports_as_qlinear_and_attention() {
     for name in [
         "contrib_ort_qbert_dynamic",
         "contrib_ort_qbert_dynamic_float_embed",
+        "contrib_ort_qbert_dynamic_ort_extended",
     ] {
         let fx = fixture(name);
         let built = pipeline::compile(&fx.build_options()).expect("build");
@@ -89,4 +92,40 @@ fn qattention_fixtures_import_as_qlinear() {
             .count();
         assert_eq!(reductions, 0, "{name}: DynamicQuantizeLinear was imported");
     }
+}
+
+#[test]
+fn qoperator_cnn_keeps_convolutions_and_gemm_integer() {
+    use slm_aot::ops::qconv::QConvOutput;
+    let fx = fixture("contrib_qoperator_cnn");
+    let built = pipeline::compile(&fx.build_options()).expect("build");
+    let g = &built.graph;
+    let (mut groups, mut qlinear, mut float) = (Vec::new(), 0, Vec::new());
+    for id in g.node_ids() {
+        let node = g.node(id);
+        match &node.op {
+            Op::QConv(q) => {
+                assert!(
+                    matches!(q.output, QConvOutput::Quantized { .. }),
+                    "{}",
+                    node.name
+                );
+                groups.push(q.group);
+            }
+            Op::QLinear(_) => qlinear += 1,
+            Op::Conv(_) | Op::Linear(_) | Op::MatMul(_) => float.push(node.name.clone()),
+            _ => {}
+        }
+    }
+    // 3x3 conv, depthwise 3x3 (8 groups), the squeeze-excite 1x1; QGemm → QLinear.
+    assert_eq!(groups, [1, 8, 1]);
+    assert_eq!(qlinear, 1, "QGemm");
+    assert!(float.is_empty(), "float layers {float:?}");
+    let notes = &built.source.float_notes;
+    assert!(
+        !notes.iter().any(|(n, why)| n.contains("QLinear")
+            || n.contains("QGemm")
+            || why.contains("not fused")),
+        "{notes:?}"
+    );
 }

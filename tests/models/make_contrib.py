@@ -164,6 +164,7 @@ def main():
     bert_fusions(rng)
     ort_optimized_bert()
     ort_quantized_bert()
+    qoperator_cnn()
 
 
 def bert_fusions(rng):
@@ -338,6 +339,89 @@ def ort_quantized_bert():
                           f"{', '.join(ms)}",
                           "onnxruntime.transformers.optimizer + onnxruntime.quantization.quantize_dynamic",
                           2e-3, dims)
+            if op_types is None:
+                # What a user gets from an ORT session saving its optimized graph
+                # (`optimized_model_filepath`, extended level): DynamicQuantizeMatMul fusions.
+                saved = os.path.join(tmp, "ort_extended.onnx")
+                opts = ort.SessionOptions()
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+                opts.optimized_model_filepath = saved
+                ort.InferenceSession(dst, opts, providers=["CPUExecutionProvider"])
+                q = onnx.load(saved)
+                ms = sorted({n.op_type for n in q.graph.node if n.domain == MS})
+                assert "DynamicQuantizeMatMul" in ms, ms
+                write_fixture(name + "_ort_extended", q, feeds,
+                              f"{name} as ONNX Runtime saves it after its extended graph optimizations: "
+                              f"{', '.join(ms)}",
+                              "onnxruntime.quantization.quantize_dynamic + InferenceSession "
+                              "(ORT_ENABLE_EXTENDED, optimized_model_filepath)", 2e-3, dims)
+
+
+def qoperator_cnn():
+    """contrib_qoperator_cnn: a small CNN with the layers `quantize_static` (QOperator format,
+    default op types) turns into com.microsoft ops: LeakyRelu, a squeeze-excite block
+    (GlobalAveragePool, 1x1 Conv, Sigmoid, Mul), a residual Add, Concat, a classifier Gemm and
+    Softmax, plus a depthwise QLinearConv.
+
+    Tolerance: ONNX Runtime computes these ops with its own fixed-point or lookup-table
+    kernels (QLinearAdd/Mul rescale each operand by s_in/s_out before one rounding, Sigmoid
+    and Softmax go through 256-entry tables) where we dequantize, compute in float and
+    quantize once; both round half to even, but a value within float noise of a tie can land
+    one step apart. The output is a softmax probability quantized in steps of 1/256: atol
+    8e-3 allows two such steps (seen: 0)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(21)
+    F = TensorProto.FLOAT
+    w = lambda name, shape, scale: numpy_helper.from_array(  # noqa: E731
+        (rng.standard_normal(shape) * scale).astype(np.float32), name)
+    inits = [w("c1.w", (8, 3, 3, 3), 0.3), w("c1.b", (8,), 0.1), w("dw.w", (8, 1, 3, 3), 0.4),
+             w("dw.b", (8,), 0.1), w("se.w", (8, 8, 1, 1), 0.4), w("se.b", (8,), 0.1),
+             w("fc.w", (5, 16), 0.5), w("fc.b", (5,), 0.1)]
+    nodes = [
+        helper.make_node("Conv", ["x", "c1.w", "c1.b"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("LeakyRelu", ["c1"], ["a1"], alpha=0.1),
+        helper.make_node("Conv", ["a1", "dw.w", "dw.b"], ["dw"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                         group=8),
+        helper.make_node("GlobalAveragePool", ["a1"], ["pool1"]),
+        helper.make_node("Conv", ["pool1", "se.w", "se.b"], ["se"], kernel_shape=[1, 1]),
+        helper.make_node("Sigmoid", ["se"], ["gate"]),
+        helper.make_node("Mul", ["a1", "gate"], ["excited"]),
+        helper.make_node("Add", ["excited", "dw"], ["res"]),
+        helper.make_node("Concat", ["res", "a1"], ["cat"], axis=1),
+        helper.make_node("GlobalAveragePool", ["cat"], ["pool2"]),
+        helper.make_node("Flatten", ["pool2"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=-1),
+    ]
+    graph = helper.make_graph(nodes, "qoperator_cnn", [vi("x", F, [1, 3, 12, 12])], [vi("y", F, [1, 5])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="make_contrib.py")
+    model.ir_version = 8
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            r = np.random.default_rng(22)
+            self.it = iter([{"x": r.standard_normal((1, 3, 12, 12)).astype(np.float32)} for _ in range(8)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "cnn.onnx"), os.path.join(tmp, "cnn_q.onnx")
+        onnx.save(model, src)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QOperator, per_channel=False,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        q = onnx.load(dst)
+    ms = sorted({n.op_type for n in q.graph.node if n.domain == MS})
+    x = np.random.default_rng(23).standard_normal((1, 3, 12, 12)).astype(np.float32)
+    write_fixture("contrib_qoperator_cnn", q, {"x": x},
+                  f"small CNN through quantize_static (QOperator, uint8 activations, int8 weights): "
+                  f"QLinearConv, {', '.join(ms)}",
+                  "onnx.helper + onnxruntime.quantization.quantize_static", 8e-3)
 
 
 def optimized_bert():

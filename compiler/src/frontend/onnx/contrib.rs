@@ -46,6 +46,25 @@ pub const CONSTRUCTORS: &[(&str, super::ops::Constructor)] = &[
         "QEmbedLayerNormalization",
         super::contrib_attention::q_embed_layer_norm,
     ),
+    ("QLinearAdd", |c| {
+        super::contrib_quant::binary(c, BinaryKind::Add)
+    }),
+    ("QLinearMul", |c| {
+        super::contrib_quant::binary(c, BinaryKind::Mul)
+    }),
+    ("QLinearLeakyRelu", |c| {
+        super::contrib_quant::activation(c, false)
+    }),
+    ("QLinearSigmoid", |c| {
+        super::contrib_quant::activation(c, true)
+    }),
+    (
+        "QLinearGlobalAveragePool",
+        super::contrib_quant::global_average_pool,
+    ),
+    ("QLinearConcat", super::contrib_quant::concat),
+    ("QLinearSoftmax", super::contrib_quant::softmax),
+    ("QGemm", super::contrib_quant::qgemm),
     ("FusedMatMul", fused_matmul),
     ("Gelu", gelu),
     ("BiasAdd", bias_add),

@@ -5,6 +5,7 @@
 mod attention;
 mod contrib;
 mod contrib_attention;
+mod contrib_quant;
 mod conv;
 mod einsum;
 mod extra;

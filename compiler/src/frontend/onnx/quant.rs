@@ -75,7 +75,7 @@ fn int_range(dtype: DType) -> Result<(f64, f64), OpError> {
 }
 
 /// `Cast(clip(v, range of dtype))` of an already rounded f32 value.
-fn saturate(c: &mut NodeCtx<'_>, v: ValueId, dtype: DType) -> Result<ValueId, OpError> {
+pub(super) fn saturate(c: &mut NodeCtx<'_>, v: ValueId, dtype: DType) -> Result<ValueId, OpError> {
     let (lo, hi) = int_range(dtype)?;
     let (lo, hi) = (scalar(c, DType::F32, lo)?, scalar(c, DType::F32, hi)?);
     let v = bin(c, BinaryKind::Max, v, lo)?;
