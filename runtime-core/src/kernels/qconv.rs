@@ -68,6 +68,50 @@ pub enum Output<'a> {
     },
 }
 
+impl Output<'_> {
+    /// Write output channel `m`'s f32 results `values` from element `base` on, requantized
+    /// in the quantized modes.
+    #[inline]
+    fn store(&mut self, base: usize, m: usize, values: impl Iterator<Item = f32>) {
+        match self {
+            Output::F32(y) => {
+                for (o, v) in y[base..].iter_mut().zip(values) {
+                    *o = v;
+                }
+            }
+            Output::U8 {
+                y,
+                multipliers,
+                zero_point,
+            } => {
+                let (mul, zp) = (multipliers[m], *zero_point);
+                requantize_into(&mut y[base..], values, (mul, zp, 0, 255), |v| v as u8)
+            }
+            Output::I8 {
+                y,
+                multipliers,
+                zero_point,
+            } => {
+                let (mul, zp) = (multipliers[m], *zero_point);
+                requantize_into(&mut y[base..], values, (mul, zp, -128, 127), |v| v as i8)
+            }
+        }
+    }
+}
+
+/// `out[i] = narrow(requantize(values[i], multiplier, zero_point, lo, hi))`.
+#[inline]
+fn requantize_into<T>(
+    out: &mut [T],
+    values: impl Iterator<Item = f32>,
+    (multiplier, zero_point, lo, hi): (f32, i32, i32, i32),
+    narrow: fn(i32) -> T,
+) {
+    for (o, v) in out.iter_mut().zip(values) {
+        *o = narrow(requantize(v, multiplier, zero_point, lo, hi));
+    }
+}
+
 /// Shapes and tiling of one quantized convolution.
 pub struct QConv<'a> {
     pub batch: usize,
@@ -230,34 +274,8 @@ pub fn im2col_gemm(
                 for j in 0..mg {
                     let m = g * mg + j;
                     let base = (n * m_out + m) * out_size + p0;
-                    let column = s.c[..r * mg].iter().skip(j).step_by(mg);
-                    match &mut out {
-                        Output::F32(y) => {
-                            for (o, &v) in y[base..base + r].iter_mut().zip(column) {
-                                *o = v;
-                            }
-                        }
-                        Output::U8 {
-                            y,
-                            multipliers,
-                            zero_point,
-                        } => {
-                            let (mul, zp) = (multipliers[m], *zero_point);
-                            for (o, &v) in y[base..base + r].iter_mut().zip(column) {
-                                *o = requantize(v, mul, zp, 0, 255) as u8;
-                            }
-                        }
-                        Output::I8 {
-                            y,
-                            multipliers,
-                            zero_point,
-                        } => {
-                            let (mul, zp) = (multipliers[m], *zero_point);
-                            for (o, &v) in y[base..base + r].iter_mut().zip(column) {
-                                *o = requantize(v, mul, zp, -128, 127) as i8;
-                            }
-                        }
-                    }
+                    let column = s.c[..r * mg].iter().skip(j).step_by(mg).copied();
+                    out.store(base, m, column);
                 }
                 p0 += r;
             }
@@ -331,38 +349,11 @@ pub fn depthwise(
                             }
                             advance(&mut k, outer_k);
                         }
-                        let base = y0 + op * ow + ox0;
-                        let v = |a: i32| match b {
+                        let values = acc[..len].iter().map(|&a| match b {
                             Some(b) => a as f32 * scale + b,
                             None => a as f32 * scale,
-                        };
-                        match &mut out {
-                            Output::F32(y) => {
-                                for (o, &a) in y[base..base + len].iter_mut().zip(&acc) {
-                                    *o = v(a);
-                                }
-                            }
-                            Output::U8 {
-                                y,
-                                multipliers,
-                                zero_point,
-                            } => {
-                                let (mul, zp) = (multipliers[m], *zero_point);
-                                for (o, &a) in y[base..base + len].iter_mut().zip(&acc) {
-                                    *o = requantize(v(a), mul, zp, 0, 255) as u8;
-                                }
-                            }
-                            Output::I8 {
-                                y,
-                                multipliers,
-                                zero_point,
-                            } => {
-                                let (mul, zp) = (multipliers[m], *zero_point);
-                                for (o, &a) in y[base..base + len].iter_mut().zip(&acc) {
-                                    *o = requantize(v(a), mul, zp, -128, 127) as i8;
-                                }
-                            }
-                        }
+                        });
+                        out.store(y0 + op * ow + ox0, m, values);
                         ox0 += len;
                     }
                     advance(&mut o, outer_out);
@@ -546,6 +537,60 @@ mod tests {
         ]
     }
 
+    impl Case {
+        fn window<'a>(&'a self, output: &'a [usize]) -> Window<'a> {
+            Window {
+                input: &self.input,
+                output,
+                kernel: &self.kernel,
+                strides: &self.strides,
+                dilations: &self.dilations,
+                pads_begin: &self.pads.0,
+                pads_end: &self.pads.1,
+            }
+        }
+
+        fn params<'a>(&self, win: &'a Window<'a>, nr: usize, rows: usize) -> QConv<'a> {
+            QConv {
+                batch: self.batch,
+                in_channels: self.c,
+                out_channels: self.m,
+                group: self.group,
+                win,
+                nr,
+                rows,
+                tiles: Tiles {
+                    mr: 4,
+                    kc: 256,
+                    mc: 64,
+                },
+            }
+        }
+    }
+
+    /// Scratch buffers for `rows` positions of depth `kg` and `mg` outputs per group.
+    struct Buffers(Vec<i8>, Vec<f32>, Vec<f32>, Vec<i32>);
+
+    impl Buffers {
+        fn new(rows: usize, kg: usize, mg: usize) -> Self {
+            Buffers(
+                vec![0; rows * qgemm::qa_stride(kg)],
+                vec![0.0; rows * mg],
+                vec![0.0; rows],
+                vec![0; rows],
+            )
+        }
+
+        fn scratch(&mut self) -> Scratch<'_> {
+            Scratch {
+                cols: &mut self.0,
+                c: &mut self.1,
+                scales: &mut self.2,
+                zero_points: &mut self.3,
+            }
+        }
+    }
+
     struct Lcg(u64);
     impl Lcg {
         fn next(&mut self) -> u32 {
@@ -655,44 +700,16 @@ mod tests {
             let positions = osz;
             for nr in [1, 3, 8, 16, 32, native] {
                 for rows in [1, 5, block_rows(positions, kg)] {
-                    let win = Window {
-                        input: &cs.input,
-                        output: &out,
-                        kernel: &cs.kernel,
-                        strides: &cs.strides,
-                        dilations: &cs.dilations,
-                        pads_begin: &cs.pads.0,
-                        pads_end: &cs.pads.1,
-                    };
-                    let p = QConv {
-                        batch: cs.batch,
-                        in_channels: cs.c,
-                        out_channels: cs.m,
-                        group: cs.group,
-                        win: &win,
-                        nr,
-                        rows,
-                        tiles: Tiles {
-                            mr: 4,
-                            kc: 256,
-                            mc: 64,
-                        },
-                    };
-                    let mut cols = vec![0i8; rows * qgemm::qa_stride(kg)];
-                    let mut c = vec![0f32; rows * mg];
-                    let (mut sc, mut zp) = (vec![0f32; rows], vec![0i32; rows]);
+                    let win = cs.window(&out);
+                    let p = cs.params(&win, nr, rows);
+                    let mut buffers = Buffers::new(rows, kg, mg);
                     let len = cs.group * qgemm::packed_i8_bytes(kg, mg, nr);
                     let total = cs.batch * cs.m * osz;
                     // f32 output with per-channel scales and bias.
                     let mut buf = pack(&w, &scales, cs, nr);
                     let blob = &from_blocks(&mut buf)[..len];
                     let mut y = vec![0f32; total];
-                    let scratch = Scratch {
-                        cols: &mut cols,
-                        c: &mut c,
-                        scales: &mut sc,
-                        zero_points: &mut zp,
-                    };
+                    let scratch = buffers.scratch();
                     qconv(
                         &x,
                         x_scale,
@@ -712,12 +729,7 @@ mod tests {
                     let mut buf = pack(&w, &ones, cs, nr);
                     let blob = &from_blocks(&mut buf)[..len];
                     let mut yu = vec![0u8; total];
-                    let scratch = Scratch {
-                        cols: &mut cols,
-                        c: &mut c,
-                        scales: &mut sc,
-                        zero_points: &mut zp,
-                    };
+                    let scratch = buffers.scratch();
                     let o = Output::U8 {
                         y: &mut yu,
                         multipliers: &mult,
@@ -725,12 +737,7 @@ mod tests {
                     };
                     qconv(&x, 1.0, zx, blob, Some(&bias), o, scratch, &p);
                     let mut yi = vec![0i8; total];
-                    let scratch = Scratch {
-                        cols: &mut cols,
-                        c: &mut c,
-                        scales: &mut sc,
-                        zero_points: &mut zp,
-                    };
+                    let scratch = buffers.scratch();
                     let o = Output::I8 {
                         y: &mut yi,
                         multipliers: &mult,
@@ -774,56 +781,23 @@ mod tests {
             let mult: Vec<f32> = (0..cs.m).map(|j| 0.002 + j as f32 * 0.0003).collect();
             let total = cs.batch * cs.m * osz;
             for nr in [1, 3, 8, 16, qgemm::native_i8_nr()] {
-                let win = Window {
-                    input: &cs.input,
-                    output: &out,
-                    kernel: &cs.kernel,
-                    strides: &cs.strides,
-                    dilations: &cs.dilations,
-                    pads_begin: &cs.pads.0,
-                    pads_end: &cs.pads.1,
-                };
+                let win = cs.window(&out);
                 let rows = block_rows(osz, ksz);
-                let p = QConv {
-                    batch: cs.batch,
-                    in_channels: cs.c,
-                    out_channels: cs.m,
-                    group: cs.group,
-                    win: &win,
-                    nr,
-                    rows,
-                    tiles: Tiles {
-                        mr: 4,
-                        kc: 256,
-                        mc: 64,
-                    },
-                };
+                let p = cs.params(&win, nr, rows);
                 let len = cs.group * qgemm::packed_i8_bytes(ksz, mg, nr);
                 let mut buf = pack(&w, &scales, cs, nr);
                 let blob = &from_blocks(&mut buf)[..len];
-                let mut cols = vec![0i8; rows * qgemm::qa_stride(ksz)];
-                let mut c = vec![0f32; rows * mg];
-                let (mut sc, mut zp) = (vec![0f32; rows], vec![0i32; rows]);
+                let mut buffers = Buffers::new(rows, ksz, mg);
                 for (zx, with_bias) in [(-128, true), (37, false), (127, true)] {
                     let b = with_bias.then_some(bias.as_slice());
                     let (mut want, mut got) = (vec![0f32; total], vec![0f32; total]);
-                    let scratch = Scratch {
-                        cols: &mut cols,
-                        c: &mut c,
-                        scales: &mut sc,
-                        zero_points: &mut zp,
-                    };
+                    let scratch = buffers.scratch();
                     im2col_gemm(&x, 0.07, zx, blob, b, Output::F32(&mut want), scratch, &p);
                     depthwise(&x, 0.07, zx, blob, b, Output::F32(&mut got), &p);
                     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&got), bits(&want), "{:?} nr {nr} zx {zx}", cs.input);
                     let (mut want, mut got) = (vec![0u8; total], vec![0u8; total]);
-                    let scratch = Scratch {
-                        cols: &mut cols,
-                        c: &mut c,
-                        scales: &mut sc,
-                        zero_points: &mut zp,
-                    };
+                    let scratch = buffers.scratch();
                     let o = |y| Output::U8 {
                         y,
                         multipliers: &mult,
@@ -833,12 +807,7 @@ mod tests {
                     depthwise(&x, 1.0, zx, blob, b, o(&mut got), &p);
                     assert_eq!(got, want, "{:?} nr {nr} zx {zx} u8", cs.input);
                     let (mut want, mut got) = (vec![0i8; total], vec![0i8; total]);
-                    let scratch = Scratch {
-                        cols: &mut cols,
-                        c: &mut c,
-                        scales: &mut sc,
-                        zero_points: &mut zp,
-                    };
+                    let scratch = buffers.scratch();
                     let o = |y| Output::I8 {
                         y,
                         multipliers: &mult,

@@ -305,17 +305,8 @@ fn integer_projections(
             return invalid!("the weight zero point is not a constant 0");
         }
     }
-    let s: Vec<f32> = c
-        .const_tensor(4, "weight scale")?
-        .to_f64_vec()
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
-    let scales = match *s.as_slice() {
-        [one] => vec![one; n],
-        _ if s.len() == n => s,
-        _ => return invalid!("{} weight scales for {n} columns", s.len()),
-    };
+    let scales = super::quant_fuse::column_scales(&*c.const_tensor(4, "weight scale")?, n)
+        .map_err(OpError::Invalid)?;
     let biases = split(c, bias, 0, sizes.to_vec())?;
     let mut out = Vec::with_capacity(sizes.len());
     let mut start = 0;

@@ -278,16 +278,7 @@ fn integer_weight(c: &NodeCtx<'_>, trans_b: bool) -> Result<Option<IntWeight>, O
     } else {
         q.clone()
     };
-    let s: Vec<f32> = c
-        .const_tensor(4, "b_scale")?
-        .to_f64_vec()
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
-    let scales = match *s.as_slice() {
-        [one] => vec![one; n],
-        _ if s.len() == n => s,
-        _ => return invalid!("{} b_scale values for {n} columns", s.len()),
-    };
+    let scales = super::quant_fuse::column_scales(&*c.const_tensor(4, "b_scale")?, n)
+        .map_err(OpError::Invalid)?;
     Ok(Some((q, scales, k, n)))
 }

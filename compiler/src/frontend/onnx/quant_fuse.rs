@@ -252,7 +252,7 @@ fn int8_weight(t: &Tensor) -> Result<(usize, usize, &[i8]), String> {
 }
 
 /// Per-column scales of a weight with `n` output columns from a scale of one or `n` values.
-fn column_scales(t: &Tensor, n: usize) -> Result<Vec<f32>, String> {
+pub(super) fn column_scales(t: &Tensor, n: usize) -> Result<Vec<f32>, String> {
     let s: Vec<f32> = t.to_f64_vec().iter().map(|&v| v as f32).collect();
     match s.len() {
         1 => Ok(vec![s.first().copied().unwrap_or(0.0); n]),
@@ -369,17 +369,27 @@ fn dynamic_act(v: &View<'_>, i: usize, [q, s, z]: [usize; 3]) -> Result<String, 
         .to_string())
 }
 
+/// Node `i`'s constant 2-D int8 weight, its scale and its zero point (absent or 0) at `slots`
+/// = (weight, scale, zero point), as `(k, n, q [k, n], per-column scales)`.
+fn int8_input_weight(
+    v: &View<'_>,
+    i: usize,
+    [w, s, z]: [usize; 3],
+) -> Result<(usize, usize, Vec<i8>, Vec<f32>), String> {
+    let t = v.konst(v.input(i, w).unwrap_or("")).ok_or(ACT_BY_ACT)?;
+    let (k, n, q) = int8_weight(&t)?;
+    v.zero(v.input(i, z))?;
+    let scale = v
+        .konst(v.input(i, s).unwrap_or(""))
+        .ok_or("the weight scale is computed")?;
+    Ok((k, n, q.to_vec(), column_scales(&scale, n)?))
+}
+
 /// `com.microsoft.QAttention(DynamicQuantizeLinear(x)…, W: int8 const, bias, x_scale, w_scale,
 /// mask?, x_zp, w_zp = 0?, past?)`.
 fn q_attention(v: &View<'_>, i: usize) -> Result<AttentionFusion, String> {
     let x = dynamic_act(v, i, [0, 3, 6])?;
-    let w = v.konst(v.input(i, 1).unwrap_or("")).ok_or(ACT_BY_ACT)?;
-    let (_, n, _) = int8_weight(&w)?;
-    v.zero(v.input(i, 7))?;
-    let scale = v
-        .konst(v.input(i, 4).unwrap_or(""))
-        .ok_or("the weight scale is computed")?;
-    column_scales(&scale, n)?;
+    int8_input_weight(v, i, [1, 4, 7])?;
     let node = v.nodes.get(i).ok_or("no such node")?;
     let reads = node
         .input
@@ -399,18 +409,13 @@ fn q_attention(v: &View<'_>, i: usize) -> Result<AttentionFusion, String> {
 /// `MatMulInteger` chain).
 fn matmul_integer_to_float(v: &View<'_>, i: usize) -> Result<Fusion, String> {
     let x = dynamic_act(v, i, [0, 2, 4])?;
-    let w = v.konst(v.input(i, 1).unwrap_or("")).ok_or(ACT_BY_ACT)?;
-    let (k, n, q) = int8_weight(&w)?;
-    v.zero(v.input(i, 5))?;
-    let scale = v
-        .konst(v.input(i, 3).unwrap_or(""))
-        .ok_or("the weight scale is computed")?;
+    let (k, n, q, scales) = int8_input_weight(v, i, [1, 3, 5])?;
     Ok(Fusion {
         x,
         k,
         n,
-        q: q.to_vec(),
-        scales: column_scales(&scale, n)?,
+        q,
+        scales,
         act: Act::DynamicU8,
         bias: v.input(i, 6).map(str::to_string),
         requant: None,
