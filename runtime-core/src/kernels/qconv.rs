@@ -341,9 +341,22 @@ pub fn depthwise(
                                     let lo = pw.saturating_sub(shift).div_ceil(sw);
                                     let hi = (pw + iw).saturating_sub(shift).div_ceil(sw);
                                     let (lo, hi) = (lo.max(ox0), hi.min(ox0 + len));
-                                    for ox in lo..hi {
-                                        let xv = xr[ox * sw + shift - pw] as i32;
-                                        acc[ox - ox0] += (xv - x_zero_point) * wv;
+                                    if lo >= hi {
+                                        continue;
+                                    }
+                                    let acc = &mut acc[lo - ox0..hi - ox0];
+                                    let x0 = lo * sw + shift - pw;
+                                    if sw == 1 {
+                                        // Contiguous: the loop vectorises.
+                                        let xs = &xr[x0..x0 + acc.len()];
+                                        for (a, &xv) in acc.iter_mut().zip(xs) {
+                                            *a += (xv as i32 - x_zero_point) * wv;
+                                        }
+                                    } else {
+                                        let xs = xr[x0..].iter().step_by(sw);
+                                        for (a, &xv) in acc.iter_mut().zip(xs) {
+                                            *a += (xv as i32 - x_zero_point) * wv;
+                                        }
                                     }
                                 }
                             }
