@@ -1,8 +1,8 @@
 //! Unsupported forms of ONNX Runtime's `com.microsoft` fusions (shared past/present buffers,
 //! rotary inside Attention and QAttention, packed QKV, batch-axis transposes, a 4-D Megatron
 //! mask): each is a variant of a committed `contrib_*` fixture, built with the real `slm-aot`
-//! binary, and must fail with exit 1, no panic, and an error naming the node, `com.microsoft.<op>`, the
-//! contrib opset and the attribute or input refused.
+//! binary, and must fail with exit 1, no panic, and an error naming the node,
+//! `com.microsoft.<op>`, the contrib opset and the attribute or input refused.
 mod common;
 
 use onnx_protobuf::{AttributeProto, ModelProto, NodeProto};
