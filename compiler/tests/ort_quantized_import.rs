@@ -4,8 +4,8 @@
 //! `QEmbedLayerNormalization` and as ORT saves it after its own graph optimizations
 //! (`DynamicQuantizeMatMul`), and the build report says so; the per-op `QAttention` fixtures
 //! too; and a CNN through `quantize_static` (QOperator) keeps its convolutions and classifier
-//! integer around the com.microsoft `QLinear*` ops. (Their outputs against ONNX Runtime are checked with every fixture by
-//! `models.rs`.)
+//! integer around the com.microsoft `QLinear*` ops. (Their outputs against ONNX Runtime are
+//! checked with every fixture by `models.rs`.)
 mod common;
 
 use slm_aot::ops::Op;

@@ -286,8 +286,9 @@ pub fn im2col_gemm(
 /// Output positions summed at once by [`depthwise`] (an i32 block on the stack).
 const DW_BLOCK: usize = 64;
 
-/// [`qconv`] of a depthwise layer (what it runs for one; public for the speed example) (`in_channels == group`, any channel multiplier
-/// `out_channels / group`), arguments checked there. For each output channel and each block
+/// [`qconv`] of a depthwise layer (`in_channels == group`, any channel multiplier
+/// `out_channels / group`): what `qconv` runs for one, after checking the arguments (public
+/// for the speed example). For each output channel and each block
 /// of up to [`DW_BLOCK`] positions along the last axis: `acc[t] = Σ_taps (x - x_zero_point) ·
 /// w[tap]` over the taps inside the input (padding reads the zero point, so contributes 0),
 /// exact in i32, then `acc · (x_scale · w_scale[m]) + bias[m]` as the GEMM epilogue rounds it.
