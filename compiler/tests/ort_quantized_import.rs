@@ -54,10 +54,12 @@ fn quantize_dynamic_bert_imports_as_qlinear_and_attention() {
             "{name}: {:?}",
             built.source.float_notes
         );
+        let opts = fx.build_options();
         let text = report::build_report(
             &pipeline::Imported::of(&built.source),
             &built.graph,
             &built.plan,
+            opts.target.memory.weights_embed,
         );
         println!("{name}:\n{text}");
         let nodes = text.lines().next().unwrap_or("");
