@@ -168,12 +168,143 @@ pub enum Q4Grid {
     Asymmetric,
 }
 
+/// Round half away from zero (the rounding of runtime-core's quantizers), for one value per
+/// candidate (a zero point); [`level`] is the per-element form.
 fn round_away(r: f32) -> f32 {
     if r >= 0.0 {
         (r + 0.5).floor()
     } else {
         -((-r + 0.5).floor())
     }
+}
+
+/// `(round_away(x / s) + zp).clamp(0, 15)` as a level, with the floor done by an integer
+/// conversion (no libm call, so loops over it vectorise). Bit-identical to the float form:
+/// `|r| + 0.5` is rounded in f32 as `round_away` rounds it, the conversion truncates (the
+/// floor of a non-negative value) and saturates, magnitudes past 64 clamp like any above 15,
+/// and NaN gives level 0 as `NaN as u8` does.
+#[inline(always)]
+fn level(x: f32, s: f32, zp: u8) -> u8 {
+    let r = x / s;
+    let m = ((r.abs() + 0.5) as i32).min(64);
+    let signed = if r >= 0.0 { m } else { -m };
+    let q = (signed + i32::from(zp)).clamp(0, 15) as u8;
+    if r.is_nan() { 0 } else { q }
+}
+
+/// Candidates scored together: their error sums run side by side (one vector lane each),
+/// each still summed in element order.
+const LANES: usize = 8;
+
+/// The candidate list of one group search, reused across groups (one per thread).
+#[derive(Debug, Default)]
+struct GroupScratch {
+    candidates: Vec<(f32, u8)>,
+}
+
+/// Each candidate's error over `v`: `Σᵢ h[i]·(v[i] - (level - zp)·s)²` in f64, summed in
+/// element order (`h[i]` is 1 where absent; multiplying by 1.0 is exact).
+fn errors(v: &[f32], h: Option<&[f32]>, candidates: &[(f32, u8)]) -> [f64; LANES] {
+    let (mut s, mut zp, mut zf) = ([1.0f32; LANES], [0u8; LANES], [0.0f32; LANES]);
+    for (c, &(scale, z)) in candidates.iter().take(LANES).enumerate() {
+        (s[c], zp[c], zf[c]) = (scale, z, z as f32);
+    }
+    let mut total = [0.0f64; LANES];
+    for (i, &x) in v.iter().enumerate() {
+        let w = h.and_then(|h| h.get(i)).map_or(1.0, |&x| f64::from(x));
+        for c in 0..LANES {
+            let l = level(x, s[c], zp[c]);
+            let d = (x - (l as f32 - zf[c]) * s[c]) as f64;
+            total[c] += w * d * d;
+        }
+    }
+    total
+}
+
+/// The scale search of [`quantize_group_weighted`], writing the levels into `out`
+/// (`v.len()` of them) and returning `(scale as stored, zero point, whether any candidate
+/// was taken)`. When none has a finite error (a NaN value) `out` is all zeros and the
+/// result `(1.0, 8, false)`: the allocating form returns no levels then. Candidates are
+/// taken in order, a later one only if its error is strictly lower.
+fn search_group(
+    v: &[f32],
+    h: Option<&[f32]>,
+    f16: bool,
+    grid: Q4Grid,
+    scratch: &mut GroupScratch,
+    out: &mut [u8],
+) -> (f32, u8, bool) {
+    let weight = |i: usize| h.and_then(|h| h.get(i)).map_or(1.0, |&x| f64::from(x));
+    let stored = |s: f32| {
+        if f16 {
+            runtime_core::math::f16_to_f32(runtime_core::math::f32_to_f16(s))
+        } else {
+            s
+        }
+    };
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if !(max > 0.0 && max.is_finite()) {
+        out.fill(8);
+        return (stored(1.0), 8, true);
+    }
+    let valid = |s: f32| s > 0.0 && s.is_finite();
+    let candidates = &mut scratch.candidates;
+    candidates.clear();
+    for d in std::iter::once(70).chain((56..=80).filter(|&d| d != 70)) {
+        candidates.push((stored(max / (d as f32 / 10.0)), 8));
+    }
+    if grid == Q4Grid::Asymmetric {
+        let lo = v.iter().fold(0.0f32, |m, &x| m.min(x));
+        let hi = v.iter().fold(0.0f32, |m, &x| m.max(x));
+        for a in 0..=10 {
+            for b in 0..=10 {
+                let (l, h) = (lo * (1.0 - 0.03 * a as f32), hi * (1.0 - 0.03 * b as f32));
+                let s = stored((h - l) / 15.0);
+                if valid(s) {
+                    let zp = round_away(-l / s).clamp(0.0, 15.0) as u8;
+                    candidates.push((s, zp));
+                }
+            }
+        }
+    }
+    candidates.retain(|&(s, _)| valid(s));
+    let mut best: (f64, f32, u8) = (f64::INFINITY, 1.0, 8);
+    for chunk in candidates.chunks(LANES) {
+        for (&(s, zp), e) in chunk.iter().zip(errors(v, h, chunk)) {
+            if e < best.0 {
+                best = (e, s, zp);
+            }
+        }
+    }
+    // A candidate was taken exactly when the best error is finite.
+    let found = best.0 < f64::INFINITY;
+    if !found {
+        out.fill(0);
+        return (best.1, best.2, false);
+    }
+    let (_, s, zp) = best;
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o = level(x, s, zp);
+    }
+    // Least-squares scale for the chosen levels, then the levels for that scale.
+    let (num, den) =
+        v.iter()
+            .zip(out.iter())
+            .enumerate()
+            .fold((0.0f64, 0.0f64), |(nu, de), (i, (&x, &l))| {
+                let c = l as f64 - zp as f64;
+                (nu + weight(i) * x as f64 * c, de + weight(i) * c * c)
+            });
+    if den > 0.0 {
+        let refit = stored((num / den) as f32);
+        if refit != s && valid(refit) && errors(v, h, &[(refit, zp)])[0] < best.0 {
+            best = (0.0, refit, zp);
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = level(x, refit, zp);
+            }
+        }
+    }
+    (best.1, best.2, true)
 }
 
 /// The quantization of one group: `(scale as stored, zero point, levels 0..=15)` with
@@ -183,7 +314,8 @@ fn round_away(r: f32) -> f32 {
 /// grid's -8..7); with [`Q4Grid::Asymmetric`] also every range `[lo·a, hi·b]` for `a, b`
 /// in 0.70..=1.00 (steps of 0.03) over the group's `[min(v, 0), max(v, 0)]`. The best
 /// candidate's scale is then refitted by least squares for its levels (kept if better).
-/// Scales are compared as stored (f16-rounded when `f16`).
+/// Scales are compared as stored (f16-rounded when `f16`). A group holding NaN has no
+/// candidate: `(1.0, 8, [])`.
 pub fn quantize_group(v: &[f32], f16: bool, grid: Q4Grid) -> (f32, u8, Vec<u8>) {
     quantize_group_weighted(v, None, f16, grid)
 }
@@ -197,87 +329,25 @@ pub fn quantize_group_weighted(
     f16: bool,
     grid: Q4Grid,
 ) -> (f32, u8, Vec<u8>) {
-    let weight = |i: usize| h.and_then(|h| h.get(i)).map_or(1.0, |&x| f64::from(x));
-    let stored = |s: f32| {
-        if f16 {
-            runtime_core::math::f16_to_f32(runtime_core::math::f32_to_f16(s))
-        } else {
-            s
-        }
-    };
-    let levels = |s: f32, zp: u8| -> Vec<u8> {
-        v.iter()
-            .map(|&x| (round_away(x / s) + zp as f32).clamp(0.0, 15.0) as u8)
-            .collect()
-    };
-    let error = |s: f32, zp: u8, q: &[u8]| -> f64 {
-        v.iter()
-            .zip(q)
-            .enumerate()
-            .map(|(i, (&x, &l))| {
-                let e = (x - (l as f32 - zp as f32) * s) as f64;
-                weight(i) * e * e
-            })
-            .sum()
-    };
-    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    if !(max > 0.0 && max.is_finite()) {
-        return (stored(1.0), 8, vec![8; v.len()]);
+    let mut levels = vec![0u8; v.len()];
+    let (s, zp, found) = search_group(v, h, f16, grid, &mut GroupScratch::default(), &mut levels);
+    if !found {
+        levels.clear();
     }
-    let mut best: (f64, f32, u8, Vec<u8>) = (f64::INFINITY, 1.0, 8, Vec::new());
-    let consider = |s: f32, zp: u8, best: &mut (f64, f32, u8, Vec<u8>)| {
-        if !(s > 0.0 && s.is_finite()) {
-            return;
-        }
-        let q = levels(s, zp);
-        let e = error(s, zp, &q);
-        if e < best.0 {
-            *best = (e, s, zp, q);
-        }
-    };
-    for d in std::iter::once(70).chain((56..=80).filter(|&d| d != 70)) {
-        consider(stored(max / (d as f32 / 10.0)), 8, &mut best);
-    }
-    if grid == Q4Grid::Asymmetric {
-        let lo = v.iter().fold(0.0f32, |m, &x| m.min(x));
-        let hi = v.iter().fold(0.0f32, |m, &x| m.max(x));
-        for a in 0..=10 {
-            for b in 0..=10 {
-                let (l, h) = (lo * (1.0 - 0.03 * a as f32), hi * (1.0 - 0.03 * b as f32));
-                let s = stored((h - l) / 15.0);
-                if !(s > 0.0 && s.is_finite()) {
-                    continue;
-                }
-                let zp = round_away(-l / s).clamp(0.0, 15.0) as u8;
-                consider(s, zp, &mut best);
-            }
-        }
-    }
-    // Least-squares scale for the chosen levels, then the levels for that scale.
-    let (_, s, zp, q) = &best;
-    let (num, den) = v
-        .iter()
-        .zip(q)
-        .enumerate()
-        .fold((0.0f64, 0.0f64), |(n, d), (i, (&x, &l))| {
-            let c = l as f64 - *zp as f64;
-            (n + weight(i) * x as f64 * c, d + weight(i) * c * c)
-        });
-    if den > 0.0 {
-        let refit = stored((num / den) as f32);
-        if refit != *s {
-            let zp = *zp;
-            consider(refit, zp, &mut best);
-        }
-    }
-    (best.1, best.2, best.3)
+    (s, zp, levels)
+}
+
+/// Threads [`pack_weight`] spreads the groups over: the machine's parallelism.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Quantize a row-major `f32[k, n]` weight to 4 bits per (group of `group` rows of k,
 /// column) with [`quantize_group`] and pack it: the `Q4Linear` weight blob (build time).
 /// With [`Q4Grid::Asymmetric`] the blob holds zero points (`Q4Linear::zero_points`).
 /// `moments` (`k` values): each row's weight in its group's error
-/// ([`quantize_group_weighted`]).
+/// ([`quantize_group_weighted`]). The groups are spread over the machine's cores; the
+/// bytes do not depend on how many there are.
 #[allow(clippy::too_many_arguments)]
 pub fn pack_weight(
     w: &[f32],
@@ -289,22 +359,63 @@ pub fn pack_weight(
     grid: Q4Grid,
     moments: Option<&[f32]>,
 ) -> Vec<u8> {
+    pack_weight_threads(w, k, n, group, nr, f16, grid, moments, default_threads())
+}
+
+/// [`pack_weight`] on at most `threads` threads (each a contiguous run of groups, writing
+/// only its own rows of levels, scales and zero points).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pack_weight_threads(
+    w: &[f32],
+    k: usize,
+    n: usize,
+    group: usize,
+    nr: usize,
+    f16: bool,
+    grid: Q4Grid,
+    moments: Option<&[f32]>,
+    threads: usize,
+) -> Vec<u8> {
     let groups = k.div_ceil(group);
     let mut q = vec![0u8; k * n];
     let mut scales = vec![0.0f32; groups * n];
     let mut zps = vec![8u8; groups * n];
-    for gi in 0..groups {
-        let rows = gi * group..k.min((gi + 1) * group);
-        for j in 0..n {
-            let vals: Vec<f32> = rows.clone().map(|p| w[p * n + j]).collect();
+    let per = groups.div_ceil(threads.max(1)).max(1);
+    // Groups `first..` of the weight into their rows of `q`, `scales`, `zps`.
+    let run = |first: usize, q: &mut [u8], scales: &mut [f32], zps: &mut [u8]| {
+        let mut scratch = GroupScratch::default();
+        let (mut vals, mut out) = (Vec::new(), Vec::new());
+        for (local, (s_row, z_row)) in scales.chunks_mut(n).zip(zps.chunks_mut(n)).enumerate() {
+            let gi = first + local;
+            let rows = gi * group..k.min((gi + 1) * group);
             let h = moments.and_then(|m| m.get(rows.clone()));
-            let (s, zp, levels) = quantize_group_weighted(&vals, h, f16, grid);
-            scales[gi * n + j] = s;
-            zps[gi * n + j] = zp;
-            for (p, l) in rows.clone().zip(levels) {
-                q[p * n + j] = l;
+            out.resize(rows.len(), 0);
+            for j in 0..n {
+                vals.clear();
+                vals.extend(rows.clone().map(|p| w[p * n + j]));
+                let (s, zp, _) = search_group(&vals, h, f16, grid, &mut scratch, &mut out);
+                s_row[j] = s;
+                z_row[j] = zp;
+                for (r, &l) in out.iter().enumerate() {
+                    q[(local * group + r) * n + j] = l;
+                }
             }
         }
+    };
+    if per >= groups || n == 0 {
+        run(0, &mut q, &mut scales, &mut zps);
+    } else {
+        std::thread::scope(|scope| {
+            let chunks = q
+                .chunks_mut(per * group * n)
+                .zip(scales.chunks_mut(per * n))
+                .zip(zps.chunks_mut(per * n))
+                .enumerate();
+            for (t, ((q, s), z)) in chunks {
+                let run = &run;
+                scope.spawn(move || run(t * per, q, s, z));
+            }
+        });
     }
     let asym = grid == Q4Grid::Asymmetric;
     let mut out = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, f16, asym)];
@@ -448,6 +559,204 @@ mod tests {
             searched < 0.9 * plain,
             "searched {searched} vs plain {plain}"
         );
+    }
+
+    /// The group search as it was first written (a `Vec` of levels per candidate, libm
+    /// `floor` per element): the fast search must give the same bytes.
+    fn reference_search(
+        v: &[f32],
+        h: Option<&[f32]>,
+        f16: bool,
+        grid: Q4Grid,
+    ) -> (f32, u8, Vec<u8>) {
+        let weight = |i: usize| h.and_then(|h| h.get(i)).map_or(1.0, |&x| f64::from(x));
+        let stored = |s: f32| {
+            if f16 {
+                runtime_core::math::f16_to_f32(runtime_core::math::f32_to_f16(s))
+            } else {
+                s
+            }
+        };
+        let levels = |s: f32, zp: u8| -> Vec<u8> {
+            v.iter()
+                .map(|&x| (round_away(x / s) + zp as f32).clamp(0.0, 15.0) as u8)
+                .collect()
+        };
+        let error = |s: f32, zp: u8, q: &[u8]| -> f64 {
+            v.iter()
+                .zip(q)
+                .enumerate()
+                .map(|(i, (&x, &l))| {
+                    let e = (x - (l as f32 - zp as f32) * s) as f64;
+                    weight(i) * e * e
+                })
+                .sum()
+        };
+        let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        if !(max > 0.0 && max.is_finite()) {
+            return (stored(1.0), 8, vec![8; v.len()]);
+        }
+        let mut best: (f64, f32, u8, Vec<u8>) = (f64::INFINITY, 1.0, 8, Vec::new());
+        let consider = |s: f32, zp: u8, best: &mut (f64, f32, u8, Vec<u8>)| {
+            if !(s > 0.0 && s.is_finite()) {
+                return;
+            }
+            let q = levels(s, zp);
+            let e = error(s, zp, &q);
+            if e < best.0 {
+                *best = (e, s, zp, q);
+            }
+        };
+        for d in std::iter::once(70).chain((56..=80).filter(|&d| d != 70)) {
+            consider(stored(max / (d as f32 / 10.0)), 8, &mut best);
+        }
+        if grid == Q4Grid::Asymmetric {
+            let lo = v.iter().fold(0.0f32, |m, &x| m.min(x));
+            let hi = v.iter().fold(0.0f32, |m, &x| m.max(x));
+            for a in 0..=10 {
+                for b in 0..=10 {
+                    let (l, h) = (lo * (1.0 - 0.03 * a as f32), hi * (1.0 - 0.03 * b as f32));
+                    let s = stored((h - l) / 15.0);
+                    if !(s > 0.0 && s.is_finite()) {
+                        continue;
+                    }
+                    let zp = round_away(-l / s).clamp(0.0, 15.0) as u8;
+                    consider(s, zp, &mut best);
+                }
+            }
+        }
+        let (_, s, zp, q) = &best;
+        let (num, den) =
+            v.iter()
+                .zip(q)
+                .enumerate()
+                .fold((0.0f64, 0.0f64), |(n, d), (i, (&x, &l))| {
+                    let c = l as f64 - *zp as f64;
+                    (n + weight(i) * x as f64 * c, d + weight(i) * c * c)
+                });
+        if den > 0.0 {
+            let refit = stored((num / den) as f32);
+            if refit != *s {
+                let zp = *zp;
+                consider(refit, zp, &mut best);
+            }
+        }
+        (best.1, best.2, best.3)
+    }
+
+    /// A seeded generator of awkward groups: normals, outliers, one-signed groups, zeros,
+    /// values on rounding ties, denormals, huge and non-finite values.
+    fn random_groups(seed: u64, count: usize) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        (0..count)
+            .map(|c| {
+                let len = [32, 32, 64, 128, 1, 7, 33, 16][c % 8];
+                let kind = next() % 9;
+                (0..len)
+                    .map(|_| {
+                        let u = next() as f32 / (1u64 << 31) as f32 - 1.0;
+                        match kind {
+                            0 => u,
+                            1 if next() % 13 == 0 => u * 40.0,
+                            1 => u * 0.1,
+                            2 => u.abs() + 0.01,
+                            3 => -(u.abs()),
+                            4 => (u * 16.0).round() * 0.5 + 0.25,
+                            5 => u * 1e-40,
+                            6 => u * 3e38,
+                            7 if next() % 17 == 0 => f32::NAN,
+                            8 if next() % 5 == 0 => 0.0,
+                            _ => u * 0.02,
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn search_gives_the_bytes_of_the_reference_search() {
+        for (i, v) in random_groups(7, 800).iter().enumerate() {
+            let h: Vec<f32> = (0..v.len()).map(|j| ((i + j) % 11) as f32 * 0.7).collect();
+            for grid in [Q4Grid::Asymmetric, Q4Grid::Symmetric] {
+                for f16 in [true, false] {
+                    for h in [None, Some(h.as_slice()), Some(&h[..v.len() / 2])] {
+                        let (a, b) = (
+                            quantize_group_weighted(v, h, f16, grid),
+                            reference_search(v, h, f16, grid),
+                        );
+                        assert_eq!(
+                            (a.0.to_bits(), a.1, &a.2),
+                            (b.0.to_bits(), b.1, &b.2),
+                            "group {i} {v:?} {grid:?} f16={f16} h={h:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The packed blob does not depend on the thread count, and is what quantizing each
+    /// group with the reference search and packing gives.
+    #[test]
+    fn packing_is_the_same_on_any_thread_count() {
+        let (k, n, group, nr) = (100, 37, 32, 16);
+        let w: Vec<f32> = random_groups(3, k * n / 32 + 1)
+            .into_iter()
+            .flatten()
+            .map(|x| {
+                if x.is_finite() {
+                    x.clamp(-4.0, 4.0)
+                } else {
+                    1.0
+                }
+            })
+            .take(k * n)
+            .collect();
+        let moments: Vec<f32> = (0..k).map(|p| 0.5 + (p % 5) as f32).collect();
+        for moments in [None, Some(moments.as_slice())] {
+            let groups = k.div_ceil(group);
+            let mut q = vec![0u8; k * n];
+            let (mut scales, mut zps) = (vec![0.0f32; groups * n], vec![8u8; groups * n]);
+            for gi in 0..groups {
+                let rows = gi * group..k.min((gi + 1) * group);
+                for j in 0..n {
+                    let vals: Vec<f32> = rows.clone().map(|p| w[p * n + j]).collect();
+                    let h = moments.and_then(|m| m.get(rows.clone()));
+                    let (s, zp, levels) = reference_search(&vals, h, true, Q4Grid::Asymmetric);
+                    (scales[gi * n + j], zps[gi * n + j]) = (s, zp);
+                    for (p, l) in rows.clone().zip(levels) {
+                        q[p * n + j] = l;
+                    }
+                }
+            }
+            let mut expect = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, true, true)];
+            qgemm::pack_q4(&q, &scales, Some(&zps), k, n, group, nr, true, &mut expect);
+            for threads in [1, 2, 3, 4, 8] {
+                let got = pack_weight_threads(
+                    &w,
+                    k,
+                    n,
+                    group,
+                    nr,
+                    true,
+                    Q4Grid::Asymmetric,
+                    moments,
+                    threads,
+                );
+                assert!(
+                    got == expect,
+                    "{threads} threads, moments {}",
+                    moments.is_some()
+                );
+            }
+        }
     }
 
     #[test]
