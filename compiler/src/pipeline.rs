@@ -416,7 +416,7 @@ pub fn build(options: &BuildOptions, out_dir: &Path) -> Result<Build> {
     let float = options.quantize.is_some().then(|| source.clone());
     let (graph, plan) = lower(source, options)?;
     let quantization = match (&options.quantize, float) {
-        (Some(q), Some(float)) => Some(quant_summary(options, q, &float, &graph)?),
+        (Some(q), Some(float)) => Some(quant_summary(options, q, float, &graph)?),
         _ => None,
     };
     let stem = options
@@ -472,24 +472,24 @@ fn tokenizer_path(options: &BuildOptions) -> Option<PathBuf> {
 }
 
 /// The float build's weight bytes, the layers left in float and, with `--validate`, the
-/// accuracy against the float graph (which fails the build below `--min-cosine`).
+/// accuracy against the float graph (which fails the build below `--min-cosine`). The
+/// imported graph is optimised in place last, once validation is done with it, so its float
+/// weights are packed one at a time rather than copied beside the originals.
 fn quant_summary(
     options: &BuildOptions,
     q: &crate::quantize::QuantOptions,
-    source: &Graph,
+    source: Graph,
     graph: &Graph,
 ) -> Result<crate::quantize::QuantSummary> {
-    let float = optimise(source, &options.target, false)?;
-    let float_weight_bytes = plan::plan(&float)?.weight_bytes;
     let accuracy = match &q.validate {
-        Some(dir) => crate::quantize::validate(source, graph, dir, q.min_cosine)?,
+        Some(dir) => crate::quantize::validate(&source, graph, dir, q.min_cosine)?,
         None => Vec::new(),
     };
     let greedy = match &q.validate_prompts {
         Some(file) => {
             let prompts = crate::quantize::load_prompts(file, tokenizer_path(options).as_deref())?;
             let greedy =
-                crate::quantize::validate_greedy(source, graph, &prompts, q.validate_tokens)?;
+                crate::quantize::validate_greedy(&source, graph, &prompts, q.validate_tokens)?;
             if let Some(n) = q.min_agreement {
                 crate::quantize::check_agreement(&greedy, n)?;
             }
@@ -497,6 +497,9 @@ fn quant_summary(
         }
         None => Vec::new(),
     };
+    let float = optimise_quantized(source, &options.target, None, false)?;
+    let float_weight_bytes = plan::plan(&float)?.weight_bytes;
+    drop(float);
     Ok(crate::quantize::QuantSummary {
         options: q.clone(),
         float_weight_bytes,

@@ -330,6 +330,41 @@ impl Graph {
         }
     }
 
+    /// Drop the data of those of `values` that are constants no node, graph output or state
+    /// reads any more: a rewrite that replaced a weight frees the old copy at once rather
+    /// than at the end of its pass (one scan of the nodes).
+    pub fn drop_if_unread(&mut self, values: &[ValueId]) {
+        let mut unread: BTreeSet<ValueId> = values
+            .iter()
+            .copied()
+            .filter(|&v| {
+                self.values
+                    .get(v.0 as usize)
+                    .is_some_and(|x| x.constant.is_some())
+            })
+            .collect();
+        if unread.is_empty() {
+            return;
+        }
+        for v in self
+            .outputs
+            .iter()
+            .chain(self.states.iter().flat_map(|s| [&s.input, &s.output]))
+        {
+            unread.remove(v);
+        }
+        for id in self.node_ids() {
+            for v in &self.node(id).inputs {
+                unread.remove(v);
+            }
+        }
+        for v in unread {
+            if let Some(value) = self.values.get_mut(v.0 as usize) {
+                value.constant = None;
+            }
+        }
+    }
+
     /// Values read by nodes or graph outputs that are constants, in first-use order of `order`.
     pub fn used_constants(&self, order: &[NodeId]) -> Vec<ValueId> {
         let mut seen = BTreeSet::new();

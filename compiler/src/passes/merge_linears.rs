@@ -143,9 +143,14 @@ pub(crate) fn concat_constants(
     suffix: &str,
 ) -> Result<ValueId> {
     let internal = |e: String| Error::Internal(format!("concat_constants: {e}"));
+    let total: usize = values
+        .iter()
+        .filter_map(|&v| graph.constant(v))
+        .map(|t| t.data.len())
+        .sum();
     let mut data = match values.first().and_then(|&v| graph.constant(v)) {
-        Some(t) if t.ty.dtype == DType::U8 => Data::U8(Vec::new()),
-        _ => Data::F32(Vec::new()),
+        Some(t) if t.ty.dtype == DType::U8 => Data::U8(Vec::with_capacity(total)),
+        _ => Data::F32(Vec::with_capacity(total)),
     };
     for &v in values {
         let t = graph
@@ -193,9 +198,11 @@ pub(crate) fn replace_by_merged(
     let x = graph.node(first).inputs[0];
     let weights: Vec<ValueId> = nodes.iter().map(|&id| graph.node(id).inputs[1]).collect();
     let mut inputs = vec![x, concat_constants(graph, &weights, suffix)?];
+    let mut replaced = weights;
     if template.bias() {
         let biases: Vec<ValueId> = nodes.iter().map(|&id| graph.node(id).inputs[2]).collect();
         inputs.push(concat_constants(graph, &biases, suffix)?);
+        replaced.extend(biases);
     }
     let name = format!("{}.{suffix}", graph.node(first).name);
     let source = graph.node(first).source_op.clone();
@@ -221,6 +228,7 @@ pub(crate) fn replace_by_merged(
     for (&old, new) in outs.iter().zip(new) {
         graph.replace_uses(old, new);
     }
+    graph.drop_if_unread(&replaced);
     Ok(())
 }
 

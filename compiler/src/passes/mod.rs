@@ -87,6 +87,10 @@ pub(crate) fn replace_nodes(
 ) -> Result<Vec<ValueId>> {
     let mut names = vec![graph.value(out).name.clone()];
     names.extend(extra_outputs.iter().map(|e| format!("{name}.{e}")));
+    let read: Vec<ValueId> = nodes
+        .iter()
+        .flat_map(|&n| graph.node(n).inputs.clone())
+        .collect();
     for &n in nodes {
         graph.remove_node(n);
     }
@@ -94,6 +98,7 @@ pub(crate) fn replace_nodes(
         .add_node(name, op_type, op, inputs, &names)
         .map_err(|e| Error::Internal(format!("{pass}: {e}")))?;
     graph.replace_uses(out, outs[0]);
+    graph.drop_if_unread(&read);
     Ok(outs)
 }
 
@@ -124,6 +129,8 @@ pub(crate) fn rewrite_each(
 pub fn run(graph: &mut Graph, passes: &[Box<dyn Pass>], verify_each: bool) -> Result<()> {
     for pass in passes {
         pass.run(graph)?;
+        // A pass that rewrote a weight leaves the original behind: free it before the next.
+        graph.drop_unread_constants();
         if verify_each {
             verify(graph)
                 .map_err(|e| crate::Error::Internal(format!("after pass {}: {e}", pass.name())))?;

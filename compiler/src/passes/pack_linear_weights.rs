@@ -81,6 +81,9 @@ impl Pass for PackLinearWeights {
                     mc: t.mc,
                 };
             }
+            // The row-major weight goes as soon as its last reader reads the packed one.
+            drop(weight);
+            graph.drop_if_unread(&[w]);
             changed = true;
         }
         if changed {

@@ -1,12 +1,16 @@
 //! safetensors files: an 8-byte little-endian header length, a JSON header mapping tensor
 //! names to `{dtype, shape, data_offsets}`, then the raw data. One file or a sharded set
-//! (`model.safetensors.index.json`); f32, f16 and bf16 tensors are read as f32.
+//! (`model.safetensors.index.json`); f32, f16 and bf16 tensors are read as f32. From a folder
+//! on disk only the headers are read up front; each tensor's bytes are read when a builder
+//! asks for it, so the raw file is never in memory beside the widened weights.
 #![deny(clippy::indexing_slicing)]
 use super::Source;
 use crate::error::{Error, Result};
 use crate::ir::{Tensor, TensorType};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
 /// Largest header accepted (a real one is kilobytes).
 const MAX_HEADER_BYTES: u64 = 100 << 20;
@@ -20,10 +24,18 @@ struct Entry {
     end: usize,
 }
 
-/// Every tensor of a checkpoint folder, loaded into memory.
+/// Where a safetensors file's bytes are: held in memory, or read by range from disk.
+#[derive(Debug)]
+enum Stored {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+/// Every tensor of a checkpoint folder: the parsed headers, and the files' bytes in memory
+/// or (from a folder on disk) their paths.
 #[derive(Debug, Default)]
 pub struct Checkpoint {
-    files: Vec<Vec<u8>>,
+    files: Vec<Stored>,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -91,31 +103,37 @@ impl Checkpoint {
         }
         let mut checkpoint = Checkpoint::default();
         for name in names {
-            let bytes = src.read(&name)?;
-            checkpoint.add_file(&src.path(&name), bytes)?;
+            match src {
+                Source::Dir(_) => {
+                    let path = src.path(&name);
+                    let len = src.len(&name)?;
+                    let head = read_head(&path, len)?;
+                    checkpoint.add_header(&path, &head, len)?;
+                    checkpoint.files.push(Stored::File(path));
+                }
+                Source::Memory(_) => {
+                    let bytes = src.read(&name)?;
+                    checkpoint.add_file(&src.path(&name), bytes)?;
+                }
+            }
         }
         Ok(checkpoint)
     }
 
+    /// Parse a file held in memory and keep its bytes.
     fn add_file(&mut self, path: &Path, bytes: Vec<u8>) -> Result<()> {
-        let invalid = |reason: String| {
-            Error::InvalidModel(format!(
-                "`{}` is not a safetensors file: {reason}",
-                path.display()
-            ))
-        };
-        let len_bytes: [u8; 8] = bytes
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| invalid("shorter than its header length".into()))?;
-        let header_len = u64::from_le_bytes(len_bytes);
-        if header_len > MAX_HEADER_BYTES || 8 + header_len > bytes.len() as u64 {
-            return Err(invalid(format!(
-                "header length {header_len} is implausible"
-            )));
-        }
+        self.add_header(path, &bytes, bytes.len() as u64)?;
+        self.files.push(Stored::Bytes(bytes));
+        Ok(())
+    }
+
+    /// Parse the header at the start of `head` (the first bytes of a `len`-byte file) into
+    /// entries of the file [`Checkpoint::add_file`] or [`Checkpoint::load`] pushes next.
+    fn add_header(&mut self, path: &Path, head: &[u8], len: u64) -> Result<()> {
+        let invalid = |reason: String| invalid_file(path, reason);
+        let header_len = header_len(path, head, len)?;
         let data_start = 8 + header_len as usize;
-        let header = bytes
+        let header = head
             .get(8..data_start)
             .ok_or_else(|| invalid("shorter than its header".into()))?;
         let header: serde_json::Value = serde_json::from_slice(header)
@@ -124,7 +142,7 @@ impl Checkpoint {
             .as_object()
             .ok_or_else(|| invalid("header is not a JSON object".into()))?;
         let file = self.files.len();
-        let data_len = bytes.len() - data_start;
+        let data_len = len as usize - data_start;
         let mut spans: Vec<(usize, usize, &String)> = Vec::new();
         for (name, info) in header {
             if name == "__metadata__" {
@@ -205,7 +223,6 @@ impl Checkpoint {
                 ));
             }
         }
-        self.files.push(bytes);
         Ok(())
     }
 
@@ -248,11 +265,14 @@ impl Checkpoint {
                 format!("has shape {:?}, the config implies {shape:?}", e.shape),
             ));
         }
-        let raw = self
-            .files
-            .get(e.file)
-            .and_then(|f| f.get(e.start..e.end))
-            .ok_or_else(|| bad(&stored, "data outside its file"))?;
+        let raw: Cow<'_, [u8]> = match self.files.get(e.file) {
+            Some(Stored::Bytes(b)) => Cow::Borrowed(
+                b.get(e.start..e.end)
+                    .ok_or_else(|| bad(&stored, "data outside its file"))?,
+            ),
+            Some(Stored::File(path)) => Cow::Owned(read_range(path, e.start, e.end)?),
+            None => return Err(bad(&stored, "data outside its file")),
+        };
         let values: Vec<f32> = match e.dtype.as_str() {
             "F32" => raw
                 .as_chunks::<4>()
@@ -287,6 +307,55 @@ impl Checkpoint {
     }
 }
 
+fn invalid_file(path: &Path, reason: String) -> Error {
+    Error::InvalidModel(format!(
+        "`{}` is not a safetensors file: {reason}",
+        path.display()
+    ))
+}
+
+/// The header length a file of `len` bytes starting with `head` declares, checked to fit.
+fn header_len(path: &Path, head: &[u8], len: u64) -> Result<u64> {
+    let len_bytes: [u8; 8] = head
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| invalid_file(path, "shorter than its header length".into()))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > MAX_HEADER_BYTES || 8 + header_len > len {
+        return Err(invalid_file(
+            path,
+            format!("header length {header_len} is implausible"),
+        ));
+    }
+    Ok(header_len)
+}
+
+/// The length prefix and JSON header of a safetensors file of `len` bytes on disk.
+fn read_head(path: &Path, len: u64) -> Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = Vec::new();
+    (&mut file)
+        .take(8)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(path, e))?;
+    let header_len = header_len(path, &head, len)?;
+    (&mut file)
+        .take(header_len)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(head)
+}
+
+/// Bytes `start..end` of a file on disk (a tensor's data).
+fn read_range(path: &Path, start: usize, end: usize) -> Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(start as u64))
+        .map_err(|e| Error::io(path, e))?;
+    let mut out = vec![0u8; end.saturating_sub(start)];
+    file.read_exact(&mut out).map_err(|e| Error::io(path, e))?;
+    Ok(out)
+}
+
 /// IEEE half to single precision.
 fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h >> 15) as u32) << 31;
@@ -318,6 +387,47 @@ mod tests {
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert_eq!(f16_to_f32(0x7bff), 65504.0);
         assert!(f16_to_f32(0x7c00).is_infinite());
+    }
+
+    /// A folder on disk is read header first and tensor by tensor: the same values as the
+    /// same file held in memory, and the same errors for a file cut short.
+    #[test]
+    fn files_on_disk_are_read_by_range() {
+        let header = br#"{"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1,2],"data_offsets":[4,12]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0x80, 0x3f, 0x00, 0xc0]);
+        bytes.extend_from_slice(&0.25f32.to_le_bytes());
+        bytes.extend_from_slice(&(-3f32).to_le_bytes());
+        let dir = std::env::temp_dir().join(format!("slm-aot-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.safetensors"), &bytes).unwrap();
+        let files: BTreeMap<String, Vec<u8>> = [("model.safetensors".to_string(), bytes.clone())]
+            .into_iter()
+            .collect();
+        let disk = Checkpoint::load(Source::Dir(&dir), u64::MAX).unwrap();
+        let memory = Checkpoint::load(Source::Memory(&files), u64::MAX).unwrap();
+        assert!(matches!(disk.files[0], Stored::File(_)));
+        for (name, shape) in [("a", vec![2]), ("b", vec![1, 2])] {
+            assert_eq!(
+                disk.get(name, &shape).unwrap(),
+                memory.get(name, &shape).unwrap()
+            );
+        }
+        assert_eq!(
+            disk.get("a", &[2]).unwrap().data.to_f64_vec(),
+            vec![1.0, -2.0]
+        );
+        std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() - 1]).unwrap();
+        let cut = Checkpoint::load(Source::Dir(&dir), u64::MAX).unwrap_err();
+        assert!(
+            cut.to_string().contains("outside the 11 data bytes"),
+            "{cut}"
+        );
+        std::fs::write(dir.join("model.safetensors"), &bytes[..20]).unwrap();
+        let cut = Checkpoint::load(Source::Dir(&dir), u64::MAX).unwrap_err();
+        assert!(cut.to_string().contains("implausible"), "{cut}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
