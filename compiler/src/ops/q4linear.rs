@@ -178,18 +178,26 @@ fn round_away(r: f32) -> f32 {
     }
 }
 
-/// `(round_away(x / s) + zp).clamp(0, 15)` as a level, with the floor done by an integer
-/// conversion (no libm call, so loops over it vectorise). Bit-identical to the float form:
-/// `|r| + 0.5` is rounded in f32 as `round_away` rounds it, the conversion truncates (the
-/// floor of a non-negative value) and saturates, magnitudes past 64 clamp like any above 15,
-/// and NaN gives level 0 as `NaN as u8` does.
+/// `(round_away(x / s) + zp).clamp(0, 15)`, the level of `x` (as f32), in arithmetic that
+/// vectorises (no libm call, no saturating conversion). Bit-identical to that form:
+/// `|r| + 0.5` is rounded in f32 as `round_away` rounds it; magnitudes past 64 clamp like any
+/// above 15; the floor of `t ∈ [0, 64]` is `t` rounded to nearest by adding and removing
+/// 2^23, less one where that rounded up; NaN takes the negative branch and clamps to 0, as
+/// `NaN as u8` is 0.
 #[inline(always)]
-fn level(x: f32, s: f32, zp: u8) -> u8 {
+fn level_f32(x: f32, s: f32, zp: f32) -> f32 {
+    const ROUND: f32 = 8_388_608.0;
     let r = x / s;
-    let m = ((r.abs() + 0.5) as i32).min(64);
-    let signed = if r >= 0.0 { m } else { -m };
-    let q = (signed + i32::from(zp)).clamp(0, 15) as u8;
-    if r.is_nan() { 0 } else { q }
+    let t = (r.abs() + 0.5).min(64.0);
+    let nearest = (t + ROUND) - ROUND;
+    let floor = if nearest > t { nearest - 1.0 } else { nearest };
+    let signed = if r >= 0.0 { floor } else { -floor };
+    (signed + zp).clamp(0.0, 15.0)
+}
+
+/// [`level_f32`] as the stored level.
+fn level(x: f32, s: f32, zp: u8) -> u8 {
+    level_f32(x, s, zp as f32) as u8
 }
 
 /// Candidates scored together: their error sums run side by side (one vector lane each),
@@ -205,16 +213,16 @@ struct GroupScratch {
 /// Each candidate's error over `v`: `Σᵢ h[i]·(v[i] - (level - zp)·s)²` in f64, summed in
 /// element order (`h[i]` is 1 where absent; multiplying by 1.0 is exact).
 fn errors(v: &[f32], h: Option<&[f32]>, candidates: &[(f32, u8)]) -> [f64; LANES] {
-    let (mut s, mut zp, mut zf) = ([1.0f32; LANES], [0u8; LANES], [0.0f32; LANES]);
+    let (mut s, mut zf) = ([1.0f32; LANES], [0.0f32; LANES]);
     for (c, &(scale, z)) in candidates.iter().take(LANES).enumerate() {
-        (s[c], zp[c], zf[c]) = (scale, z, z as f32);
+        (s[c], zf[c]) = (scale, z as f32);
     }
     let mut total = [0.0f64; LANES];
     for (i, &x) in v.iter().enumerate() {
         let w = h.and_then(|h| h.get(i)).map_or(1.0, |&x| f64::from(x));
         for c in 0..LANES {
-            let l = level(x, s[c], zp[c]);
-            let d = (x - (l as f32 - zf[c]) * s[c]) as f64;
+            let l = level_f32(x, s[c], zf[c]);
+            let d = (x - (l - zf[c]) * s[c]) as f64;
             total[c] += w * d * d;
         }
     }
@@ -359,20 +367,16 @@ pub fn pack_weight(
     grid: Q4Grid,
     moments: Option<&[f32]>,
 ) -> Vec<u8> {
-    pack_weight_threads(w, k, n, group, nr, f16, grid, moments, default_threads())
+    let threads = default_threads();
+    pack_weight_threads(w, (k, n, group, nr), (f16, grid), moments, threads)
 }
 
 /// [`pack_weight`] on at most `threads` threads (each a contiguous run of groups, writing
 /// only its own rows of levels, scales and zero points).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn pack_weight_threads(
+fn pack_weight_threads(
     w: &[f32],
-    k: usize,
-    n: usize,
-    group: usize,
-    nr: usize,
-    f16: bool,
-    grid: Q4Grid,
+    (k, n, group, nr): (usize, usize, usize, usize),
+    (f16, grid): (bool, Q4Grid),
     moments: Option<&[f32]>,
     threads: usize,
 ) -> Vec<u8> {
@@ -741,12 +745,8 @@ mod tests {
             for threads in [1, 2, 3, 4, 8] {
                 let got = pack_weight_threads(
                     &w,
-                    k,
-                    n,
-                    group,
-                    nr,
-                    true,
-                    Q4Grid::Asymmetric,
+                    (k, n, group, nr),
+                    (true, Q4Grid::Asymmetric),
                     moments,
                     threads,
                 );

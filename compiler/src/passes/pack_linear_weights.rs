@@ -99,6 +99,37 @@ mod tests {
     use crate::ir::printer::print;
     use crate::ops::linear::Linear;
 
+    /// A weight two layers share is packed once, and the row-major original is dropped
+    /// by the pass itself once both read the packed copy; a weight a graph output also
+    /// reads stays.
+    #[test]
+    fn replaced_weights_are_dropped_at_once() {
+        let mut g = Graph::new(17);
+        let x = g.add_value("x", TensorType::new(DType::F32, vec![2, 4]));
+        g.inputs.push(x);
+        let shared = g.add_constant("w", Tensor::from_f32s(vec![4, 4], vec![0.5; 16]).unwrap());
+        let kept = g.add_constant("v", Tensor::from_f32s(vec![4, 4], vec![0.25; 16]).unwrap());
+        let mut y = x;
+        for (name, w) in [("fc1", shared), ("fc2", shared), ("fc3", kept)] {
+            let op = Op::Linear(Linear::new(4, 4));
+            y = g
+                .add_node(name, "MatMul", op, vec![y, w], &[format!("{name}.y")])
+                .unwrap()
+                .1[0];
+        }
+        g.outputs.extend([y, kept]);
+        let tiling = crate::target::TargetProfile::load("x86")
+            .unwrap()
+            .gemm_tiling();
+        assert!(PackLinearWeights { tiling }.run(&mut g).unwrap());
+        assert!(g.constant(shared).is_none());
+        assert!(g.constant(kept).is_some());
+        let packed: Vec<ValueId> = g.node_ids().iter().map(|&n| g.node(n).inputs[1]).collect();
+        assert_eq!(packed[0], packed[1]);
+        assert!(packed.iter().all(|&v| g.constant(v).is_some()));
+        crate::ir::verify::verify(&g).unwrap();
+    }
+
     #[test]
     fn weights_are_packed_for_the_target_kernel() {
         let mut g = Graph::new(17);
