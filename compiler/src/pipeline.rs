@@ -299,9 +299,10 @@ pub fn optimise_quantized(
             tiling,
             options: q.clone(),
         };
+        let attention = passes::quantize_attention::QuantizeAttention { options: q.clone() };
         passes::run(
             &mut g,
-            &[Box::new(conv) as Box<dyn passes::Pass>],
+            &[Box::new(conv) as Box<dyn passes::Pass>, Box::new(attention)],
             verify_each_pass,
         )?;
     }

@@ -222,7 +222,13 @@ pub fn float_layers(graph: &Graph, q: &QuantOptions) -> Vec<FloatLayer> {
                 None => format!("table {} is not a 2-D f32 table", graph.ty(node.inputs[0])),
             }),
             Op::MatMul(_) => Some("both operands are activations (no constant weight)".into()),
-            Op::Attention(_) => Some("activation × activation products (attention)".into()),
+            Op::Attention(_) => Some(match (q.mode, q.kept(&node.name)) {
+                (QuantMode::Int8, Some(p)) => format!("--keep-float {p}"),
+                (QuantMode::Int8, None) => {
+                    "int8 attention takes many query rows, not one (decode) or cached keys".into()
+                }
+                _ => "activation × activation products (attention)".into(),
+            }),
             Op::Conv(_) => Some(match q.kept(&node.name) {
                 Some(p) => format!("--keep-float {p}"),
                 None if q.mode != QuantMode::Int8 => {

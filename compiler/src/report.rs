@@ -248,6 +248,11 @@ pub fn quantization_report(
                 "int8 conv kernel {:?} group {} -> {} channels, {} nr={}",
                 c.geometry.kernel, c.group, c.out_channels, c.kernel, c.nr
             ),
+            Op::QAttention(a) => format!(
+                "int8 attention (Q per row, K per key, V per column, probabilities u8), scale {:?}{}",
+                a.base.scale,
+                if a.base.mask { ", mask" } else { "" }
+            ),
             _ => continue,
         };
         layers.push(format!("    {}: {line}", node.name));

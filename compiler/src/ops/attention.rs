@@ -126,7 +126,12 @@ impl Attention {
         })
     }
 
-    fn v_index(&self) -> usize {
+    /// The kernel geometry of this node's inputs (checked as `infer` checks them).
+    pub(crate) fn spec_of(&self, inputs: &[&TensorType]) -> Result<AttentionSpec, OpError> {
+        Ok(self.spec(&self.geometry(inputs)?))
+    }
+
+    pub(crate) fn v_index(&self) -> usize {
         2 + usize::from(self.mask)
     }
 

@@ -36,6 +36,7 @@ pub mod pad;
 pub mod permuted_matmul;
 pub mod pool;
 pub mod q4linear;
+pub mod qattention;
 pub mod qconv;
 pub mod qgather;
 pub mod qlinear;
@@ -135,6 +136,7 @@ ops! {
     QGather(qgather::QGather),
     TiedGather(tied_gather::TiedGather),
     Attention(attention::Attention),
+    QAttention(qattention::QAttention),
     Softmax(softmax::Softmax),
     LayerNorm(layer_norm::LayerNorm),
     LayerNormRows(layer_norm_rows::LayerNormRows),

@@ -22,6 +22,7 @@ pub mod fuse_rotary;
 pub mod fuse_swiglu;
 pub mod merge_linears;
 pub mod pack_linear_weights;
+pub mod quantize_attention;
 pub mod quantize_conv;
 pub mod quantize_f16;
 pub mod quantize_int4;

@@ -19,6 +19,7 @@ pub mod kv_cache;
 pub mod layer_norm;
 pub mod layout;
 pub mod matmul;
+pub mod qattention;
 pub mod qconv;
 pub mod qgemm;
 pub mod qgemv;
