@@ -50,6 +50,7 @@ def task_clock_ms(work, runs):
 # Kernel families of `--profile`, first match wins (symbols as `perf report` names them).
 FAMILIES = [
     ("int8 GEMM", r"qgemm::(\w+::)?(qgemm|tile)|drive_i8"),
+    ("int8 attention (QAttention)", r"kernels::qattention"),
     ("row quantization", r"symmetric_row|quantize_rows|quantize_tensor|affine_row|ordered_range"),
     ("f32 GEMM (int8: attention products)", r"kernels::gemm::"),
     ("attention loops (scale, mask)", r"kernels::attention"),

@@ -117,11 +117,12 @@ fn keep_float_is_honoured_and_reported() {
         )),
         "{text}"
     );
-    // Attention products stay float, and the report says why.
+    // Attention runs on int8 dot products, listed with the quantized layers.
     assert!(
-        text.contains("(Attention): activation × activation products (attention)"),
+        text.contains("MatMul_1.attention: int8 attention"),
         "{text}"
     );
+    assert!(!text.contains("(Attention)"), "{text}");
     assert!(text.contains("quantized layers: "), "{text}");
     assert!(text.contains("int8 table 128x32"), "{text}");
 }
