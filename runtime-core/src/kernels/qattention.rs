@@ -316,6 +316,7 @@ pub mod x86_avx512 {
     /// # Safety
     /// The CPU must support AVX-512F/BW/VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
     pub unsafe fn dot_u8i8(a: &[i8], b: &[i8], acc: &mut [i32]) {
         super::check_dot(a, b, acc);
         let blocks = acc.len() / super::BLOCK;
@@ -341,8 +342,9 @@ pub mod x86_avx512 {
     }
 
     /// Blocks `nb0..nb0 + NB` of the product, the depth groups dealt round-robin to `S`
-    /// accumulator sets.
+    /// accumulator sets. The CPU must support AVX-512F/BW/VNNI.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    // SAFETY: an unsafe fn for its target features only; the accesses are checked inside.
     unsafe fn chunk<const NB: usize, const S: usize>(
         a: &[i8],
         b: &[i8],
@@ -400,6 +402,7 @@ pub mod x86_avx2 {
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
+    // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
     pub unsafe fn dot_u8i8(a: &[i8], b: &[i8], acc: &mut [i32]) {
         super::check_dot(a, b, acc);
         let blocks = acc.len() / super::BLOCK;
@@ -416,7 +419,9 @@ pub mod x86_avx2 {
         }
     }
 
+    /// Blocks `nb0..nb0 + NB` of the product. The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
+    // SAFETY: an unsafe fn for its target features only; the accesses are checked inside.
     unsafe fn chunk<const NB: usize>(a: &[i8], b: &[i8], nb0: usize, acc: &mut [i32]) {
         let groups = a.len() / 4;
         assert!(b.len() >= (nb0 + NB) * groups * 64 && acc.len() >= (nb0 + NB) * 16);
