@@ -13,7 +13,7 @@
 //! per key and per column, so they factor out of the sums.
 //!
 //! Only the two products [`dot_u8i8`] have ISA variants (`x86_avx512` VNNI, `x86_avx2`
-//! `vpmaddwd`); everything else is shared code, so every variant gives bit-identical
+//! `vpmaddwd`, `aarch64_neon` i16 multiplies with pairwise widening adds); everything else is shared code, so every variant gives bit-identical
 //! results, and the battery checks the products exactly against [`reference`].
 use super::qgemm;
 use super::softmax::{exp_sub_sum_in_place, row_max};
@@ -88,13 +88,22 @@ pub fn dot_u8i8(a: &[i8], b: &[i8], acc: &mut [i32]) {
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
-        not(all(target_feature = "avx512f", target_feature = "avx512vnni"))
+        not(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vnni"
+        ))
     ))]
     // SAFETY: this code is compiled with AVX2 enabled, so the CPU has it.
     unsafe {
         x86_avx2::dot_u8i8(a, b, acc)
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    aarch64_neon::dot_u8i8(a, b, acc);
+    #[cfg(not(any(
+        all(target_arch = "x86_64", target_feature = "avx2"),
+        all(target_arch = "aarch64", target_feature = "neon")
+    )))]
     reference::dot_u8i8(a, b, acc)
 }
 
@@ -454,6 +463,45 @@ pub mod x86_avx2 {
     }
 }
 
+/// NEON (Armv8.0, so the Cortex-A72 build runs it): bytes widened to i16, whose products
+/// (at most 255 · 128) fit i16, summed pairwise into i32 by `sadalp`; one block (16 columns,
+/// 8 accumulators of 2 columns × 2 partial sums) at a time, pairs added at the end.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+pub mod aarch64_neon {
+    use core::arch::aarch64::*;
+
+    /// See [`super::dot_u8i8`].
+    pub fn dot_u8i8(a: &[i8], b: &[i8], acc: &mut [i32]) {
+        super::check_dot(a, b, acc);
+        let groups = a.len() / 4;
+        for (nb, out) in acc.chunks_exact_mut(super::BLOCK).enumerate() {
+            let blk = &b[nb * groups * 64..(nb + 1) * groups * 64];
+            // SAFETY: NEON is enabled at compile time; group `g < groups` of the block is the
+            // 64 bytes at `bp + 64g` inside `blk`, `a`'s group the 4 bytes at `4g` (both
+            // checked above); the stores write `out[0..16]`.
+            unsafe {
+                let mut c = [vdupq_n_s32(0); 8];
+                let bp = blk.as_ptr();
+                for (g, ag) in a.chunks_exact(4).enumerate() {
+                    let w = |i: usize| u64::from(ag[i] as u8) << (16 * i);
+                    let av = vreinterpretq_s16_u64(vdupq_n_u64(w(0) | w(1) | w(2) | w(3)));
+                    for q in 0..4 {
+                        let x = vld1q_s8(bp.add(64 * g + 16 * q));
+                        let lo = vmulq_s16(av, vmovl_s8(vget_low_s8(x)));
+                        let hi = vmulq_s16(av, vmovl_high_s8(x));
+                        c[2 * q] = vpadalq_s16(c[2 * q], lo);
+                        c[2 * q + 1] = vpadalq_s16(c[2 * q + 1], hi);
+                    }
+                }
+                for q in 0..4 {
+                    let s = vpaddq_s32(c[2 * q], c[2 * q + 1]);
+                    vst1q_s32(out.as_mut_ptr().add(4 * q), s);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +531,8 @@ mod tests {
                 }));
             }
         }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        v.push(("aarch64_neon", aarch64_neon::dot_u8i8));
         v.push(("compiled-in", dot_u8i8));
         v
     }
