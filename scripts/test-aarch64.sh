@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # runtime-core's kernel tests (the NEON GEMM, row kernels (softmax, norms, rotary, GELU/SiLU maps),
-# the quantized NEON / dotprod kernels, int8 attention's NEON product and the half-weight kernels — fcvtl; fp16 arithmetic on
-# the Jetson build — against the portable reference, and the rest)
+# the quantized NEON / dotprod kernels, int8 attention's NEON product and the half-weight
+# kernels — fcvtl; fp16 arithmetic on the Jetson build — against the portable reference, and the rest)
 # cross-built for aarch64 and run under qemu-aarch64: once as the Raspberry Pi 4 build
 # (`-C target-cpu=cortex-a72` on `-cpu cortex-a72`, so an Armv8.2 instruction that leaked in
 # dies with SIGILL; it runs the widening-multiply int8 kernel) and once as the Jetson Orin build
