@@ -27,6 +27,7 @@ pub mod quantize_conv;
 pub mod quantize_f16;
 pub mod quantize_int4;
 pub mod quantize_int8;
+pub mod simplify_broadcasts;
 pub mod simplify_reshapes;
 pub mod tie_float_embeddings;
 pub mod transpose_unit_axes;
@@ -43,6 +44,7 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(fold_constants::FoldConstants),
         Box::new(transpose_unit_axes::TransposeUnitAxes),
         Box::new(simplify_reshapes::SimplifyReshapes),
+        Box::new(simplify_broadcasts::SimplifyBroadcasts),
         Box::new(eliminate_dead_nodes::EliminateDeadNodes),
         Box::new(fuse_attention::FuseAttention {
             tiling: target.gemm_tiling(),

@@ -35,26 +35,21 @@ pub fn reduce<T: Numeric>(
         _ => T::ZERO,
     };
     out.fill(init);
-    let (outer, len) = split_inner(shape);
-    let step = inner_stride(out_strides);
-    let rank = outer.len();
-    let mut start = 0usize;
-    for_each_row(outer, [&out_strides[..rank]], [0], |[at]| {
-        let row = &x[start..start + len];
-        start += len;
-        for (j, &v) in row.iter().enumerate() {
-            let slot = &mut out[(at + j as isize * step) as usize];
-            *slot = match kind {
-                ReduceKind::Sum | ReduceKind::Mean | ReduceKind::LogSum => slot.add(v),
-                ReduceKind::Max => slot.max(v),
-                ReduceKind::Min => slot.min(v),
-                ReduceKind::Prod => slot.mul(v),
-                ReduceKind::SumSquare | ReduceKind::L2 => slot.add(v.mul(v)),
-                ReduceKind::L1 => slot.add(v.abs()),
-                ReduceKind::LogSumExp => slot.add(T::from_f64(libm::exp(v.to_f64()))),
-            };
+    match kind {
+        ReduceKind::Sum | ReduceKind::Mean | ReduceKind::LogSum => {
+            fold(x, shape, out, out_strides, |s, v| s.add(v))
         }
-    });
+        ReduceKind::Max => fold(x, shape, out, out_strides, |s, v| s.max(v)),
+        ReduceKind::Min => fold(x, shape, out, out_strides, |s, v| s.min(v)),
+        ReduceKind::Prod => fold(x, shape, out, out_strides, |s, v| s.mul(v)),
+        ReduceKind::SumSquare | ReduceKind::L2 => {
+            fold(x, shape, out, out_strides, |s, v| s.add(v.mul(v)))
+        }
+        ReduceKind::L1 => fold(x, shape, out, out_strides, |s, v| s.add(v.abs())),
+        ReduceKind::LogSumExp => fold(x, shape, out, out_strides, |s, v| {
+            s.add(T::from_f64(libm::exp(v.to_f64())))
+        }),
+    }
     match kind {
         ReduceKind::Mean if count > 0 => {
             let n = T::from_usize(count);
@@ -68,6 +63,44 @@ pub fn reduce<T: Numeric>(
             .for_each(|v| *v = T::from_f64(libm::log(v.to_f64()))),
         _ => {}
     }
+}
+
+/// Fold every element of `x` into its output slot with `f(slot, v)`, rows in order, so
+/// each slot sees its elements in index order whatever the output layout. A kept innermost
+/// axis (output stride 1) folds a whole row into a contiguous output run at once.
+#[inline(always)]
+fn fold<T: Numeric>(
+    x: &[T],
+    shape: &[usize],
+    out: &mut [T],
+    out_strides: &[isize],
+    f: impl Fn(T, T) -> T,
+) {
+    let (outer, len) = split_inner(shape);
+    let step = inner_stride(out_strides);
+    let rank = outer.len();
+    let mut start = 0usize;
+    for_each_row(outer, [&out_strides[..rank]], [0], |[at]| {
+        let row = &x[start..start + len];
+        start += len;
+        let at = at as usize;
+        match step {
+            1 => out[at..at + len]
+                .iter_mut()
+                .zip(row)
+                .for_each(|(slot, &v)| *slot = f(*slot, v)),
+            0 => {
+                let slot = &mut out[at];
+                *slot = row.iter().fold(*slot, |s, &v| f(s, v));
+            }
+            _ => {
+                for (j, &v) in row.iter().enumerate() {
+                    let slot = &mut out[at + j * step as usize];
+                    *slot = f(*slot, v);
+                }
+            }
+        }
+    });
 }
 
 /// ArgMax / ArgMin along the middle axis of `[outer, axis_len, inner]`; ties resolve to the
