@@ -55,9 +55,36 @@ pub fn binary<A: Copy, B: Copy, U>(
         |[oa, ob]| {
             let row = &mut out[start..start + len];
             start += len;
-            for (j, o) in row.iter_mut().enumerate() {
-                let j = j as isize;
-                *o = f(a[(oa + j * sa) as usize], b[(ob + j * sb) as usize]);
+            let (oa, ob) = (oa as usize, ob as usize);
+            // The common row shapes (a contiguous row against a contiguous row or one
+            // repeated element) as plain zips, which vectorize.
+            match (sa, sb) {
+                (1, 1) => row
+                    .iter_mut()
+                    .zip(&a[oa..oa + len])
+                    .zip(&b[ob..ob + len])
+                    .for_each(|((o, &x), &y)| *o = f(x, y)),
+                (1, 0) => {
+                    let y = b[ob];
+                    row.iter_mut()
+                        .zip(&a[oa..oa + len])
+                        .for_each(|(o, &x)| *o = f(x, y));
+                }
+                (0, 1) => {
+                    let x = a[oa];
+                    row.iter_mut()
+                        .zip(&b[ob..ob + len])
+                        .for_each(|(o, &y)| *o = f(x, y));
+                }
+                _ => {
+                    for (j, o) in row.iter_mut().enumerate() {
+                        let j = j as isize;
+                        *o = f(
+                            a[(oa as isize + j * sa) as usize],
+                            b[(ob as isize + j * sb) as usize],
+                        );
+                    }
+                }
             }
         },
     );
