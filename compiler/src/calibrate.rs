@@ -2,7 +2,8 @@
 //! sample sets of `--calibration DIR` (`DIR/<set>/<input>.npy`) and turns the range of every
 //! `Linear`'s input into a fixed uint8 scale and zero point (ONNX `QuantizeLinear`
 //! semantics); int4 with `--calibration-prompts` decodes prompts greedily and keeps every
-//! `Linear` input channel's mean square ([`activation_moments`]).
+//! `Linear`'s input rows ([`layer_inputs`]): their channels' mean squares weigh the group
+//! search, their second moment `XᵀX` is GPTQ's Hessian.
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::ops::Op;
@@ -95,6 +96,81 @@ pub fn activation_moments(
     prompts: &[crate::quantize::Prompt],
     n: usize,
 ) -> Result<BTreeMap<String, Vec<f32>>> {
+    Ok(layer_inputs(graph, q, prompts, n)?
+        .into_iter()
+        .map(|(name, x)| (name, x.moments()))
+        .collect())
+}
+
+/// The input rows one `Linear` saw during calibration: `rows.len() / k` rows of `k` values,
+/// in step order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerInputs {
+    pub k: usize,
+    pub rows: Vec<f32>,
+}
+
+impl LayerInputs {
+    /// Number of rows.
+    pub fn count(&self) -> usize {
+        self.rows.len().checked_div(self.k).unwrap_or(0)
+    }
+
+    /// Each channel's mean square over the rows (non-finite values skipped; `k` zeros when
+    /// there are no rows), summed in f64 in row order.
+    pub fn moments(&self) -> Vec<f32> {
+        let mut sums = vec![0.0f64; self.k];
+        for row in self.rows.chunks_exact(self.k.max(1)) {
+            for (s, &x) in sums.iter_mut().zip(row) {
+                if x.is_finite() {
+                    *s += f64::from(x) * f64::from(x);
+                }
+            }
+        }
+        let r = self.count().max(1) as f64;
+        sums.iter().map(|&x| (x / r) as f32).collect()
+    }
+
+    /// The second moment `H = XᵀX` (row-major `k × k`, f64; non-finite values count as 0),
+    /// GPTQ's Hessian of the squared output error `‖(W − Ŵ)ᵀX‖²` up to a factor 2. Its
+    /// `k²` values are the memory GPTQ needs per layer, made only when that layer is
+    /// quantized.
+    pub fn hessian(&self) -> Vec<f64> {
+        let k = self.k;
+        let mut h = vec![0.0f64; k * k];
+        let mut x = vec![0.0f64; k];
+        for row in self.rows.chunks_exact(k.max(1)) {
+            for (d, &v) in x.iter_mut().zip(row) {
+                *d = if v.is_finite() { f64::from(v) } else { 0.0 };
+            }
+            for (a, &xa) in x.iter().enumerate() {
+                if xa == 0.0 {
+                    continue;
+                }
+                for (hb, &xb) in h[a * k..a * k + a + 1].iter_mut().zip(&x) {
+                    *hb += xa * xb;
+                }
+            }
+        }
+        for a in 0..k {
+            for b in 0..a {
+                h[b * k + a] = h[a * k + b];
+            }
+        }
+        h
+    }
+}
+
+/// Per `Linear` node name (weights constant, not kept float), every input row it sees over
+/// every step of the float graph's greedy decoding of `prompts` (`n` tokens each; a stateful
+/// decoder), prompt steps included. Memory: the rows of every layer, `steps × Σ k` f32.
+/// Deterministic: the evaluator, prompts in order.
+pub fn layer_inputs(
+    graph: &Graph,
+    q: &QuantOptions,
+    prompts: &[crate::quantize::Prompt],
+    n: usize,
+) -> Result<BTreeMap<String, LayerInputs>> {
     let mut layers: Vec<(String, crate::ir::ValueId, usize)> = Vec::new();
     for id in graph.node_ids() {
         let node = graph.node(id);
@@ -106,33 +182,28 @@ pub fn activation_moments(
         }
     }
     let probes: Vec<_> = layers.iter().map(|l| l.1).collect();
-    let mut sums: Vec<Vec<f64>> = layers.iter().map(|l| vec![0.0; l.2]).collect();
-    let mut rows = vec![0usize; layers.len()];
+    let mut seen: Vec<LayerInputs> = layers
+        .iter()
+        .map(|l| LayerInputs {
+            k: l.2,
+            rows: Vec::new(),
+        })
+        .collect();
     for p in prompts {
         crate::quantize::greedy_decode_probed(graph, &p.ids, n, &probes, &mut |outs| {
             for (i, t) in outs.iter().enumerate() {
                 let crate::ir::Data::F32(v) = &t.data else {
                     continue;
                 };
-                let k = sums[i].len();
-                for row in v.chunks_exact(k) {
-                    for (s, &x) in sums[i].iter_mut().zip(row) {
-                        if x.is_finite() {
-                            *s += f64::from(x) * f64::from(x);
-                        }
-                    }
-                    rows[i] += 1;
-                }
+                let k = seen[i].k.max(1);
+                seen[i].rows.extend_from_slice(&v[..v.len() / k * k]);
             }
         })?;
     }
     Ok(layers
         .into_iter()
-        .zip(sums.into_iter().zip(rows))
-        .map(|((name, _, _), (s, r))| {
-            let r = r.max(1) as f64;
-            (name, s.iter().map(|&x| (x / r) as f32).collect())
-        })
+        .zip(seen)
+        .map(|((name, _, _), x)| (name, x))
         .collect())
 }
 

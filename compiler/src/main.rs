@@ -284,6 +284,10 @@ struct ModelArgs {
     /// channels' mean square activation.
     #[arg(long, value_name = "FILE")]
     calibration_prompts: Option<PathBuf>,
+    /// int4: how each Linear's levels are chosen: `search` (each group on its own, the
+    /// scale/zero-point search) or `gptq` (GPTQ on the --calibration-prompts activations).
+    #[arg(long, value_name = "METHOD", requires = "calibration_prompts")]
+    int4_method: Option<String>,
 }
 
 fn parse_dim(s: &str) -> std::result::Result<(String, usize), String> {
@@ -438,6 +442,15 @@ impl ModelArgs {
             ));
         }
         q.calibration_prompts = self.calibration_prompts.clone();
+        q.int4_method = match self.int4_method.as_deref() {
+            None | Some("search") => slm_aot::quantize::Int4Method::Search,
+            Some("gptq") => slm_aot::quantize::Int4Method::Gptq,
+            Some(m) => {
+                return Err(Error::Usage(format!(
+                    "--int4-method `{m}`: use search or gptq"
+                )));
+            }
+        };
         Ok(Some(q))
     }
 }

@@ -234,6 +234,28 @@ pub fn optimise(graph: &Graph, target: &TargetProfile, verify_each_pass: bool) -
     optimise_quantized(graph.clone(), target, None, verify_each_pass)
 }
 
+/// Run the passes of `list` before `pack_linear_weights` on `g`: the fused float graph the
+/// quantization passes (and calibration) see. Returns the index of the first pass not run.
+fn fuse_for_quantization(
+    g: &mut Graph,
+    list: &[Box<dyn passes::Pass>],
+    verify_each_pass: bool,
+) -> Result<usize> {
+    let at = list
+        .iter()
+        .position(|p| p.name() == "pack_linear_weights")
+        .unwrap_or(list.len());
+    passes::run(g, &list[..at], verify_each_pass)?;
+    Ok(at)
+}
+
+/// The fused float graph a quantized build of `g` for `target` quantizes (and calibrates on):
+/// its `Linear`s carry their f32 weights unpacked.
+pub fn quantization_input(mut g: Graph, target: &TargetProfile) -> Result<Graph> {
+    fuse_for_quantization(&mut g, &passes::pipeline(target), false)?;
+    Ok(g)
+}
+
 /// Optimise a verified graph for a target in place, quantizing it as `quantize` asks: the
 /// quantization pass runs where the float pipeline would pack the `Linear` weights (after
 /// fusion); static int8 first calibrates on the fused float graph.
@@ -251,11 +273,7 @@ pub fn optimise_quantized(
         verify(&g)?;
         return Ok(g);
     };
-    let at = list
-        .iter()
-        .position(|p| p.name() == "pack_linear_weights")
-        .unwrap_or(list.len());
-    passes::run(&mut g, &list[..at], verify_each_pass)?;
+    let at = fuse_for_quantization(&mut g, &list, verify_each_pass)?;
     let tiling = target.quant_tiling();
     let pass: Box<dyn passes::Pass> = match q.mode {
         QuantMode::F16 => Box::new(passes::quantize_f16::QuantizeF16::for_target(
@@ -265,10 +283,10 @@ pub fn optimise_quantized(
         QuantMode::Int4 => Box::new(passes::quantize_int4::QuantizeInt4 {
             tiling,
             options: q.clone(),
-            moments: if q.calibration_ids.is_empty() {
+            calibration: if q.calibration_ids.is_empty() {
                 Default::default()
             } else {
-                crate::calibrate::activation_moments(
+                crate::calibrate::layer_inputs(
                     &g,
                     q,
                     &q.calibration_ids,

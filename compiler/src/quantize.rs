@@ -39,6 +39,17 @@ impl QuantMode {
     }
 }
 
+/// How `--quantize int4` chooses a `Linear`'s levels (`--int4-method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int4Method {
+    /// Each group on its own: the scale/zero-point search of `q4linear::quantize_group`
+    /// (weighted by the calibration inputs' mean squares when there are some).
+    Search,
+    /// GPTQ on the calibration inputs' second moment (`q4linear::pack_weight_gptq`); needs
+    /// `--calibration-prompts`. The tied table's blob (packed for its classifier) too.
+    Gptq,
+}
+
 /// How calibration turns observed activations into a range.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CalibrationMethod {
@@ -85,6 +96,8 @@ pub struct QuantOptions {
     /// The prompts of `calibration_prompts`, as token ids (loaded by the build with its
     /// tokenizer).
     pub calibration_ids: Vec<Prompt>,
+    /// `--int4-method`.
+    pub int4_method: Int4Method,
 }
 
 impl QuantOptions {
@@ -105,6 +118,7 @@ impl QuantOptions {
             profile_default: None,
             calibration_prompts: None,
             calibration_ids: Vec::new(),
+            int4_method: Int4Method::Search,
         }
     }
 
@@ -120,6 +134,9 @@ impl QuantOptions {
         }
         if self.calibration_prompts.is_some() {
             parts.push("--calibration-prompts FILE".into());
+        }
+        if self.int4_method == Int4Method::Gptq {
+            parts.push("--int4-method gptq".into());
         }
         if self.mode == QuantMode::Int8Static {
             parts.push("--calibration DIR".into());

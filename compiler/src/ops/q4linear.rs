@@ -421,11 +421,199 @@ fn pack_weight_threads(
             }
         });
     }
+    pack_levels(&q, &scales, &zps, (k, n, group, nr), (f16, grid))
+}
+
+/// The `Q4Linear` blob of levels (`k × n`), scales and zero points (`groups × n` each).
+fn pack_levels(
+    q: &[u8],
+    scales: &[f32],
+    zps: &[u8],
+    (k, n, group, nr): (usize, usize, usize, usize),
+    (f16, grid): (bool, Q4Grid),
+) -> Vec<u8> {
     let asym = grid == Q4Grid::Asymmetric;
     let mut out = vec![0u8; qgemm::packed_q4_bytes(k, n, group, nr, f16, asym)];
-    let zp = asym.then_some(zps.as_slice());
-    qgemm::pack_q4(&q, &scales, zp, k, n, group, nr, f16, &mut out);
+    let zp = asym.then_some(zps);
+    qgemm::pack_q4(q, scales, zp, k, n, group, nr, f16, &mut out);
     out
+}
+
+/// Dampening of GPTQ's Hessian: this fraction of its mean diagonal is added to the diagonal.
+pub const GPTQ_DAMP: f64 = 0.01;
+
+/// In place, the lower Cholesky factor `L` of the symmetric row-major `k × k` matrix `a`
+/// (`a = L·Lᵀ`; the strict upper triangle is zeroed). `false` when `a` is not positive
+/// definite (then `a` is garbage).
+fn cholesky(a: &mut [f64], k: usize) -> bool {
+    for j in 0..k {
+        let mut d = a[j * k + j];
+        for p in 0..j {
+            d -= a[j * k + p] * a[j * k + p];
+        }
+        if !(d > 0.0 && d.is_finite()) {
+            return false;
+        }
+        let d = d.sqrt();
+        a[j * k + j] = d;
+        for i in j + 1..k {
+            let mut s = a[i * k + j];
+            for p in 0..j {
+                s -= a[i * k + p] * a[j * k + p];
+            }
+            a[i * k + j] = s / d;
+        }
+        for p in j + 1..k {
+            a[j * k + p] = 0.0;
+        }
+    }
+    true
+}
+
+/// GPTQ's factor of the dampened Hessian `hessian` (`k × k`, `XᵀX` of the layer's
+/// calibration inputs): the upper-triangular `U` with `(H + λI)⁻¹ = Uᵀ·U` (row-major),
+/// `λ` = [`GPTQ_DAMP`] × the mean diagonal. Channels never active (zero diagonal) get a
+/// diagonal of 1 first. The dampening grows tenfold while the matrix is not positive
+/// definite (rounding); `None` after five tries.
+pub fn gptq_factor(hessian: &[f64], k: usize) -> Option<Vec<f64>> {
+    let mut base = hessian.to_vec();
+    for p in 0..k {
+        if base[p * k + p] <= 0.0 {
+            base[p * k + p] = 1.0;
+        }
+    }
+    let mean = (0..k).map(|p| base[p * k + p]).sum::<f64>() / k.max(1) as f64;
+    let mut damp = GPTQ_DAMP * mean;
+    for _ in 0..5 {
+        let mut l = base.clone();
+        for p in 0..k {
+            l[p * k + p] += damp;
+        }
+        if cholesky(&mut l, k) {
+            // M = L⁻¹ (lower), by forward substitution column by column.
+            let mut m = vec![0.0f64; k * k];
+            for c in 0..k {
+                m[c * k + c] = 1.0 / l[c * k + c];
+                for i in c + 1..k {
+                    let s: f64 = (c..i).map(|p| l[i * k + p] * m[p * k + c]).sum();
+                    m[i * k + c] = -s / l[i * k + i];
+                }
+            }
+            // H⁻¹ = Mᵀ·M.
+            let mut inv = vec![0.0f64; k * k];
+            for a in 0..k {
+                for b in 0..=a {
+                    let s: f64 = (a..k).map(|p| m[p * k + a] * m[p * k + b]).sum();
+                    inv[a * k + b] = s;
+                    inv[b * k + a] = s;
+                }
+            }
+            if cholesky(&mut inv, k) {
+                // U = Lᵀ of H⁻¹ = L·Lᵀ.
+                let mut u = vec![0.0f64; k * k];
+                for a in 0..k {
+                    for b in 0..=a {
+                        u[b * k + a] = inv[a * k + b];
+                    }
+                }
+                return Some(u);
+            }
+        }
+        damp *= 10.0;
+    }
+    None
+}
+
+/// GPTQ (Frantar et al., 2022) for a row-major `f32[k, n]` weight whose input rows have the
+/// second moment `hessian` (`k × k`, `calibrate::LayerInputs::hessian`), packed as
+/// [`pack_weight`] packs (same blob layout). The rows of k (input channels) are quantized
+/// in order; each row's rounding error, divided by `U[p][p]` ([`gptq_factor`]), is fed into
+/// the rows not yet quantized through `U[p][p+1..]`, so that they compensate it on the
+/// calibration inputs. A group's scale and zero point are chosen when its first row is
+/// reached, by [`quantize_group_weighted`]'s search on the error-updated weights weighed by
+/// the Hessian's diagonal. Output columns are independent: they are spread over the cores,
+/// and the bytes do not depend on how many there are. `None` when the Hessian cannot be
+/// factored (see [`gptq_factor`]).
+#[allow(clippy::too_many_arguments)]
+pub fn pack_weight_gptq(
+    w: &[f32],
+    k: usize,
+    n: usize,
+    group: usize,
+    nr: usize,
+    f16: bool,
+    grid: Q4Grid,
+    hessian: &[f64],
+) -> Option<Vec<u8>> {
+    let u = gptq_factor(hessian, k)?;
+    let diag: Vec<f32> = (0..k).map(|p| hessian[p * k + p] as f32).collect();
+    let groups = k.div_ceil(group);
+    // Per column: its levels (k), scales and zero points (groups each).
+    let column = |j: usize, scratch: &mut GroupScratch| -> (Vec<u8>, Vec<f32>, Vec<u8>) {
+        let mut c: Vec<f64> = (0..k).map(|p| f64::from(w[p * n + j])).collect();
+        let (mut q, mut s, mut z) = (vec![0u8; k], vec![0.0f32; groups], vec![8u8; groups]);
+        let mut out = Vec::new();
+        for gi in 0..groups {
+            let rows = gi * group..k.min((gi + 1) * group);
+            let vals: Vec<f32> = c[rows.clone()].iter().map(|&x| x as f32).collect();
+            out.resize(rows.len(), 0);
+            let h = Some(&diag[rows.clone()]);
+            let (scale, zp, _) = search_group(&vals, h, f16, grid, scratch, &mut out);
+            (s[gi], z[gi]) = (scale, zp);
+            for p in rows {
+                let l = level(c[p] as f32, scale, zp);
+                q[p] = l;
+                let dq = (f64::from(l) - f64::from(zp)) * f64::from(scale);
+                let err = (c[p] - dq) / u[p * k + p];
+                for (x, &up) in c[p + 1..].iter_mut().zip(&u[p * k + p + 1..(p + 1) * k]) {
+                    *x -= err * up;
+                }
+            }
+        }
+        (q, s, z)
+    };
+    let threads = default_threads().min(n).max(1);
+    let per = n.div_ceil(threads).max(1);
+    let results: Vec<(Vec<u8>, Vec<f32>, Vec<u8>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|first| {
+                let column = &column;
+                scope.spawn(move || {
+                    let mut scratch = GroupScratch::default();
+                    (first..n.min(first + per))
+                        .map(|j| column(j, &mut scratch))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    if results.len() != n {
+        return None;
+    }
+    let mut q = vec![0u8; k * n];
+    let mut scales = vec![0.0f32; groups * n];
+    let mut zps = vec![8u8; groups * n];
+    for (j, (cq, cs, cz)) in results.into_iter().enumerate() {
+        for p in 0..k {
+            q[p * n + j] = cq[p];
+        }
+        for gi in 0..groups {
+            scales[gi * n + j] = cs[gi];
+            zps[gi * n + j] = cz[gi];
+        }
+    }
+    Some(pack_levels(
+        &q,
+        &scales,
+        &zps,
+        (k, n, group, nr),
+        (f16, grid),
+    ))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Quantize every float `Linear` to a weight-only `Q4Linear` (4 bits per group of `group`
 //! rows of k and output column, f16 or f32 scales and a zero point per group, each group's
-//! range searched for the least squared error by `q4linear::quantize_group`, dequantized
-//! inside the kernel) and every
+//! range searched for the least squared error by `q4linear::quantize_group`, or with
+//! `--int4-method gptq` and calibration inputs by GPTQ, `q4linear::pack_weight_gptq`;
+//! dequantized inside the kernel) and every
 //! embedding `Gather` on a constant table to a `QGather` with 4 bits per (row, group of
 //! columns); tables of fewer than [`MIN_INT4_TABLE_COLS`] columns (rotary position tables:
 //! small and precision-critical) get int8 rows instead. Layers whose node name matches a
@@ -28,7 +29,7 @@ use crate::ops::Op;
 use crate::ops::q4linear::{self, Q4Linear};
 use crate::ops::qgather::{self, QGather};
 use crate::ops::qlinear::{self, ActQuant, QLinear};
-use crate::quantize::QuantOptions;
+use crate::quantize::{Int4Method, QuantOptions};
 use crate::target::QuantTiling;
 
 /// Narrower tables are stored as int8 rows.
@@ -37,10 +38,11 @@ pub const MIN_INT4_TABLE_COLS: usize = 16;
 pub struct QuantizeInt4 {
     pub tiling: QuantTiling,
     pub options: QuantOptions,
-    /// Per `Linear` node name, its input channels' activation mean squares
-    /// (`calibrate::activation_moments`, `--calibration-prompts`): the weights of each
-    /// group's error. Empty: plain squared error.
-    pub moments: std::collections::BTreeMap<String, Vec<f32>>,
+    /// Per `Linear` node name, its calibration input rows (`calibrate::layer_inputs`,
+    /// `--calibration-prompts`): with `Int4Method::Search` their channels' mean squares weigh
+    /// each group's error; with `Int4Method::Gptq` their second moment is GPTQ's Hessian
+    /// (made for one layer at a time). Empty: plain squared error.
+    pub calibration: std::collections::BTreeMap<String, crate::calibrate::LayerInputs>,
 }
 
 /// Embedding `Gather`s with tables of at least `min_cols` columns whose table is exactly
@@ -103,14 +105,26 @@ impl Pass for QuantizeInt4 {
             .topo_order()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let ties = tied_tables(graph, &order, &self.options, MIN_INT4_TABLE_COLS);
-        // A weight's moments, from the first `Linear` reading it that has some (a tied
-        // table's blob is packed once, for its classifier).
-        let moments_of = |graph: &Graph, w: ValueId| -> Option<Vec<f32>> {
+        // A weight's calibration inputs, from the first `Linear` reading it that has some (a
+        // tied table's blob is packed once, for its classifier).
+        let inputs_of = |graph: &Graph, w: ValueId| {
             order.iter().find_map(|&l| {
                 let node = graph.node(l);
                 (float_linear(graph, l).is_some() && node.inputs[1] == w)
-                    .then(|| self.moments.get(&node.name).cloned())
+                    .then(|| self.calibration.get(&node.name))
                     .flatten()
+            })
+        };
+        let gptq = self.options.int4_method == Int4Method::Gptq;
+        // The int4 blob of a weight `d: f32[k, n]` whose inputs are `x`.
+        let pack = |x: Option<&crate::calibrate::LayerInputs>, d: &[f32], k: usize, n: usize| {
+            let nr = self.tiling.q4_nr;
+            let by_gptq = x.filter(|_| gptq).and_then(|x| {
+                q4linear::pack_weight_gptq(d, k, n, group, nr, f16, grid, &x.hessian())
+            });
+            by_gptq.unwrap_or_else(|| {
+                let h = x.map(|x| x.moments());
+                q4linear::pack_weight(d, k, n, group, nr, f16, grid, h.as_deref())
             })
         };
         // Weights of the Linears `--int8` names, and of those tied to a table it names.
@@ -157,9 +171,9 @@ impl Pass for QuantizeInt4 {
                         tied_nr: Some(nr),
                     };
                     let ids = node.inputs[1];
-                    let h = moments_of(graph, w);
+                    let x = inputs_of(graph, w);
                     let blob = packed.get_or_pack(graph, w, &format!("q4g{group}"), |d| {
-                        q4linear::pack_weight(d, cols, rows, group, nr, f16, grid, h.as_deref())
+                        pack(x, d, cols, rows)
                     })?;
                     replace_node(graph, id, Op::QGather(op), vec![blob, ids], &[])?;
                     changed = true;
@@ -227,10 +241,9 @@ impl Pass for QuantizeInt4 {
             };
             let mut inputs = node.inputs.clone();
             let (k, n) = (l.k, l.n);
-            let h = moments_of(graph, w);
-            inputs[1] = packed.get_or_pack(graph, w, &format!("q4g{group}"), |d| {
-                q4linear::pack_weight(d, k, n, group, nr, f16, grid, h.as_deref())
-            })?;
+            let x = inputs_of(graph, w);
+            inputs[1] =
+                packed.get_or_pack(graph, w, &format!("q4g{group}"), |d| pack(x, d, k, n))?;
             replace_node(graph, id, Op::Q4Linear(op), inputs, &[])?;
             changed = true;
         }
@@ -258,7 +271,7 @@ pub(crate) mod tests {
         let pass = QuantizeInt4 {
             tiling,
             options,
-            moments: Default::default(),
+            calibration: Default::default(),
         };
         assert!(pass.run(&mut g).unwrap());
         crate::passes::eliminate_dead_nodes::EliminateDeadNodes
@@ -288,7 +301,7 @@ pub(crate) mod tests {
         let pass = QuantizeInt4 {
             tiling,
             options,
-            moments: Default::default(),
+            calibration: Default::default(),
         };
         assert!(pass.run(&mut g).unwrap());
         crate::passes::eliminate_dead_nodes::EliminateDeadNodes
@@ -373,7 +386,7 @@ pub(crate) mod tests {
         let pass = QuantizeInt4 {
             tiling,
             options: QuantOptions::new(QuantMode::Int4),
-            moments: Default::default(),
+            calibration: Default::default(),
         };
         assert!(pass.run(&mut g).unwrap());
         crate::passes::eliminate_dead_nodes::EliminateDeadNodes
