@@ -1,7 +1,8 @@
 //! Greedy-token agreement of quantized decoders with the float model (`--validate-prompts`):
 //! the evaluator's greedy decoding of the float stories260K reproduces llama2.c's reference
-//! ids, an int8 build keeps the first 32 from BOS, and the build report of an int4 build says,
-//! for every shipped prompt, where its tokens first differ from the float build's.
+//! ids, an int8 build keeps the first 32 from BOS, and the build report of an int4 build (per
+//! group search or GPTQ) says, for every shipped prompt, where its tokens first differ from
+//! the float build's.
 mod common;
 
 use slm_aot::frontend::ImportOptions;
@@ -260,4 +261,88 @@ fn min_agreement_fails_the_build_naming_the_prompts_below_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `--int4-method gptq` calibrated on `calibration.txt` (disjoint from the validation
+/// prompts): the report gives each shipped prompt's agreement, and `--min-agreement` one above
+/// the worst of them fails the build naming exactly the prompts below it (or, all 24 kept,
+/// `--min-agreement 24` passes).
+#[test]
+fn a_gptq_build_reports_its_agreement_and_min_agreement_enforces_it() {
+    let repo = common::repo();
+    let prompts = repo.join("models/stories260K/prompts.txt");
+    let build = |min: Option<usize>, out: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_slm-aot"));
+        cmd.arg("build").arg(repo.join(MODEL)).args([
+            "--target",
+            "x86",
+            "--max-context",
+            "256",
+            "--quantize",
+            "int4",
+            "--group-size",
+            "32",
+            "--int4-method",
+            "gptq",
+            "--validate-tokens",
+            "24",
+        ]);
+        cmd.arg("--calibration-prompts")
+            .arg(repo.join("models/stories260K/calibration.txt"))
+            .arg("--tokenizer")
+            .arg(repo.join("models/stories260K/tok512.bin"))
+            .arg("--validate-prompts")
+            .arg(&prompts);
+        if let Some(n) = min {
+            cmd.args(["--min-agreement", &n.to_string()]);
+        }
+        cmd.arg("-o")
+            .arg(common::scratch(out))
+            .output()
+            .expect("run slm-aot")
+    };
+    let out = build(None, "quant_greedy/gptq");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("--int4-method gptq"), "{stdout}");
+    let section = stdout
+        .split("greedy tokens vs float (--validate-prompts, 24 generated per prompt):\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no greedy section in\n{stdout}"));
+    // (prompt label, leading tokens kept) per report line.
+    let kept: Vec<(String, usize)> = section
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| {
+            let label = l
+                .trim_start()
+                .split("  ")
+                .next()
+                .unwrap()
+                .trim()
+                .to_string();
+            let n = if l.ends_with("all 24 identical") {
+                24
+            } else {
+                let (_, v) = l.split_once("first ").expect(l);
+                v.split_whitespace().next().unwrap().parse().expect(l)
+            };
+            (label, n)
+        })
+        .collect();
+    assert_eq!(kept.len(), 5, "{section}");
+    let worst = kept.iter().map(|k| k.1).min().unwrap();
+    // All 24 everywhere: `--min-agreement 24` passes.
+    let out = build(Some((worst + 1).min(24)), "quant_greedy/gptq-min");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.success(), worst == 24, "{stderr}");
+    for (label, n) in &kept {
+        // The report quotes the label, the error names it in backquotes.
+        let named = format!("`{}` keeps {n}", label.trim_matches('"'));
+        assert_eq!(stderr.contains(&named), *n <= worst, "{named}: {stderr}");
+    }
 }
