@@ -75,6 +75,10 @@ fn gptq_lowers_every_layers_output_error_on_the_calibration_activations() {
     let q = QuantOptions::new(QuantMode::Int4);
     let inputs = slm_aot::calibrate::layer_inputs(&fused, &q, &calibration_prompts(), 32).unwrap();
     let (mut layers, mut sums) = (0, [0.0f64; 3]);
+    eprintln!(
+        "{} calibration rows per layer",
+        inputs.values().next().map_or(0, LayerInputs::count)
+    );
     for id in fused.node_ids() {
         let node = fused.node(id);
         let Op::Linear(l) = &node.op else { continue };
