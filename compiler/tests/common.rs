@@ -226,3 +226,34 @@ pub fn expect_build_error(model: &Path, extra: &[&str], expected: &[&str]) {
         );
     }
 }
+
+/// Every step's logits row (`vocab` wide) of the stateful decoder `graph` fed `ids` (teacher
+/// forcing, on the evaluator).
+pub fn teacher_forced_logits(
+    graph: &slm_aot::ir::Graph,
+    ids: &[u32],
+    vocab: usize,
+) -> Vec<Vec<f32>> {
+    let out = graph.outputs[0];
+    let mut rows = Vec::new();
+    slm_aot::quantize::greedy_decode_probed(graph, ids, 1, &[out], &mut |t| {
+        if let slm_aot::ir::Data::F32(v) = &t[0].data {
+            rows.push(v[v.len() - vocab..].to_vec());
+        }
+    })
+    .expect("decode");
+    rows.truncate(ids.len());
+    rows
+}
+
+/// `Σ (float - quantized)² / Σ float²` over all rows.
+pub fn relative_error(float: &[Vec<f32>], quantized: &[Vec<f32>]) -> f64 {
+    let (mut err, mut norm) = (0.0, 0.0);
+    for (f, q) in float.iter().zip(quantized) {
+        for (a, b) in f.iter().zip(q) {
+            err += f64::from(a - b).powi(2);
+            norm += f64::from(*a).powi(2);
+        }
+    }
+    err / norm
+}

@@ -3,7 +3,7 @@
 mod common;
 
 use slm_aot::frontend::ImportOptions;
-use slm_aot::ir::{Data, Graph};
+use slm_aot::ir::Graph;
 use slm_aot::quantize::{QuantMode, QuantOptions};
 use slm_aot::target::TargetProfile;
 
@@ -15,32 +15,6 @@ fn stateful_graph() -> Graph {
         ..ImportOptions::default()
     };
     slm_aot::pipeline::import(&common::repo().join(MODEL), &options).expect("import")
-}
-
-/// Every step's logits row of `graph` fed `ids` (teacher forcing).
-fn logits(graph: &Graph, ids: &[u32]) -> Vec<Vec<f32>> {
-    let out = graph.outputs[0];
-    let mut rows = Vec::new();
-    slm_aot::quantize::greedy_decode_probed(graph, ids, 1, &[out], &mut |t| {
-        if let Data::F32(v) = &t[0].data {
-            rows.push(v[v.len() - 512..].to_vec());
-        }
-    })
-    .unwrap();
-    rows.truncate(ids.len());
-    rows
-}
-
-/// `Σ (float - quantized)² / Σ float²` over all rows.
-fn relative_error(float: &[Vec<f32>], quantized: &[Vec<f32>]) -> f64 {
-    let (mut err, mut norm) = (0.0, 0.0);
-    for (f, q) in float.iter().zip(quantized) {
-        for (a, b) in f.iter().zip(q) {
-            err += f64::from(a - b).powi(2);
-            norm += f64::from(*a).powi(2);
-        }
-    }
-    err / norm
 }
 
 /// Calibrated on the first two shipped prompts, the int4 build's teacher-forced logits on the
@@ -77,10 +51,10 @@ fn activation_weighted_int4_lowers_the_held_out_logit_error() {
         let mut ids = p.ids.clone();
         ids.extend(slm_aot::quantize::greedy_decode(&float, &p.ids, 32).unwrap());
         ids.pop();
-        let f = logits(&float, &ids);
+        let f = common::teacher_forced_logits(&float, &ids, 512);
         let (a, b) = (
-            relative_error(&f, &logits(&qp, &ids)),
-            relative_error(&f, &logits(&qc, &ids)),
+            common::relative_error(&f, &common::teacher_forced_logits(&qp, &ids, 512)),
+            common::relative_error(&f, &common::teacher_forced_logits(&qc, &ids, 512)),
         );
         eprintln!(
             "{:?}: relative logit error {a:.5} plain, {b:.5} calibrated",

@@ -145,32 +145,6 @@ fn gptq_builds_are_deterministic() {
     assert!(a != s, "GPTQ changed no weight");
 }
 
-/// Every step's logits row of `graph` fed `ids` (teacher forcing).
-fn logits(graph: &Graph, ids: &[u32]) -> Vec<Vec<f32>> {
-    let out = graph.outputs[0];
-    let mut rows = Vec::new();
-    slm_aot::quantize::greedy_decode_probed(graph, ids, 1, &[out], &mut |t| {
-        if let Data::F32(v) = &t[0].data {
-            rows.push(v[v.len() - 512..].to_vec());
-        }
-    })
-    .unwrap();
-    rows.truncate(ids.len());
-    rows
-}
-
-/// `Σ (float - quantized)² / Σ float²` over all rows.
-fn relative_error(float: &[Vec<f32>], quantized: &[Vec<f32>]) -> f64 {
-    let (mut err, mut norm) = (0.0, 0.0);
-    for (f, q) in float.iter().zip(quantized) {
-        for (a, b) in f.iter().zip(q) {
-            err += f64::from(a - b).powi(2);
-            norm += f64::from(*a).powi(2);
-        }
-    }
-    err / norm
-}
-
 /// Calibrated on `calibration.txt`, on the five validation prompts of `prompts.txt` (held
 /// out; each followed by the float model's 32 greedy tokens, teacher-forced) GPTQ's logits
 /// are closer to the float model's than the weighted search's and the plain search's, summed
@@ -199,8 +173,10 @@ fn gptq_lowers_the_held_out_logit_error() {
         let mut ids = p.ids.clone();
         ids.extend(slm_aot::quantize::greedy_decode(&float, &p.ids, 32).unwrap());
         ids.pop();
-        let f = logits(&float, &ids);
-        let e = [0, 1, 2].map(|i| relative_error(&f, &logits(&graphs[i], &ids)));
+        let f = common::teacher_forced_logits(&float, &ids, 512);
+        let e = [0, 1, 2].map(|i| {
+            common::relative_error(&f, &common::teacher_forced_logits(&graphs[i], &ids, 512))
+        });
         eprintln!(
             "{:<32} relative logit error: plain {:.5}  search {:.5}  gptq {:.5}",
             format!("{:?}", p.label),
