@@ -114,7 +114,7 @@ pub unsafe fn qgemm_residual(
     }
 }
 
-/// `Σ_p a[p]` (`a.len()` a multiple of 4).
+/// `Σ_p a[p]` (`a.len()` a multiple of 4), exact.
 ///
 /// # Safety
 /// AVX-512F/BW/VNNI.
@@ -123,17 +123,31 @@ pub unsafe fn qgemm_residual(
 // SAFETY: an unsafe fn: its callers uphold the `# Safety` contract above.
 unsafe fn row_sum(a: &[i8]) -> i32 {
     let ones = _mm512_set1_epi8(1);
-    let mut acc = _mm512_setzero_si512();
+    // Four independent sums, so the loop runs at the product's throughput, not its latency.
+    let mut acc = [_mm512_setzero_si512(); 4];
     let mut p = 0;
+    while p + 256 <= a.len() {
+        for (j, s) in acc.iter_mut().enumerate() {
+            // SAFETY: bytes `p..p+256` of `a` exist (loop condition).
+            let x = unsafe { _mm512_loadu_si512(a.as_ptr().add(p + 64 * j).cast()) };
+            *s = _mm512_dpbusd_epi32(*s, ones, x);
+        }
+        p += 256;
+    }
+    let mut j = 0;
     while p < a.len() {
         let left = a.len() - p;
         let mask = if left >= 64 { !0 } else { (1u64 << left) - 1 };
         // SAFETY: the mask covers bytes `p..p+left` of `a` only.
         let x = unsafe { _mm512_maskz_loadu_epi8(mask, a.as_ptr().add(p)) };
-        acc = _mm512_dpbusd_epi32(acc, ones, x);
-        p += 64;
+        acc[j] = _mm512_dpbusd_epi32(acc[j], ones, x);
+        (p, j) = (p + 64, j + 1);
     }
-    _mm512_reduce_add_epi32(acc)
+    let sum = _mm512_add_epi32(
+        _mm512_add_epi32(acc[0], acc[1]),
+        _mm512_add_epi32(acc[2], acc[3]),
+    );
+    _mm512_reduce_add_epi32(sum)
 }
 
 /// One register tile: rows `row0..` (`a`, with `128·Σ a` per row in `fix`) × panel `panel`,
