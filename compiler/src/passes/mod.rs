@@ -44,7 +44,6 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(fold_constants::FoldConstants),
         Box::new(transpose_unit_axes::TransposeUnitAxes),
         Box::new(simplify_reshapes::SimplifyReshapes),
-        Box::new(simplify_broadcasts::SimplifyBroadcasts),
         Box::new(eliminate_dead_nodes::EliminateDeadNodes),
         Box::new(fuse_attention::FuseAttention {
             tiling: target.gemm_tiling(),
@@ -65,6 +64,9 @@ pub fn pipeline(target: &TargetProfile) -> Vec<Box<dyn Pass>> {
         Box::new(merge_linears::MergeLinears),
         Box::new(fuse_residual::FuseResidual),
         Box::new(fuse_layer_norm_rows::FuseLayerNormRows),
+        // After every fusion that matches a pattern with its broadcasts as written (the
+        // attention mask is expanded over heads on purpose).
+        Box::new(simplify_broadcasts::SimplifyBroadcasts),
         // After every pass that matches elementwise ops into a bigger op (the GEMM
         // epilogues, SwiGLU, residual adds): only what they left is fused into loops.
         Box::new(fuse_elementwise::FuseElementwise),
