@@ -136,3 +136,52 @@ fn unsupported_qattention_attributes_are_typed_errors() {
         );
     }
 }
+
+/// The node of type `op_type` in a fixture, renamed so the error can be checked to name it.
+fn node_of<'a>(m: &'a mut ModelProto, op_type: &str, name: &str) -> &'a mut NodeProto {
+    let node = m
+        .graph
+        .as_mut()
+        .and_then(|g| g.node.iter_mut().find(|n| n.op_type == op_type))
+        .unwrap_or_else(|| panic!("a {op_type} node"));
+    node.name = name.into();
+    node
+}
+
+#[test]
+fn unsupported_qoperator_pool_and_where_forms_are_typed_errors() {
+    let mut m = load("contrib_qoperator_pool_where");
+    node_of(&mut m, "QLinearAveragePool", "pool0")
+        .attribute
+        .push(int_attr("channels_last", 1));
+    let p = write("qlinear_average_pool_nhwc.onnx", &m);
+    common::expect_build_error(
+        &p,
+        &[],
+        &[
+            "unsupported: node `pool0` (com.microsoft.QLinearAveragePool, opset 1)",
+            "`channels_last`=1",
+        ],
+    );
+
+    // A per-channel output scale: ORT's QLinearWhere takes one scale per tensor.
+    let mut m = load("contrib_qoperator_pool_where");
+    let scales = onnx_protobuf::TensorProto {
+        name: "z_scale_per_channel".into(),
+        dims: vec![8, 1, 1],
+        data_type: onnx_protobuf::tensor_proto::DataType::FLOAT as i32,
+        float_data: vec![0.05; 8],
+        ..Default::default()
+    };
+    m.graph.as_mut().expect("graph").initializer.push(scales);
+    node_of(&mut m, "QLinearWhere", "where0").input[7] = "z_scale_per_channel".into();
+    let p = write("qlinear_where_per_channel.onnx", &m);
+    common::expect_build_error(
+        &p,
+        &[],
+        &[
+            "unsupported: node `where0` (com.microsoft.QLinearWhere, opset 1)",
+            "8 values of output scale (only per-tensor quantization)",
+        ],
+    );
+}

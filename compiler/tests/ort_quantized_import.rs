@@ -131,3 +131,33 @@ fn qoperator_cnn_keeps_convolutions_and_gemm_integer() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn qoperator_pool_where_and_transposed_qgemm_stay_integer() {
+    let fx = fixture("contrib_qoperator_pool_where");
+    let built = pipeline::compile(&fx.build_options()).expect("build");
+    let g = &built.graph;
+    let (mut qconv, mut qlinear, mut other) = (0, 0, Vec::new());
+    for id in g.node_ids() {
+        let node = g.node(id);
+        match &node.op {
+            Op::QConv(_) => qconv += 1,
+            Op::QLinear(_) => qlinear += 1,
+            Op::Conv(_) | Op::Linear(_) | Op::MatMul(_) | Op::PermutedMatMul(_) => {
+                other.push(node.name.clone())
+            }
+            _ => {}
+        }
+    }
+    // The 3x3 and 1x1 convolutions; the QGemm with transA=1, alpha=0.5 → QLinear.
+    assert_eq!((qconv, qlinear), (2, 1), "float layers {other:?}");
+    assert!(other.is_empty(), "float layers {other:?}");
+    // Only the graph's own QuantizeLinear/DequantizeLinear around the float Reshape remain.
+    let notes = &built.source.float_notes;
+    assert!(
+        notes
+            .iter()
+            .all(|(n, _)| n.ends_with("QuantizeLinear/DequantizeLinear nodes")),
+        "{notes:?}"
+    );
+}

@@ -165,6 +165,8 @@ def main():
     ort_optimized_bert()
     ort_quantized_bert()
     qoperator_cnn()
+    qoperator_pool_where()
+    qgemm_forms()
 
 
 def bert_fusions(rng):
@@ -476,5 +478,110 @@ def optimized_bert():
     return model, dict(zip(names, (ids, mask, types))), {"batch": batch, "sequence": seq}, fused
 
 
+def qoperator_pool_where():
+    """contrib_qoperator_pool_where: `quantize_static` (QOperator, ForceQuantizeNoInputCheck so
+    Where is quantized) on a net whose AveragePool (stride 2, padded, ceil_mode),
+    Where (a bool input choosing between two quantized branches) and classifier Gemm with
+    transA=1 and alpha=0.5 become QLinearAveragePool, QLinearWhere and QGemm.
+
+    Tolerance: as contrib_qoperator_cnn (ORT's table/fixed-point kernels against our float
+    dequantize → op → quantize; one output step of the final QGemm, scale ≈ range/255)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(31)
+    F = TensorProto.FLOAT
+    w = lambda name, shape, scale: numpy_helper.from_array(  # noqa: E731
+        (rng.standard_normal(shape) * scale).astype(np.float32), name)
+    inits = [w("c1.w", (8, 3, 3, 3), 0.3), w("c1.b", (8,), 0.1), w("c2.w", (8, 8, 1, 1), 0.4),
+             w("c2.b", (8,), 0.1), w("fc.w", (8, 4), 0.5), w("fc.b", (4,), 0.1),
+             numpy_helper.from_array(np.array([8, 9], np.int64), "shape")]
+    nodes = [
+        helper.make_node("Conv", ["x", "c1.w", "c1.b"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["c1"], ["pool"], kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 0, 0], ceil_mode=1),
+        helper.make_node("Conv", ["pool", "c2.w", "c2.b"], ["c2"], kernel_shape=[1, 1]),
+        helper.make_node("Where", ["cond", "pool", "c2"], ["sel"]),
+        helper.make_node("Reshape", ["sel", "shape"], ["rows"]),
+        helper.make_node("Gemm", ["rows", "fc.w", "fc.b"], ["y"], transA=1, alpha=0.5),
+    ]
+    # x [1, 3, 6, 6] → pool [1, 8, 3, 3] (ceil) → rows [8, 9] → y = 0.5 · rowsᵀ · fc.w + fc.b.
+    graph = helper.make_graph(nodes, "qoperator_pool_where",
+                              [vi("x", F, [1, 3, 6, 6]), vi("cond", TensorProto.BOOL, [1, 8, 3, 3])],
+                              [vi("y", F, [9, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="make_contrib.py")
+    model.ir_version = 8
+
+    def feed(r):
+        return {"x": r.standard_normal((1, 3, 6, 6)).astype(np.float32),
+                "cond": r.random((1, 8, 3, 3)) < 0.5}
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            r = np.random.default_rng(32)
+            self.it = iter([feed(r) for _ in range(8)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "net.onnx"), os.path.join(tmp, "net_q.onnx")
+        onnx.save(model, src)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QOperator, per_channel=False,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        extra_options={"ForceQuantizeNoInputCheck": True})
+        q = onnx.load(dst)
+    ms = sorted({n.op_type for n in q.graph.node if n.domain == MS})
+    assert {"QLinearAveragePool", "QLinearWhere", "QGemm"} <= set(ms), ms
+    gemm = next(n for n in q.graph.node if n.op_type == "QGemm")
+    attrs = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+    assert attrs.get("transA") == 1 and attrs.get("alpha") == 0.5, attrs
+    write_fixture("contrib_qoperator_pool_where", q, feed(np.random.default_rng(33)),
+                  f"quantize_static (QOperator): QLinearConv, {', '.join(ms)} "
+                  f"(AveragePool stride 2 ceil_mode, Where on a bool input, Gemm transA=1 alpha=0.5)",
+                  "onnx.helper + onnxruntime.quantization.quantize_static", 0.02)
+
+
+def qgemm_forms():
+    """contrib_qgemm_trans_a_alpha: hand-written QGemm nodes with transA=1 and alpha ≠ 1: a
+    uint8 activation A [K, M] against a constant int8 B with int32 bias, requantized to uint8;
+    and a constant uint8 A [K, M] (folded at build time) against an int8 activation B
+    [K, N] with float output."""
+    rng = np.random.default_rng(41)
+    k, m, n = 16, 5, 6
+    a = rng.integers(0, 256, size=(k, m)).astype(np.uint8)
+    b = rng.integers(-127, 128, size=(k, n)).astype(np.int8)
+    bias = rng.integers(-2000, 2000, size=(n,)).astype(np.int32)
+    a_const = rng.integers(0, 256, size=(k, m)).astype(np.uint8)
+    b_act = rng.integers(-127, 128, size=(k, n)).astype(np.int8)
+    U8, I8 = TensorProto.UINT8, TensorProto.INT8
+    init = [numpy_helper.from_array(v, nm) for v, nm in [
+        (np.array(0.02, np.float32), "a_scale"), (np.array(131, np.uint8), "a_zp"),
+        (b, "b"), (np.array(0.01, np.float32), "b_scale"), (np.array(0, np.int8), "b_zp"),
+        (bias, "bias"), (np.array(0.15, np.float32), "y_scale"), (np.array(120, np.uint8), "y_zp"),
+        (a_const, "a_const"), (np.array(0.03, np.float32), "b2_scale"), (np.array(-3, np.int8), "b2_zp")]]
+    nodes = [
+        helper.make_node("QGemm", ["a", "a_scale", "a_zp", "b", "b_scale", "b_zp", "bias", "y_scale", "y_zp"],
+                         ["y"], domain=MS, transA=1, alpha=0.75),
+        helper.make_node("QGemm", ["a_const", "a_scale", "a_zp", "b_act", "b2_scale", "b2_zp"],
+                         ["y_float"], domain=MS, transA=1, alpha=-1.5),
+    ]
+    save("contrib_qgemm_trans_a_alpha", nodes, [vi("a", U8, [k, m]), vi("b_act", I8, [k, n])],
+         [vi("y", U8, [m, n]), vi("y_float", TensorProto.FLOAT, [m, n])], init,
+         {"a": a, "b_act": b_act},
+         "QGemm transA=1: alpha 0.75 with int32 bias requantized to uint8 (constant int8 B), "
+         "alpha -1.5 float output (constant uint8 A, int8 activation B with zero point)", atol=1e-3)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    # `--only NAME…`: regenerate just these fixture functions (the torch-exported ones are
+    # slow and not byte-stable across versions).
+    if sys.argv[1:2] == ["--only"]:
+        for fn in sys.argv[2:]:
+            globals()[fn]()
+    else:
+        main()

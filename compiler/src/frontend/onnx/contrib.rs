@@ -63,6 +63,8 @@ pub const CONSTRUCTORS: &[(&str, super::ops::Constructor)] = &[
         super::contrib_quant::global_average_pool,
     ),
     ("QLinearConcat", super::contrib_quant::concat),
+    ("QLinearAveragePool", super::contrib_quant::average_pool),
+    ("QLinearWhere", super::contrib_quant::where_),
     ("QLinearSoftmax", super::contrib_quant::softmax),
     ("QGemm", super::contrib_quant::qgemm),
     ("FusedMatMul", fused_matmul),

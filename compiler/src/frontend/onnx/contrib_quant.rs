@@ -1,6 +1,7 @@
 //! The `com.microsoft` QOperator ops `quantize_static` (QOperator format) emits around its
 //! integer convolutions and matmuls: `QLinearAdd`, `QLinearMul`, `QLinearLeakyRelu`,
-//! `QLinearSigmoid`, `QLinearGlobalAveragePool`, `QLinearConcat`, `QLinearSoftmax` (each as
+//! `QLinearSigmoid`, `QLinearGlobalAveragePool`, `QLinearAveragePool`, `QLinearConcat`,
+//! `QLinearSoftmax`, `QLinearWhere` (each as
 //! dequantize → the float op → quantize, ONNX `QuantizeLinear` rounding) and `QGemm` (a
 //! constant int8 `B` with zero point 0 becomes a `QLinear` with the static activation
 //! quantization of `A`, so it runs the integer kernel; other forms the exact i32 product).
@@ -48,6 +49,17 @@ fn dequantize(c: &mut NodeCtx<'_>, slot: usize) -> Result<ValueId, OpError> {
 /// `saturate(round_half_even(y / scale) + zero_point)` to the output scale at `slot` and zero
 /// point at `slot + 1` (its type; without one, the type of input 0).
 fn quantize(c: &mut NodeCtx<'_>, y: ValueId, slot: usize) -> Result<ValueId, OpError> {
+    let fallback = c.ty(c.input(0)?).dtype;
+    quantize_or(c, y, slot, fallback)
+}
+
+/// [`quantize`] whose output type without a zero point is `fallback`.
+fn quantize_or(
+    c: &mut NodeCtx<'_>,
+    y: ValueId,
+    slot: usize,
+    fallback: DType,
+) -> Result<ValueId, OpError> {
     let scale = c.input(slot)?;
     let scale = per_tensor(c, scale, "output scale")?;
     let scale = cast_v(c, scale, DType::F32)?;
@@ -61,7 +73,7 @@ fn quantize(c: &mut NodeCtx<'_>, y: ValueId, slot: usize) -> Result<ValueId, OpE
             q = bin(c, BinaryKind::Add, q, zp)?;
             dtype
         }
-        None => c.ty(c.input(0)?).dtype,
+        None => fallback,
     };
     saturate(c, q, dtype)
 }
@@ -104,6 +116,34 @@ pub(super) fn global_average_pool(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, O
     Ok(vec![quantize(c, y, 3)?])
 }
 
+/// `QLinearAveragePool(X, x_scale, x_zp, y_scale, y_zp)`, channels first: ONNX
+/// `AveragePool` (same window attributes) of the dequantized input, as ONNX Runtime computes
+/// it in float before quantizing.
+pub(super) fn average_pool(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    if c.attr_int("channels_last", 0)? != 0 {
+        return unsupported!("attribute `channels_last`=1 (only NCHW)");
+    }
+    let x = dequantize(c, 0)?;
+    let kernel = super::conv::kernel_shape(c)?;
+    let geometry = super::conv::geometry(c, &super::conv::spatial(c, x)?, kernel)?;
+    let include_pad = c.attr_int("count_include_pad", 0)? != 0;
+    let kind = ops::pool::PoolKind::Avg { include_pad };
+    let y = c.add1(Op::Pool(ops::pool::Pool { kind, geometry }), &[x])?;
+    Ok(vec![quantize(c, y, 3)?])
+}
+
+/// `QLinearWhere(condition, X, x_scale, x_zp, Y, y_scale, y_zp, z_scale, z_zp)`: each
+/// branch requantized to the output scale (ONNX Runtime's 256-entry tables hold exactly
+/// `quantize(dequantize(v))`), chosen by `condition`.
+pub(super) fn where_(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
+    let cond = c.input(0)?;
+    let x = dequantize(c, 1)?;
+    let y = dequantize(c, 4)?;
+    let z = c.add1(Op::Where(ops::where_::Where {}), &[cond, x, y])?;
+    let fallback = c.ty(c.input(1)?).dtype;
+    Ok(vec![quantize_or(c, z, 7, fallback)?])
+}
+
 /// `QLinearConcat(Y_scale, Y_zp, (X, X_scale, X_zp)...)`.
 pub(super) fn concat(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let count = c.proto.input.len().saturating_sub(2);
@@ -117,17 +157,8 @@ pub(super) fn concat(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     let rank = parts.first().map_or(0, |&p| c.ty(p).rank());
     let axis = normalize_axis(c.attr_int("axis", 0)?, rank)?;
     let y = c.add1(Op::Concat(ops::concat::Concat { axis }), &parts)?;
-    let scale = c.input(0)?;
-    let scale = per_tensor(c, scale, "output scale")?;
-    let scale = cast_v(c, scale, DType::F32)?;
-    let q = bin(c, BinaryKind::Div, y, scale)?;
-    let mut q = un(c, UnaryKind::Round, q)?;
-    let zp = c.input(1)?;
-    let dtype = c.ty(zp).dtype;
-    let zp = per_tensor(c, zp, "output zero point")?;
-    let zp = cast_v(c, zp, DType::F32)?;
-    q = bin(c, BinaryKind::Add, q, zp)?;
-    Ok(vec![saturate(c, q, dtype)?])
+    let fallback = c.ty(c.input(2)?).dtype;
+    Ok(vec![quantize_or(c, y, 0, fallback)?])
 }
 
 /// `QLinearSoftmax(X, X_scale, x_zp, y_scale, y_zp)`; the `opset` attribute says which
@@ -148,21 +179,24 @@ pub(super) fn softmax(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     Ok(vec![quantize(c, y, 3)?])
 }
 
-/// `QGemm(A, a_scale, a_zp, B, b_scale, b_zp, C?, y_scale?, y_zp?)`: `alpha · A' · B' + C`
+/// `QGemm(A, a_scale, a_zp, B, b_scale, b_zp, C?, y_scale?, y_zp?)`: `alpha · (A' · B' + C)`
 /// of the zero-point-shifted integers times `a_scale · b_scale`, `C` an int32 bias in that
-/// scale; quantized to `y_scale`/`y_zp` when given, else f32. `transA` is not supported.
+/// scale (ONNX Runtime folds `alpha` into the output multiplier, so it scales `C` too);
+/// quantized to `y_scale`/`y_zp` when given, else f32. `A' = Aᵀ` with `transA` (a transpose
+/// of a constant `A` folds at build time).
 pub(super) fn qgemm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
-    if c.attr_int("transA", 0)? != 0 {
-        return unsupported!("attribute `transA`=1");
-    }
+    let trans_a = c.attr_int("transA", 0)? != 0;
     let alpha = c.attr_float("alpha", 1.0)?;
-    if alpha != 1.0 {
-        return unsupported!("attribute `alpha`={alpha}");
+    if !alpha.is_finite() {
+        return invalid!("attribute `alpha`={alpha}");
     }
     let trans_b = c.attr_int("transB", 0)? != 0;
-    let a = dequantize(c, 0)?;
+    let mut a = dequantize(c, 0)?;
     if c.ty(a).rank() != 2 {
         return invalid!("A must be 2-D, got {}", c.ty(a));
+    }
+    if trans_a {
+        a = transpose_v(c, a, vec![1, 0])?;
     }
     let (sa, sb) = (c.input(1)?, c.input(4)?);
     let y = match integer_weight(c, trans_b)? {
@@ -189,7 +223,10 @@ pub(super) fn qgemm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
             } else {
                 b
             };
-            let qa = c.input(0)?;
+            let mut qa = c.input(0)?;
+            if trans_a {
+                qa = transpose_v(c, qa, vec![1, 0])?;
+            }
             let (za, zb) = (c.opt_input(2), c.opt_input(5));
             let sa1 = per_tensor(c, sa, "a_scale")?;
             let y = super::contrib::integer_product_to_float(
@@ -206,6 +243,12 @@ pub(super) fn qgemm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
                 None => y,
             }
         }
+    };
+    let y = if alpha == 1.0 {
+        y
+    } else {
+        let alpha = scalar(c, DType::F32, alpha as f64)?;
+        bin(c, BinaryKind::Mul, y, alpha)?
     };
     match c.opt_input(7) {
         Some(_) => Ok(vec![quantize(c, y, 7)?]),

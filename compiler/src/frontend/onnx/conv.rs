@@ -77,7 +77,7 @@ pub fn geometry(c: &NodeCtx<'_>, input: &[usize], kernel: Vec<usize>) -> Result<
     })
 }
 
-fn spatial(c: &NodeCtx<'_>, x: ValueId) -> Result<Vec<usize>, OpError> {
+pub(super) fn spatial(c: &NodeCtx<'_>, x: ValueId) -> Result<Vec<usize>, OpError> {
     let shape = &c.ty(x).shape;
     match shape.as_slice() {
         [_, _, spatial @ ..] if !spatial.is_empty() => Ok(spatial.to_vec()),
@@ -141,7 +141,7 @@ pub fn conv_integer(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
     Ok(vec![c.add1(Op::Conv(Conv { geometry, group }), &[x, w])?])
 }
 
-fn kernel_shape(c: &NodeCtx<'_>) -> Result<Vec<usize>, OpError> {
+pub(super) fn kernel_shape(c: &NodeCtx<'_>) -> Result<Vec<usize>, OpError> {
     let k = c
         .attr_ints("kernel_shape")?
         .ok_or_else(|| OpError::Invalid("missing `kernel_shape`".into()))?;
