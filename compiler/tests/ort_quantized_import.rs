@@ -161,3 +161,41 @@ fn qoperator_pool_where_and_transposed_qgemm_stay_integer() {
         "{notes:?}"
     );
 }
+
+/// `QEmbedLayerNormalization`'s embedding tables stay one byte per value: the built graph's
+/// word-table `Gather` reads the uint8 table ORT's tool wrote (dequantized per gathered row),
+/// and no f32 copy of it is left.
+#[test]
+fn q_embed_layer_norm_tables_stay_uint8() {
+    let fx = fixture("contrib_ort_qbert_dynamic");
+    let model = common::fixture_model("contrib_ort_qbert_dynamic");
+    let graph = model.graph.as_ref().expect("graph");
+    let node = graph
+        .node
+        .iter()
+        .find(|n| n.op_type == "QEmbedLayerNormalization")
+        .expect("a QEmbedLayerNormalization");
+    let word = graph
+        .initializer
+        .iter()
+        .find(|t| t.name == node.input[2])
+        .expect("word table initializer");
+    let shape: Vec<usize> = word.dims.iter().map(|&d| d as usize).collect();
+    let built = pipeline::compile(&fx.build_options()).expect("build");
+    let g = &built.graph;
+    let mut tables = Vec::new();
+    for id in g.node_ids() {
+        for &v in &g.node(id).inputs {
+            if let Some(t) = g.constant(v)
+                && t.ty.shape == shape
+            {
+                tables.push((g.node(id).op.name(), t.ty.dtype));
+            }
+        }
+    }
+    assert_eq!(
+        tables,
+        [("Gather", slm_aot::ir::DType::U8)],
+        "constants shaped like the word table {shape:?}"
+    );
+}

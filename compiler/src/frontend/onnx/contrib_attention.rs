@@ -505,13 +505,48 @@ pub(super) fn multi_head_attention(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, 
     Ok(vec![y, k, v])
 }
 
+/// An embedding table: f32 values, or (`QEmbedLayerNormalization`) the uint8/int8 table as
+/// stored, each gathered row dequantized as `(q - zero_point) · scale`.
+#[derive(Clone, Copy)]
+struct Table {
+    values: ValueId,
+    dequantize: Option<(f32, f32)>,
+}
+
+impl Table {
+    fn float(values: ValueId) -> Table {
+        Table {
+            values,
+            dequantize: None,
+        }
+    }
+
+    /// The f32 rows `idx` selects.
+    fn gather(self, c: &mut NodeCtx<'_>, idx: ValueId) -> Result<ValueId, OpError> {
+        let rows = c.add1(
+            Op::Gather(ops::gather::Gather { axis: 0 }),
+            &[self.values, idx],
+        )?;
+        let Some((scale, zero_point)) = self.dequantize else {
+            return Ok(rows);
+        };
+        let mut v = cast_v(c, rows, DType::F32)?;
+        if zero_point != 0.0 {
+            let z = scalar(c, DType::F32, zero_point as f64)?;
+            v = bin(c, BinaryKind::Sub, v, z)?;
+        }
+        let s = scalar(c, DType::F32, scale as f64)?;
+        bin(c, BinaryKind::Mul, v, s)
+    }
+}
+
 /// The tables and parameters of an `EmbedLayerNormalization`.
 struct Embed {
     ids: ValueId,
     segment_ids: Option<ValueId>,
-    word: ValueId,
-    position: ValueId,
-    segment: Option<ValueId>,
+    word: Table,
+    position: Table,
+    segment: Option<Table>,
     gamma: ValueId,
     beta: ValueId,
     mask: Option<ValueId>,
@@ -526,9 +561,9 @@ pub(super) fn embed_layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpEr
     let e = Embed {
         ids: c.input(0)?,
         segment_ids: c.opt_input(1),
-        word: c.input(2)?,
-        position: c.input(3)?,
-        segment: c.opt_input(4),
+        word: Table::float(c.input(2)?),
+        position: Table::float(c.input(3)?),
+        segment: c.opt_input(4).map(Table::float),
         gamma: c.input(5)?,
         beta: c.input(6)?,
         mask: c.opt_input(7),
@@ -541,14 +576,15 @@ pub(super) fn embed_layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpEr
 /// segment_embedding?, gamma, beta, mask?, word/position/segment/gamma/beta scales (8–12),
 /// their zero points (13–17))`: `EmbedLayerNormalization` of uint8 tables and LayerNorm
 /// parameters quantized per tensor, as `quantize_dynamic` writes it. ONNX Runtime
-/// dequantizes each to float and computes in float; the tables are dequantized here at
-/// build time (`(q - zero_point) · scale`, one f32 rounding each, as ORT does), so the
-/// results are ORT's up to float summation order.
+/// dequantizes each value to float (`(q - zero_point) · scale`, one f32 rounding) and
+/// computes in float. The embedding tables stay uint8/int8 here, each gathered row
+/// dequantized by that formula; gamma and beta (one row each) are dequantized at build
+/// time. The results are ORT's up to float summation order.
 pub(super) fn q_embed_layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, OpError> {
-    let table = |c: &mut NodeCtx<'_>, slot: usize| -> Result<Option<ValueId>, OpError> {
-        if c.opt_input(slot).is_none() {
+    let table = |c: &mut NodeCtx<'_>, slot: usize| -> Result<Option<Table>, OpError> {
+        let Some(values) = c.opt_input(slot) else {
             return Ok(None);
-        }
+        };
         let q = c.const_tensor(slot, "quantized table")?;
         let scale = c.const_tensor(slot + 6, "scale")?.to_f64_vec();
         let zero_point = match c.opt_input(slot + 11) {
@@ -565,19 +601,32 @@ pub(super) fn q_embed_layer_norm(c: &mut NodeCtx<'_>) -> Result<Vec<ValueId>, Op
         if !matches!(q.data, Data::U8(_) | Data::I8(_)) {
             return invalid!("input {slot} is {}, not uint8/int8", q.ty);
         }
-        let (s, z) = (s as f32, z as f32);
+        Ok(Some(Table {
+            values,
+            dequantize: Some((s as f32, z as f32)),
+        }))
+    };
+    let row = |c: &mut NodeCtx<'_>, slot: usize| -> Result<Option<ValueId>, OpError> {
+        let Some(Table {
+            dequantize: Some((s, z)),
+            ..
+        }) = table(c, slot)?
+        else {
+            return Ok(None);
+        };
+        let q = c.const_tensor(slot, "quantized parameter")?;
         let values = q.to_f64_vec().iter().map(|&v| (v as f32 - z) * s).collect();
         let t = Tensor::from_f32s(q.ty.shape.clone(), values)?;
         Ok(Some(c.constant_value(t)))
     };
-    let required = |v: Option<ValueId>, what: &str| {
+    fn required<T>(v: Option<T>, what: &str) -> Result<T, OpError> {
         v.ok_or_else(|| OpError::Invalid(format!("missing {what}")))
-    };
+    }
     let word = table(c, 2)?;
     let position = table(c, 3)?;
     let segment = table(c, 4)?;
-    let gamma = table(c, 5)?;
-    let beta = table(c, 6)?;
+    let gamma = row(c, 5)?;
+    let beta = row(c, 6)?;
     let e = Embed {
         ids: c.input(0)?,
         segment_ids: c.opt_input(1),
@@ -598,19 +647,16 @@ fn embed(c: &mut NodeCtx<'_>, e: &Embed) -> Result<Vec<ValueId>, OpError> {
     let &[batch, seq] = c.ty(ids).shape.as_slice() else {
         return invalid!("input_ids must be [batch, seq], got {}", c.ty(ids));
     };
-    let gather = |c: &mut NodeCtx<'_>, table: ValueId, idx: ValueId| {
-        c.add1(Op::Gather(ops::gather::Gather { axis: 0 }), &[table, idx])
-    };
-    let mut sum = gather(c, e.word, ids)?;
+    let mut sum = e.word.gather(c, ids)?;
     let positions = match e.position_ids {
         Some(p) => p,
         None => c.constant_value(Tensor::from_i64s(vec![seq], (0..seq as i64).collect())?),
     };
-    let pos = gather(c, e.position, positions)?;
+    let pos = e.position.gather(c, positions)?;
     sum = bin(c, BinaryKind::Add, sum, pos)?;
     match (e.segment_ids, e.segment) {
         (Some(seg_ids), Some(seg_table)) => {
-            let seg = gather(c, seg_table, seg_ids)?;
+            let seg = seg_table.gather(c, seg_ids)?;
             sum = bin(c, BinaryKind::Add, sum, seg)?;
         }
         (None, None) => {}
