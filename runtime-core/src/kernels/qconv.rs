@@ -4,8 +4,9 @@
 //! for any number of spatial axes, groups, strides, pads and dilations. Depthwise layers (one
 //! input channel per group) take a direct path instead, [`depthwise`]: each output channel
 //! is a `ksize`-tap filter of one input channel, too thin for a GEMM, so the taps are summed
-//! along the last axis (contiguous at stride 1, so the loop vectorises) with no im2col; it
-//! gives the same i32 sums and the same f32 epilogue, so the same bits, as the GEMM path.
+//! along the last axis (contiguous at stride 1, pairs at stride 2, so the loop vectorises)
+//! with no im2col; it gives the same i32 sums and the same f32 epilogue, so the same bits,
+//! as the GEMM path.
 //!
 //! Layouts: the input `xq` is `[batch, in_channels, input..]` quantized and stored as i8
 //! (uint8 values shifted by -128, their zero point too, as `qgemm` does); the weight blob
@@ -353,6 +354,20 @@ pub fn depthwise(
                                         for (a, &xv) in acc.iter_mut().zip(xs) {
                                             *a += (xv as i32 - x_zero_point) * wv;
                                         }
+                                    } else if sw == 2 {
+                                        // Every other input as the first of each pair: an
+                                        // interleaved load, so this loop vectorises too.
+                                        let n = acc.len();
+                                        let full = ((iw - x0) / 2).min(n);
+                                        let pairs = xr[x0..x0 + 2 * full].chunks_exact(2);
+                                        for (a, p) in acc.iter_mut().zip(pairs) {
+                                            *a += (p[0] as i32 - x_zero_point) * wv;
+                                        }
+                                        // The last position's input may end the row.
+                                        if full < n {
+                                            acc[n - 1] +=
+                                                (xr[x0 + 2 * (n - 1)] as i32 - x_zero_point) * wv;
+                                        }
                                     } else {
                                         let xs = xr[x0..].iter().step_by(sw);
                                         for (a, &xv) in acc.iter_mut().zip(xs) {
@@ -523,6 +538,23 @@ mod tests {
                 &[1, 2],
             ),
             case(1, 4, 4, 4, &[70], &[7], &[3], &[2], &[5], &[4]),
+            // Stride 2 along the last axis (MobileNet's downsampling): even and odd widths,
+            // the last position's input ending the row, rows longer than two blocks, a
+            // dilated kernel.
+            case(
+                1,
+                4,
+                4,
+                4,
+                &[8, 9],
+                &[3, 3],
+                &[2, 2],
+                &[1, 1],
+                &[1, 1],
+                &[1, 1],
+            ),
+            case(2, 3, 6, 3, &[300], &[5], &[2], &[2], &[3], &[4]),
+            case(1, 2, 2, 2, &[10], &[3], &[2], &[1], &[0], &[0]),
             case(1, 2, 4, 2, &[4], &[5], &[1], &[1], &[3], &[3]),
             case(
                 1,
@@ -833,7 +865,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, 6, "depthwise cases");
+        assert_eq!(seen, 9, "depthwise cases");
     }
 
     #[test]
