@@ -199,3 +199,19 @@ fn q_embed_layer_norm_tables_stay_uint8() {
         "constants shaped like the word table {shape:?}"
     );
 }
+
+/// QOperator matmuls reading other quantized ops' outputs (QLinearAdd, QLinearMul) and a
+/// float `Gemm(DQ(xq), DQ(W))` ORT leaves behind all become `QLinear`s.
+#[test]
+fn qoperator_matmuls_after_quantized_ops_stay_integer() {
+    let fx = fixture("contrib_qoperator_chain");
+    let built = pipeline::compile(&fx.build_options()).expect("build");
+    let (q, _, float) = census(&built.graph);
+    assert_eq!(q, 4, "float {float:?}");
+    assert!(float.is_empty(), "float matmuls {float:?}");
+    let notes = &built.source.float_notes;
+    assert!(
+        !notes.iter().any(|(_, why)| why.contains("not fused")),
+        "{notes:?}"
+    );
+}

@@ -167,6 +167,7 @@ def main():
     qoperator_cnn()
     qoperator_pool_where()
     qgemm_forms()
+    qoperator_chain()
 
 
 def bert_fusions(rng):
@@ -573,6 +574,74 @@ def qgemm_forms():
          {"a": a, "b_act": b_act},
          "QGemm transA=1: alpha 0.75 with int32 bias requantized to uint8 (constant int8 B), "
          "alpha -1.5 float output (constant uint8 A, int8 activation B with zero point)", atol=1e-3)
+
+
+def qoperator_chain():
+    """contrib_qoperator_chain: `quantize_static` (QOperator) on an MLP whose second and third
+    matmuls read the outputs of other quantized ops (QLinearAdd, QLinearMul), not a
+    QuantizeLinear — as in every QOperator transformer block — plus a Gemm with a computed
+    bias, which ORT leaves as `Gemm(DQ(QLinearAdd output), DQ(W))`.
+
+    Tolerance: exact integer products on both sides; the float epilogues differ in rounding
+    order only (one output step of the last layer at most; seen: 9.5e-7)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(51)
+    F = TensorProto.FLOAT
+    w = lambda name, shape, scale: numpy_helper.from_array(  # noqa: E731
+        (rng.standard_normal(shape) * scale).astype(np.float32), name)
+    inits = [w("w1", (16, 24), 0.3), w("b1", (24,), 0.1), w("w2", (24, 16), 0.3), w("g", (16,), 1.0),
+             w("w3", (16, 8), 0.4), w("w4", (6, 8), 0.4), w("b4", (6,), 0.1)]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h1"]),
+        helper.make_node("Add", ["h1", "b1"], ["a1"]),
+        helper.make_node("MatMul", ["a1", "w2"], ["h2"]),
+        helper.make_node("Add", ["h2", "x"], ["r"]),
+        helper.make_node("Mul", ["r", "g"], ["m"]),
+        helper.make_node("MatMul", ["m", "w3"], ["h3"]),
+        helper.make_node("Add", ["h3", "x8"], ["a3"]),
+        # A computed bias (GPT-2's tied LayerNorm bias via Identity): ORT cannot quantize
+        # it, so it dequantizes this Gemm's inputs and leaves it float.
+        helper.make_node("Identity", ["b4"], ["b4i"]),
+        helper.make_node("Gemm", ["a3", "w4", "b4i"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "qoperator_chain", [vi("x", F, [4, 16]), vi("x8", F, [4, 8])],
+                              [vi("y", F, [4, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="make_contrib.py")
+    model.ir_version = 8
+
+    def feed(r):
+        return {"x": r.standard_normal((4, 16)).astype(np.float32),
+                "x8": r.standard_normal((4, 8)).astype(np.float32)}
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            r = np.random.default_rng(52)
+            self.it = iter([feed(r) for _ in range(8)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "mlp.onnx"), os.path.join(tmp, "mlp_q.onnx")
+        onnx.save(model, src)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        q = onnx.load(dst)
+    producers = {o: n.op_type for n in q.graph.node for o in n.output}
+    reads = [producers.get(n.input[0]) for n in q.graph.node if n.op_type in ("QLinearMatMul", "QGemm")]
+    print("qoperator_chain:", [(n.op_type, producers.get(n.input[0])) for n in q.graph.node])
+    assert any(p not in (None, "QuantizeLinear") for p in reads), reads
+    gemm = next(n for n in q.graph.node if n.op_type == "Gemm")
+    assert producers.get(gemm.input[0]) == "DequantizeLinear", producers.get(gemm.input[0])
+    ms = sorted({n.op_type for n in q.graph.node})
+    write_fixture("contrib_qoperator_chain", q, feed(np.random.default_rng(53)),
+                  f"quantize_static (QOperator, per channel) MLP whose matmuls read other quantized "
+                  f"ops' outputs: {', '.join(ms)}",
+                  "onnx.helper + onnxruntime.quantization.quantize_static", 0.05)
 
 
 if __name__ == "__main__":

@@ -437,7 +437,23 @@ fn fused_conv<'a>(c: &mut NodeCtx<'a>, f: &'a ConvFusion) -> Result<Vec<ValueId>
 /// [`Fusion::reads`]: `x`, then the bias, then (`QLinearMatMul`) the output scale and zero
 /// point, which requantize the float result as the ONNX op does.
 fn fused_matmul(c: &mut NodeCtx<'_>, f: &Fusion) -> Result<Vec<ValueId>, OpError> {
-    let x = c.input(0)?;
+    let mut x = c.input(0)?;
+    if let Act::Quantized {
+        scale, zero_point, ..
+    } = f.act
+    {
+        let xt = c.ty(x);
+        if !matches!(xt.dtype, DType::U8 | DType::I8) {
+            return invalid!("quantized activation of type {xt}");
+        }
+        x = cast_v(c, x, DType::F32)?;
+        if zero_point != 0 {
+            let z = super::ops::scalar(c, DType::F32, zero_point as f64)?;
+            x = bin(c, BinaryKind::Sub, x, z)?;
+        }
+        let s = super::ops::scalar(c, DType::F32, scale as f64)?;
+        x = bin(c, BinaryKind::Mul, x, s)?;
+    }
     let xt = c.ty(x).clone();
     if xt.dtype != DType::F32 || xt.shape.last() != Some(&f.k) || xt.rank() < 2 {
         return invalid!("quantized matmul of {xt} with a {}x{} weight", f.k, f.n);
@@ -453,6 +469,11 @@ fn fused_matmul(c: &mut NodeCtx<'_>, f: &Fusion) -> Result<Vec<ValueId>, OpError
     let act = match f.act {
         Act::DynamicU8 => ActQuant::DynamicTensorU8,
         Act::Static {
+            scale,
+            zero_point,
+            u8,
+        }
+        | Act::Quantized {
             scale,
             zero_point,
             u8,

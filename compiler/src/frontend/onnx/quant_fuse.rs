@@ -9,7 +9,9 @@
 //!   per tensor or per output channel, zero point 0))` becomes `QLinear{act = static s, z}(x)`
 //!   (+ Gemm's bias).
 //! - QOperator static: `QLinearMatMul(Q(x, s, z), s, z, W, sw, 0, sy, zy)` becomes
-//!   `QuantizeLinear(QLinear{act = static s, z}(x), sy, zy)`.
+//!   `QuantizeLinear(QLinear{act = static s, z}(x), sy, zy)`; when `xq` comes from another
+//!   quantized op instead of a `QuantizeLinear`, `x` is `(xq - z) · s` (quantized back to
+//!   the same integers).
 //!
 //! - Convolutions become `QConv` (int8 weights packed per group at build time): QDQ
 //!   `Conv(DQ(xq, s, z), DQ(W: int8 const, per tensor or per output channel, zero point 0),
@@ -39,6 +41,14 @@ pub enum Act {
     DynamicU8,
     /// `QuantizeLinear` with a constant scale and zero point.
     Static {
+        scale: f32,
+        zero_point: i32,
+        u8: bool,
+    },
+    /// The activation arrives already quantized with this constant scale and zero point
+    /// (`QLinearMatMul` reading another QOperator op's output): it is dequantized and
+    /// quantized back exactly as [`Act::Static`].
+    Quantized {
         scale: f32,
         zero_point: i32,
         u8: bool,
@@ -490,7 +500,18 @@ fn qdq(v: &View<'_>, i: usize) -> Result<Fusion, String> {
     }
     let trans = gemm && v.int_attr(i, "transB", 0) != 0;
     let (k, n, q, scales) = dq_weight(v, v.input(i, 1).unwrap_or(""), trans)?;
-    let (x, act) = static_act(v, v.input(i, 0).unwrap_or(""), true)?;
+    let a = v.input(i, 0).unwrap_or("");
+    let (x, act) = match static_act(v, a, true) {
+        Ok(found) => found,
+        // `DQ(xq)` of another quantized op's output (a QOperator op, or a QDQ chain whose
+        // QuantizeLinear was folded away).
+        Err(e) => {
+            let (d, _) = v.from(a, "DequantizeLinear").ok_or(e)?;
+            let xq = v.input(d, 0).ok_or("DequantizeLinear without input")?;
+            let act = quantized_act(v, v.input(d, 1), v.input(d, 2))?;
+            (xq.to_string(), act)
+        }
+    };
     Ok(Fusion {
         x,
         k,
@@ -508,18 +529,28 @@ fn qdq(v: &View<'_>, i: usize) -> Result<Fusion, String> {
 }
 
 fn qlinear_matmul(v: &View<'_>, i: usize) -> Result<Fusion, String> {
-    let (x, act) = static_act(v, v.input(i, 0).unwrap_or(""), false)?;
-    let Act::Static {
-        scale, zero_point, ..
-    } = act
-    else {
-        return Err("not a static activation".into());
+    let a = v.input(i, 0).unwrap_or("");
+    let (x, act) = match static_act(v, a, false) {
+        Ok((x, act)) => {
+            let Act::Static {
+                scale, zero_point, ..
+            } = act
+            else {
+                return Err("not a static activation".into());
+            };
+            if v.scalar(v.input(i, 1)) != Some(scale as f64)
+                || v.scalar(v.input(i, 2)).unwrap_or(0.0) != zero_point as f64
+            {
+                return Err("the input scale differs from its QuantizeLinear's".into());
+            }
+            (x, act)
+        }
+        // `A` comes from another quantized op (QLinearAdd, a quantized Reshape, …).
+        Err(_) => (
+            a.to_string(),
+            quantized_act(v, v.input(i, 1), v.input(i, 2))?,
+        ),
     };
-    if v.scalar(v.input(i, 1)) != Some(scale as f64)
-        || v.scalar(v.input(i, 2)).unwrap_or(0.0) != zero_point as f64
-    {
-        return Err("the input scale differs from its QuantizeLinear's".into());
-    }
     let w = v.konst(v.input(i, 3).unwrap_or("")).ok_or(ACT_BY_ACT)?;
     let (k, n, q) = int8_weight(&w)?;
     v.zero(v.input(i, 5))?;
@@ -539,6 +570,37 @@ fn qlinear_matmul(v: &View<'_>, i: usize) -> Result<Fusion, String> {
         act,
         bias: None,
         requant: Some((sy.to_string(), zy.to_string())),
+    })
+}
+
+/// The constant scalar scale and zero point (the consumer's own: `QLinearMatMul`'s
+/// `a_scale`/`a_zero_point`, or a `DequantizeLinear`'s) of an activation that arrives
+/// quantized.
+fn quantized_act(v: &View<'_>, scale: Option<&str>, zp_name: Option<&str>) -> Result<Act, String> {
+    let scale = v
+        .scalar(scale)
+        .ok_or("the activation scale is not a constant scalar")?;
+    let zero_point = match zp_name {
+        Some(z) if !z.is_empty() => v
+            .scalar(Some(z))
+            .ok_or("the activation zero point is not a constant scalar")?,
+        _ => 0.0,
+    };
+    let u8 = match zp_name.and_then(|z| v.konst(z)) {
+        None => true,
+        Some(t) => match t.ty.dtype {
+            DType::U8 => true,
+            DType::I8 => false,
+            d => return Err(format!("{d} activations")),
+        },
+    };
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(format!("activation scale {scale}"));
+    }
+    Ok(Act::Quantized {
+        scale: scale as f32,
+        zero_point: zero_point as i32,
+        u8,
     })
 }
 
