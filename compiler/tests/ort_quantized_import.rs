@@ -181,6 +181,15 @@ fn q_embed_layer_norm_tables_stay_uint8() {
         .find(|t| t.name == node.input[2])
         .expect("word table initializer");
     let shape: Vec<usize> = word.dims.iter().map(|&d| d as usize).collect();
+    assert_eq!(
+        tables_shaped(&fx, &shape),
+        [("Gather", slm_aot::ir::DType::U8)],
+        "constants shaped like the word table {shape:?}"
+    );
+}
+
+/// `(reading op, dtype)` of every constant of `shape` in the fixture's built graph.
+fn tables_shaped(fx: &common::Fixture, shape: &[usize]) -> Vec<(&'static str, slm_aot::ir::DType)> {
     let built = pipeline::compile(&fx.build_options()).expect("build");
     let g = &built.graph;
     let mut tables = Vec::new();
@@ -193,10 +202,26 @@ fn q_embed_layer_norm_tables_stay_uint8() {
             }
         }
     }
-    assert_eq!(
-        tables,
-        [("Gather", slm_aot::ir::DType::U8)],
-        "constants shaped like the word table {shape:?}"
+    tables
+}
+
+/// QDQ embedding tables (`Gather(DequantizeLinear(uint8 table))`) stay uint8 too.
+#[test]
+fn qdq_embedding_tables_stay_uint8() {
+    let fx = fixture("contrib_qdq_embedding");
+    let u8 = slm_aot::ir::DType::U8;
+    assert_eq!(tables_shaped(&fx, &[50, 16]), [("Gather", u8)]);
+    // The position table, gathered at constant positions, folds to its six rows.
+    assert!(tables_shaped(&fx, &[8, 16]).is_empty());
+    let built = pipeline::compile(&fx.build_options()).expect("build");
+    let (q, _, float) = census(&built.graph);
+    assert_eq!(q, 1, "float {float:?}");
+    let notes = &built.source.float_notes;
+    assert!(
+        !notes
+            .iter()
+            .any(|(_, why)| why.contains("dequantized to f32")),
+        "{notes:?}"
     );
 }
 

@@ -168,6 +168,7 @@ def main():
     qoperator_pool_where()
     qgemm_forms()
     qoperator_chain()
+    qdq_embedding()
 
 
 def bert_fusions(rng):
@@ -642,6 +643,60 @@ def qoperator_chain():
                   f"quantize_static (QOperator, per channel) MLP whose matmuls read other quantized "
                   f"ops' outputs: {', '.join(ms)}",
                   "onnx.helper + onnxruntime.quantization.quantize_static", 0.05)
+
+
+def qdq_embedding():
+    """contrib_qdq_embedding: `quantize_static` (QDQ) of token + position embeddings and a
+    projection: each embedding `Gather` reads `DequantizeLinear(uint8 table)`, which is kept
+    integer (rows dequantized after the gather) instead of an f32 table.
+
+    Tolerance: the gathered rows are ORT's bit for bit; the projection is the exact integer
+    product with float epilogues in a different order (seen: 0)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(61)
+    F, I64 = TensorProto.FLOAT, TensorProto.INT64
+    inits = [numpy_helper.from_array(rng.standard_normal((50, 16)).astype(np.float32), "wte"),
+             numpy_helper.from_array((rng.standard_normal((8, 16)) * 0.3).astype(np.float32), "wpe"),
+             numpy_helper.from_array(np.arange(6, dtype=np.int64), "pos"),
+             numpy_helper.from_array((rng.standard_normal((16, 12)) * 0.3).astype(np.float32), "w")]
+    nodes = [
+        helper.make_node("Gather", ["wte", "ids"], ["tok"]),
+        helper.make_node("Gather", ["wpe", "pos"], ["p"]),
+        helper.make_node("Add", ["tok", "p"], ["e"]),
+        helper.make_node("MatMul", ["e", "w"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "qdq_embedding", [vi("ids", I64, [2, 6])], [vi("y", F, [2, 6, 12])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="make_contrib.py")
+    model.ir_version = 8
+
+    def feed(r):
+        return {"ids": r.integers(0, 50, (2, 6)).astype(np.int64)}
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            r = np.random.default_rng(62)
+            self.it = iter([feed(r) for _ in range(8)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "emb.onnx"), os.path.join(tmp, "emb_q.onnx")
+        onnx.save(model, src)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        q = onnx.load(dst)
+    producers = {o: n.op_type for n in q.graph.node for o in n.output}
+    gathers = [producers.get(n.input[0]) for n in q.graph.node if n.op_type == "Gather"]
+    assert gathers == ["DequantizeLinear"] * 2, gathers
+    ms = sorted({n.op_type for n in q.graph.node})
+    write_fixture("contrib_qdq_embedding", q, feed(np.random.default_rng(63)),
+                  f"quantize_static (QDQ, int8 weights) token and position embeddings + projection: {', '.join(ms)}",
+                  "onnx.helper + onnxruntime.quantization.quantize_static", 1e-4)
 
 
 if __name__ == "__main__":

@@ -530,13 +530,7 @@ impl Table {
         let Some((scale, zero_point)) = self.dequantize else {
             return Ok(rows);
         };
-        let mut v = cast_v(c, rows, DType::F32)?;
-        if zero_point != 0.0 {
-            let z = scalar(c, DType::F32, zero_point as f64)?;
-            v = bin(c, BinaryKind::Sub, v, z)?;
-        }
-        let s = scalar(c, DType::F32, scale as f64)?;
-        bin(c, BinaryKind::Mul, v, s)
+        super::quant::dequantize_rows(c, rows, scale, zero_point)
     }
 }
 

@@ -293,6 +293,11 @@ pub(super) fn fused<'a>(c: &mut NodeCtx<'a>, f: &'a Fused) -> Result<Vec<ValueId
     match f {
         Fused::MatMul(f) => fused_matmul(c, f),
         Fused::QAttention(_) => super::contrib_attention::q_attention(c),
+        Fused::Gather(f) => {
+            let (table, ids) = (c.input(0)?, c.input(1)?);
+            let rows = c.add1(Op::Gather(ops::gather::Gather { axis: 0 }), &[table, ids])?;
+            Ok(vec![dequantize_rows(c, rows, f.scale, f.zero_point)?])
+        }
         Fused::Conv(f) if f.conv.op_type == c.proto.op_type => fused_conv(c, f),
         // Anchored at the Mul/Add after a ConvInteger: name the convolution too.
         Fused::Conv(f) => {
@@ -307,6 +312,23 @@ pub(super) fn fused<'a>(c: &mut NodeCtx<'a>, f: &'a Fused) -> Result<Vec<ValueId
             })
         }
     }
+}
+
+/// `(q - zero_point) · scale` in f32 of integer values (ONNX `DequantizeLinear` with a
+/// per-tensor scale and zero point: the difference is exact, one rounding in the product).
+pub(super) fn dequantize_rows(
+    c: &mut NodeCtx<'_>,
+    q: ValueId,
+    scale: f32,
+    zero_point: f32,
+) -> Result<ValueId, OpError> {
+    let mut v = cast_v(c, q, DType::F32)?;
+    if zero_point != 0.0 {
+        let z = scalar(c, DType::F32, zero_point as f64)?;
+        v = bin(c, BinaryKind::Sub, v, z)?;
+    }
+    let s = super::ops::scalar(c, DType::F32, scale as f64)?;
+    bin(c, BinaryKind::Mul, v, s)
 }
 
 /// A recognised quantized convolution as one `QConv`; the context's inputs are
@@ -446,13 +468,7 @@ fn fused_matmul(c: &mut NodeCtx<'_>, f: &Fusion) -> Result<Vec<ValueId>, OpError
         if !matches!(xt.dtype, DType::U8 | DType::I8) {
             return invalid!("quantized activation of type {xt}");
         }
-        x = cast_v(c, x, DType::F32)?;
-        if zero_point != 0 {
-            let z = super::ops::scalar(c, DType::F32, zero_point as f64)?;
-            x = bin(c, BinaryKind::Sub, x, z)?;
-        }
-        let s = super::ops::scalar(c, DType::F32, scale as f64)?;
-        x = bin(c, BinaryKind::Mul, x, s)?;
+        x = dequantize_rows(c, x, scale, zero_point as f32)?;
     }
     let xt = c.ty(x).clone();
     if xt.dtype != DType::F32 || xt.shape.last() != Some(&f.k) || xt.rank() < 2 {

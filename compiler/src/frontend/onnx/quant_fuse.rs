@@ -25,6 +25,10 @@
 //!   `MatMulIntegerToFloat(DynamicQuantizeLinear(x)…, W, …, bias?)` becomes
 //!   `QLinear{act = dynamic-tensor-u8}(x, bias?)`.
 //!
+//! - QDQ embedding tables: `Gather(DQ(T: uint8/int8 const, per tensor), ids)` gathers the
+//!   integer rows and dequantizes them (`(q - z) · s`, as DequantizeLinear), so the table
+//!   keeps one byte per value.
+//!
 //! Nodes whose only readers were absorbed are not imported at all. Every quantized node
 //! that still goes through the float lowering gets a note saying why (the build report
 //! prints them).
@@ -137,13 +141,24 @@ pub struct AttentionFusion {
     pub reads: Vec<String>,
 }
 
-/// A recognised pattern: a matmul (`QLinear`), a convolution (`QConv`) or a `QAttention`
-/// (`QLinear` projections + `Attention`).
+/// `Gather(DQ(T: uint8/int8 const, scale, zero point), ids)` (QDQ embedding tables): the
+/// table stays integer, each gathered row dequantized as `(q - zero_point) · scale`.
+#[derive(Debug, Clone)]
+pub struct GatherFusion {
+    pub table: String,
+    pub ids: String,
+    pub scale: f32,
+    pub zero_point: f32,
+}
+
+/// A recognised pattern: a matmul (`QLinear`), a convolution (`QConv`), a `QAttention`
+/// (`QLinear` projections + `Attention`) or an integer embedding table.
 #[derive(Debug, Clone)]
 pub enum Fused {
     MatMul(Fusion),
     Conv(Box<ConvFusion>),
     QAttention(AttentionFusion),
+    Gather(GatherFusion),
 }
 
 impl Fused {
@@ -159,6 +174,7 @@ impl Fused {
                 r
             }
             Fused::QAttention(f) => f.reads.iter().map(String::as_str).collect(),
+            Fused::Gather(f) => vec![f.table.as_str(), f.ids.as_str()],
         }
     }
 }
@@ -604,6 +620,44 @@ fn quantized_act(v: &View<'_>, scale: Option<&str>, zp_name: Option<&str>) -> Re
     })
 }
 
+/// `Gather(DQ(T), ids)` on axis 0 of a constant uint8/int8 table quantized per tensor, when
+/// every reader of `DQ(T)` is such a `Gather` (else the f32 table stays anyway).
+fn qdq_gather(v: &View<'_>, i: usize) -> Option<GatherFusion> {
+    let data = v.input(i, 0)?;
+    let ids = v.input(i, 1)?;
+    if v.int_attr(i, "axis", 0) != 0 {
+        return None;
+    }
+    let (d, _) = v.from(data, "DequantizeLinear")?;
+    let table = v.input(d, 0)?;
+    let t = v.konst(table)?;
+    if !matches!(t.ty.dtype, DType::U8 | DType::I8) || t.ty.rank() < 1 {
+        return None;
+    }
+    let scale = v.scalar(v.input(d, 1))?;
+    let zero_point = match v.input(d, 2) {
+        Some(z) => v.scalar(Some(z))?,
+        None => 0.0,
+    };
+    let only_gathers = v.consumers.get(data).is_some_and(|readers| {
+        readers.iter().all(|&r| {
+            v.nodes.get(r).is_some_and(|n| {
+                n.op_type == "Gather"
+                    && n.domain.is_empty()
+                    && n.input.first().map(String::as_str) == Some(data)
+                    && !n.input.iter().skip(1).any(|x| x == data)
+                    && v.int_attr(r, "axis", 0) == 0
+            })
+        })
+    });
+    (only_gathers && scale.is_finite() && scale > 0.0).then(|| GatherFusion {
+        table: table.to_string(),
+        ids: ids.to_string(),
+        scale: scale as f32,
+        zero_point: zero_point as f32,
+    })
+}
+
 /// `(q, shape, per-output-channel scales)` of an int8 convolution weight.
 type ConvWeight = (Vec<i8>, Vec<usize>, Vec<f32>);
 
@@ -999,6 +1053,12 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
             "QLinearMatMul" => qlinear_matmul(&v, i).map(Some),
             _ => Ok(None),
         };
+        if n.op_type == "Gather"
+            && let Some(f) = qdq_gather(&v, i)
+        {
+            out.fused.insert(i, Fused::Gather(f));
+            continue;
+        }
         let found_conv = match n.op_type.as_str() {
             "Mul" => dynamic_conv(&v, i),
             "Conv"
@@ -1063,7 +1123,7 @@ pub fn plan(g: &GraphProto, consts: &dyn Fn(&str) -> Option<Arc<Tensor>>) -> Qua
                 ConvBias::Input(b) | ConvBias::Add(b) => Some(b.as_str()),
                 _ => None,
             },
-            Fused::MatMul(_) | Fused::QAttention(_) => None,
+            Fused::MatMul(_) | Fused::QAttention(_) | Fused::Gather(_) => None,
         })
         .collect();
     let mut elementwise = 0;
