@@ -480,6 +480,33 @@ def optimized_bert():
     return model, dict(zip(names, (ids, mask, types))), {"batch": batch, "sequence": seq}, fused
 
 
+def quantize_float_graph(nodes, name, inputs, outputs, inits, feed, seed, **options):
+    """`quantize_static(**options)` of a float opset-17 graph, calibrated on eight
+    `feed(rng)` sets drawn from `seed`; returns the quantized model."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="make_contrib.py")
+    model.ir_version = 8
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            r = np.random.default_rng(seed)
+            self.it = iter([feed(r) for _ in range(8)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "quantized.onnx")
+        onnx.save(model, src)
+        quantize_static(src, dst, Reader(), **options)
+        return onnx.load(dst)
+
+
 def qoperator_pool_where():
     """contrib_qoperator_pool_where: `quantize_static` (QOperator, ForceQuantizeNoInputCheck so
     Where is quantized) on a net whose AveragePool (stride 2, padded, ceil_mode),
@@ -488,9 +515,7 @@ def qoperator_pool_where():
 
     Tolerance: as contrib_qoperator_cnn (ORT's table/fixed-point kernels against our float
     dequantize → op → quantize; one output step of the final QGemm, scale ≈ range/255)."""
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType
 
     rng = np.random.default_rng(31)
     F = TensorProto.FLOAT
@@ -508,33 +533,18 @@ def qoperator_pool_where():
         helper.make_node("Reshape", ["sel", "shape"], ["rows"]),
         helper.make_node("Gemm", ["rows", "fc.w", "fc.b"], ["y"], transA=1, alpha=0.5),
     ]
-    # x [1, 3, 6, 6] → pool [1, 8, 3, 3] (ceil) → rows [8, 9] → y = 0.5 · rowsᵀ · fc.w + fc.b.
-    graph = helper.make_graph(nodes, "qoperator_pool_where",
-                              [vi("x", F, [1, 3, 6, 6]), vi("cond", TensorProto.BOOL, [1, 8, 3, 3])],
-                              [vi("y", F, [9, 4])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="make_contrib.py")
-    model.ir_version = 8
 
     def feed(r):
         return {"x": r.standard_normal((1, 3, 6, 6)).astype(np.float32),
                 "cond": r.random((1, 8, 3, 3)) < 0.5}
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            r = np.random.default_rng(32)
-            self.it = iter([feed(r) for _ in range(8)])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = os.path.join(tmp, "net.onnx"), os.path.join(tmp, "net_q.onnx")
-        onnx.save(model, src)
-        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QOperator, per_channel=False,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        extra_options={"ForceQuantizeNoInputCheck": True})
-        q = onnx.load(dst)
+    # x [1, 3, 6, 6] → pool [1, 8, 3, 3] (ceil) → rows [8, 9] → y = 0.5 · rowsᵀ · fc.w + fc.b.
+    q = quantize_float_graph(nodes, "qoperator_pool_where",
+                             [vi("x", F, [1, 3, 6, 6]), vi("cond", TensorProto.BOOL, [1, 8, 3, 3])],
+                             [vi("y", F, [9, 4])], inits, feed, 32,
+                             quant_format=QuantFormat.QOperator, per_channel=False,
+                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                             extra_options={"ForceQuantizeNoInputCheck": True})
     ms = sorted({n.op_type for n in q.graph.node if n.domain == MS})
     assert {"QLinearAveragePool", "QLinearWhere", "QGemm"} <= set(ms), ms
     gemm = next(n for n in q.graph.node if n.op_type == "QGemm")
@@ -585,9 +595,7 @@ def qoperator_chain():
 
     Tolerance: exact integer products on both sides; the float epilogues differ in rounding
     order only (one output step of the last layer at most; seen: 9.5e-7)."""
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType
 
     rng = np.random.default_rng(51)
     F = TensorProto.FLOAT
@@ -608,30 +616,15 @@ def qoperator_chain():
         helper.make_node("Identity", ["b4"], ["b4i"]),
         helper.make_node("Gemm", ["a3", "w4", "b4i"], ["y"], transB=1),
     ]
-    graph = helper.make_graph(nodes, "qoperator_chain", [vi("x", F, [4, 16]), vi("x8", F, [4, 8])],
-                              [vi("y", F, [4, 6])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="make_contrib.py")
-    model.ir_version = 8
 
     def feed(r):
         return {"x": r.standard_normal((4, 16)).astype(np.float32),
                 "x8": r.standard_normal((4, 8)).astype(np.float32)}
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            r = np.random.default_rng(52)
-            self.it = iter([feed(r) for _ in range(8)])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = os.path.join(tmp, "mlp.onnx"), os.path.join(tmp, "mlp_q.onnx")
-        onnx.save(model, src)
-        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        q = onnx.load(dst)
+    q = quantize_float_graph(nodes, "qoperator_chain", [vi("x", F, [4, 16]), vi("x8", F, [4, 8])],
+                             [vi("y", F, [4, 6])], inits, feed, 52,
+                             quant_format=QuantFormat.QOperator, per_channel=True,
+                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     producers = {o: n.op_type for n in q.graph.node for o in n.output}
     reads = [producers.get(n.input[0]) for n in q.graph.node if n.op_type in ("QLinearMatMul", "QGemm")]
     print("qoperator_chain:", [(n.op_type, producers.get(n.input[0])) for n in q.graph.node])
@@ -652,9 +645,7 @@ def qdq_embedding():
 
     Tolerance: the gathered rows are ORT's bit for bit; the projection is the exact integer
     product with float epilogues in a different order (seen: 0)."""
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType
 
     rng = np.random.default_rng(61)
     F, I64 = TensorProto.FLOAT, TensorProto.INT64
@@ -668,28 +659,13 @@ def qdq_embedding():
         helper.make_node("Add", ["tok", "p"], ["e"]),
         helper.make_node("MatMul", ["e", "w"], ["y"]),
     ]
-    graph = helper.make_graph(nodes, "qdq_embedding", [vi("ids", I64, [2, 6])], [vi("y", F, [2, 6, 12])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="make_contrib.py")
-    model.ir_version = 8
 
     def feed(r):
         return {"ids": r.integers(0, 50, (2, 6)).astype(np.int64)}
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            r = np.random.default_rng(62)
-            self.it = iter([feed(r) for _ in range(8)])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = os.path.join(tmp, "emb.onnx"), os.path.join(tmp, "emb_q.onnx")
-        onnx.save(model, src)
-        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        q = onnx.load(dst)
+    q = quantize_float_graph(nodes, "qdq_embedding", [vi("ids", I64, [2, 6])], [vi("y", F, [2, 6, 12])], inits, feed, 62,
+                             quant_format=QuantFormat.QDQ,
+                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     producers = {o: n.op_type for n in q.graph.node for o in n.output}
     gathers = [producers.get(n.input[0]) for n in q.graph.node if n.op_type == "Gather"]
     assert gathers == ["DequantizeLinear"] * 2, gathers

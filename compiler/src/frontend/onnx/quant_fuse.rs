@@ -310,30 +310,22 @@ fn static_act(v: &View<'_>, value: &str, dq: bool) -> Result<(String, Act), Stri
         .from(q_out, "QuantizeLinear")
         .ok_or("the activation is not quantized by QuantizeLinear")?;
     let x = v.input(q, 0).ok_or("QuantizeLinear without input")?;
-    let scale = v
-        .scalar(v.input(q, 1))
-        .ok_or("the activation scale is not a constant scalar")?;
-    let zp_name = v.input(q, 2);
-    let zero_point = v.scalar(zp_name).unwrap_or(0.0);
-    if dq && (s1 != Some(scale) || z1.unwrap_or(0.0) != zero_point) {
-        return Err("DequantizeLinear and QuantizeLinear parameters differ".into());
-    }
-    let u8 = match zp_name.and_then(|z| v.konst(z)) {
-        None => true,
-        Some(t) => match t.ty.dtype {
-            DType::U8 => true,
-            DType::I8 => false,
-            d => return Err(format!("{d} activations")),
-        },
+    let Act::Quantized {
+        scale,
+        zero_point,
+        u8,
+    } = quantized_act(v, v.input(q, 1), v.input(q, 2))?
+    else {
+        return Err("not a static activation".into());
     };
-    if !(scale.is_finite() && scale > 0.0) {
-        return Err(format!("activation scale {scale}"));
+    if dq && (s1.map(|s| s as f32) != Some(scale) || z1.unwrap_or(0.0) != f64::from(zero_point)) {
+        return Err("DequantizeLinear and QuantizeLinear parameters differ".into());
     }
     Ok((
         x.to_string(),
         Act::Static {
-            scale: scale as f32,
-            zero_point: zero_point as i32,
+            scale,
+            zero_point,
             u8,
         },
     ))
@@ -589,9 +581,9 @@ fn qlinear_matmul(v: &View<'_>, i: usize) -> Result<Fusion, String> {
     })
 }
 
-/// The constant scalar scale and zero point (the consumer's own: `QLinearMatMul`'s
-/// `a_scale`/`a_zero_point`, or a `DequantizeLinear`'s) of an activation that arrives
-/// quantized.
+/// The constant scalar scale and zero point (a `QuantizeLinear`'s, or the consumer's own:
+/// `QLinearMatMul`'s `a_scale`/`a_zero_point`, a `DequantizeLinear`'s) of an activation
+/// that arrives quantized.
 fn quantized_act(v: &View<'_>, scale: Option<&str>, zp_name: Option<&str>) -> Result<Act, String> {
     let scale = v
         .scalar(scale)
