@@ -215,9 +215,10 @@ mod tests {
         }
     }
 
-    /// Projection layouts: `x [1, seq, heads, d]` made `[1, heads, seq, d]` (keys
-    /// `[1, heads, d, seq]`) by transposes, the output transposed back to `[1, seq, heads, dv]`.
-    fn projection_graph() -> Graph {
+    /// Projection layouts: `x [batch, seq, heads, d]` made `[batch, heads, seq, d]` (keys
+    /// `[batch, heads, d, seq]`) by transposes, the output transposed back to
+    /// `[batch, seq, heads, dv]`.
+    fn projection_graph(batch: usize) -> Graph {
         let mut g = Graph::new(17);
         let f = |s: Vec<usize>| TensorType::new(DType::F32, s);
         let transposed = |g: &mut Graph, name: &str, shape: Vec<usize>, perm: Vec<usize>| {
@@ -229,9 +230,9 @@ mod tests {
                 .unwrap()
                 .1[0]
         };
-        let q = transposed(&mut g, "xq", vec![1, 5, 2, 8], vec![0, 2, 1, 3]);
-        let kt = transposed(&mut g, "xk", vec![1, 6, 2, 8], vec![0, 2, 3, 1]);
-        let v = transposed(&mut g, "xv", vec![1, 6, 2, 8], vec![0, 2, 1, 3]);
+        let q = transposed(&mut g, "xq", vec![batch, 5, 2, 8], vec![0, 2, 1, 3]);
+        let kt = transposed(&mut g, "xk", vec![batch, 6, 2, 8], vec![0, 2, 3, 1]);
+        let v = transposed(&mut g, "xv", vec![batch, 6, 2, 8], vec![0, 2, 1, 3]);
         let op = float_attention(false);
         let names = ["o".into(), "o.scores".into()];
         let (_, outs) = g
@@ -254,7 +255,7 @@ mod tests {
     }
 
     /// The four transposes are absorbed, and the result is bit for bit the one of a
-    /// `QAttention` reading the transposed copies.
+    /// `QAttention` reading the transposed copies, for one and for two sequences.
     #[test]
     fn the_transposes_around_attention_are_absorbed() {
         let val = |n: usize, seed: usize| -> Vec<f32> {
@@ -262,38 +263,45 @@ mod tests {
                 .map(|i| (((i + seed) * 7919) % 193) as f32 / 96.5 - 1.0)
                 .collect()
         };
-        let inputs = [
-            Tensor::from_f32s(vec![1, 5, 2, 8], val(80, 1)).unwrap(),
-            Tensor::from_f32s(vec![1, 6, 2, 8], val(96, 3)).unwrap(),
-            Tensor::from_f32s(vec![1, 6, 2, 8], val(96, 5)).unwrap(),
-        ];
-        let mut copies = projection_graph();
-        let id = copies
-            .node_ids()
-            .into_iter()
-            .find(|&id| matches!(copies.node(id).op, Op::Attention(_)))
-            .unwrap();
-        let Op::Attention(a) = copies.node(id).op.clone() else {
-            unreachable!()
-        };
-        let ins = copies.node(id).inputs.clone();
-        let op = Op::QAttention(QAttention::new(a));
-        replace_node(&mut copies, id, op, ins, &["qbytes", "qfloats", "qints"]).unwrap();
-        let want = crate::eval::evaluate(&copies, &inputs).unwrap();
+        for batch in [1, 2] {
+            let inputs = [
+                Tensor::from_f32s(vec![batch, 5, 2, 8], val(batch * 80, 1)).unwrap(),
+                Tensor::from_f32s(vec![batch, 6, 2, 8], val(batch * 96, 3)).unwrap(),
+                Tensor::from_f32s(vec![batch, 6, 2, 8], val(batch * 96, 5)).unwrap(),
+            ];
+            let mut copies = projection_graph(batch);
+            let id = copies
+                .node_ids()
+                .into_iter()
+                .find(|&id| matches!(copies.node(id).op, Op::Attention(_)))
+                .unwrap();
+            let Op::Attention(a) = copies.node(id).op.clone() else {
+                unreachable!()
+            };
+            let ins = copies.node(id).inputs.clone();
+            let op = Op::QAttention(QAttention::new(a));
+            replace_node(&mut copies, id, op, ins, &["qbytes", "qfloats", "qints"]).unwrap();
+            let want = crate::eval::evaluate(&copies, &inputs).unwrap();
 
-        let mut g = projection_graph();
-        let options = QuantOptions::new(QuantMode::Int8);
-        assert!(QuantizeAttention { options }.run(&mut g).unwrap());
-        crate::passes::eliminate_dead_nodes::EliminateDeadNodes
-            .run(&mut g)
-            .unwrap();
-        crate::ir::verify::verify(&g).unwrap();
-        insta::assert_snapshot!(print(&g).unwrap());
-        let got = crate::eval::evaluate(&g, &inputs).unwrap();
-        assert_eq!(got[0].ty, want[0].ty);
-        let bits =
-            |t: &Tensor| -> Vec<u64> { t.data.to_f64_vec().iter().map(|x| x.to_bits()).collect() };
-        assert_eq!(bits(&got[0]), bits(&want[0]));
+            let mut g = projection_graph(batch);
+            let options = QuantOptions::new(QuantMode::Int8);
+            assert!(QuantizeAttention { options }.run(&mut g).unwrap());
+            crate::passes::eliminate_dead_nodes::EliminateDeadNodes
+                .run(&mut g)
+                .unwrap();
+            crate::ir::verify::verify(&g).unwrap();
+            let printed = print(&g).unwrap();
+            if batch == 1 {
+                insta::assert_snapshot!(printed);
+            }
+            assert_eq!(printed.matches("Transpose").count(), 0, "{printed}");
+            let got = crate::eval::evaluate(&g, &inputs).unwrap();
+            assert_eq!(got[0].ty, want[0].ty);
+            let bits = |t: &Tensor| -> Vec<u64> {
+                t.data.to_f64_vec().iter().map(|x| x.to_bits()).collect()
+            };
+            assert_eq!(bits(&got[0]), bits(&want[0]), "batch {batch}");
+        }
     }
 
     #[test]
