@@ -12,7 +12,8 @@ scripts/fuzz.sh 2000 400 800
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
+# A warning in a generated crate is an slm-aot defect: `slm-aot verify` fails on it here.
+SLM_AOT_DENY_WARNINGS=1 cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || status=$?
 scripts/test-aarch64.sh 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

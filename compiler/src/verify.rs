@@ -255,6 +255,24 @@ pub fn build_runner(
             tail.join("\n")
         )));
     }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Cargo's per-crate summary (`warning: `NAME` (lib) generated N warnings`): generated code
+    // and its runner are ours, so any warning there is an slm-aot defect.
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: `") && l.contains(") generated "))
+        .collect();
+    if !warned.is_empty() {
+        let message = format!(
+            "the generated crate in `{}` builds with warnings ({}):\n{stderr}",
+            gen_dir.display(),
+            warned.join("; ")
+        );
+        if std::env::var_os("SLM_AOT_DENY_WARNINGS").is_some() {
+            return Err(Error::Internal(message));
+        }
+        eprintln!("warning: {message}");
+    }
     Ok(target_dir.join("release").join(&crate_.name))
 }
 

@@ -127,8 +127,24 @@ impl OpDef for Elementwise {
                 quote!(I::Binary { f: B::#f, dst: #dst, a: #a, b: #b })
             }
         });
+        // Only the aliases the program names: generated crates build without warnings.
+        let mut aliases = Vec::new();
+        if self
+            .program
+            .iter()
+            .any(|i| matches!(i, Instr::Binary { .. }))
+        {
+            aliases.push(quote!(FusedBinary as B));
+        }
+        if self
+            .program
+            .iter()
+            .any(|i| matches!(i, Instr::Unary { .. }))
+        {
+            aliases.push(quote!(FusedUnary as U));
+        }
         Ok(quote! {
-            use rt::kernels::elementwise::{FusedBinary as B, FusedUnary as U, Instr as I, Src as S};
+            use rt::kernels::elementwise::{#(#aliases,)* Instr as I, Src as S};
             const PROGRAM: &[I] = &[#(#program),*];
             rt::kernels::elementwise::fused(&[#(#ins),*], &[#(#strides),*], #o, #shape, PROGRAM);
         })

@@ -350,7 +350,8 @@ impl OpDef for QLinear {
             (ctx.output(at), ctx.output(at + 1), ctx.output(at + 2))
         };
         let quantize = match self.act_quant {
-            _ if self.fused.prequantized => TokenStream::new(),
+            // The f32 rows were quantized by their producer; only the quantized rows are read.
+            _ if self.fused.prequantized => quote! { let _ = #x; },
             ActQuant::DynamicRow => quote! {
                 rt::kernels::qgemm::quantize_rows_symmetric(#x, #m, #k, #k, #qa, #s, #z);
             },
