@@ -228,51 +228,12 @@ pub fn build_runner(
     let runtime_path = pipeline::default_runtime_path(&runner_dir);
     let crate_ = runner::emit(graph, crate_name, &model_path, &runtime_path)?;
     crate_.write(&runner_dir)?;
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--manifest-path"])
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(runner_dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target_dir)
-        .env("RUSTFLAGS", host_rustflags(target))
-        .output()
-        .map_err(|e| {
-            Error::Usage(format!(
-                "cannot run cargo (needed to build the generated crate): {e}"
-            ))
-        })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(Error::Internal(format!(
-            "the generated crate in `{}` does not build:\n{}",
-            gen_dir.display(),
-            tail.join("\n")
-        )));
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // Cargo's per-crate summary (`warning: `NAME` (lib) generated N warnings`): generated code
-    // and its runner are ours, so any warning there is an slm-aot defect.
-    let warned: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("warning: `") && l.contains(") generated "))
-        .collect();
-    if !warned.is_empty() {
-        let message = format!(
-            "the generated crate in `{}` builds with warnings ({}):\n{stderr}",
-            gen_dir.display(),
-            warned.join("; ")
-        );
-        if std::env::var_os("SLM_AOT_DENY_WARNINGS").is_some() {
-            return Err(Error::Internal(message));
-        }
-        eprintln!("warning: {message}");
-    }
+        .env("RUSTFLAGS", host_rustflags(target));
+    run_cargo(cmd, gen_dir)?;
     Ok(target_dir.join("release").join(&crate_.name))
 }
 
@@ -582,22 +543,40 @@ fn cross_cargo(manifest: &Path, target_dir: &Path, triple: &str, rustflags: &str
     cmd
 }
 
-/// Run a cargo build, turning a failure into an error with the tail of its messages.
+/// Run a cargo build, turning a failure into an error with the tail of its messages. A
+/// warning cargo reports (its per-crate summary, `warning: `NAME` (lib) generated N warnings`)
+/// is an slm-aot defect, since the generated crate and its runner are ours: printed, and an
+/// error under `SLM_AOT_DENY_WARNINGS` (set by the test suite).
 fn run_cargo(mut cmd: Command, what: &Path) -> Result<()> {
     let output = cmd.output().map_err(|e| {
         Error::Usage(format!(
             "cannot run cargo (needed to build the generated crate): {e}"
         ))
     })?;
-    if output.status.success() {
-        return Ok(());
-    }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let tail = last_lines(&stderr, 40);
-    Err(Error::Internal(format!(
-        "the generated crate in `{}` does not build:\n{tail}",
-        what.display()
-    )))
+    if !output.status.success() {
+        let tail = last_lines(&stderr, 40);
+        return Err(Error::Internal(format!(
+            "the generated crate in `{}` does not build:\n{tail}",
+            what.display()
+        )));
+    }
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: `") && l.contains(") generated "))
+        .collect();
+    if !warned.is_empty() {
+        let message = format!(
+            "the generated crate in `{}` builds with warnings ({}):\n{stderr}",
+            what.display(),
+            warned.join("; ")
+        );
+        if std::env::var_os("SLM_AOT_DENY_WARNINGS").is_some() {
+            return Err(Error::Internal(message));
+        }
+        eprintln!("warning: {message}");
+    }
+    Ok(())
 }
 
 /// Write the runner crate for `runner` and build it; returns the binary (host or user mode)
