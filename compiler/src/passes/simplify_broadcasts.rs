@@ -44,11 +44,11 @@ impl Pass for SimplifyBroadcasts {
     }
 }
 
-/// The `Expand` producing `v`: its node and input.
-fn expand_of(graph: &Graph, v: ValueId) -> Option<(NodeId, ValueId)> {
+/// The `Expand` producing `v`: its node, input and op.
+fn expand_of(graph: &Graph, v: ValueId) -> Option<(NodeId, ValueId, Expand)> {
     let p = graph.value(v).producer?;
-    match graph.node(p).op {
-        Op::Expand(_) => Some((p, graph.node(p).inputs[0])),
+    match &graph.node(p).op {
+        Op::Expand(e) => Some((p, graph.node(p).inputs[0], e.clone())),
         _ => None,
     }
 }
@@ -56,7 +56,7 @@ fn expand_of(graph: &Graph, v: ValueId) -> Option<(NodeId, ValueId)> {
 fn cast_before_expand(graph: &mut Graph, id: NodeId, to: crate::ir::DType) -> Result<bool> {
     let node = graph.node(id);
     let (t, y) = (node.inputs[0], node.outputs[0]);
-    let Some((e, x)) = expand_of(graph, t) else {
+    let Some((e, x, expand)) = expand_of(graph, t) else {
         return Ok(false);
     };
     if graph.use_count(t) != 1
@@ -65,9 +65,6 @@ fn cast_before_expand(graph: &mut Graph, id: NodeId, to: crate::ir::DType) -> Re
     {
         return Ok(false);
     }
-    let Op::Expand(expand) = graph.node(e).op.clone() else {
-        return Ok(false);
-    };
     let (cast_name, expand_name) = (node.name.clone(), graph.node(e).name.clone());
     let narrow_name = format!("{cast_name}.narrow");
     let (_, narrow) = graph
@@ -99,7 +96,7 @@ fn binary_reads_unexpanded(graph: &mut Graph, id: NodeId) -> bool {
     let inputs = node.inputs.clone();
     let mut changed = false;
     for (side, &input) in inputs.iter().enumerate().take(2) {
-        let Some((_, b)) = expand_of(graph, input) else {
+        let Some((_, b, _)) = expand_of(graph, input) else {
             continue;
         };
         let other = graph.node(id).inputs[1 - side];
@@ -116,7 +113,7 @@ fn binary_reads_unexpanded(graph: &mut Graph, id: NodeId) -> bool {
 fn reduce_unexpanded(graph: &mut Graph, id: NodeId, reduce: Reduce) -> Result<bool> {
     let node = graph.node(id);
     let (t, r) = (node.inputs[0], node.outputs[0]);
-    let Some((_, b)) = expand_of(graph, t) else {
+    let Some((_, b, _)) = expand_of(graph, t) else {
         return Ok(false);
     };
     let (bs, ts) = (&graph.ty(b).shape, &graph.ty(t).shape);
